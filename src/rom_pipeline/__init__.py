@@ -1,0 +1,4 @@
+"""rom_pipeline
+"""
+
+__version__ = "0.1"

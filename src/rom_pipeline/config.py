@@ -1,0 +1,438 @@
+"""Typed experiment parameters, validated before any work starts.
+
+The blocks mirror what users already write (``sim``, ``test_sim``, ``model``, ``params``, ``noise``,
+``forces``, ``alignment``, ``density``, ``train_ic``, ``test_ic``, ``rom``, ``eval``; see
+``shared/seed/configs``). Every model forbids unknown keys, so a typo is an error, never silently
+ignored. :func:`validate_parameters` turns pydantic's errors into one message that names the key,
+the offending value and how to fix it.
+"""
+from __future__ import annotations
+
+import itertools
+import math
+from typing import Any, Literal
+
+from pydantic import (
+    AliasChoices,
+    BaseModel,
+    ConfigDict,
+    Field,
+    ValidationError,
+    field_validator,
+    model_validator,
+)
+
+
+class ConfigError(ValueError):
+    """Raised when experiment parameters are invalid; the message lists every problem."""
+
+
+class _Block(BaseModel):
+    model_config = ConfigDict(extra="forbid", populate_by_name=True, frozen=True)
+
+
+PositiveFloat = Field(gt=0)
+
+
+# --------------------------------------------------------------------------- simulation
+class SimConfig(_Block):
+    """``sim``: the training simulations' domain, horizon and time step."""
+
+    N: int = Field(100, gt=0, description="number of agents")
+    T: float = Field(20.0, gt=0, description="horizon of a training run [s]")
+    dt: float = Field(0.04, gt=0, description="integration time step [s]")
+    Lx: float = Field(25.0, gt=0)
+    Ly: float = Field(25.0, gt=0)
+    bc: Literal["periodic", "reflecting"] = "periodic"
+    save_every: int = Field(1, ge=1, description="keep every k-th step as a frame")
+    seed_base: int = Field(0, ge=0, description="training run k uses seed seed_base + k")
+
+    @property
+    def n_steps(self) -> int:
+        return int(round(self.T / self.dt))
+
+
+class TestSimConfig(_Block):
+    """``test_sim``: the unseen test runs (longer horizon: forecasts go beyond training)."""
+
+    T: float = Field(50.0, gt=0, description="horizon of a test run [s]")
+    seed_base: int = Field(1000, ge=0, description="test run k uses seed seed_base + k")
+
+
+class ModelConfig(_Block):
+    """``model``: which particle model and speed law."""
+
+    type: Literal["discrete", "dorsogna"] = "discrete"
+    speed: float = Field(3.0, gt=0, description="v0 (discrete model)")
+    speed_mode: Literal["constant", "constant_with_forces", "variable"] = "constant_with_forces"
+    integrator: Literal["rk4", "semi_implicit_euler"] = "rk4"
+
+
+class InteractionParams(_Block):
+    """``params``: interaction radius (alignment) and D'Orsogna self-propulsion."""
+
+    R: float = Field(4.0, gt=0, description="alignment radius")
+    alpha: float = Field(1.5, gt=0, description="D'Orsogna self-propulsion")
+    beta: float = Field(0.5, gt=0, description="D'Orsogna friction")
+
+
+class NoiseConfig(_Block):
+    kind: Literal["uniform", "gaussian"] = "gaussian"
+    eta: float = Field(1.5, ge=0)
+    match_variance: bool = True
+
+
+class MorseParams(_Block):
+    Ca: float = Field(0.5, ge=0)
+    Cr: float = Field(0.2, ge=0)
+    la: float = Field(1.5, gt=0)
+    lr: float = Field(0.5, gt=0)
+    mu_t: float = Field(0.3, ge=0)
+    rcut_factor: float = Field(5.0, gt=0)
+
+
+class ForcesConfig(_Block):
+    enabled: bool = True
+    type: Literal["morse"] = "morse"
+    params: MorseParams = MorseParams()
+
+
+class AlignmentConfig(_Block):
+    enabled: bool = True
+    strength: float = Field(0.0, ge=0, description="D'Orsogna alignment strength (discrete model: unused)")
+
+
+class DensityConfig(_Block):
+    nx: int = Field(64, ge=4)
+    ny: int = Field(64, ge=4)
+    bandwidth: float = Field(5.0, gt=0, description="Gaussian KDE bandwidth in grid cells")
+
+
+# --------------------------------------------------------------------------- initial conditions
+Pairing = Literal["product", "zip"]
+
+
+def _pair(lists: dict[str, list[float]], pairing: str, where: str) -> list[dict[str, float]]:
+    """Combine parameter lists into configurations: Cartesian product or element-wise zip.
+
+    With ``zip`` lists of length 1 broadcast; other lengths must agree.
+    """
+    names = list(lists)
+    values = [lists[n] for n in names]
+    if pairing == "product":
+        combos = itertools.product(*values)
+    else:
+        lengths = {len(v) for v in values if len(v) != 1}
+        if len(lengths) > 1:
+            raise ValueError(
+                f"{where}: pairing 'zip' needs lists of equal length (or length 1), got "
+                + ", ".join(f"{n}={len(v)}" for n, v in zip(names, values))
+                + "; make them equal or use pairing: product"
+            )
+        n = lengths.pop() if lengths else 1
+        combos = zip(*[v * n if len(v) == 1 else v for v in values])
+    return [dict(zip(names, c)) for c in combos]
+
+
+class _Family(_Block):
+    enabled: bool = True
+    n_samples_per_config: int = Field(1, ge=1)
+    pairing: Pairing = "product"
+
+    def grid(self) -> dict[str, list[float]]:  # overridden
+        return {}
+
+    def configurations(self, where: str) -> list[dict[str, float]]:
+        grid = self.grid()
+        for name, values in grid.items():
+            if len(values) == 0:
+                raise ValueError(f"{where}.{name} is an empty list: give at least one value")
+        return _pair(grid, self.pairing, where)
+
+    def run_count(self, where: str = "ic") -> int:
+        return len(self.configurations(where)) * self.n_samples_per_config if self.enabled else 0
+
+
+class GaussianIC(_Family):
+    positions_x: list[float] = Field(
+        [12.5], min_length=1, validation_alias=AliasChoices("positions_x", "test_positions_x")
+    )
+    positions_y: list[float] = Field(
+        [12.5], min_length=1, validation_alias=AliasChoices("positions_y", "test_positions_y")
+    )
+    variances: list[float] = Field(
+        [2.5], min_length=1, validation_alias=AliasChoices("variances", "test_variances")
+    )
+
+    @field_validator("variances")
+    @classmethod
+    def _positive(cls, v: list[float]) -> list[float]:
+        if any(x <= 0 for x in v):
+            raise ValueError("every variance must be > 0")
+        return v
+
+    def grid(self) -> dict[str, list[float]]:
+        return {"center_x": self.positions_x, "center_y": self.positions_y, "variance": self.variances}
+
+
+class UniformIC(_Family):
+    n_runs: int = Field(1, ge=0, validation_alias=AliasChoices("n_runs", "n_samples"))
+
+    def grid(self) -> dict[str, list[float]]:
+        return {}
+
+    def configurations(self, where: str) -> list[dict[str, float]]:
+        return [{} for _ in range(self.n_runs)]
+
+
+class RingIC(_Family):
+    radii: list[float] = Field([5.0], min_length=1, validation_alias=AliasChoices("radii", "test_radii"))
+    widths: list[float] = Field([0.8], min_length=1, validation_alias=AliasChoices("widths", "test_widths"))
+
+    def grid(self) -> dict[str, list[float]]:
+        return {"radius": self.radii, "width": self.widths}
+
+
+class TwoClustersIC(_Family):
+    separations: list[float] = Field(
+        [7.0], min_length=1, validation_alias=AliasChoices("separations", "test_separations")
+    )
+    sigmas: list[float] = Field([2.0], min_length=1, validation_alias=AliasChoices("sigmas", "test_sigmas"))
+
+    def grid(self) -> dict[str, list[float]]:
+        return {"separation": self.separations, "sigma": self.sigmas}
+
+
+class ICConfig(_Block):
+    """``train_ic`` / ``test_ic``: the IC families, each a parameter grid × samples."""
+
+    gaussian: GaussianIC = GaussianIC(enabled=False)
+    uniform: UniformIC = UniformIC(enabled=False)
+    ring: RingIC = RingIC(enabled=False)
+    two_clusters: TwoClustersIC = TwoClustersIC(enabled=False)
+
+    def families(self) -> dict[str, _Family]:
+        return {
+            "gaussian": self.gaussian,
+            "uniform": self.uniform,
+            "ring": self.ring,
+            "two_clusters": self.two_clusters,
+        }
+
+    def run_count(self, where: str) -> int:
+        return sum(f.run_count(f"{where}.{n}") for n, f in self.families().items())
+
+
+# --------------------------------------------------------------------------- ROM
+class MVARConfig(_Block):
+    enabled: bool = True
+    lag: int | Literal["aic", "bic", "hqic", "fpe"] = 5
+    max_lag: int = Field(20, ge=1, description="largest lag scanned by the information criteria")
+    ridge_alpha: float = Field(1e-4, ge=0)
+    eigenvalue_threshold: float | None = Field(None, gt=0)
+
+    @field_validator("lag")
+    @classmethod
+    def _lag_positive(cls, v: Any) -> Any:
+        if isinstance(v, int) and v < 1:
+            raise ValueError("lag must be >= 1 (or one of aic, bic, hqic, fpe)")
+        return v
+
+
+class LSTMConfig(_Block):
+    enabled: bool = True
+    lag: int = Field(5, ge=1)
+    hidden_units: int = Field(64, ge=1)
+    num_layers: int = Field(2, ge=1)
+    dropout: float = Field(0.0, ge=0, lt=1)
+    use_layer_norm: bool = True
+    residual: bool = False
+    normalize_input: bool = True
+    batch_size: int = Field(256, ge=1)
+    learning_rate: float = Field(1e-3, gt=0)
+    weight_decay: float = Field(1e-5, ge=0)
+    max_epochs: int = Field(100, ge=1)
+    patience: int = Field(10, ge=1)
+    gradient_clip: float = Field(1.0, gt=0)
+    validation_fraction: float = Field(0.2, gt=0, lt=1)
+    selection: Literal["rollout", "one_step"] = "rollout"
+    multi_step: int = Field(1, ge=1)
+    noise_std: float = Field(0.0, ge=0)
+    device: Literal["auto", "cpu", "cuda"] = "auto"
+    seed: int = 0
+
+
+class ModelsConfig(_Block):
+    mvar: MVARConfig = MVARConfig()
+    lstm: LSTMConfig = LSTMConfig()
+
+    def enabled(self) -> list[str]:
+        return [name for name in ("mvar", "lstm") if getattr(self, name).enabled]
+
+
+class ROMConfig(_Block):
+    subsample: int = Field(1, ge=1)
+    fixed_modes: int | None = Field(None, ge=1)
+    pod_energy: float = Field(
+        0.99, gt=0, le=1, validation_alias=AliasChoices("pod_energy", "energy_threshold")
+    )
+    density_transform: Literal["raw", "sqrt", "log"] = "raw"
+    density_transform_eps: float = Field(1e-10, gt=0)
+    shift_align: bool = False
+    shift_align_ref: Literal["mean", "first", "median"] = "mean"
+    lag: int | None = Field(
+        None, ge=1, description="lag of the shared latent dataset (default: the MVAR lag)"
+    )
+    models: ModelsConfig = ModelsConfig()
+
+
+class EvalConfig(_Block):
+    forecast_start: float | None = Field(
+        None, gt=0, description="seconds from the start of a test run; default sim.T"
+    )
+    clamp_mode: Literal["none", "clamp", "clamp_renormalise"] = "none"
+    mass_postprocess: Literal["none", "scale", "simplex"] = "none"
+    shift_modes: list[Literal["oracle", "hold", "extrapolate"]] = ["oracle", "hold"]
+    valid_r2_threshold: float = 0.5
+    snapshot_times: list[float] = Field(
+        [], description="times [s] shown in the snapshot grid (default: 4 evenly spaced)"
+    )
+    animation_max_frames: int = Field(120, ge=2)
+    order_parameters: bool = True
+
+
+# --------------------------------------------------------------------------- experiment
+class ExecutionBlock(_Block):
+    """``execution``: where independent work runs (see :mod:`rom_pipeline.parallel`)."""
+
+    workers: int = Field(1, ge=1)
+    scheduler_address: str | None = None
+    cluster: Literal["local", "slurm"] = "local"
+    slurm: dict[str, Any] = {}
+
+    def to_execution(self):
+        from rom_pipeline.parallel import ExecutionConfig
+
+        return ExecutionConfig(
+            workers=self.workers, scheduler_address=self.scheduler_address,
+            cluster=self.cluster, slurm=dict(self.slurm),
+        )
+
+
+class ExperimentConfig(_Block):
+    sim: SimConfig = SimConfig()
+    test_sim: TestSimConfig = TestSimConfig()
+    model: ModelConfig = ModelConfig()
+    params: InteractionParams = InteractionParams()
+    noise: NoiseConfig = NoiseConfig()
+    forces: ForcesConfig = ForcesConfig()
+    alignment: AlignmentConfig = AlignmentConfig()
+    density: DensityConfig = DensityConfig()
+    train_ic: ICConfig = ICConfig(uniform=UniformIC(n_runs=4))
+    test_ic: ICConfig = ICConfig(uniform=UniformIC(n_runs=1))
+    rom: ROMConfig = ROMConfig()
+    eval: EvalConfig = EvalConfig()
+    execution: ExecutionBlock = ExecutionBlock()
+
+    @property
+    def dt_rom(self) -> float:
+        return self.sim.dt * self.sim.save_every * self.rom.subsample
+
+    @property
+    def forecast_start(self) -> float:
+        return self.eval.forecast_start if self.eval.forecast_start is not None else self.sim.T
+
+    def shared_lag(self) -> int:
+        if self.rom.lag is not None:
+            return self.rom.lag
+        lag = self.rom.models.mvar.lag
+        return lag if isinstance(lag, int) else self.rom.models.lstm.lag
+
+    @model_validator(mode="after")
+    def _consistent(self) -> ExperimentConfig:
+        problems: list[str] = []
+        s = self.sim
+        if self.model.type == "discrete" and self.model.speed * s.dt > self.params.R / 2:
+            problems.append(
+                f"model.speed * sim.dt = {self.model.speed} * {s.dt} = {self.model.speed * s.dt:g} "
+                f"exceeds params.R / 2 = {self.params.R / 2:g}: agents would jump past their "
+                "neighbours; lower sim.dt or model.speed, or raise params.R"
+            )
+        if not math.isclose(s.T / s.dt, round(s.T / s.dt), rel_tol=0, abs_tol=1e-6):
+            problems.append(f"sim.T = {s.T} is not a whole number of steps of sim.dt = {s.dt}")
+        for block, ic in (("train_ic", self.train_ic), ("test_ic", self.test_ic)):
+            try:
+                n = ic.run_count(block)
+            except ValueError as exc:
+                problems.append(str(exc))
+                continue
+            if n == 0:
+                problems.append(
+                    f"{block} describes 0 runs: enable at least one family "
+                    "(gaussian, uniform, ring, two_clusters) with non-empty lists"
+                )
+        if self.test_sim.T <= self.forecast_start:
+            problems.append(
+                f"test_sim.T = {self.test_sim.T} must be longer than eval.forecast_start = "
+                f"{self.forecast_start} s (default sim.T): raise test_sim.T or lower eval.forecast_start"
+            )
+        frames_train = s.n_steps // (s.save_every * self.rom.subsample) + 1
+        lags = {"rom.lag": self.shared_lag()}
+        for m in self.rom.models.enabled():
+            lag = getattr(self.rom.models, m).lag
+            if isinstance(lag, int):
+                lags[f"rom.models.{m}.lag"] = lag
+        for key, lag in lags.items():
+            if lag >= frames_train:
+                problems.append(
+                    f"{key} = {lag} must be smaller than the {frames_train} ROM frames of a "
+                    "training run (sim.T / (sim.dt * sim.save_every * rom.subsample) + 1): "
+                    "lower the lag or rom.subsample"
+                )
+        k0 = int(round(self.forecast_start / self.dt_rom))
+        max_lag = max(v for v in lags.values())
+        if k0 < max_lag:
+            problems.append(
+                f"eval.forecast_start = {self.forecast_start} s gives {k0} conditioning frames "
+                f"at the ROM step {self.dt_rom:g} s but the models need {max_lag}: raise "
+                f"eval.forecast_start to at least {max_lag * self.dt_rom:g} s"
+            )
+        if problems:
+            raise ValueError("; ".join(problems))
+        return self
+
+
+def _format_errors(exc: ValidationError) -> str:
+    lines = []
+    for err in exc.errors():
+        key = ".".join(str(p) for p in err["loc"]) or "(top level)"
+        value = err.get("input")
+        if err["type"] == "extra_forbidden":
+            lines.append(
+                f"- {key} = {value!r}: unknown key; remove it or fix its spelling "
+                "(see conf/base/parameters_*.yml for the accepted keys)"
+            )
+        elif err["type"] in ("literal_error", "enum"):
+            lines.append(f"- {key} = {value!r}: {err['msg']}")
+        else:
+            msg = err["msg"].removeprefix("Value error, ")
+            shown = "" if isinstance(value, dict) else f" = {value!r}"
+            lines.append(f"- {key}{shown}: {msg}")
+    return "\n".join(lines)
+
+
+def validate_parameters(params: dict[str, Any]) -> ExperimentConfig:
+    """Validate Kedro parameters into an :class:`ExperimentConfig`.
+
+    Raises:
+        ConfigError: listing every invalid key with its value and the fix.
+    """
+    known = set(ExperimentConfig.model_fields)
+    # Kedro adds no keys of its own to ``params``; anything unknown is the user's.
+    try:
+        return ExperimentConfig.model_validate(params)
+    except ValidationError as exc:
+        raise ConfigError(
+            "Invalid experiment parameters:\n" + _format_errors(exc) + "\n(accepted top-level "
+            f"blocks: {', '.join(sorted(known))})"
+        ) from None

@@ -1,0 +1,13 @@
+"""Custom Kedro datasets that kedro-datasets lacks."""
+from rom_pipeline.datasets.animation import ComparisonAnimationDataset
+from rom_pipeline.datasets.files import NpzDataset, TorchPayloadDataset
+from rom_pipeline.datasets.runs import RunCollection, SimulationPlan, SimulationRunsDataset
+
+__all__ = [
+    "ComparisonAnimationDataset",
+    "NpzDataset",
+    "RunCollection",
+    "SimulationPlan",
+    "SimulationRunsDataset",
+    "TorchPayloadDataset",
+]

@@ -1,0 +1,151 @@
+"""Small versioned Kedro datasets that kedro-datasets lacks: NumPy ``.npz`` and PyTorch payloads.
+
+Both write atomically (to a temporary name beside the target, then rename), so a killed run never
+leaves a half-written artifact that a later run could load, and both load without untrusted
+deserialisation (``numpy.load(allow_pickle=False)``, ``torch.load(weights_only=True)``).
+"""
+from __future__ import annotations
+
+import io
+import uuid
+from copy import deepcopy
+from pathlib import PurePosixPath
+from typing import Any
+
+import fsspec
+import numpy as np
+from kedro.io.core import (
+    AbstractVersionedDataset,
+    DatasetError,
+    Version,
+    get_filepath_str,
+    get_protocol_and_path,
+)
+
+
+class _FileDataset(AbstractVersionedDataset):
+    """fsspec plumbing shared by the byte-oriented datasets below."""
+
+    def __init__(
+        self,
+        *,
+        filepath: str,
+        version: Version | None = None,
+        credentials: dict[str, Any] | None = None,
+        fs_args: dict[str, Any] | None = None,
+        metadata: dict[str, Any] | None = None,
+    ) -> None:
+        protocol, path = get_protocol_and_path(filepath, version)
+        fs_args = deepcopy(fs_args) or {}
+        if protocol == "file":
+            fs_args.setdefault("auto_mkdir", True)
+        self._protocol = protocol
+        self._fs = fsspec.filesystem(protocol, **(credentials or {}), **fs_args)
+        self.metadata = metadata
+        super().__init__(
+            filepath=PurePosixPath(path),
+            version=version,
+            exists_function=self._fs.exists,
+            glob_function=self._fs.glob,
+        )
+
+    def _read_bytes(self) -> bytes:
+        path = get_filepath_str(self._get_load_path(), self._protocol)
+        with self._fs.open(path, "rb") as f:
+            return f.read()
+
+    def _write_bytes(self, payload: bytes) -> None:
+        path = get_filepath_str(self._get_save_path(), self._protocol)
+        parent = path.rsplit("/", 1)[0] if "/" in path else "."
+        self._fs.makedirs(parent, exist_ok=True)
+        tmp = f"{path}.partial-{uuid.uuid4().hex[:8]}"
+        try:
+            with self._fs.open(tmp, "wb") as f:
+                f.write(payload)
+            self._fs.mv(tmp, path)
+        finally:
+            if self._fs.exists(tmp):
+                self._fs.rm(tmp)
+        self._invalidate_cache()
+
+    def _invalidate_cache(self) -> None:
+        self._fs.invalidate_cache(get_filepath_str(self._filepath, self._protocol))
+
+    def _exists(self) -> bool:
+        try:
+            path = get_filepath_str(self._get_load_path(), self._protocol)
+        except DatasetError:
+            return False
+        return self._fs.exists(path)
+
+    def _describe(self) -> dict[str, Any]:
+        return {"filepath": self._filepath, "protocol": self._protocol, "version": self._version}
+
+
+class NpzDataset(_FileDataset):
+    """A dict of NumPy arrays in one uncompressed ``.npz`` file.
+
+    ``save(dict[str, ndarray])``; ``load() -> dict[str, ndarray]`` (fully read, file closed).
+    Object arrays are refused on both sides: everything must be loadable with NumPy alone.
+
+    Example catalog entry::
+
+        pod_basis:
+          type: rom_pipeline.datasets.NpzDataset
+          filepath: data/${globals:experiment}/rom_common/pod_basis.npz
+          versioned: true
+    """
+
+    def load(self) -> dict[str, np.ndarray]:
+        raw = self._read_bytes()
+        try:
+            with np.load(io.BytesIO(raw), allow_pickle=False) as npz:
+                return {k: npz[k] for k in npz.files}
+        except (ValueError, OSError, EOFError) as exc:
+            raise DatasetError(
+                f"{self._filepath} is not a readable .npz file ({exc}); delete it and rerun the "
+                "pipeline that produces it"
+            ) from exc
+
+    def save(self, data: dict[str, Any]) -> None:
+        if not isinstance(data, dict):
+            raise DatasetError(f"NpzDataset saves a dict of arrays, got {type(data).__name__}")
+        arrays = {str(k): np.asarray(v) for k, v in data.items()}
+        bad = [k for k, v in arrays.items() if v.dtype == object]
+        if bad:
+            raise DatasetError(f"NpzDataset refuses object arrays (keys {bad}): store numbers or strings")
+        buf = io.BytesIO()
+        np.savez(buf, **arrays)
+        self._write_bytes(buf.getvalue())
+
+    def preview(self) -> dict[str, Any]:
+        """kedro-viz preview: each array's shape and dtype (JSON)."""
+        data = self.load()
+        return {k: {"shape": list(v.shape), "dtype": str(v.dtype)} for k, v in data.items()}
+
+
+class TorchPayloadDataset(_FileDataset):
+    """A ``torch.save`` payload of tensors and plain Python values (no pickled classes).
+
+    Loading uses ``torch.load(weights_only=True)``, so a payload holding arbitrary objects is
+    refused instead of executed.
+    """
+
+    def load(self) -> dict[str, Any]:
+        import torch
+
+        raw = self._read_bytes()
+        try:
+            return torch.load(io.BytesIO(raw), map_location="cpu", weights_only=True)
+        except Exception as exc:  # torch raises several types for corrupt/unsafe files
+            raise DatasetError(
+                f"{self._filepath} could not be loaded safely ({exc}); delete it and rerun the "
+                "lstm pipeline"
+            ) from exc
+
+    def save(self, data: dict[str, Any]) -> None:
+        import torch
+
+        buf = io.BytesIO()
+        torch.save(data, buf)
+        self._write_bytes(buf.getvalue())

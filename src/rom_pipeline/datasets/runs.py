@@ -1,0 +1,204 @@
+"""A directory of simulation runs in the users' layout, written one run at a time.
+
+::
+
+    <path>/train_000/particles.npz   times (T,), positions (T,N,2), velocities (T,N,2)
+    <path>/train_000/density.npz     density (T,ny,nx), times (T,), x (nx,), y (ny,)
+    <path>/train_000/meta.json       run id, family, IC parameters, seed, T, N, fingerprint
+
+Saving takes a :class:`SimulationPlan` (Kedro's *lazy saving*: a mapping from run id to a callable
+that produces the run). The dataset evaluates the callables (in parallel when the plan asks for
+it), writes each run as soon as it is done, and keeps memory to a few runs whatever their number.
+It is resumable: a run whose ``meta.json`` carries the same fingerprint is kept untouched, and a
+run is written into a temporary folder that is renamed into place only when complete, so an
+interrupted stage never leaves a half-written run. Runs that no longer belong to the plan (or whose
+parameters changed) are removed first, so old and new runs never mix.
+"""
+from __future__ import annotations
+
+import io
+import json
+import logging
+import shutil
+import uuid
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+from kedro.io import AbstractDataset, DatasetError
+
+from rom_pipeline.parallel import ExecutionConfig, map_as_completed
+
+logger = logging.getLogger(__name__)
+RUN_FILES = ("particles.npz", "density.npz", "meta.json")
+
+
+class SimulationPlan(dict):
+    """``{run_id: task}`` where each task is a picklable callable with a ``fingerprint``."""
+
+    def __init__(self, tasks: Mapping[str, Any], execution: ExecutionConfig | None = None):
+        super().__init__(tasks)
+        self.execution = execution or ExecutionConfig()
+
+
+def _call(task: Any) -> Any:
+    return task()
+
+
+def _write_npz(path: Path, arrays: dict[str, np.ndarray]) -> None:
+    buf = io.BytesIO()
+    np.savez(buf, **{k: np.asarray(v) for k, v in arrays.items()})
+    path.write_bytes(buf.getvalue())
+
+
+def _read_npz(path: Path) -> dict[str, np.ndarray]:
+    try:
+        with np.load(path, allow_pickle=False) as npz:
+            return {k: npz[k] for k in npz.files}
+    except (ValueError, OSError, EOFError) as exc:
+        raise DatasetError(
+            f"{path} is unreadable or truncated ({exc}); delete its run folder and rerun the "
+            "simulation pipeline, which recomputes only the missing runs"
+        ) from exc
+
+
+class RunCollection(Mapping):
+    """Lazy read access to a stored run directory: ``runs[run_id]`` -> metadata dict.
+
+    Arrays are read on demand (:meth:`density`, :meth:`particles`) so consumers can stream over
+    hundreds of runs with one run in memory at a time.
+    """
+
+    def __init__(self, path: Path, run_ids: list[str]):
+        self.path = Path(path)
+        self.run_ids = run_ids
+        self._meta: dict[str, dict] = {}
+
+    def __getitem__(self, run_id: str) -> dict[str, Any]:
+        if run_id not in self._meta:
+            if run_id not in self.run_ids:
+                raise KeyError(run_id)
+            self._meta[run_id] = json.loads((self.path / run_id / "meta.json").read_text())
+        return self._meta[run_id]
+
+    def __iter__(self):
+        return iter(self.run_ids)
+
+    def __len__(self) -> int:
+        return len(self.run_ids)
+
+    def density(self, run_id: str) -> dict[str, np.ndarray]:
+        """``{"density": (T,ny,nx), "times": (T,), "x": (nx,), "y": (ny,)}``."""
+        out = _read_npz(self.path / run_id / "density.npz")
+        if not np.all(np.isfinite(out["density"])):
+            raise DatasetError(
+                f"{self.path / run_id / 'density.npz'} holds NaN or infinite densities; delete "
+                "the run folder and rerun the simulation pipeline"
+            )
+        return out
+
+    def particles(self, run_id: str) -> dict[str, np.ndarray]:
+        """``{"times": (T,), "positions": (T,N,2), "velocities": (T,N,2)}``."""
+        return _read_npz(self.path / run_id / "particles.npz")
+
+    def table(self) -> pd.DataFrame:
+        """One row of metadata per run."""
+        return pd.DataFrame([self[r] for r in self.run_ids])
+
+
+class SimulationRunsDataset(AbstractDataset[SimulationPlan, RunCollection]):
+    """Run directory dataset (see the module docstring).
+
+    Example catalog entry::
+
+        train.runs:
+          type: rom_pipeline.datasets.SimulationRunsDataset
+          path: data/${globals:experiment}/train
+    """
+
+    def __init__(self, *, path: str, metadata: dict[str, Any] | None = None):
+        self._path = Path(path)
+        self.metadata = metadata
+
+    # ------------------------------------------------------------------ helpers
+    def _complete_runs(self) -> dict[str, str]:
+        """``{run_id: fingerprint}`` of every complete run on disk."""
+        done: dict[str, str] = {}
+        if not self._path.is_dir():
+            return done
+        for d in sorted(self._path.iterdir()):
+            if not d.is_dir() or ".partial-" in d.name:
+                continue
+            if all((d / f).is_file() for f in RUN_FILES):
+                try:
+                    done[d.name] = json.loads((d / "meta.json").read_text())["fingerprint"]
+                except (ValueError, KeyError):
+                    continue
+        return done
+
+    def _write_run(self, run_id: str, result: dict[str, Any]) -> None:
+        final = self._path / run_id
+        tmp = self._path / f"{run_id}.partial-{uuid.uuid4().hex[:8]}"
+        tmp.mkdir(parents=True)
+        try:
+            _write_npz(tmp / "particles.npz", result["particles"])
+            _write_npz(tmp / "density.npz", result["density"])
+            (tmp / "meta.json").write_text(json.dumps(result["meta"], indent=1, default=float))
+            if final.exists():
+                shutil.rmtree(final)
+            tmp.rename(final)
+        except BaseException:
+            shutil.rmtree(tmp, ignore_errors=True)
+            raise
+
+    # ------------------------------------------------------------------ Kedro API
+    def load(self) -> RunCollection:
+        runs = sorted(self._complete_runs())
+        if not runs:
+            raise DatasetError(
+                f"No simulation runs in {self._path}: build them first with "
+                "`kedro run --pipelines=simulation`"
+            )
+        return RunCollection(self._path, runs)
+
+    def save(self, data: SimulationPlan) -> None:
+        if not isinstance(data, Mapping):
+            raise DatasetError("SimulationRunsDataset saves a mapping run_id -> task")
+        execution = getattr(data, "execution", ExecutionConfig())
+        self._path.mkdir(parents=True, exist_ok=True)
+        for leftover in self._path.glob("*.partial-*"):
+            shutil.rmtree(leftover, ignore_errors=True)
+        on_disk = self._complete_runs()
+        for run_id, fp in on_disk.items():
+            if run_id not in data or data[run_id].fingerprint != fp:
+                logger.info("Removing stale run %s (not in the current plan or parameters changed)", run_id)
+                shutil.rmtree(self._path / run_id)
+        for d in self._path.iterdir():  # incomplete folders from an interrupted older layout
+            if d.is_dir() and d.name not in on_disk and d.name not in data:
+                shutil.rmtree(d, ignore_errors=True)
+        todo = [rid for rid, task in data.items() if on_disk.get(rid) != task.fingerprint]
+        reused = len(data) - len(todo)
+        logger.info(
+            "%s: %d runs planned, %d reused from disk, %d to simulate (%s)",
+            self._path, len(data), reused, len(todo),
+            f"{execution.workers} workers" if execution.parallel else "serial",
+        )
+        tasks = [data[rid] for rid in todo]
+        by_task = {id(t): rid for rid, t in zip(todo, tasks)}
+        for task, result in map_as_completed(_call, tasks, execution, label=f"simulate {self._path.name}"):
+            rid = task.run_id if hasattr(task, "run_id") else by_task[id(task)]
+            self._write_run(rid, result)
+
+    def _exists(self) -> bool:
+        return bool(self._complete_runs())
+
+    def _describe(self) -> dict[str, Any]:
+        return {"path": str(self._path)}
+
+    def preview(self) -> dict[str, Any]:
+        """kedro-viz preview: number of runs and the families present."""
+        runs = self.load()
+        table = runs.table()
+        return {"n_runs": len(runs), "families": table["family"].value_counts().to_dict()}

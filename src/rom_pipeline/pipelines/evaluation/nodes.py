@@ -1,0 +1,93 @@
+"""Thin nodes of the comparison report (the science is in :mod:`rom_pipeline.evaluation`).
+
+Every node takes the per-model outputs as a variable number of inputs, and reads the model's name
+from the data itself, so a new model needs no change here.
+"""
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+import pandas as pd
+from matplotlib.figure import Figure
+
+from rom_pipeline import __version__
+from rom_pipeline.config import validate_parameters
+from rom_pipeline.datasets.runs import RunCollection
+from rom_pipeline.evaluation import plots, report
+
+
+def collect_test_results(*test_results: pd.DataFrame) -> pd.DataFrame:
+    """All models' per-run results in one table."""
+    return pd.concat(test_results, ignore_index=True)
+
+
+def build_comparison(all_test_results: pd.DataFrame) -> tuple[pd.DataFrame, str]:
+    """Every metric by model × IC family (mean and spread), as CSV and Markdown."""
+    table = report.comparison_table(all_test_results)
+    return table, report.comparison_markdown(table)
+
+
+def plot_r2_curves(parameters: dict[str, Any], *r2_vs_time: pd.DataFrame) -> Figure:
+    return plots.plot_r2_curves(pd.concat(r2_vs_time, ignore_index=True), shift_mode="oracle")
+
+
+def plot_metric_bars(all_test_results: pd.DataFrame) -> Figure:
+    return plots.plot_metric_bars(all_test_results, metric="r2_pooled", shift_mode="oracle")
+
+
+def _model_name(summary: dict) -> str:
+    return str(summary["model"])
+
+
+def _movies(test_runs: RunCollection, parameters: dict[str, Any], summaries, predictions):
+    """Per test run: truth on the forecast frames, each model's prediction, forecast times."""
+    cfg = validate_parameters(parameters)
+    for run_id in test_runs:
+        preds = {_model_name(s): p[run_id] for s, p in zip(summaries, predictions)}
+        times = predictions[0][f"{run_id}__times"]
+        dens = test_runs.density(run_id)
+        truth = dens["density"][:: cfg.rom.subsample][-len(times):].astype(np.float64)
+        yield run_id, test_runs[run_id]["family"], truth, preds, times
+
+
+def snapshot_figures(
+    test_runs: RunCollection, parameters: dict[str, Any], *summaries_and_predictions
+) -> tuple[Figure, dict[str, dict]]:
+    """Truth / each model / |error| snapshot grid for the first test run, and one side-by-side
+    animation per IC family."""
+    cfg = validate_parameters(parameters)
+    n = len(summaries_and_predictions) // 2
+    summaries, predictions = summaries_and_predictions[:n], summaries_and_predictions[n:]
+    extent = (0.0, cfg.sim.Lx, 0.0, cfg.sim.Ly)
+    figure = None
+    animations: dict[str, dict] = {}
+    for run_id, family, truth, preds, times in _movies(test_runs, parameters, summaries, predictions):
+        if figure is None:
+            snaps = cfg.eval.snapshot_times or list(np.linspace(times[0], times[-1], 4))
+            snaps = [t for t in snaps if times[0] <= t <= times[-1]] or [times[0], times[-1]]
+            figure = plots.plot_snapshot_grid(truth, preds, times, snaps, extent=extent)
+        if family not in {spec["family"] for spec in animations.values()}:
+            animations[f"{run_id}_{family}"] = {
+                "truth": truth, "predictions": preds, "times": times, "family": family,
+                "title": f"{run_id} ({family})",
+            }
+    return figure, animations
+
+
+def summarise_experiment(
+    all_test_results: pd.DataFrame, pod_summary: dict, parameters: dict[str, Any],
+    *training_summaries: dict,
+) -> tuple[dict, dict]:
+    """``summary.json`` (models, r, lags, mean R² per model, training times) and ``config_used.yaml``."""
+    cfg = validate_parameters(parameters)
+    extra = {
+        "rom_pipeline_version": __version__,
+        "pod": pod_summary,
+        "models": {s["model"]: s for s in training_summaries},
+        "forecast_start": cfg.forecast_start,
+        "test_horizon": cfg.test_sim.T,
+        "n_train_runs": cfg.train_ic.run_count("train_ic"),
+        "n_test_runs": cfg.test_ic.run_count("test_ic"),
+    }
+    return report.summary_dict(all_test_results, extra), cfg.model_dump(mode="json")

@@ -1,0 +1,32 @@
+from kedro.pipeline import Node, Pipeline
+
+from rom_pipeline.pipelines.evaluation import nodes
+from rom_pipeline.pipelines.models import enabled_models
+
+
+def create_pipeline(models: list[str] | None = None, **kwargs) -> Pipeline:
+    """The comparison of ``models`` (default: the enabled ones)."""
+    models = enabled_models() if models is None else models
+    results = [f"{m}.test_results" for m in models]
+    curves = [f"{m}.r2_vs_time" for m in models]
+    summaries = [f"{m}.training_summary" for m in models]
+    predictions = [f"{m}.predictions" for m in models]
+    return Pipeline(
+        [
+            Node(nodes.collect_test_results, results, "all_test_results", name="collect_test_results"),
+            Node(nodes.build_comparison, "all_test_results",
+                 ["comparison_table", "comparison_markdown"], name="build_comparison"),
+            Node(nodes.plot_r2_curves, ["parameters", *curves], "r2_curves_plot", name="plot_r2_curves"),
+            Node(nodes.plot_metric_bars, "all_test_results", "metric_bars_plot", name="plot_metric_bars"),
+            Node(nodes.snapshot_figures, ["test.runs", "parameters", *summaries, *predictions],
+                 ["snapshot_grid_plot", "comparison_animations"], name="snapshot_figures"),
+            Node(nodes.summarise_experiment,
+                 ["all_test_results", "pod_summary", "parameters", *summaries],
+                 ["summary", "config_used"], name="summarise_experiment"),
+        ],
+        namespace="evaluation",
+        inputs={"parameters", "test.runs", "pod_summary", *results, *curves, *summaries, *predictions},
+        outputs={"all_test_results", "comparison_table", "comparison_markdown", "r2_curves_plot",
+                 "metric_bars_plot", "snapshot_grid_plot", "comparison_animations", "summary",
+                 "config_used"},
+    )

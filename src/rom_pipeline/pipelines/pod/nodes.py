@@ -1,0 +1,84 @@
+"""Thin nodes of the POD pipeline (the science is in :mod:`rom_pipeline.rom.pod`)."""
+from __future__ import annotations
+
+import logging
+from functools import partial
+from typing import Any
+
+import numpy as np
+from matplotlib.figure import Figure
+
+from rom_pipeline.config import validate_parameters
+from rom_pipeline.datasets.runs import RunCollection
+from rom_pipeline.evaluation import plots
+from rom_pipeline.rom.latent import pack_trajectories
+from rom_pipeline.rom.pod import PODBasis
+
+logger = logging.getLogger(__name__)
+
+
+def _subsampled_density(runs: RunCollection, run_id: str, subsample: int) -> np.ndarray:
+    return runs.density(run_id)["density"][::subsample].astype(np.float64)
+
+
+def fit_pod_basis(train_runs: RunCollection, parameters: dict[str, Any]) -> tuple[dict, dict]:
+    """Fit the POD basis on every training run (streamed one run at a time).
+
+    Returns the basis as arrays (``PODBasis.to_arrays``, plus ``x``/``y`` cell centres) and a JSON
+    summary (r, energy captured, snapshot count, fit time).
+    """
+    cfg = validate_parameters(parameters)
+    rom = cfg.rom
+    pod = PODBasis(
+        fixed_modes=rom.fixed_modes, pod_energy=rom.pod_energy,
+        transform=rom.density_transform, transform_eps=rom.density_transform_eps,
+        shift_align=rom.shift_align, shift_align_ref=rom.shift_align_ref,
+    )
+    loaders = [partial(_subsampled_density, train_runs, r, rom.subsample) for r in train_runs]
+    pod.fit(loaders)
+    first = train_runs.density(train_runs.run_ids[0])
+    arrays = {**pod.to_arrays(), "x": first["x"], "y": first["y"], "dt_rom": np.array(cfg.dt_rom)}
+    r = pod.n_modes_
+    summary = {
+        "n_modes": int(r),
+        "energy_captured": float(pod.cumulative_energy_[r - 1]),
+        "n_snapshots": int(pod.n_snapshots_),
+        "n_runs": len(train_runs),
+        "grid_shape": list(pod.grid_shape_),
+        "transform": rom.density_transform,
+        "shift_align": rom.shift_align,
+        "fit_seconds": float(pod.fit_seconds_),
+    }
+    logger.info("POD: r = %d modes capture %.4f of the energy (%d snapshots)", r,
+                summary["energy_captured"], summary["n_snapshots"])
+    return arrays, summary
+
+
+def project_training_runs(
+    train_runs: RunCollection, pod_basis: dict, parameters: dict[str, Any]
+) -> dict[str, np.ndarray]:
+    """Latent trajectories y = Φᵀ(x − μ) of every training run, with their alignment shifts."""
+    cfg = validate_parameters(parameters)
+    pod = PODBasis.from_arrays(pod_basis)
+    latent, shifts = {}, {}
+    for run_id in train_runs:
+        frames = _subsampled_density(train_runs, run_id, cfg.rom.subsample)
+        s = pod.estimate_shifts(frames)
+        latent[run_id] = pod.restrict(frames, shifts=s)
+        shifts[run_id] = s
+    return {**pack_trajectories(latent, shifts), "dt_rom": np.array(cfg.dt_rom)}
+
+
+def plot_pod_spectrum(pod_basis: dict, parameters: dict[str, Any]) -> Figure:
+    cfg = validate_parameters(parameters)
+    pod = PODBasis.from_arrays(pod_basis)
+    threshold = None if cfg.rom.fixed_modes else cfg.rom.pod_energy
+    return plots.plot_pod_spectrum(pod.singular_values_, pod.cumulative_energy_, pod.n_modes_, threshold)
+
+
+def plot_pod_modes(pod_basis: dict) -> Figure:
+    pod = PODBasis.from_arrays(pod_basis)
+    x, y = pod_basis["x"], pod_basis["y"]
+    dx, dy = x[1] - x[0], y[1] - y[0]
+    extent = (x[0] - dx / 2, x[-1] + dx / 2, y[0] - dy / 2, y[-1] + dy / 2)
+    return plots.plot_pod_modes(pod.modes_, pod.grid_shape_, n_show=6, extent=extent)

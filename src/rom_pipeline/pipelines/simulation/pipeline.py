@@ -1,0 +1,30 @@
+"""One template instantiated for the training runs and for the unseen test runs."""
+from __future__ import annotations
+
+from functools import partial, update_wrapper
+
+from kedro.pipeline import Node, Pipeline
+
+from rom_pipeline.pipelines.simulation.nodes import plan_simulation_runs
+
+
+def simulation_template(split: str) -> Pipeline:
+    """``{split}.runs`` (run directory) and ``{split}.run_table`` from the parameters."""
+    func = update_wrapper(partial(plan_simulation_runs, split=split), plan_simulation_runs)
+    return Pipeline(
+        [
+            Node(
+                func,
+                inputs="parameters",
+                outputs=["runs", "run_table"],
+                name="simulate_runs",
+            )
+        ],
+        namespace=split,
+        inputs={"parameters"},
+        prefix_datasets_with_namespace=True,
+    )
+
+
+def create_pipeline(**kwargs) -> Pipeline:
+    return simulation_template("train") + simulation_template("test")

@@ -1,0 +1,13 @@
+"""Project settings (see https://docs.kedro.org/en/stable/configure/configuration_basics/)."""
+from kedro.config import OmegaConfigLoader
+
+from rom_pipeline.hooks import ValidationHooks
+
+HOOKS = (ValidationHooks(),)
+
+CONFIG_LOADER_CLASS = OmegaConfigLoader
+CONFIG_LOADER_ARGS = {
+    "base_env": "base",
+    "default_run_env": "local",
+    "merge_strategy": {"parameters": "soft", "globals": "soft"},
+}

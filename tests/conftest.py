@@ -1,0 +1,31 @@
+import os
+from pathlib import Path
+
+import pytest
+import yaml
+
+os.environ.setdefault("KEDRO_DISABLE_TELEMETRY", "1")
+os.environ.setdefault("MPLBACKEND", "Agg")
+
+PROJECT = Path(__file__).resolve().parents[1]
+
+
+def _load_env(env: str) -> dict:
+    """Parameters of an environment, merged softly over base (as the project's settings do)."""
+    from kedro.config import OmegaConfigLoader
+
+    loader = OmegaConfigLoader(
+        conf_source=str(PROJECT / "conf"), base_env="base", default_run_env=env,
+        merge_strategy={"parameters": "soft", "globals": "soft"},
+    )
+    return yaml.safe_load(yaml.safe_dump(dict(loader["parameters"])))
+
+
+@pytest.fixture
+def base_params() -> dict:
+    return _load_env("base")
+
+
+@pytest.fixture
+def test_params() -> dict:
+    return _load_env("test")

@@ -1,0 +1,86 @@
+"""Parameter validation: every bad input fails before any work with key, value and fix."""
+import copy
+
+import pytest
+
+from rom_pipeline.config import ConfigError, validate_parameters
+
+
+def test_base_and_test_environments_validate(base_params, test_params):
+    base = validate_parameters(base_params)
+    assert base.train_ic.run_count("train_ic") == 2 * 2 * 2 + 10 + 3 * 2 * 2 + 2 * 2 * 3 == 42
+    assert base.test_ic.run_count("test_ic") == 4
+    assert base.dt_rom == pytest.approx(0.12)
+    tiny = validate_parameters(test_params)
+    assert tiny.sim.N == 40 and tiny.density.nx == 16
+    assert tiny.noise.eta == base.noise.eta  # soft merge keeps untouched base keys
+
+
+def _set(params, dotted, value):
+    p = copy.deepcopy(params)
+    node = p
+    *path, last = dotted.split(".")
+    for k in path:
+        node = node.setdefault(k, {})
+    node[last] = value
+    return p
+
+
+BAD = [
+    ("sim.N", 0, "sim.N"),
+    ("sim.N", -5, "sim.N"),
+    ("sim.N", "many", "sim.N"),
+    ("sim.dt", 0.0, "sim.dt"),
+    ("sim.T", -1.0, "sim.T"),
+    ("sim.bc", "toroidal", "sim.bc"),
+    ("sim.typo_key", 1, "unknown key"),
+    ("bogus_block", {"a": 1}, "bogus_block"),
+    ("model.speed", 100.0, "params.R / 2"),
+    ("model.type", "boids", "model.type"),
+    ("model.speed_mode", "fast", "model.speed_mode"),
+    ("noise.kind", "cauchy", "noise.kind"),
+    ("noise.eta", -0.1, "noise.eta"),
+    ("density.bandwidth", 0.0, "density.bandwidth"),
+    ("density.nx", 2, "density.nx"),
+    ("train_ic.gaussian.variances", [], "train_ic.gaussian.variances"),
+    ("train_ic.gaussian.variances", [-1.0], "variance"),
+    ("train_ic.spiral", {"enabled": True}, "train_ic.spiral"),
+    ("train_ic.ring.pairing", "zip", "pairing 'zip'"),
+    ("test_sim.T", 0.3, "test_sim.T"),
+    ("rom.subsample", 0, "rom.subsample"),
+    ("rom.fixed_modes", 0, "rom.fixed_modes"),
+    ("rom.pod_energy", 1.5, "rom.pod_energy"),
+    ("rom.density_transform", "cbrt", "rom.density_transform"),
+    ("rom.models.mvar.lag", 500, "rom.models.mvar.lag"),
+    ("rom.models.mvar.lag", "best", "rom.models.mvar.lag"),
+    ("rom.models.lstm.dropout", 1.5, "rom.models.lstm.dropout"),
+    ("rom.models.gru", {"enabled": True}, "rom.models.gru"),
+    ("eval.clamp_mode", "C0", "eval.clamp_mode"),
+    ("eval.forecast_start", 0.05, "eval.forecast_start"),
+]
+
+
+@pytest.mark.parametrize("key,value,expected", BAD, ids=[f"{k}={v!r}" for k, v, _ in BAD])
+def test_bad_parameter_gives_clear_error(base_params, key, value, expected):
+    with pytest.raises(ConfigError) as info:
+        validate_parameters(_set(base_params, key, value))
+    msg = str(info.value)
+    assert expected in msg
+    assert repr(value) in msg or str(value) in msg or isinstance(value, dict)
+
+
+def test_zip_pairing_is_elementwise(base_params):
+    p = _set(base_params, "train_ic.ring", {"enabled": True, "radii": [2.0, 3.0, 4.0, 5.0],
+                                            "widths": [0.3, 0.3, 0.6, 0.6], "pairing": "zip",
+                                            "n_samples_per_config": 25})
+    cfg = validate_parameters(p)
+    assert cfg.train_ic.ring.run_count() == 100
+    confs = cfg.train_ic.ring.configurations("train_ic.ring")
+    assert confs[2] == {"radius": 4.0, "width": 0.6}
+
+
+def test_legacy_test_prefixed_keys_are_accepted(base_params):
+    p = _set(base_params, "test_ic.gaussian", {"enabled": True, "test_positions_x": [5.5],
+                                               "test_positions_y": [5.5], "test_variances": [2.25]})
+    cfg = validate_parameters(p)
+    assert cfg.test_ic.gaussian.positions_x == [5.5]
