@@ -14,10 +14,10 @@ def _load_env(env: str) -> dict:
     """Parameters of an environment, merged softly over base (as the project's settings do)."""
     from kedro.config import OmegaConfigLoader
 
-    loader = OmegaConfigLoader(
-        conf_source=str(PROJECT / "conf"), base_env="base", default_run_env=env,
-        merge_strategy={"parameters": "soft", "globals": "soft"},
-    )
+    from rom_pipeline.settings import CONFIG_LOADER_ARGS
+
+    args = {**CONFIG_LOADER_ARGS, "default_run_env": env}
+    loader = OmegaConfigLoader(conf_source=str(PROJECT / "conf"), **args)
     return yaml.safe_load(yaml.safe_dump(dict(loader["parameters"])))
 
 

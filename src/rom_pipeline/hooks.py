@@ -2,8 +2,6 @@
 from __future__ import annotations
 
 import logging
-import os
-from pathlib import Path
 from typing import Any
 
 from kedro.framework.hooks import hook_impl
@@ -15,31 +13,32 @@ _ACTIVE: dict[str, Any] = {}
 
 
 def active_parameters() -> dict[str, Any]:
-    """Parameters of the running session's environment (or of ``KEDRO_ENV`` / local + base).
+    """Parameters of the running session (set when its context is created), else ``{}``.
 
-    The pipeline registry uses them to include only the enabled models.
+    The pipeline registry uses them to include only the enabled models; with no session (e.g. a
+    bare import) every model counts as enabled.
     """
-    if "params" in _ACTIVE:
-        return _ACTIVE["params"]
-    from kedro.config import OmegaConfigLoader
+    return _ACTIVE.get("params", {})
 
-    conf = Path(os.environ.get("ROM_PIPELINE_PROJECT", Path.cwd())) / "conf"
-    if not conf.is_dir():
-        return {}
-    loader = OmegaConfigLoader(
-        conf_source=str(conf), base_env="base",
-        default_run_env=os.environ.get("KEDRO_ENV", "local"),
-    )
-    try:
-        return dict(loader["parameters"])
-    except Exception:  # an unreadable config is reported by the validation hook at run time
-        return {}
+
+def _merge(base: dict[str, Any], override: dict[str, Any]) -> dict[str, Any]:
+    out = dict(base)
+    for key, value in override.items():
+        if isinstance(value, dict) and isinstance(out.get(key), dict):
+            out[key] = _merge(out[key], value)
+        else:
+            out[key] = value
+    return out
 
 
 class ValidationHooks:
     @hook_impl
     def after_context_created(self, context) -> None:
-        params = context.params
+        # Not ``context.params``: that property loads the pipelines, whose registry needs the
+        # parameters stored here first (to include only the enabled models).
+        params = _merge(
+            dict(context.config_loader["parameters"]), getattr(context, "_runtime_params", None) or {}
+        )
         _ACTIVE["params"] = params
         _ACTIVE["env"] = context.env
         validate_parameters(params)  # raises ConfigError naming key, value and fix

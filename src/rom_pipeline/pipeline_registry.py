@@ -11,9 +11,10 @@ STAGES = ("simulation", "pod", "latent_dataset")
 
 
 def register_pipelines() -> dict[str, Pipeline]:
+    # Kedro 1.7 loads only the requested pipelines (``--pipelines=mvar``); the default is built
+    # when every stage it needs was discovered.
     pipelines = find_pipelines(raise_errors=True)
-    default = Pipeline([])
-    for name in (*STAGES, *enabled_models(), "evaluation"):
-        default += pipelines[name]
-    pipelines["__default__"] = default
+    stages = (*STAGES, *enabled_models(), "evaluation")
+    if all(name in pipelines for name in stages):
+        pipelines["__default__"] = sum((pipelines[name] for name in stages), Pipeline([]))
     return pipelines

@@ -1,4 +1,6 @@
 """Project settings (see https://docs.kedro.org/en/stable/configure/configuration_basics/)."""
+import os
+
 from kedro.config import OmegaConfigLoader
 
 from rom_pipeline.hooks import ValidationHooks
@@ -10,4 +12,6 @@ CONFIG_LOADER_ARGS = {
     "base_env": "base",
     "default_run_env": "local",
     "merge_strategy": {"parameters": "soft", "globals": "soft"},
+    # ${env_or:NAME,default}: lets a cluster job or a test point the data root elsewhere.
+    "custom_resolvers": {"env_or": lambda name, default=None: os.environ.get(name, default)},
 }

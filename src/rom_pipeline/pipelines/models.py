@@ -20,7 +20,7 @@ from rom_pipeline.datasets.runs import RunCollection
 from rom_pipeline.rom.forecaster import LatentForecaster
 from rom_pipeline.rom.pod import PODBasis
 
-SHARED_INPUTS = {"latent_dataset", "pod_basis", "test.runs", "parameters"}
+SHARED_INPUTS = {"latent_dataset", "pod_basis", "test.runs"}
 MODEL_NAMES = ("mvar", "lstm")
 
 
@@ -114,4 +114,5 @@ def model_pipeline(
         training + evaluation,
         namespace=name,
         inputs=SHARED_INPUTS,
+        parameters={"parameters"},
     )

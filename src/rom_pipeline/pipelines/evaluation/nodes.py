@@ -22,18 +22,42 @@ def collect_test_results(*test_results: pd.DataFrame) -> pd.DataFrame:
     return pd.concat(test_results, ignore_index=True)
 
 
+SHIFT_MODE_LABELS = {
+    "oracle": "true (oracle) shifts for every forecast frame",
+    "hold": "predicted shifts: last conditioning shift held",
+    "extrapolate": "predicted shifts: linear extrapolation of the conditioning shifts",
+    "none": "no shift alignment",
+}
+
+
 def build_comparison(all_test_results: pd.DataFrame) -> tuple[pd.DataFrame, str]:
-    """Every metric by model × IC family (mean and spread), as CSV and Markdown."""
-    table = report.comparison_table(all_test_results)
-    return table, report.comparison_markdown(table)
+    """Every metric by model × IC family (mean and spread) for each shift mode, as CSV and
+    Markdown (one labelled section per shift mode)."""
+    tables, sections = [], []
+    for mode in dict.fromkeys(all_test_results["shift_mode"]):
+        table = report.comparison_table(all_test_results, shift_mode=mode)
+        tables.append(table.assign(shift_mode=mode))
+        label = SHIFT_MODE_LABELS.get(mode, mode)
+        sections.append(f"## Shift mode `{mode}` ({label})\n\n{report.comparison_markdown(table)}")
+    return pd.concat(tables, ignore_index=True), "# Model comparison\n\n" + "\n\n".join(sections) + "\n"
 
 
-def plot_r2_curves(parameters: dict[str, Any], *r2_vs_time: pd.DataFrame) -> Figure:
-    return plots.plot_r2_curves(pd.concat(r2_vs_time, ignore_index=True), shift_mode="oracle")
+def _primary_shift_mode(frame: pd.DataFrame) -> str:
+    """The shift mode figures show: ``oracle`` when present (or ``none`` without alignment)."""
+    modes = list(dict.fromkeys(frame["shift_mode"]))
+    return "oracle" if "oracle" in modes else modes[0]
+
+
+def plot_r2_curves(*r2_vs_time: pd.DataFrame) -> Figure:
+    """R²(t) of every model on the same axes, one panel per IC family, with the POD ceiling."""
+    curves = pd.concat(r2_vs_time, ignore_index=True)
+    return plots.plot_r2_curves(curves, shift_mode=_primary_shift_mode(curves))
 
 
 def plot_metric_bars(all_test_results: pd.DataFrame) -> Figure:
-    return plots.plot_metric_bars(all_test_results, metric="r2_pooled", shift_mode="oracle")
+    return plots.plot_metric_bars(
+        all_test_results, metric="r2_pooled", shift_mode=_primary_shift_mode(all_test_results)
+    )
 
 
 def _model_name(summary: dict) -> str:

@@ -12,6 +12,7 @@ def create_pipeline(**kwargs) -> Pipeline:
                  name="plot_latent_trajectories"),
         ],
         namespace="latent_dataset",
-        inputs={"train_latent", "parameters"},
+        inputs={"train_latent"},
+        parameters={"parameters"},
         outputs={"latent_dataset", "latent_trajectories_plot"},
     )

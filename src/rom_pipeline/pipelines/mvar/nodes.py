@@ -38,8 +38,8 @@ def train_mvar(latent_dataset: dict, parameters: dict[str, Any]) -> tuple[dict, 
         "train_r2": float(model.train_r2_),
         "train_rmse": float(model.train_rmse_),
         "spectral_radius": float(model.spectral_radius_),
-        "spectral_radius_before_enforcement": float(
-            getattr(model, "spectral_radius_before_", model.spectral_radius_)
+        "spectral_radius_before_enforcement": (
+            None if model.spectral_radius_before_ is None else float(model.spectral_radius_before_)
         ),
         "eigenvalue_threshold": cfg.eigenvalue_threshold,
         "fit_seconds": float(model.fit_seconds_),

@@ -15,6 +15,7 @@ def create_pipeline(**kwargs) -> Pipeline:
             Node(nodes.plot_pod_modes, "pod_basis", "pod_modes_plot", name="plot_pod_modes"),
         ],
         namespace="pod",
-        inputs={"train.runs", "parameters"},
+        inputs={"train.runs"},
+        parameters={"parameters"},
         outputs={"pod_basis", "pod_summary", "train_latent", "pod_spectrum_plot", "pod_modes_plot"},
     )

@@ -21,7 +21,7 @@ def simulation_template(split: str) -> Pipeline:
             )
         ],
         namespace=split,
-        inputs={"parameters"},
+        parameters={"parameters"},
         prefix_datasets_with_namespace=True,
     )
 

@@ -1,0 +1,648 @@
+"""Sequence-to-one LSTM forecaster in POD latent space (science.md §7).
+
+Model, in per-mode z-scored units z = (y − m) / s (m, s from the training windows only)::
+
+    h_T = LSTM(z_{k−w}, …, z_{k−1})            last hidden state of the top layer, (hidden_units,)
+    o   = W · LayerNorm(h_T) + b                (r,)   (LayerNorm optional)
+    ẑ_k = o              (direct output)
+    ẑ_k = z_{k−1} + o    (``residual=True``: the head predicts the normalised increment)
+    ŷ_k = m + s ⊙ ẑ_k
+
+Training minimises the MSE in normalised units with Adam (weight decay), gradient-norm clipping and
+a plateau learning-rate schedule. Checkpoints are selected, and training is stopped early, on
+held-out *whole runs*: by default on the closed-loop latent R² of rollouts seeded with each
+held-out run's first true window (the earlier code selected on one-step loss, which rewarded models
+whose rollouts diverge).
+"""
+from __future__ import annotations
+
+import copy
+import logging
+import math
+import time
+from collections.abc import Sequence
+from typing import Any
+
+import numpy as np
+import pandas as pd
+import torch
+from torch import nn
+
+from rom_pipeline.rom.latent import latent_windows
+
+logger = logging.getLogger(__name__)
+
+LOG_COLUMNS = ["epoch", "train_loss", "val_loss", "val_rollout_r2", "lr", "seconds"]
+PAYLOAD_FORMAT = "rom_pipeline.LSTMForecaster/1"
+_PREDICT_CHUNK = 16384
+
+
+def count_lstm_parameters(input_size: int, hidden_units: int, num_layers: int) -> int:
+    """Trainable parameters of ``torch.nn.LSTM(input_size, hidden_units, num_layers)``.
+
+    Layer ℓ with input width d_ℓ (d_1 = input_size, d_ℓ = hidden_units above) has four gates,
+    each with an input matrix (h × d_ℓ), a recurrent matrix (h × h) and PyTorch's two bias
+    vectors (b_ih, b_hh)::
+
+        n = Σ_ℓ 4 (d_ℓ h + h²) + 8 h
+    """
+    for key, value in (("input_size", input_size), ("hidden_units", hidden_units),
+                       ("num_layers", num_layers)):
+        _check_int(key, value, minimum=1)
+    h = int(hidden_units)
+    total = 0
+    for layer in range(int(num_layers)):
+        d_in = int(input_size) if layer == 0 else h
+        total += 4 * (d_in * h + h * h) + 8 * h
+    return total
+
+
+class SequenceToOneLSTM(nn.Module):
+    """LSTM over a (batch, w, r) window -> next normalised state (batch, r).
+
+    Stacked ``nn.LSTM`` (batch_first, dropout between layers) -> last hidden state of the top
+    layer -> optional ``LayerNorm`` -> ``Linear`` head to r. With ``residual`` the head output is
+    added to the newest input frame (an increment model).
+    """
+
+    def __init__(self, n_modes: int, hidden_units: int, num_layers: int, dropout: float = 0.0,
+                 use_layer_norm: bool = True, residual: bool = False) -> None:
+        super().__init__()
+        # nn.LSTM applies dropout only between stacked layers; with one layer it would just warn.
+        self.lstm = nn.LSTM(n_modes, hidden_units, num_layers, batch_first=True,
+                            dropout=dropout if num_layers > 1 else 0.0)
+        self.norm = nn.LayerNorm(hidden_units) if use_layer_norm else nn.Identity()
+        self.head = nn.Linear(hidden_units, n_modes)
+        self.residual = residual
+
+    def forward(self, windows: torch.Tensor) -> torch.Tensor:
+        """windows (batch, w, r), oldest first -> next state (batch, r), normalised units."""
+        sequence, _ = self.lstm(windows)
+        out = self.head(self.norm(sequence[:, -1]))
+        return windows[:, -1] + out if self.residual else out
+
+
+class LSTMForecaster:
+    """Latent forecaster y_k = F(y_{k−w}, …, y_{k−1}) with a sequence-to-one LSTM.
+
+    Satisfies :class:`rom_pipeline.rom.forecaster.LatentForecaster`.
+
+    Args:
+        lag: window length w.
+        hidden_units, num_layers, dropout: LSTM width, depth and dropout between layers.
+        use_layer_norm: LayerNorm on the last hidden state before the head.
+        residual: predict the normalised increment z_k − z_{k−1} instead of z_k.
+        normalize_input: per-mode z-score from the training windows (else m = 0, s = 1).
+        batch_size, learning_rate, weight_decay: Adam mini-batch training.
+        max_epochs, patience: epoch budget and early-stopping patience (epochs without an
+            improvement of the selection metric).
+        gradient_clip: max global gradient 2-norm (``None`` disables clipping).
+        lr_patience, lr_factor: ``ReduceLROnPlateau`` on the selection metric.
+        validation_fraction: share of whole runs held out when no validation trajectories are
+            given: ceil(fraction · n_runs) runs picked by a permutation seeded with ``seed``.
+        rollout_horizon: closed-loop validation steps per held-out run (``None``: the whole run).
+        selection: ``"rollout"`` (closed-loop latent R², maximised) or ``"one_step"``
+            (one-step validation MSE, minimised) for checkpoint selection and early stopping.
+        multi_step: k > 1 trains on k-step unrolled predictions, loss averaged over the k steps.
+        noise_std: std of Gaussian noise added to training inputs, in normalised units.
+        device: ``"auto"`` (CUDA when available), ``"cpu"``, ``"cuda"`` or ``"cuda:N"``.
+        seed: seeds weight initialisation, batch order, the run split and the input noise.
+
+    Attributes (after ``fit``):
+        module_: the trained :class:`SequenceToOneLSTM` (best checkpoint restored).
+        mean_, std_: (r,) normalisation statistics of the training windows.
+        training_log_: one row per epoch with columns ``LOG_COLUMNS``.
+        best_epoch_: epoch (1-based) of the restored checkpoint.
+        n_parameters_: trainable parameter count.
+        validation_runs_, training_runs_: indices into ``trajectories`` of the held-out and
+            training runs (``validation_runs_`` is empty when validation trajectories are given).
+        fit_seconds_: wall time of ``fit``.
+        device_: device the model lives on, as a string.
+    """
+
+    name = "LSTM"
+
+    def __init__(
+        self,
+        lag: int = 5,
+        hidden_units: int = 64,
+        num_layers: int = 2,
+        dropout: float = 0.0,
+        use_layer_norm: bool = True,
+        residual: bool = False,
+        normalize_input: bool = True,
+        batch_size: int = 256,
+        learning_rate: float = 1e-3,
+        weight_decay: float = 1e-5,
+        max_epochs: int = 100,
+        patience: int = 10,
+        gradient_clip: float | None = 1.0,
+        lr_patience: int = 5,
+        lr_factor: float = 0.5,
+        validation_fraction: float = 0.2,
+        rollout_horizon: int | None = None,
+        selection: str = "rollout",
+        multi_step: int = 1,
+        noise_std: float = 0.0,
+        device: str = "auto",
+        seed: int = 0,
+    ) -> None:
+        self.lag = lag
+        self.hidden_units = hidden_units
+        self.num_layers = num_layers
+        self.dropout = dropout
+        self.use_layer_norm = use_layer_norm
+        self.residual = residual
+        self.normalize_input = normalize_input
+        self.batch_size = batch_size
+        self.learning_rate = learning_rate
+        self.weight_decay = weight_decay
+        self.max_epochs = max_epochs
+        self.patience = patience
+        self.gradient_clip = gradient_clip
+        self.lr_patience = lr_patience
+        self.lr_factor = lr_factor
+        self.validation_fraction = validation_fraction
+        self.rollout_horizon = rollout_horizon
+        self.selection = selection
+        self.multi_step = multi_step
+        self.noise_std = noise_std
+        self.device = device
+        self.seed = seed
+        self._check_hyperparameters()
+
+    # ------------------------------------------------------------------ hyper-parameters
+    def get_hyperparameters(self) -> dict[str, Any]:
+        """The ``__init__`` arguments as plain Python values."""
+        return {key: getattr(self, key) for key in _HYPERPARAMETERS}
+
+    def _check_hyperparameters(self) -> None:
+        for key in ("lag", "hidden_units", "num_layers", "batch_size", "max_epochs", "patience",
+                    "multi_step"):
+            _check_int(key, getattr(self, key), minimum=1)
+        _check_int("lr_patience", self.lr_patience, minimum=0)
+        _check_int("seed", self.seed, minimum=0)
+        if self.rollout_horizon is not None:
+            _check_int("rollout_horizon", self.rollout_horizon, minimum=1)
+        for key in ("use_layer_norm", "residual", "normalize_input"):
+            if not isinstance(getattr(self, key), (bool, np.bool_)):
+                raise ValueError(f"{key} must be True or False, got {getattr(self, key)!r}")
+        _check_range("dropout", self.dropout, 0.0, 1.0, "[0, 1)", hi_open=True)
+        _check_range("learning_rate", self.learning_rate, 0.0, math.inf, "> 0", lo_open=True)
+        _check_range("weight_decay", self.weight_decay, 0.0, math.inf, ">= 0")
+        _check_range("lr_factor", self.lr_factor, 0.0, 1.0, "in (0, 1)", lo_open=True,
+                     hi_open=True)
+        _check_range("validation_fraction", self.validation_fraction, 0.0, 1.0, "in [0, 1)",
+                     hi_open=True)
+        _check_range("noise_std", self.noise_std, 0.0, math.inf, ">= 0")
+        if self.gradient_clip is not None:
+            _check_range("gradient_clip", self.gradient_clip, 0.0, math.inf,
+                         "> 0 (or None to disable clipping)", lo_open=True)
+        if self.selection not in ("rollout", "one_step"):
+            raise ValueError(
+                f"selection must be 'rollout' or 'one_step', got {self.selection!r}"
+            )
+        _resolve_device(self.device)
+
+    # ------------------------------------------------------------------ training
+    def fit(
+        self,
+        trajectories: Sequence[np.ndarray],
+        validation_trajectories: Sequence[np.ndarray] | None = None,
+    ) -> LSTMForecaster:
+        """Train on latent runs, each (K_i, r), and keep the best validation checkpoint.
+
+        Args:
+            trajectories: per-run latent trajectories (K_i, r).
+            validation_trajectories: held-out runs (K_j, r). When ``None``,
+                ceil(validation_fraction · n_runs) whole runs of ``trajectories`` are held out
+                (never a split of overlapping windows, which would leak).
+
+        Returns:
+            self.
+        """
+        started = time.perf_counter()
+        self._check_hyperparameters()
+        runs = _as_runs("trajectories", trajectories)
+        r = runs[0].shape[1]
+        if validation_trajectories is None:
+            validation_runs = held_out_runs(len(runs), self.validation_fraction, self.seed)
+            train_idx = [i for i in range(len(runs)) if i not in set(validation_runs)]
+            val_runs = [runs[i] for i in validation_runs]
+        else:
+            validation_runs = []
+            train_idx = list(range(len(runs)))
+            val_runs = _as_runs("validation_trajectories", validation_trajectories)
+            if val_runs[0].shape[1] != r:
+                raise ValueError(
+                    f"validation_trajectories have r = {val_runs[0].shape[1]} modes but "
+                    f"trajectories have r = {r}; pass latent runs of the same POD basis"
+                )
+        train_runs = [runs[i] for i in train_idx]
+        if not val_runs:
+            logger.warning(
+                "LSTM: no validation runs (validation_fraction=0 and no validation_trajectories); "
+                "checkpoints are selected on the training loss"
+            )
+
+        device = torch.device(_resolve_device(self.device))
+        self.n_modes_ = r
+        X_one, _, _ = latent_windows(train_runs, self.lag)
+        self._set_normalisation(X_one.reshape(-1, r), device)
+        del X_one
+        # Multi-step targets: windows of length w + k - 1 plus their target give the k-step
+        # sequences [z_{k-w} ... z_{k+k'-1}]; windows still never cross runs.
+        seq_lag = self.lag + self.multi_step - 1
+        X_seq, Y_seq, _ = latent_windows(train_runs, seq_lag)
+        train_seq = self._to_normalised_tensor(
+            np.concatenate([X_seq, Y_seq[:, None]], axis=1), device
+        )
+        del X_seq, Y_seq
+        val_windows = val_targets = None
+        if val_runs:
+            X_val, Y_val, _ = latent_windows(val_runs, self.lag)
+            val_windows = self._to_normalised_tensor(X_val, device)
+            val_targets = self._to_normalised_tensor(Y_val, device)
+
+        previous_deterministic = torch.are_deterministic_algorithms_enabled()
+        cuda_devices = []
+        if device.type == "cuda":
+            cuda_devices = [torch.cuda.current_device() if device.index is None else device.index]
+        try:
+            if device.type == "cpu":
+                torch.use_deterministic_algorithms(True)
+            with torch.random.fork_rng(devices=cuda_devices):
+                torch.manual_seed(self.seed)
+                self.module_ = SequenceToOneLSTM(
+                    r, self.hidden_units, self.num_layers, self.dropout, self.use_layer_norm,
+                    self.residual,
+                ).to(device)
+                self._train(train_seq, val_windows, val_targets, val_runs, device)
+        finally:
+            torch.use_deterministic_algorithms(previous_deterministic)
+
+        self.n_parameters_ = sum(p.numel() for p in self.module_.parameters() if p.requires_grad)
+        self.validation_runs_ = list(validation_runs)
+        self.training_runs_ = train_idx
+        self.device_ = str(device)
+        self.fit_seconds_ = time.perf_counter() - started
+        logger.info(
+            "LSTM: %d parameters, best epoch %d of %d, fit in %.1f s on %s",
+            self.n_parameters_, self.best_epoch_, len(self.training_log_), self.fit_seconds_,
+            self.device_,
+        )
+        return self
+
+    def _train(self, train_seq, val_windows, val_targets, val_runs, device) -> None:
+        module = self.module_
+        w, k_steps = self.lag, self.multi_step
+        optimizer = torch.optim.Adam(module.parameters(), lr=self.learning_rate,
+                                     weight_decay=self.weight_decay)
+        maximise = self.selection == "rollout" and bool(val_runs)
+        scheduler = torch.optim.lr_scheduler.ReduceLROnPlateau(
+            optimizer, mode="max" if maximise else "min", factor=self.lr_factor,
+            patience=self.lr_patience,
+        )
+        order_gen = torch.Generator().manual_seed(self.seed)
+        noise_gen = torch.Generator(device=device).manual_seed(self.seed + 1)
+        n_train = train_seq.shape[0]
+        rows: list[dict[str, float]] = []
+        best_metric, best_state, best_epoch, stale = None, None, 0, 0
+
+        for epoch in range(1, self.max_epochs + 1):
+            tic = time.perf_counter()
+            module.train()
+            order = torch.randperm(n_train, generator=order_gen).to(device)
+            loss_sum = torch.zeros((), device=device)
+            for start in range(0, n_train, self.batch_size):
+                batch = train_seq[order[start:start + self.batch_size]]
+                window, targets = batch[:, :w], batch[:, w:]
+                if self.noise_std > 0:
+                    window = window + self.noise_std * torch.randn(
+                        window.shape, generator=noise_gen, device=device
+                    )
+                loss = self._unrolled_loss(window, targets, k_steps)
+                optimizer.zero_grad(set_to_none=True)
+                loss.backward()
+                if self.gradient_clip is not None:
+                    nn.utils.clip_grad_norm_(module.parameters(), self.gradient_clip)
+                optimizer.step()
+                loss_sum += loss.detach() * batch.shape[0]
+            train_loss = float(loss_sum) / n_train
+
+            val_loss = val_r2 = math.nan
+            if val_runs:
+                val_loss = self._one_step_mse(val_windows, val_targets)
+                val_r2 = self._closed_loop_r2(val_runs)
+            if not val_runs:
+                metric = train_loss
+            elif maximise:
+                metric = val_r2 if math.isfinite(val_r2) else -math.inf
+            else:
+                metric = val_loss if math.isfinite(val_loss) else math.inf
+            lr = optimizer.param_groups[0]["lr"]
+            scheduler.step(metric)
+            row = {"epoch": epoch, "train_loss": train_loss, "val_loss": val_loss,
+                   "val_rollout_r2": val_r2, "lr": lr, "seconds": time.perf_counter() - tic}
+            rows.append(row)
+            logger.info(
+                "LSTM epoch %3d  train_loss %.3e  val_loss %.3e  val_rollout_r2 %.4f  lr %.1e  "
+                "%.2f s", epoch, train_loss, val_loss, val_r2, lr, row["seconds"],
+            )
+
+            improved = best_metric is None or (metric > best_metric if maximise
+                                               else metric < best_metric)
+            if improved:
+                best_metric, best_epoch, stale = metric, epoch, 0
+                best_state = copy.deepcopy(module.state_dict())
+            else:
+                stale += 1
+            if not math.isfinite(train_loss):
+                logger.warning("LSTM: training loss is %s at epoch %d; stopping", train_loss,
+                               epoch)
+                break
+            if stale >= self.patience:
+                logger.info("LSTM: early stop at epoch %d (no improvement for %d epochs)",
+                            epoch, stale)
+                break
+
+        module.load_state_dict(best_state)
+        module.eval()
+        self.best_epoch_ = best_epoch
+        self.training_log_ = pd.DataFrame(rows, columns=LOG_COLUMNS)
+
+    def _unrolled_loss(self, window: torch.Tensor, targets: torch.Tensor, k_steps: int):
+        """Mean MSE of k closed-loop predictions from ``window`` against targets (B, k, r)."""
+        loss = 0.0
+        for step in range(k_steps):
+            prediction = self.module_(window)
+            loss = loss + nn.functional.mse_loss(prediction, targets[:, step])
+            if step + 1 < k_steps:
+                window = torch.cat((window[:, 1:], prediction[:, None]), dim=1)
+        return loss / k_steps
+
+    @torch.inference_mode()
+    def _one_step_mse(self, windows: torch.Tensor, targets: torch.Tensor) -> float:
+        self.module_.eval()
+        sq = torch.zeros((), dtype=torch.float64, device=windows.device)
+        for start in range(0, windows.shape[0], _PREDICT_CHUNK):
+            pred = self.module_(windows[start:start + _PREDICT_CHUNK])
+            sq += ((pred - targets[start:start + _PREDICT_CHUNK]) ** 2).sum(dtype=torch.float64)
+        return float(sq) / targets.numel()
+
+    def _closed_loop_r2(self, runs: Sequence[np.ndarray]) -> float:
+        """Pooled closed-loop latent R² over runs, each seeded with its first true window.
+
+        R² = 1 − Σ_runs Σ_k ‖y_k − ŷ_k‖² / Σ_runs Σ_k ‖y_k − ȳ_run‖², with ȳ_run the per-mode
+        mean of the run's forecast block; −inf when a rollout is non-finite.
+        """
+        horizons = [run.shape[0] - self.lag for run in runs]
+        if self.rollout_horizon is not None:
+            horizons = [min(h, self.rollout_horizon) for h in horizons]
+        seeds = np.stack([run[: self.lag] for run in runs])
+        forecast = self.rollout_batch(seeds, max(horizons))
+        return closed_loop_r2([run[self.lag:self.lag + h] for run, h in zip(runs, horizons)],
+                              [forecast[i, :h] for i, h in enumerate(horizons)])
+
+    # ------------------------------------------------------------------ normalisation
+    def _set_normalisation(self, frames: np.ndarray, device: torch.device) -> None:
+        r = frames.shape[1]
+        if self.normalize_input:
+            mean = frames.mean(axis=0)
+            std = frames.std(axis=0)
+            constant = ~(std > 1e-12 * max(float(np.max(np.abs(frames))), 1e-300))
+            if constant.any():
+                logger.warning("LSTM: modes %s are constant in the training windows; their "
+                               "std is set to 1", np.flatnonzero(constant).tolist())
+                std = np.where(constant, 1.0, std)
+        else:
+            mean, std = np.zeros(r), np.ones(r)
+        self.mean_ = np.asarray(mean, dtype=np.float64)
+        self.std_ = np.asarray(std, dtype=np.float64)
+        self._set_normalisation_tensors(device)
+
+    def _set_normalisation_tensors(self, device: torch.device) -> None:
+        self._mean_t = torch.as_tensor(self.mean_, dtype=torch.float32, device=device)
+        self._std_t = torch.as_tensor(self.std_, dtype=torch.float32, device=device)
+
+    def _to_normalised_tensor(self, values: np.ndarray, device: torch.device) -> torch.Tensor:
+        tensor = torch.as_tensor(np.ascontiguousarray(values), dtype=torch.float32, device=device)
+        return (tensor - self._mean_t) / self._std_t
+
+    def _to_physical(self, tensor: torch.Tensor) -> np.ndarray:
+        return (tensor * self._std_t + self._mean_t).cpu().numpy().astype(np.float64)
+
+    # ------------------------------------------------------------------ prediction
+    def _check_fitted(self) -> None:
+        if not hasattr(self, "module_"):
+            raise RuntimeError("this LSTMForecaster is not fitted: call fit(trajectories) or "
+                               "LSTMForecaster.from_payload(payload) first")
+
+    def _check_windows(self, key: str, windows: np.ndarray, ndim: int) -> np.ndarray:
+        windows = np.asarray(windows, dtype=np.float64)
+        expected = ("(n, lag, r)" if ndim == 3 else "(lag, r)")
+        if windows.ndim != ndim or windows.shape[-2:] != (self.lag, self.n_modes_):
+            raise ValueError(
+                f"{key} has shape {windows.shape}; expected {expected} = "
+                f"{'(n, ' if ndim == 3 else '('}{self.lag}, {self.n_modes_}) (lag and number of "
+                "POD modes the model was fitted with)"
+            )
+        if not np.all(np.isfinite(windows)):
+            raise ValueError(f"{key} contains non-finite values; seed with true latent states")
+        return windows
+
+    @torch.inference_mode()
+    def predict_next(self, windows: np.ndarray) -> np.ndarray:
+        """One-step prediction: windows (n, lag, r), oldest first -> next states (n, r)."""
+        self._check_fitted()
+        windows = self._check_windows("windows", windows, ndim=3)
+        self.module_.eval()
+        device = self._mean_t.device
+        out = []
+        for start in range(0, windows.shape[0], _PREDICT_CHUNK):
+            z = self._to_normalised_tensor(windows[start:start + _PREDICT_CHUNK], device)
+            out.append(self._to_physical(self.module_(z)))
+        return np.concatenate(out) if out else np.zeros((0, self.n_modes_))
+
+    def rollout(self, seed_window: np.ndarray, n_steps: int) -> np.ndarray:
+        """Closed-loop forecast: seed (lag, r) of true states -> (n_steps, r).
+
+        Each prediction becomes the newest input. Divergence gives non-finite values, never an
+        exception.
+        """
+        self._check_fitted()
+        seed_window = self._check_windows("seed_window", seed_window, ndim=2)
+        return self.rollout_batch(seed_window[None], n_steps)[0]
+
+    @torch.inference_mode()
+    def rollout_batch(self, seed_windows: np.ndarray, n_steps: int) -> np.ndarray:
+        """Batched closed loop: seeds (B, lag, r) -> forecasts (B, n_steps, r)."""
+        self._check_fitted()
+        _check_int("n_steps", n_steps, minimum=0)
+        seed_windows = self._check_windows("seed_windows", seed_windows, ndim=3)
+        self.module_.eval()
+        window = self._to_normalised_tensor(seed_windows, self._mean_t.device)
+        out = torch.empty((window.shape[0], int(n_steps), self.n_modes_),
+                          dtype=window.dtype, device=window.device)
+        for step in range(int(n_steps)):
+            prediction = self.module_(window)
+            out[:, step] = prediction
+            window = torch.cat((window[:, 1:], prediction[:, None]), dim=1)
+        return self._to_physical(out)
+
+    # ------------------------------------------------------------------ persistence
+    def save_payload(self) -> dict[str, Any]:
+        """Everything needed to rebuild the fitted model, loadable with
+        ``torch.load(path, weights_only=True)`` (tensors and plain Python values only)."""
+        self._check_fitted()
+        log = self.training_log_
+        return {
+            "format": PAYLOAD_FORMAT,
+            "state_dict": {k: v.detach().cpu().clone() for k, v in self.module_.state_dict().items()},
+            "hyperparameters": _plain(self.get_hyperparameters()),
+            "n_modes": int(self.n_modes_),
+            "mean": torch.as_tensor(self.mean_, dtype=torch.float64),
+            "std": torch.as_tensor(self.std_, dtype=torch.float64),
+            "best_epoch": int(self.best_epoch_),
+            "n_parameters": int(self.n_parameters_),
+            "validation_runs": [int(i) for i in self.validation_runs_],
+            "training_runs": [int(i) for i in self.training_runs_],
+            "fit_seconds": float(self.fit_seconds_),
+            "device": str(self.device_),
+            "training_log": {c: [_plain(v) for v in log[c].tolist()] for c in LOG_COLUMNS},
+        }
+
+    @classmethod
+    def from_payload(cls, payload: dict[str, Any], device: str = "cpu") -> LSTMForecaster:
+        """Rebuild a fitted forecaster from :meth:`save_payload` output on ``device``."""
+        if not isinstance(payload, dict) or payload.get("format") != PAYLOAD_FORMAT:
+            raise ValueError(
+                f"payload is not an LSTMForecaster payload (format "
+                f"{payload.get('format') if isinstance(payload, dict) else type(payload)!r}, "
+                f"expected {PAYLOAD_FORMAT!r}); create it with LSTMForecaster.save_payload()"
+            )
+        hyper = dict(payload["hyperparameters"])
+        hyper["device"] = device
+        model = cls(**hyper)
+        torch_device = torch.device(_resolve_device(device))
+        r = int(payload["n_modes"])
+        model.module_ = SequenceToOneLSTM(r, model.hidden_units, model.num_layers, model.dropout,
+                                          model.use_layer_norm, model.residual)
+        model.module_.load_state_dict(payload["state_dict"])
+        model.module_.to(torch_device).eval()
+        model.n_modes_ = r
+        model.mean_ = payload["mean"].numpy().astype(np.float64)
+        model.std_ = payload["std"].numpy().astype(np.float64)
+        model._set_normalisation_tensors(torch_device)
+        model.best_epoch_ = int(payload["best_epoch"])
+        model.n_parameters_ = int(payload["n_parameters"])
+        model.validation_runs_ = list(payload["validation_runs"])
+        model.training_runs_ = list(payload["training_runs"])
+        model.fit_seconds_ = float(payload["fit_seconds"])
+        model.device_ = str(torch_device)
+        model.training_log_ = pd.DataFrame(payload["training_log"], columns=LOG_COLUMNS)
+        return model
+
+
+_HYPERPARAMETERS = (
+    "lag", "hidden_units", "num_layers", "dropout", "use_layer_norm", "residual",
+    "normalize_input", "batch_size", "learning_rate", "weight_decay", "max_epochs", "patience",
+    "gradient_clip", "lr_patience", "lr_factor", "validation_fraction", "rollout_horizon",
+    "selection", "multi_step", "noise_std", "device", "seed",
+)
+
+
+def closed_loop_r2(truth: Sequence[np.ndarray], forecast: Sequence[np.ndarray]) -> float:
+    """Pooled R² over runs: 1 − Σ ‖y − ŷ‖² / Σ ‖y − ȳ_run‖² (ȳ_run per-mode mean of each run).
+
+    Args:
+        truth, forecast: matching lists of (H_i, r) blocks.
+
+    Returns:
+        The pooled R²; −inf if any forecast value is non-finite.
+    """
+    num = den = 0.0
+    for y, y_hat in zip(truth, forecast):
+        y_hat = np.asarray(y_hat, dtype=np.float64)
+        if not np.all(np.isfinite(y_hat)):
+            return -math.inf
+        num += float(np.sum((y - y_hat) ** 2))
+        den += float(np.sum((y - y.mean(axis=0)) ** 2))
+    if den <= 0.0:
+        return 1.0 if num == 0.0 else -math.inf
+    return 1.0 - num / den
+
+
+def held_out_runs(n_runs: int, fraction: float, seed: int) -> list[int]:
+    """Sorted indices of the ceil(fraction · n_runs) validation runs: the first entries of a
+    permutation of range(n_runs) drawn from ``torch.Generator().manual_seed(seed)``."""
+    n_val = math.ceil(fraction * n_runs)
+    if n_val == 0:
+        return []
+    if n_val >= n_runs:
+        raise ValueError(
+            f"validation_fraction={fraction} holds out {n_val} of {n_runs} runs, leaving none to "
+            "train on: pass more runs, a smaller validation_fraction, or validation_trajectories"
+        )
+    perm = torch.randperm(n_runs, generator=torch.Generator().manual_seed(seed))
+    return sorted(int(i) for i in perm[:n_val])
+
+
+def _as_runs(key: str, trajectories: Sequence[np.ndarray]) -> list[np.ndarray]:
+    if isinstance(trajectories, np.ndarray) and trajectories.ndim == 2:
+        raise ValueError(f"{key} must be a sequence of (K_i, r) runs, got one array of shape "
+                         f"{trajectories.shape}; wrap a single run in a list")
+    runs = [np.asarray(run, dtype=np.float64) for run in trajectories]
+    if not runs:
+        raise ValueError(f"{key} is empty; pass at least one (K, r) latent run")
+    for i, run in enumerate(runs):
+        if run.ndim != 2:
+            raise ValueError(f"{key}[{i}] has shape {run.shape}; expected (K, r)")
+        if not np.all(np.isfinite(run)):
+            raise ValueError(f"{key}[{i}] contains non-finite values")
+    return runs
+
+
+def _resolve_device(device: str) -> str:
+    if not isinstance(device, str):
+        raise ValueError(f"device must be 'auto', 'cpu', 'cuda' or 'cuda:N', got {device!r}")
+    if device == "auto":
+        return "cuda" if torch.cuda.is_available() else "cpu"
+    if device == "cpu":
+        return device
+    if device == "cuda" or (device.startswith("cuda:") and device[5:].isdigit()):
+        if not torch.cuda.is_available():
+            raise ValueError(f"device={device!r} but CUDA is not available here; use "
+                             "device='auto' or 'cpu'")
+        if device != "cuda" and int(device[5:]) >= torch.cuda.device_count():
+            raise ValueError(f"device={device!r} but only {torch.cuda.device_count()} CUDA "
+                             "devices are visible")
+        return device
+    raise ValueError(f"device must be 'auto', 'cpu', 'cuda' or 'cuda:N', got {device!r}")
+
+
+def _check_int(key: str, value: Any, minimum: int) -> None:
+    if isinstance(value, (bool, np.bool_)) or not isinstance(value, (int, np.integer)) \
+            or value < minimum:
+        raise ValueError(f"{key} must be an integer >= {minimum}, got {value!r}")
+
+
+def _check_range(key: str, value: Any, lo: float, hi: float, text: str, lo_open: bool = False,
+                 hi_open: bool = False) -> None:
+    ok = isinstance(value, (int, float, np.integer, np.floating)) \
+        and not isinstance(value, (bool, np.bool_)) and not math.isnan(value)
+    if ok:
+        ok = (value > lo if lo_open else value >= lo) and (value < hi if hi_open else value <= hi)
+    if not ok:
+        raise ValueError(f"{key} must be {text}, got {value!r}")
+
+
+def _plain(value: Any) -> Any:
+    """NumPy scalars -> Python scalars (torch.load(weights_only=True) refuses NumPy objects)."""
+    if isinstance(value, dict):
+        return {k: _plain(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_plain(v) for v in value]
+    if isinstance(value, np.generic):
+        return value.item()
+    return value

@@ -1,0 +1,404 @@
+"""Multivariate autoregression in POD latent space (science.md §6).
+
+Model of lag ``w`` on latent states ``y_k`` (length r):
+
+    y_k = A_0 + sum_{j=1}^{w} A_j y_{k-j},
+
+``A_1`` multiplies the most recent state. Fitted by ridge regression with an unpenalised
+intercept on the windows of every run (windows never cross runs, see ``rom.latent``):
+
+    min_{A_0, B}  sum_k || y_k - A_0 - B^T z_k ||^2 + alpha ||B||_F^2,
+    z_k = [y_{k-1}; y_{k-2}; ...; y_{k-w}],   B = [A_1^T; A_2^T; ...; A_w^T]   (w r x r),
+
+which is solved on centred data, ``(Z_c^T Z_c + alpha I) B = Z_c^T Y_c`` and
+``A_0 = mean(Y) - B^T mean(z)`` (``alpha`` multiplies the sum, not the mean, of squared
+residuals: the scikit-learn ``Ridge`` convention).
+
+Stability: the companion matrix ``C`` has ``[A_1 ... A_w]`` in its top block row and identities
+below the diagonal; the spectral radius ``rho(C)`` < 1 means the noise-free recursion forgets its
+seed.
+"""
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Sequence
+
+import numpy as np
+import pandas as pd
+import scipy.linalg
+
+from rom_pipeline.rom.latent import latent_windows
+
+logger = logging.getLogger(__name__)
+
+INFORMATION_CRITERIA = ("aic", "bic", "hqic", "fpe")
+# Normal equations lose about log10(cond) digits; below this reciprocal condition number of the
+# regularised Gram matrix we solve the (augmented) least-squares problem by SVD instead.
+_CHOLESKY_MIN_RCOND = 1e-7
+
+
+def _ridge_solve(zc: np.ndarray, yc: np.ndarray, alpha: float) -> tuple[np.ndarray, str]:
+    """Solve ``min ||Y_c - Z_c B||^2 + alpha ||B||^2`` for B (m, r); returns (B, solver name)."""
+    m = zc.shape[1]
+    gram = zc.T @ zc
+    gram[np.diag_indices(m)] += alpha
+    try:
+        factor, lower = scipy.linalg.cho_factor(gram, lower=True, check_finite=False)
+        rcond, info = scipy.linalg.lapack.dpocon(factor, np.abs(gram).sum(axis=0).max(), uplo="L")
+        if info == 0 and rcond > _CHOLESKY_MIN_RCOND:
+            return scipy.linalg.cho_solve((factor, lower), zc.T @ yc, check_finite=False), "cholesky"
+    except np.linalg.LinAlgError:
+        pass
+    if alpha > 0:
+        design = np.vstack([zc, np.sqrt(alpha) * np.eye(m)])
+        target = np.vstack([yc, np.zeros((m, yc.shape[1]))])
+    else:
+        design, target = zc, yc
+    solution = scipy.linalg.lstsq(design, target, lapack_driver="gelsd", check_finite=False)[0]
+    return solution, "lstsq"
+
+
+def _companion(coef: np.ndarray) -> np.ndarray:
+    lag, r, _ = coef.shape
+    comp = np.zeros((lag * r, lag * r))
+    comp[:r, :] = np.concatenate(list(coef), axis=1)
+    comp[r:, :-r] = np.eye((lag - 1) * r)
+    return comp
+
+
+class MVARForecaster:
+    """Ridge MVAR(w) latent forecaster; satisfies ``rom.forecaster.LatentForecaster``.
+
+    Args:
+        lag: window length w >= 1.
+        ridge_alpha: ridge penalty alpha >= 0 on ``A_1..A_w`` (not on ``A_0``).
+        eigenvalue_threshold: if given (> 0) and the companion spectral radius exceeds it, scale
+            ``A_j <- c^j A_j`` with ``c = threshold / rho``. This is exact: ``lambda`` solves
+            ``det(lambda^w I - sum_j A_j lambda^{w-j}) = 0`` iff ``c lambda`` solves it for the
+            scaled coefficients, so every eigenvalue is multiplied by ``c`` and the new radius is
+            exactly the threshold (eigenvectors keep their directions; all modes are damped by the
+            same factor per step). The intercept is then refitted, ``A_0 = mean(Y) - sum_j A_j
+            mean(y_{k-j})``, which is the least-squares optimum for the scaled ``A_j``.
+
+    Attributes (after ``fit``):
+        intercept_: (r,) ``A_0``.
+        coef_: (lag, r, r), ``coef_[j-1] = A_j`` (``A_1`` = most recent state).
+        eigenvalues_: (lag*r,) complex eigenvalues of the companion matrix.
+        spectral_radius_: max |eigenvalue| (after any enforcement).
+        spectral_radius_before_: radius before enforcement (None without a threshold).
+        stability_scale_: the factor c applied (1.0 when nothing was scaled).
+        train_r2_: one-step R^2 on the training windows, ``1 - sum (Y - Y_hat)^2 / sum (Y - mean Y)^2``
+            (pooled over modes, per-mode means).
+        train_rmse_: one-step RMSE on the training windows.
+        n_windows_: number of training windows.
+        solver_: ``"cholesky"`` (normal equations) or ``"lstsq"`` (SVD fallback).
+        fit_seconds_: wall time of ``fit``.
+    """
+
+    name = "MVAR"
+
+    def __init__(self, lag: int = 5, ridge_alpha: float = 1e-4, eigenvalue_threshold: float | None = None):
+        self.lag = lag
+        self.ridge_alpha = ridge_alpha
+        self.eigenvalue_threshold = eigenvalue_threshold
+
+    def _validate_params(self) -> None:
+        if isinstance(self.lag, bool) or int(self.lag) != self.lag or self.lag < 1:
+            raise ValueError(f"mvar.lag must be a positive integer, got {self.lag!r}")
+        alpha = float(self.ridge_alpha)
+        if not np.isfinite(alpha) or alpha < 0:
+            raise ValueError(f"mvar.ridge_alpha must be a finite number >= 0, got {self.ridge_alpha!r}")
+        if self.eigenvalue_threshold is not None:
+            threshold = float(self.eigenvalue_threshold)
+            if not np.isfinite(threshold) or threshold <= 0:
+                raise ValueError(
+                    f"mvar.eigenvalue_threshold must be > 0 or null, got {self.eigenvalue_threshold!r}"
+                )
+
+    def _check_fitted(self) -> None:
+        if not hasattr(self, "coef_"):
+            raise RuntimeError("this MVARForecaster is not fitted yet: call fit(trajectories) or from_arrays(...)")
+
+    # ------------------------------------------------------------------ fitting
+    def fit(self, trajectories: Sequence[np.ndarray]) -> MVARForecaster:
+        """Fit on per-run latent trajectories.
+
+        Args:
+            trajectories: one array (K_i, r) per run, K_i > lag.
+
+        Returns:
+            self.
+        """
+        t_start = time.perf_counter()
+        self._validate_params()
+        lag = int(self.lag)
+        windows, targets, _ = latent_windows([np.asarray(y, dtype=np.float64) for y in trajectories], lag)
+        n, _, r = windows.shape
+        if not (np.all(np.isfinite(windows)) and np.all(np.isfinite(targets))):
+            raise ValueError("latent trajectories contain non-finite values; fix the POD/restriction stage")
+        features = windows[:, ::-1, :].reshape(n, lag * r)
+        feature_mean = features.mean(axis=0)
+        target_mean = targets.mean(axis=0)
+        solution, solver = _ridge_solve(features - feature_mean, targets - target_mean, float(self.ridge_alpha))
+        coef = np.ascontiguousarray(solution.reshape(lag, r, r).transpose(0, 2, 1))
+        intercept = target_mean - feature_mean @ solution
+
+        eigenvalues = np.linalg.eigvals(_companion(coef))
+        radius = float(np.abs(eigenvalues).max())
+        self.spectral_radius_before_ = None
+        self.stability_scale_ = 1.0
+        if self.eigenvalue_threshold is not None:
+            self.spectral_radius_before_ = radius
+            threshold = float(self.eigenvalue_threshold)
+            if radius > threshold:
+                scale = threshold / radius
+                coef = coef * (scale ** np.arange(1, lag + 1))[:, None, None]
+                intercept = target_mean - feature_mean @ coef.transpose(0, 2, 1).reshape(lag * r, r)
+                eigenvalues = np.linalg.eigvals(_companion(coef))
+                radius = float(np.abs(eigenvalues).max())
+                self.stability_scale_ = scale
+                logger.info(
+                    "MVAR stability: radius %.6f > threshold %.6f, scaled A_j by c^j with c=%.6f",
+                    self.spectral_radius_before_, threshold, scale,
+                )
+
+        self.intercept_ = intercept
+        self.coef_ = coef
+        self.eigenvalues_ = eigenvalues
+        self.spectral_radius_ = radius
+        self.solver_ = solver
+        self.n_windows_ = int(n)
+        residual = targets - self.predict_next(windows)
+        self.train_rmse_ = float(np.sqrt(np.mean(residual**2)))
+        self.train_r2_ = float(1.0 - np.sum(residual**2) / np.sum((targets - target_mean) ** 2))
+        self.fit_seconds_ = time.perf_counter() - t_start
+        logger.info(
+            "MVAR(lag=%d, alpha=%g): %d windows, r=%d, solver=%s, radius=%.4f, train R2=%.6f, %.3f s",
+            lag, self.ridge_alpha, n, r, solver, radius, self.train_r2_, self.fit_seconds_,
+        )
+        return self
+
+    # ------------------------------------------------------------------ forecasting
+    def _stacked_coef(self) -> np.ndarray:
+        """B = [A_1^T; ...; A_w^T] of shape (lag*r, r)."""
+        lag, r, _ = self.coef_.shape
+        return self.coef_.transpose(0, 2, 1).reshape(lag * r, r)
+
+    def predict_next(self, windows: np.ndarray) -> np.ndarray:
+        """One-step prediction ``A_0 + sum_j A_j y_{k-j}``.
+
+        Args:
+            windows: (n, lag, r), oldest state first.
+
+        Returns:
+            (n, r) predicted next states.
+        """
+        self._check_fitted()
+        windows = np.asarray(windows, dtype=np.float64)
+        lag, r, _ = self.coef_.shape
+        if windows.ndim != 3 or windows.shape[1:] != (lag, r):
+            raise ValueError(f"windows must have shape (n, {lag}, {r}), got {windows.shape}")
+        with np.errstate(over="ignore", invalid="ignore"):
+            return self.intercept_ + windows[:, ::-1, :].reshape(len(windows), lag * r) @ self._stacked_coef()
+
+    def rollout(self, seed_window: np.ndarray, n_steps: int) -> np.ndarray:
+        """Closed-loop forecast from a true seed window.
+
+        Args:
+            seed_window: (lag, r) true states, oldest first.
+            n_steps: number of future states >= 0.
+
+        Returns:
+            (n_steps, r) predicted states; a diverging recursion yields inf/nan, never an error.
+        """
+        self._check_fitted()
+        lag, r, _ = self.coef_.shape
+        seed_window = np.asarray(seed_window, dtype=np.float64)
+        if seed_window.shape != (lag, r):
+            raise ValueError(f"seed_window must have shape ({lag}, {r}), got {seed_window.shape}")
+        if isinstance(n_steps, bool) or int(n_steps) != n_steps or n_steps < 0:
+            raise ValueError(f"n_steps must be a non-negative integer, got {n_steps!r}")
+        stacked = self._stacked_coef()
+        state = seed_window[::-1].reshape(lag * r).copy()  # most recent first, like the features
+        out = np.empty((int(n_steps), r))
+        with np.errstate(over="ignore", invalid="ignore"):
+            for k in range(int(n_steps)):
+                nxt = self.intercept_ + state @ stacked
+                out[k] = nxt
+                state[r:] = state[:-r].copy()
+                state[:r] = nxt
+        return out
+
+    def companion_matrix(self) -> np.ndarray:
+        """(lag*r, lag*r) companion matrix with ``[A_1 ... A_w]`` in the top block row."""
+        self._check_fitted()
+        return _companion(self.coef_)
+
+    # ------------------------------------------------------------------ persistence
+    def to_arrays(self) -> dict[str, np.ndarray]:
+        """Hyper-parameters and learned state as plain arrays (``np.savez(..., allow_pickle=False)``)."""
+        self._check_fitted()
+        return {
+            "name": np.array(self.name),
+            "lag": np.array(int(self.lag), dtype=np.int64),
+            "ridge_alpha": np.array(float(self.ridge_alpha)),
+            "eigenvalue_threshold": np.array(
+                np.nan if self.eigenvalue_threshold is None else float(self.eigenvalue_threshold)
+            ),
+            "intercept": self.intercept_,
+            "coef": self.coef_,
+            "eigenvalues": self.eigenvalues_,
+            "spectral_radius": np.array(self.spectral_radius_),
+            "spectral_radius_before": np.array(
+                np.nan if self.spectral_radius_before_ is None else self.spectral_radius_before_
+            ),
+            "stability_scale": np.array(self.stability_scale_),
+            "train_r2": np.array(self.train_r2_),
+            "train_rmse": np.array(self.train_rmse_),
+            "n_windows": np.array(self.n_windows_, dtype=np.int64),
+            "solver": np.array(self.solver_),
+            "fit_seconds": np.array(self.fit_seconds_),
+        }
+
+    @classmethod
+    def from_arrays(cls, arrays: dict[str, np.ndarray]) -> MVARForecaster:
+        """Rebuild a fitted model from :meth:`to_arrays` output (or an ``np.load`` of it)."""
+        required = (
+            "lag", "ridge_alpha", "eigenvalue_threshold", "intercept", "coef", "eigenvalues",
+            "spectral_radius", "spectral_radius_before", "stability_scale", "train_r2", "train_rmse",
+            "n_windows", "solver", "fit_seconds",
+        )
+        missing = [key for key in required if key not in arrays]
+        if missing:
+            raise ValueError(f"MVAR arrays lack {missing}; they must come from MVARForecaster.to_arrays()")
+        if "name" in arrays and str(arrays["name"]) != cls.name:
+            raise ValueError(f"these arrays hold a {str(arrays['name'])!r} model, not {cls.name!r}")
+        threshold = float(arrays["eigenvalue_threshold"])
+        model = cls(
+            lag=int(arrays["lag"]),
+            ridge_alpha=float(arrays["ridge_alpha"]),
+            eigenvalue_threshold=None if np.isnan(threshold) else threshold,
+        )
+        model._validate_params()
+        model.intercept_ = np.asarray(arrays["intercept"], dtype=np.float64)
+        model.coef_ = np.asarray(arrays["coef"], dtype=np.float64)
+        r = model.intercept_.shape[0]
+        if model.coef_.shape != (model.lag, r, r):
+            raise ValueError(f"coef has shape {model.coef_.shape}; expected {(model.lag, r, r)}")
+        model.eigenvalues_ = np.asarray(arrays["eigenvalues"])
+        model.spectral_radius_ = float(arrays["spectral_radius"])
+        before = float(arrays["spectral_radius_before"])
+        model.spectral_radius_before_ = None if np.isnan(before) else before
+        model.stability_scale_ = float(arrays["stability_scale"])
+        model.train_r2_ = float(arrays["train_r2"])
+        model.train_rmse_ = float(arrays["train_rmse"])
+        model.n_windows_ = int(arrays["n_windows"])
+        model.solver_ = str(arrays["solver"])
+        model.fit_seconds_ = float(arrays["fit_seconds"])
+        return model
+
+
+# ---------------------------------------------------------------------- lag selection
+def select_lag(
+    trajectories: Sequence[np.ndarray],
+    max_lag: int = 20,
+    criteria: Sequence[str] = INFORMATION_CRITERIA,
+) -> pd.DataFrame:
+    """Information criteria of OLS VAR(p) with intercept for p = 1..max_lag, runs kept separate.
+
+    Every p uses the same sample: in each run the first ``max_lag`` frames only serve as lags, so
+    the targets are ``y_k``, ``k = max_lag .. K_i - 1`` and ``n_obs = sum_i (K_i - max_lag)``; no
+    regression row mixes two runs. With ``Sigma_p`` the OLS residual covariance ``RSS / n_obs``,
+    ``ld = log det Sigma_p``, ``f = p r^2 + r`` free parameters and ``m = p r + 1`` regressors per
+    equation (statsmodels ``VAR.select_order`` definitions, Lütkepohl 2005, §4.3):
+
+        aic = ld + 2 f / n,   bic = ld + log(n) f / n,   hqic = ld + 2 log(log n) f / n,
+        fpe = ((n + m) / (n - m))^r exp(ld).
+
+    All orders come from one QR factorisation of ``[1, y_{k-1}, ..., y_{k-max_lag} | y_k]``
+    (accumulated run by run): the residual of ``y_k`` on the first ``1 + p r`` regressors is the
+    trailing block ``R[1+pr:, -r:]`` of the triangular factor.
+
+    Args:
+        trajectories: one array (K_i, r) per run with K_i > max_lag.
+        max_lag: largest order tried.
+        criteria: subset of ``("aic", "bic", "hqic", "fpe")``.
+
+    Returns:
+        DataFrame with one row per p and columns ``lag``, the requested criteria, ``n_obs``.
+    """
+    if isinstance(max_lag, bool) or int(max_lag) != max_lag or max_lag < 1:
+        raise ValueError(f"max_lag must be a positive integer, got {max_lag!r}")
+    max_lag = int(max_lag)
+    criteria = tuple(criteria)
+    unknown = [c for c in criteria if c not in INFORMATION_CRITERIA]
+    if unknown or not criteria:
+        raise ValueError(f"criteria must be a non-empty subset of {INFORMATION_CRITERIA}, got {criteria!r}")
+    trajectories = [np.asarray(y, dtype=np.float64) for y in trajectories]
+    if not trajectories:
+        raise ValueError("select_lag needs at least one trajectory")
+    r = trajectories[0].shape[-1]
+    for i, y in enumerate(trajectories):
+        if y.ndim != 2 or y.shape[1] != r or y.shape[0] <= max_lag:
+            raise ValueError(
+                f"run {i} has shape {y.shape}; select_lag needs (K, {r}) with K > max_lag={max_lag}: "
+                "lower max_lag or fix the trajectory"
+            )
+    n_regressors = 1 + max_lag * r
+    n_obs = sum(y.shape[0] - max_lag for y in trajectories)
+    if n_obs < n_regressors + r:
+        raise ValueError(
+            f"max_lag={max_lag} needs at least {n_regressors + r} common-sample observations "
+            f"(1 + max_lag*r regressors + r), but the runs give {n_obs}: lower max_lag"
+        )
+
+    width = n_regressors + r
+    chunk_rows = max(4 * width, 4096)
+    tri = np.zeros((0, width))
+    pending: list[np.ndarray] = []
+    pending_rows = 0
+
+    def absorb(blocks: list[np.ndarray], tri: np.ndarray) -> np.ndarray:
+        stacked = np.vstack([tri, *blocks])
+        return scipy.linalg.qr(stacked, mode="r", overwrite_a=True, check_finite=False)[0][:width]
+
+    for y in trajectories:
+        windows, targets, _ = latent_windows([y], max_lag)
+        rows = np.empty((len(targets), width))
+        rows[:, 0] = 1.0
+        rows[:, 1:n_regressors] = windows[:, ::-1, :].reshape(len(targets), max_lag * r)
+        rows[:, n_regressors:] = targets
+        pending.append(rows)
+        pending_rows += len(rows)
+        if pending_rows >= chunk_rows:
+            tri = absorb(pending, tri)
+            pending, pending_rows = [], 0
+    if pending:
+        tri = absorb(pending, tri)
+
+    records = []
+    with np.errstate(divide="ignore"):
+        for p in range(1, max_lag + 1):
+            m = 1 + p * r
+            residual_factor = scipy.linalg.qr(tri[m:, n_regressors:], mode="r", check_finite=False)[0][:r]
+            logdet = 2.0 * np.sum(np.log(np.abs(np.diag(residual_factor)))) - r * np.log(n_obs)
+            free = p * r * r + r
+            values = {
+                "aic": logdet + 2.0 * free / n_obs,
+                "bic": logdet + np.log(n_obs) * free / n_obs,
+                "hqic": logdet + 2.0 * np.log(np.log(n_obs)) * free / n_obs,
+                "fpe": ((n_obs + m) / (n_obs - m)) ** r * np.exp(logdet),
+            }
+            records.append({"lag": p, **{c: values[c] for c in criteria}, "n_obs": n_obs})
+    return pd.DataFrame.from_records(records, columns=["lag", *criteria, "n_obs"])
+
+
+def best_lag(table: pd.DataFrame, criterion: str) -> int:
+    """Lag with the smallest value of ``criterion`` in a :func:`select_lag` table."""
+    if criterion not in INFORMATION_CRITERIA or criterion not in table.columns:
+        raise ValueError(
+            f"criterion {criterion!r} is not a column of the lag table {list(table.columns)}: "
+            f"use one of {INFORMATION_CRITERIA} that select_lag computed"
+        )
+    return int(table["lag"].iloc[int(np.argmin(table[criterion].to_numpy()))])

@@ -1,0 +1,284 @@
+"""Figures carry exactly the data they were given; the GIF has the promised frames and size."""
+from __future__ import annotations
+
+import os
+
+import numpy as np
+import pandas as pd
+import pytest
+from matplotlib.figure import Figure
+from PIL import Image, ImageSequence
+
+from rom_pipeline.evaluation import plots
+from rom_pipeline.evaluation.report import METRIC_COLUMNS
+
+
+def _image_axes(fig: Figure):
+    return [ax for ax in fig.axes if ax.images]
+
+
+def _line(ax, label):
+    found = [line for line in ax.get_lines() if line.get_label() == label]
+    assert len(found) == 1, [line.get_label() for line in ax.get_lines()]
+    return found[0]
+
+
+# --------------------------------------------------------------------------- POD
+def test_pod_spectrum_marks_selected_rank():
+    sigma = np.array([10.0, 5.0, 2.0, 1.0, 0.1])
+    energy = np.cumsum(sigma**2) / np.sum(sigma**2)
+    fig = plots.plot_pod_spectrum(sigma, energy, n_modes=3, energy_threshold=0.99)
+    ax_sigma, ax_energy = fig.axes
+    assert ax_sigma.get_yscale() == "log"
+    np.testing.assert_array_equal(ax_sigma.get_lines()[0].get_ydata(), sigma)
+    np.testing.assert_array_equal(ax_energy.get_lines()[0].get_xdata(), np.arange(1, 6))
+    np.testing.assert_allclose(ax_energy.get_lines()[0].get_ydata(), energy)
+    for ax in (ax_sigma, ax_energy):
+        assert list(_line(ax, "r = 3").get_xdata()) == [3, 3]
+    assert list(_line(ax_energy, "threshold 0.99").get_ydata()) == [0.99, 0.99]
+    with pytest.raises(ValueError, match="n_modes"):
+        plots.plot_pod_spectrum(sigma, energy, n_modes=6)
+    with pytest.raises(ValueError, match="cumulative_energy"):
+        plots.plot_pod_spectrum(sigma, energy[:4], n_modes=2)
+
+
+def test_pod_modes_images_are_reshaped_columns():
+    ny, nx, r = 4, 5, 3
+    modes = np.random.default_rng(0).normal(size=(ny * nx, r))
+    fig = plots.plot_pod_modes(modes, (ny, nx), n_show=6)
+    image_axes = _image_axes(fig)
+    assert len(image_axes) == r
+    for k, ax in enumerate(image_axes):
+        np.testing.assert_array_equal(ax.images[0].get_array(), modes[:, k].reshape(ny, nx))
+        vmin, vmax = ax.images[0].get_clim()
+        assert vmax == pytest.approx(np.abs(modes[:, k]).max()) and vmin == -vmax
+    with pytest.raises(ValueError, match="grid_shape"):
+        plots.plot_pod_modes(modes, (5, 5))
+
+
+def test_latent_trajectories_lines_equal_input():
+    rng = np.random.default_rng(1)
+    trajs = [rng.normal(size=(12, 5)) for _ in range(4)]
+    t = np.linspace(0.0, 1.1, 12)
+    fig = plots.plot_latent_trajectories(trajs, times=t, n_modes=2, n_runs=3)
+    assert len(fig.axes) == 2
+    for j, ax in enumerate(fig.axes):
+        assert len(ax.get_lines()) == 3
+        for i in range(3):
+            line = _line(ax, f"run {i}")
+            np.testing.assert_array_equal(line.get_xdata(), t)
+            np.testing.assert_array_equal(line.get_ydata(), trajs[i][:, j])
+    fig = plots.plot_latent_trajectories(trajs[:1], n_modes=10)
+    assert len(fig.axes) == 5
+    np.testing.assert_array_equal(fig.axes[0].get_lines()[0].get_xdata(), np.arange(12))
+    with pytest.raises(ValueError, match="times"):
+        plots.plot_latent_trajectories(trajs, times=t[:5])
+
+
+# --------------------------------------------------------------------------- forecasts
+def _r2_vs_time() -> pd.DataFrame:
+    times = np.array([0.0, 0.5, 1.0])
+    rows = []
+    family = {0: "gaussian", 1: "gaussian", 2: "uniform"}
+    for mode in ("oracle", "hold"):
+        for m, model in enumerate(("MVAR", "LSTM")):
+            for run in range(3):
+                for k, t in enumerate(times):
+                    rows.append(dict(
+                        model=model, run_id=run, family=family[run], shift_mode=mode, time=t,
+                        r2=1.0 - 0.1 * k * (run + 1) - 0.05 * m - (0.2 if mode == "hold" else 0.0),
+                        r2_cumulative=0.9 - 0.01 * k, r2_pod_ceiling=0.99 - 0.01 * run - 0.001 * k,
+                        rel_l2=0.1 * k, polarisation=0.2 + 0.1 * k, milling=0.5,
+                        nematic=0.3 + 0.05 * k + 0.0 * m,
+                    ))
+    return pd.DataFrame(rows)
+
+
+def test_r2_curves_are_run_means_with_pod_ceiling():
+    frame = _r2_vs_time()
+    fig = plots.plot_r2_curves(frame, shift_mode="oracle")
+    ax_gauss, ax_uniform = fig.axes[:2]
+    assert "gaussian" in ax_gauss.get_title() and "uniform" in ax_uniform.get_title()
+    # gaussian, MVAR: runs 0, 1 -> r2 = 1 - 0.1 k (run+1) -> mean 1 - 0.15 k
+    mvar = _line(ax_gauss, "MVAR")
+    np.testing.assert_array_equal(mvar.get_xdata(), [0.0, 0.5, 1.0])
+    np.testing.assert_allclose(mvar.get_ydata(), [1.0, 0.85, 0.70])
+    np.testing.assert_allclose(_line(ax_gauss, "LSTM").get_ydata(), [0.95, 0.80, 0.65])
+    np.testing.assert_allclose(_line(ax_uniform, "MVAR").get_ydata(), [1.0, 0.7, 0.4])
+    ceiling = _line(ax_gauss, plots.POD_CEILING_LABEL)
+    assert ceiling.get_linestyle() == "--"
+    np.testing.assert_allclose(ceiling.get_ydata(), [0.985, 0.984, 0.983])
+    # hold mode is a different set of numbers
+    fig = plots.plot_r2_curves(frame, shift_mode="hold")
+    np.testing.assert_allclose(_line(fig.axes[0], "MVAR").get_ydata(), [0.8, 0.65, 0.50])
+    # per run panels, another metric, no ceiling
+    fig = plots.plot_r2_curves(frame, shift_mode="oracle", metric="rel_l2", by="run_id")
+    assert len([ax for ax in fig.axes if ax.get_lines()]) == 3
+    assert [line.get_label() for line in fig.axes[2].get_lines()] == ["MVAR", "LSTM"]
+    np.testing.assert_allclose(fig.axes[2].get_lines()[0].get_ydata(), [0.0, 0.1, 0.2])
+    with pytest.raises(ValueError, match="predicted"):
+        plots.plot_r2_curves(frame, shift_mode="predicted")
+    with pytest.raises(ValueError, match="r2_bogus"):
+        plots.plot_r2_curves(frame, metric="r2_bogus")
+
+
+def test_snapshot_grid_layout_and_frames():
+    rng = np.random.default_rng(2)
+    T, ny, nx = 10, 6, 7
+    truth = rng.random((T, ny, nx))
+    predictions = {"MVAR": truth + 0.1 * rng.normal(size=truth.shape), "LSTM": truth * 0.5}
+    times = 2.0 + 0.5 * np.arange(T)
+    snapshot_times = [2.0, 3.6, 6.5]  # nearest frames 0, 3, 9
+    fig = plots.plot_snapshot_grid(truth, predictions, times, snapshot_times, extent=(0, 1, 0, 1))
+    n_rows, n_cols = 1 + 2 * len(predictions), len(snapshot_times)
+    image_axes = _image_axes(fig)
+    assert len(image_axes) == n_rows * n_cols
+    assert image_axes == fig.axes[: n_rows * n_cols]
+    frames = [0, 3, 9]
+    expected_rows = [truth, predictions["MVAR"], predictions["LSTM"],
+                     np.abs(predictions["MVAR"] - truth), np.abs(predictions["LSTM"] - truth)]
+    for row, movie in enumerate(expected_rows):
+        for col, frame in enumerate(frames):
+            image = image_axes[row * n_cols + col].images[0]
+            np.testing.assert_allclose(image.get_array(), movie[frame])
+    # shared colour scale per row type
+    density_clims = {image_axes[i].images[0].get_clim() for i in range(3 * n_cols)}
+    error_clims = {image_axes[i].images[0].get_clim() for i in range(3 * n_cols, 5 * n_cols)}
+    assert density_clims == {(truth[frames].min(), truth[frames].max())}
+    assert len(error_clims) == 1 and next(iter(error_clims))[0] == 0.0
+    with pytest.raises(ValueError, match="snapshot time 20"):
+        plots.plot_snapshot_grid(truth, predictions, times, [20.0])
+    with pytest.raises(ValueError, match="LSTM"):
+        plots.plot_snapshot_grid(truth, {"LSTM": truth[:5]}, times, [2.0])
+
+
+def _test_results() -> pd.DataFrame:
+    rows = []
+    values = {("MVAR", 0): 0.9, ("MVAR", 1): 0.7, ("MVAR", 2): 0.4,
+              ("LSTM", 0): 0.6, ("LSTM", 1): 0.8, ("LSTM", 2): 0.2}
+    family = {0: "gaussian", 1: "gaussian", 2: "uniform"}
+    for (model, run), value in values.items():
+        row = {m: np.nan for m in METRIC_COLUMNS}
+        row.update(model=model, run_id=run, family=family[run], shift_mode="oracle",
+                   r2_pooled=value, diverged=False)
+        rows.append(row)
+    return pd.DataFrame(rows)
+
+
+def test_metric_bars_heights_and_error_bars():
+    fig = plots.plot_metric_bars(_test_results(), metric="r2_pooled", shift_mode="oracle")
+    ax = fig.axes[0]
+    assert [t.get_text() for t in ax.get_xticklabels()] == ["gaussian", "uniform", "all"]
+    bars = {c.get_label(): c for c in ax.containers if hasattr(c, "patches")}
+    np.testing.assert_allclose([p.get_height() for p in bars["MVAR"].patches], [0.8, 0.4, 2.0 / 3])
+    np.testing.assert_allclose([p.get_height() for p in bars["LSTM"].patches], [0.7, 0.2, 1.6 / 3])
+    # the error bar of MVAR on gaussian spans mean ± sample std
+    segments = bars["MVAR"].errorbar.lines[2][0].get_segments()
+    std = np.std([0.9, 0.7], ddof=1)
+    np.testing.assert_allclose(segments[0][:, 1], [0.8 - std, 0.8 + std])
+    with pytest.raises(ValueError, match="hold"):
+        plots.plot_metric_bars(_test_results(), shift_mode="hold")
+
+
+def test_order_parameters_lines_per_run():
+    frame = _r2_vs_time()
+    fig = plots.plot_order_parameters(frame, run_id=1, shift_mode="oracle")
+    ax_pol, ax_mill, ax_nem, ax_r2 = fig.axes
+    np.testing.assert_allclose(ax_pol.get_lines()[0].get_ydata(), [0.2, 0.3, 0.4])
+    np.testing.assert_allclose(ax_nem.get_lines()[0].get_ydata(), [0.3, 0.35, 0.4])
+    np.testing.assert_allclose(_line(ax_r2, "LSTM").get_ydata(), [0.95, 0.75, 0.55])
+    with pytest.raises(ValueError, match="run_id=7"):
+        plots.plot_order_parameters(frame, run_id=7)
+
+
+# --------------------------------------------------------------------------- diagnostics
+def test_eigenvalues_scatter_and_circles():
+    lam = np.array([0.5 + 0.5j, 0.5 - 0.5j, -0.9, 1.1])
+    fig = plots.plot_eigenvalues(lam, threshold=0.99)
+    ax = fig.axes[0]
+    np.testing.assert_allclose(ax.collections[0].get_offsets(), np.c_[lam.real, lam.imag])
+    unit = _line(ax, "|λ| = 1")
+    np.testing.assert_allclose(np.hypot(unit.get_xdata(), unit.get_ydata()), 1.0)
+    thr = _line(ax, "|λ| = 0.99")
+    np.testing.assert_allclose(np.hypot(thr.get_xdata(), thr.get_ydata()), 0.99)
+    assert "1.1000" in ax.get_title()
+
+
+def test_training_log_lines_skip_nan():
+    log = pd.DataFrame({
+        "epoch": [3, 1, 2, 4],
+        "train_loss": [0.3, 1.0, 0.5, 0.2],
+        "val_loss": [0.4, 1.2, 0.6, 0.35],
+        "val_rollout_r2": [np.nan, 0.1, np.nan, 0.7],
+        "lr": [1e-3, 1e-3, 1e-3, 5e-4],
+    })
+    fig = plots.plot_training_log(log)
+    ax_loss, ax_r2, ax_lr = fig.axes
+    np.testing.assert_array_equal(_line(ax_loss, "train_loss").get_ydata(), [1.0, 0.5, 0.3, 0.2])
+    np.testing.assert_array_equal(_line(ax_loss, "val_loss").get_xdata(), [1, 2, 3, 4])
+    assert ax_loss.get_yscale() == "log"
+    r2 = _line(ax_r2, "val_rollout_r2")
+    np.testing.assert_array_equal(r2.get_xdata(), [1, 4])
+    np.testing.assert_array_equal(r2.get_ydata(), [0.1, 0.7])
+    np.testing.assert_array_equal(_line(ax_lr, "lr").get_ydata(), [1e-3, 1e-3, 1e-3, 5e-4])
+    with pytest.raises(ValueError, match="train_loss"):
+        plots.plot_training_log(log.drop(columns=["train_loss"]))
+
+
+def test_lag_scan_marks_minimum_per_criterion():
+    table = pd.DataFrame({
+        "lag": [1, 2, 3, 4],
+        "aic": [-10.0, -12.0, -11.0, -10.5],
+        "bic": [-9.0, -9.5, -9.2, -8.0],
+        "hqic": [-9.5, -11.0, -11.5, -11.2],
+        "fpe": [0.5, 0.4, 0.3, 0.35],
+    })
+    fig = plots.plot_lag_scan(table)
+    axes = [ax for ax in fig.axes if ax.get_lines()]
+    assert [ax.get_ylabel() for ax in axes] == ["AIC", "BIC", "HQIC", "FPE"]
+    for ax, criterion, best_lag in zip(axes, ["aic", "bic", "hqic", "fpe"], [2, 2, 3, 3]):
+        np.testing.assert_array_equal(_line(ax, criterion.upper()).get_ydata(), table[criterion])
+        star = _line(ax, f"min at lag {best_lag}")
+        assert list(star.get_xdata()) == [best_lag]
+
+
+# --------------------------------------------------------------------------- animation
+def test_animation_frames_even_and_distinct():
+    np.testing.assert_array_equal(plots.animation_frames(5, 120), np.arange(5))
+    idx = plots.animation_frames(100, 7)
+    assert len(idx) == len(set(idx)) == 7 and idx[0] == 0 and idx[-1] == 99
+    assert np.ptp(np.diff(idx)) <= 1
+
+
+@pytest.mark.parametrize("T, max_frames", [(7, 120), (13, 5)])
+def test_comparison_animation_frames_size_and_atomic_write(tmp_path, T, max_frames):
+    rng = np.random.default_rng(3)
+    truth = rng.random((T, 8, 9))
+    predictions = {"MVAR": truth * 0.9, "LSTM": truth + 0.05}
+    times = 0.1 * np.arange(T)
+    path = tmp_path / "movies" / "run0.gif"
+    out = plots.write_comparison_animation(
+        truth, predictions, times, path, fps=5, max_frames=max_frames, title="run 0",
+        dpi=40, panel_inches=2.0,
+    )
+    assert out == path and path.is_file()
+    with Image.open(path) as gif:
+        n_frames = sum(1 for _ in ImageSequence.Iterator(gif))
+        assert gif.size == (3 * 80, 2 * 80)
+    assert n_frames == min(T, max_frames)
+    assert os.listdir(path.parent) == ["run0.gif"]
+
+
+def test_comparison_animation_failure_leaves_no_file(tmp_path, monkeypatch):
+    truth = np.random.default_rng(4).random((4, 5, 5))
+    path = tmp_path / "broken.gif"
+
+    def fail(self, **kwargs):
+        raise RuntimeError("disk full")
+
+    monkeypatch.setattr(plots.PillowWriter, "grab_frame", fail)
+    with pytest.raises(RuntimeError, match="disk full"):
+        plots.write_comparison_animation(truth, {"MVAR": truth}, np.arange(4.0), path)
+    assert os.listdir(tmp_path) == []
+    with pytest.raises(ValueError, match="gif"):
+        plots.write_comparison_animation(truth, {"MVAR": truth}, np.arange(4.0), tmp_path / "x.mp4")

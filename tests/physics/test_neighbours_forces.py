@@ -1,0 +1,173 @@
+"""Neighbour search and Morse forces against brute-force and analytic oracles."""
+
+import itertools
+import math
+
+import numpy as np
+import pytest
+
+from rom_pipeline.physics.forces import morse_forces, morse_pair_magnitude
+from rom_pipeline.physics.neighbours import brute_force_pairs, neighbour_pairs, neighbourhood_sum
+
+MORSE = dict(Ca=3.0, Cr=3.0, la=2.0, lr=0.5)
+
+
+def _sorted(pairs):
+    i, j, dx, r = pairs
+    order = np.lexsort((j, i))
+    return i[order], j[order], dx[order], r[order]
+
+
+@pytest.mark.parametrize(
+    "n, radius, Lx, Ly",
+    [
+        (200, 4.0, 25.0, 25.0),
+        (150, 1.3, 7.0, 4.0),
+        (60, 4.0, 10.0, 9.0),  # L < 3R: naive cell lists double-count here
+        (40, 4.0, 5.0, 6.0),  # L < 2R: radius beyond half the box
+        (30, 4.0, 3.0, 2.5),  # L < R
+    ],
+)
+@pytest.mark.parametrize("periodic", [True, False])
+def test_kdtree_pairs_equal_brute_force(n, radius, Lx, Ly, periodic):
+    rng = np.random.default_rng(n)
+    x = rng.uniform(0, 1, (n, 2)) * [Lx, Ly]
+    tree = _sorted(neighbour_pairs(x, radius, Lx, Ly, periodic))
+    brute = _sorted(brute_force_pairs(x, radius, Lx, Ly, periodic))
+    assert tree[0].size > 0
+    np.testing.assert_array_equal(tree[0], brute[0])
+    np.testing.assert_array_equal(tree[1], brute[1])
+    np.testing.assert_array_equal(tree[2], brute[2])
+    np.testing.assert_array_equal(tree[3], brute[3])
+    assert np.all(tree[0] < tree[1])
+
+
+def test_pair_straddling_periodic_boundary_is_found_with_minimal_image():
+    L = 10.0
+    x = np.array([[0.1, 5.0], [L - 0.1, 5.2], [5.0, 5.0]])
+    i, j, dx, r = neighbour_pairs(x, 1.0, L, L, periodic=True)
+    assert list(zip(i, j)) == [(0, 1)]
+    np.testing.assert_allclose(dx[0], [-0.2, 0.2], atol=1e-12)
+    np.testing.assert_allclose(r[0], math.hypot(0.2, 0.2), rtol=1e-12)
+    i, j, _, _ = neighbour_pairs(x, 1.0, L, L, periodic=False)
+    assert i.size == 0
+
+
+def test_position_equal_to_box_length_is_wrapped_not_rejected():
+    L = 10.0
+    x = np.array([[L, 3.0], [0.2, 3.0], [-1e-17, 3.0]])
+    i, j, dx, r = _sorted(neighbour_pairs(x, 0.5, L, L, periodic=True))
+    assert list(zip(i, j)) == [(0, 1), (0, 2), (1, 2)]
+    np.testing.assert_allclose(r, [0.2, 0.0, 0.2], atol=1e-12)
+
+
+def test_neighbourhood_sum_matches_dense_adjacency():
+    rng = np.random.default_rng(3)
+    x = rng.uniform(0, 6, (80, 2))
+    values = rng.normal(size=(80, 3))
+    i, j, _, r = neighbour_pairs(x, 1.5, 6.0, 6.0, True)
+    weights = (r <= 1.0).astype(float)
+    summed = neighbourhood_sum(values, i, j, weights=weights)
+    dense = np.eye(80)
+    for a in range(80):
+        for b in range(80):
+            d = x[b] - x[a]
+            d -= 6.0 * np.round(d / 6.0)
+            if a != b and np.hypot(*d) <= 1.0:
+                dense[a, b] = 1.0
+    np.testing.assert_allclose(summed, dense @ values, rtol=1e-12, atol=1e-12)
+
+
+def test_morse_pair_magnitude_analytic_values():
+    r = np.array([0.0, 0.5, 2.0])
+    expected = [(3 / 0.5) * math.exp(-x / 0.5) - (3 / 2.0) * math.exp(-x / 2.0) for x in r]
+    np.testing.assert_allclose(morse_pair_magnitude(r, **MORSE), expected, rtol=1e-14)
+    # repulsive at short range, attractive at long range for these parameters
+    assert morse_pair_magnitude(0.1, **MORSE) > 0 > morse_pair_magnitude(3.0, **MORSE)
+
+
+def _potential(x, L, periodic):
+    total = 0.0
+    for a, b in itertools.combinations(range(len(x)), 2):
+        d = x[b] - x[a]
+        if periodic:
+            d = d - L * np.round(d / L)
+        r = math.hypot(*d)
+        total += MORSE["Cr"] * math.exp(-r / MORSE["lr"]) - MORSE["Ca"] * math.exp(-r / MORSE["la"])
+    return total
+
+
+@pytest.mark.parametrize("periodic", [True, False])
+def test_forces_are_minus_gradient_of_morse_potential(periodic):
+    # rcut larger than any minimal-image distance, so the force is the exact gradient
+    L = 6.0
+    rng = np.random.default_rng(7)
+    x = rng.uniform(0, L, (12, 2))
+    F = morse_forces(x, L, L, periodic, rcut=100.0, **MORSE)
+    h = 1e-6
+    grad = np.zeros_like(x)
+    for a in range(len(x)):
+        for axis in range(2):
+            plus, minus = x.copy(), x.copy()
+            plus[a, axis] += h
+            minus[a, axis] -= h
+            difference = _potential(plus, L, periodic) - _potential(minus, L, periodic)
+            grad[a, axis] = difference / (2 * h)
+    np.testing.assert_allclose(F, -grad, rtol=1e-6, atol=1e-7)
+
+
+def test_forces_antisymmetric_and_sum_to_zero():
+    rng = np.random.default_rng(11)
+    L = 8.0
+    x = rng.uniform(0, L, (150, 2))
+    F = morse_forces(x, L, L, True, rcut=2.5, **MORSE)
+    np.testing.assert_allclose(F.sum(axis=0), 0.0, atol=1e-11 * np.abs(F).max())
+    pair = morse_forces(np.array([[1.0, 1.0], [1.7, 1.4]]), L, L, False, rcut=2.5, **MORSE)
+    np.testing.assert_array_equal(pair[0], -pair[1])
+    # repulsive at r = 0.806: agent 0 is pushed away from agent 1
+    assert np.dot(pair[0], [0.7, 0.4]) < 0
+
+
+def test_force_acts_across_periodic_boundary():
+    L = 10.0
+    x = np.array([[0.1, 5.0], [L - 0.2, 5.0]])
+    F = morse_forces(x, L, L, True, rcut=2.5, **MORSE)
+    f = morse_pair_magnitude(0.3, **MORSE)
+    # agent 1 sits at -0.3 along x from agent 0 (minimal image): repulsion pushes agent 0 to +x
+    np.testing.assert_allclose(F, [[f, 0.0], [-f, 0.0]], rtol=1e-12, atol=1e-12)
+    assert f > 0
+    np.testing.assert_array_equal(morse_forces(x, L, L, False, rcut=2.5, **MORSE), 0.0)
+
+
+def test_cutoff_removes_distant_pairs():
+    x = np.array([[0.0, 0.0], [2.0, 0.0]])
+    assert np.all(morse_forces(x, 10, 10, False, rcut=1.9, **MORSE) == 0.0)
+    f = morse_pair_magnitude(2.0, **MORSE)
+    assert f < 0  # attractive: agent 0 is pulled towards agent 1 at +x
+    np.testing.assert_allclose(
+        morse_forces(x, 10, 10, False, rcut=2.0, **MORSE), [[-f, 0.0], [f, 0.0]], rtol=1e-12
+    )
+
+
+@pytest.mark.parametrize(
+    "kwargs, name",
+    [
+        (dict(radius=-1.0), "radius"),
+        (dict(Lx=0.0), "Lx"),
+        (dict(x=np.zeros((3, 3))), "x"),
+        (dict(x=np.array([[np.nan, 0.0]])), "x"),
+    ],
+)
+def test_bad_neighbour_inputs_raise(kwargs, name):
+    args = dict(x=np.zeros((3, 2)), radius=1.0, Lx=5.0, Ly=5.0, periodic=True) | kwargs
+    with pytest.raises(ValueError, match=name):
+        neighbour_pairs(**args)
+
+
+def test_bad_morse_parameters_raise():
+    with pytest.raises(ValueError, match="la"):
+        morse_pair_magnitude(1.0, Ca=1, Cr=1, la=0.0, lr=1)
+    with pytest.raises(ValueError, match="Cr"):
+        morse_forces(np.zeros((2, 2)), 5, 5, True, Ca=1, Cr=-1, la=1, lr=1, rcut=2)
+    with pytest.raises(ValueError, match="rcut"):
+        morse_forces(np.zeros((2, 2)), 5, 5, True, Ca=1, Cr=1, la=1, lr=1, rcut=0)

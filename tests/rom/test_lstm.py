@@ -1,0 +1,312 @@
+"""LSTMForecaster: parameter count, leak-free run split, learning a linear system, persistence,
+determinism, early stopping and argument checks. Models are tiny so the file runs in seconds."""
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import pytest
+import torch
+
+from rom_pipeline.rom.forecaster import LatentForecaster
+from rom_pipeline.rom.latent import latent_windows
+from rom_pipeline.rom.lstm import (
+    LOG_COLUMNS,
+    LSTMForecaster,
+    closed_loop_r2,
+    count_lstm_parameters,
+)
+
+TINY = dict(hidden_units=8, num_layers=1, batch_size=32, max_epochs=2, device="cpu")
+
+
+def _oscillator() -> np.ndarray:
+    """Stable 3-mode linear map: a damped rotation (ρ = 0.95) driving a slow mode (0.9)."""
+    theta, rho = 0.3, 0.95
+    A = np.zeros((3, 3))
+    A[:2, :2] = rho * np.array([[np.cos(theta), -np.sin(theta)], [np.sin(theta), np.cos(theta)]])
+    A[2, 2] = 0.9
+    A[2, 0] = 0.1
+    return A
+
+
+def _simulate(A: np.ndarray, n_runs: int, K: int, noise: float, seed: int) -> list[np.ndarray]:
+    rng = np.random.default_rng(seed)
+    runs = []
+    for _ in range(n_runs):
+        y = np.zeros((K, A.shape[0]))
+        y[0] = rng.normal(size=A.shape[0])
+        for k in range(1, K):
+            y[k] = A @ y[k - 1] + noise * rng.normal(size=A.shape[0])
+        runs.append(y)
+    return runs
+
+
+@pytest.fixture(scope="module", autouse=True)
+def single_thread():
+    # Tiny models gain nothing from intra-op threads, and on a shared machine a busy-waiting
+    # second thread makes every step slower.
+    previous = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(previous)
+
+
+@pytest.fixture(scope="module")
+def runs() -> list[np.ndarray]:
+    # Per-run offsets 0.01·2^i in mode 2 make the mean of any subset of runs identifiable.
+    out = _simulate(_oscillator(), n_runs=10, K=40, noise=0.02, seed=1)
+    return [y + np.array([0.0, 0.0, 0.01 * 2**i]) for i, y in enumerate(out)]
+
+
+@pytest.fixture(scope="module")
+def fitted(runs) -> LSTMForecaster:
+    return LSTMForecaster(lag=3, validation_fraction=0.3, seed=4, **TINY).fit(runs)
+
+
+# --------------------------------------------------------------------------- parameter count
+@pytest.mark.parametrize("r, h, layers", [(3, 8, 1), (19, 128, 2), (5, 16, 3)])
+def test_parameter_count_formula_matches_torch(r, h, layers):
+    by_hand = 4 * (r * h + h * h) + 8 * h + (layers - 1) * (4 * (h * h + h * h) + 8 * h)
+    torch_count = sum(p.numel() for p in torch.nn.LSTM(r, h, layers).parameters())
+    assert count_lstm_parameters(r, h, layers) == by_hand == torch_count
+
+
+@pytest.mark.parametrize("use_layer_norm", [True, False])
+def test_model_parameter_count_is_lstm_plus_norm_plus_head(runs, use_layer_norm):
+    r, h = 3, 6
+    model = LSTMForecaster(lag=2, hidden_units=h, num_layers=2, max_epochs=1, device="cpu",
+                           use_layer_norm=use_layer_norm).fit(runs)
+    expected = count_lstm_parameters(r, h, 2) + (2 * h if use_layer_norm else 0) + h * r + r
+    assert model.n_parameters_ == expected
+    assert model.n_parameters_ == sum(p.numel() for p in model.module_.parameters())
+    assert isinstance(model, LatentForecaster) and model.name == "LSTM"
+
+
+# --------------------------------------------------------------------------- run split
+def test_validation_holds_out_whole_runs(runs, fitted):
+    n = len(runs)
+    assert len(fitted.validation_runs_) == math.ceil(0.3 * n)
+    assert set(fitted.validation_runs_).isdisjoint(fitted.training_runs_)
+    assert sorted(fitted.validation_runs_ + fitted.training_runs_) == list(range(n))
+    # Oracle: z-score statistics of the training runs' windows only. Each run has its own
+    # offset in mode 2, so any held-out window among the training windows would shift them.
+    X_train, _, run_idx = latent_windows([runs[i] for i in fitted.training_runs_], fitted.lag)
+    frames = X_train.reshape(-1, 3)
+    np.testing.assert_allclose(fitted.mean_, frames.mean(axis=0), rtol=1e-12)
+    np.testing.assert_allclose(fitted.std_, frames.std(axis=0), rtol=1e-12)
+    X_all = latent_windows(runs, fitted.lag)[0].reshape(-1, 3)
+    assert abs(X_all.mean(axis=0)[2] - fitted.mean_[2]) > 0.05
+    # The logged one-step validation loss is the normalised MSE on the held-out runs' windows.
+    X_val, Y_val, _ = latent_windows([runs[i] for i in fitted.validation_runs_], fitted.lag)
+    mse = np.mean(((fitted.predict_next(X_val) - Y_val) / fitted.std_) ** 2)
+    logged = fitted.training_log_.set_index("epoch").loc[fitted.best_epoch_, "val_loss"]
+    assert logged == pytest.approx(mse, rel=1e-4)
+
+
+def test_split_is_seeded_and_explicit_validation_uses_all_runs(runs):
+    a = LSTMForecaster(lag=3, seed=4, validation_fraction=0.3, **TINY).fit(runs)
+    b = LSTMForecaster(lag=3, seed=5, validation_fraction=0.3, **TINY).fit(runs)
+    assert a.validation_runs_ != b.validation_runs_
+    explicit = LSTMForecaster(lag=3, seed=4, **TINY).fit(runs[:7], validation_trajectories=runs[7:])
+    assert explicit.validation_runs_ == [] and explicit.training_runs_ == list(range(7))
+    frames = latent_windows(runs[:7], 3)[0].reshape(-1, 3)
+    np.testing.assert_allclose(explicit.mean_, frames.mean(axis=0), rtol=1e-12)
+    assert explicit.training_log_["val_rollout_r2"].notna().all()
+
+
+# --------------------------------------------------------------------------- learning
+def _least_squares_ar(trajectories, lag):
+    """Independent baseline: y_k = c + Σ_j A_j y_{k−j} by ordinary least squares."""
+    X, Y, _ = latent_windows(trajectories, lag)
+    design = np.hstack([np.ones((len(X), 1)), X.reshape(len(X), -1)])
+    coef, *_ = np.linalg.lstsq(design, Y, rcond=None)
+
+    def rollout(seed, n_steps):
+        window, out = seed.copy(), []
+        for _ in range(n_steps):
+            nxt = np.concatenate([[1.0], window.ravel()]) @ coef
+            out.append(nxt)
+            window = np.vstack([window[1:], nxt])
+        return np.array(out)
+
+    return rollout
+
+
+def test_learns_noisy_stable_linear_system():
+    A = _oscillator()
+    train = _simulate(A, n_runs=10, K=60, noise=0.02, seed=1)
+    test = _simulate(A, n_runs=5, K=60, noise=0.02, seed=2)
+    lag = 2
+    model = LSTMForecaster(lag=lag, hidden_units=16, num_layers=1, batch_size=32,
+                           learning_rate=5e-3, max_epochs=150, patience=30, device="cpu",
+                           seed=0).fit(train)
+    truth = [y[lag:] for y in test]
+    lstm = [model.rollout(y[:lag], len(y) - lag) for y in test]
+    true_system = [np.array([np.linalg.matrix_power(A, k + 1) @ y[lag - 1]
+                             for k in range(len(y) - lag)]) for y in test]
+    ar = _least_squares_ar(train, lag)
+    ar_forecast = [ar(y[:lag], len(y) - lag) for y in test]
+
+    def sse(forecast):
+        return sum(float(np.sum((t - f) ** 2)) for t, f in zip(truth, forecast))
+
+    assert sse(lstm) <= 1.5 * sse(true_system)
+    assert closed_loop_r2(truth, lstm) >= closed_loop_r2(truth, ar_forecast) - 0.05
+    assert closed_loop_r2(truth, lstm) > 0.85
+
+
+def test_closed_loop_r2_definition():
+    truth = [np.array([[0.0, 1.0], [2.0, 3.0]]), np.array([[1.0, 1.0], [1.0, 3.0]])]
+    forecast = [np.array([[0.0, 1.0], [1.0, 3.0]]), np.array([[1.0, 2.0], [1.0, 3.0]])]
+    # SSE = 1 + 1; per-run deviations from each run's own mean: (1+1+1+1) + (0+0+1+1) = 6.
+    assert closed_loop_r2(truth, forecast) == pytest.approx(1 - 2 / 6)
+    assert closed_loop_r2(truth, [forecast[0], np.full((2, 2), np.nan)]) == -math.inf
+
+
+# --------------------------------------------------------------------------- prediction
+def test_rollout_feeds_predictions_back(runs, fitted):
+    seed = runs[0][:3]
+    by_hand, window = [], seed.copy()
+    for _ in range(6):
+        nxt = fitted.predict_next(window[None])[0]
+        by_hand.append(nxt)
+        window = np.vstack([window[1:], nxt])
+    np.testing.assert_allclose(fitted.rollout(seed, 6), np.array(by_hand), rtol=1e-5, atol=1e-6)
+    batch = fitted.rollout_batch(np.stack([runs[0][:3], runs[1][5:8]]), 6)
+    np.testing.assert_allclose(batch[1], fitted.rollout(runs[1][5:8], 6), rtol=1e-5, atol=1e-6)
+    assert fitted.rollout(seed, 0).shape == (0, 3)
+
+
+@pytest.mark.parametrize("residual", [True, False])
+def test_residual_output_adds_increment_to_last_input(runs, residual):
+    model = LSTMForecaster(lag=3, residual=residual, **TINY).fit(runs)
+    with torch.no_grad():
+        model.module_.head.weight.zero_()
+        model.module_.head.bias.zero_()
+    windows = latent_windows(runs, 3)[0][:20]
+    # A zero head predicts a zero normalised increment (residual: ŷ = last input) or a zero
+    # normalised state (direct: ŷ = mean of the training windows).
+    expected = windows[:, -1] if residual else np.broadcast_to(model.mean_, (20, 3))
+    np.testing.assert_allclose(model.predict_next(windows), expected, rtol=1e-6, atol=1e-6)
+
+
+def test_diverging_rollout_returns_non_finite_without_raising(runs):
+    model = LSTMForecaster(lag=3, residual=True, **TINY).fit(runs)
+    with torch.no_grad():
+        model.module_.head.bias.fill_(3e38)  # near float32 max: overflows on the 2nd step
+    forecast = model.rollout(runs[0][:3], 5)
+    assert forecast.shape == (5, 3)
+    assert not np.all(np.isfinite(forecast[1:]))
+
+
+# --------------------------------------------------------------------------- persistence
+def test_payload_round_trip_is_exact(tmp_path, runs, fitted):
+    path = tmp_path / "lstm.pt"
+    torch.save(fitted.save_payload(), path)
+    loaded = LSTMForecaster.from_payload(torch.load(path, weights_only=True), device="cpu")
+    windows = latent_windows(runs, 3)[0]
+    assert np.array_equal(loaded.predict_next(windows), fitted.predict_next(windows))
+    assert np.array_equal(loaded.rollout(runs[2][:3], 30), fitted.rollout(runs[2][:3], 30))
+    assert loaded.get_hyperparameters() == fitted.get_hyperparameters()
+    assert np.array_equal(loaded.mean_, fitted.mean_) and np.array_equal(loaded.std_, fitted.std_)
+    assert loaded.training_log_.equals(fitted.training_log_)
+    assert (loaded.best_epoch_, loaded.n_parameters_, loaded.validation_runs_) == (
+        fitted.best_epoch_, fitted.n_parameters_, fitted.validation_runs_)
+
+
+# --------------------------------------------------------------------------- determinism
+def test_same_seed_gives_bit_identical_weights(runs):
+    kwargs = dict(lag=3, hidden_units=8, num_layers=2, dropout=0.2, noise_std=0.1, multi_step=2,
+                  batch_size=16, max_epochs=3, device="cpu")
+    a = LSTMForecaster(seed=7, **kwargs).fit(runs)
+    b = LSTMForecaster(seed=7, **kwargs).fit(runs)
+    c = LSTMForecaster(seed=8, **kwargs).fit(runs)
+    sa, sb, sc = (m.module_.state_dict() for m in (a, b, c))
+    assert all(torch.equal(sa[k], sb[k]) for k in sa)
+    assert not all(torch.equal(sa[k], sc[k]) for k in sa)
+    assert a.training_log_.drop(columns="seconds").equals(b.training_log_.drop(columns="seconds"))
+
+
+# --------------------------------------------------------------------------- early stopping
+@pytest.mark.parametrize("selection", ["rollout", "one_step"])
+def test_early_stopping_restores_best_checkpoint(selection):
+    runs = _simulate(_oscillator(), n_runs=10, K=40, noise=0.02, seed=1)
+    patience = 3
+    model = LSTMForecaster(lag=3, hidden_units=8, num_layers=1, batch_size=16,
+                           learning_rate=0.05, max_epochs=200, patience=patience, lr_patience=1,
+                           lr_factor=0.5, selection=selection, validation_fraction=0.3,
+                           device="cpu", seed=1).fit(runs)
+    log = model.training_log_.set_index("epoch")
+    assert list(model.training_log_.columns) == LOG_COLUMNS
+    assert len(log) == model.best_epoch_ + patience < 200  # stopped early, after `patience`
+    assert model.best_epoch_ > 1
+    val_runs = [runs[i] for i in model.validation_runs_]
+    column = "val_rollout_r2" if selection == "rollout" else "val_loss"
+    # The last epoch was worse, so the recomputed metric below checks the restore, not the end.
+    assert log[column].iloc[-1] != log.loc[model.best_epoch_, column]
+    if selection == "rollout":
+        assert log.loc[model.best_epoch_, "val_rollout_r2"] == log["val_rollout_r2"].max()
+        forecast = model.rollout_batch(np.stack([y[:3] for y in val_runs]), 37)
+        recomputed = closed_loop_r2([y[3:] for y in val_runs], list(forecast))
+        assert recomputed == pytest.approx(log.loc[model.best_epoch_, "val_rollout_r2"], abs=1e-9)
+    else:
+        assert log.loc[model.best_epoch_, "val_loss"] == log["val_loss"].min()
+        X_val, Y_val, _ = latent_windows(val_runs, 3)
+        mse = np.mean(((model.predict_next(X_val) - Y_val) / model.std_) ** 2)
+        assert mse == pytest.approx(log.loc[model.best_epoch_, "val_loss"], rel=1e-4)
+    # ReduceLROnPlateau only ever multiplies the rate by lr_factor.
+    steps = np.log(log["lr"].to_numpy() / 0.05) / np.log(0.5)
+    np.testing.assert_allclose(steps, np.round(steps), atol=1e-9)
+    assert np.all(np.diff(log["lr"].to_numpy()) <= 0)
+
+
+def test_rollout_horizon_limits_validation_rollouts(runs):
+    model = LSTMForecaster(lag=3, rollout_horizon=5, validation_fraction=0.3, **TINY).fit(runs)
+    val_runs = [runs[i] for i in model.validation_runs_]
+    forecast = model.rollout_batch(np.stack([y[:3] for y in val_runs]), 5)
+    expected = closed_loop_r2([y[3:8] for y in val_runs], list(forecast))
+    assert model.training_log_["val_rollout_r2"].iloc[model.best_epoch_ - 1] == pytest.approx(
+        expected, abs=1e-9)
+
+
+def test_multi_step_loss_is_mean_of_unrolled_errors(runs, fitted):
+    # Oracle: the k-step loss equals the mean normalised MSE of the public closed-loop rollout.
+    seq = np.stack([runs[0][k:k + 5] for k in range(10)])  # 3 inputs + 2 targets
+    normalise = lambda a: torch.as_tensor((a - fitted.mean_) / fitted.std_, dtype=torch.float32)
+    with torch.no_grad():
+        loss = fitted._unrolled_loss(normalise(seq[:, :3]), normalise(seq[:, 3:]), 2)
+    forecast = fitted.rollout_batch(seq[:, :3], 2)
+    expected = np.mean(((forecast - seq[:, 3:]) / fitted.std_) ** 2)
+    assert float(loss) == pytest.approx(expected, rel=1e-4)
+
+
+# --------------------------------------------------------------------------- argument checks
+@pytest.mark.parametrize(
+    "key, value",
+    [("lag", 0), ("hidden_units", 2.5), ("num_layers", 0), ("dropout", 1.0), ("batch_size", 0),
+     ("learning_rate", 0.0), ("weight_decay", -1e-3), ("max_epochs", 0), ("patience", 0),
+     ("gradient_clip", 0.0), ("lr_patience", -1), ("lr_factor", 1.0), ("validation_fraction", 1.0),
+     ("rollout_horizon", 0), ("selection", "loss"), ("multi_step", 0), ("noise_std", -0.1),
+     ("device", "tpu"), ("seed", -1), ("residual", "yes")],
+)
+def test_bad_hyperparameters_raise_naming_them(key, value):
+    with pytest.raises(ValueError, match=key):
+        LSTMForecaster(**{key: value})
+
+
+@pytest.mark.skipif(torch.cuda.is_available(), reason="checks the CPU-only error message")
+def test_cuda_request_without_cuda_raises():
+    with pytest.raises(ValueError, match="CUDA is not available"):
+        LSTMForecaster(device="cuda")
+
+
+def test_bad_data_raises(runs, fitted):
+    with pytest.raises(ValueError, match="validation_fraction"):
+        LSTMForecaster(validation_fraction=0.5, **TINY).fit(runs[:1])
+    with pytest.raises(ValueError, match="lag"):
+        LSTMForecaster(lag=40, **TINY).fit(runs)
+    with pytest.raises(ValueError, match="seed_window"):
+        fitted.rollout(runs[0][:2], 4)
+    with pytest.raises(RuntimeError, match="not fitted"):
+        LSTMForecaster().predict_next(np.zeros((1, 5, 3)))
