@@ -12,6 +12,7 @@ between the two bases (exit status 1 if it exceeds 1e-8).
 from __future__ import annotations
 
 import argparse
+import logging
 import os
 import resource
 import sys
@@ -48,6 +49,7 @@ def main() -> int:
     parser.add_argument("--modes", type=int, default=19)
     parser.add_argument("--repeat", type=int, default=2, help="POD fits to time (best is reported)")
     args = parser.parse_args()
+    logging.basicConfig(level=logging.INFO, format="  [%(name)s] %(message)s")  # fit phase timings
     n_runs, n_frames, n = (30, 60, 32) if args.quick else (340, 167, 64)
 
     print(f"load average before: {os.getloadavg()[0]:.2f} on {os.cpu_count()} cores")

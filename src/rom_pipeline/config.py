@@ -301,6 +301,114 @@ class EvalConfig(_Block):
     order_parameters: bool = True
 
 
+# --------------------------------------------------------------------------- search
+# Keys a search grid may vary: the forecaster's constructor arguments (rom.search checks that the
+# LSTM list equals LSTMForecaster's signature, so the two cannot drift apart).
+SEARCH_KEYS = {
+    "mvar": ("lag", "ridge_alpha", "eigenvalue_threshold"),
+    "lstm": (
+        "lag", "hidden_units", "num_layers", "dropout", "use_layer_norm", "residual",
+        "normalize_input", "batch_size", "learning_rate", "weight_decay", "max_epochs", "patience",
+        "gradient_clip", "lr_patience", "lr_factor", "validation_fraction", "rollout_horizon",
+        "selection", "multi_step", "noise_std", "device", "seed",
+    ),
+}
+
+
+class SearchModesConfig(_Block):
+    """POD mode counts r' to search; every r' must be at most the r of the stored basis.
+
+    Both lists empty: the stored r only. ``pod_energy`` values become r' through the stored
+    cumulative energy (smallest r' with energy >= the value, the POD stage's own rule).
+    """
+
+    fixed_modes: list[int] = []
+    pod_energy: list[float] = []
+
+    @field_validator("fixed_modes")
+    @classmethod
+    def _modes_positive(cls, v: list[int]) -> list[int]:
+        if any(r < 1 for r in v):
+            raise ValueError("every fixed_modes entry must be >= 1")
+        return v
+
+    @field_validator("pod_energy")
+    @classmethod
+    def _energy_range(cls, v: list[float]) -> list[float]:
+        if any(not 0 < e <= 1 for e in v):
+            raise ValueError("every pod_energy entry must be in (0, 1]")
+        return v
+
+
+class SearchModelConfig(_Block):
+    """``search.<model>``: a grid of forecaster hyper-parameters (unlisted ones: rom.models.<model>)."""
+
+    enabled: bool = True
+    pairing: Pairing = "product"
+    grid: dict[str, list[Any]] = {}
+    modes: SearchModesConfig | None = Field(
+        None, description="POD modes for this model only (null: search.modes)"
+    )
+
+    def configurations(self, where: str) -> list[dict[str, Any]]:
+        """The grid's hyper-parameter sets (product or zip of the lists); ``[{}]`` for no grid."""
+        for name, values in self.grid.items():
+            if len(values) == 0:
+                raise ValueError(f"{where}.grid.{name} is an empty list: give at least one value")
+        return _pair(self.grid, self.pairing, f"{where}.grid") if self.grid else [{}]
+
+
+class SearchConfig(_Block):
+    """``search``: closed-loop validation of forecaster hyper-parameters and POD modes on held-out
+    whole training runs (``kedro run --pipelines=hyperparameter_search``; see rom.search)."""
+
+    validation: Literal["kfold", "holdout"] = "kfold"
+    n_folds: int = Field(3, ge=2, description="kfold: runs split into this many held-out groups")
+    holdout_fraction: float = Field(0.25, gt=0, lt=1, description="holdout: share of runs held out")
+    seed: int = Field(0, ge=0, description="seeds the permutation of runs into folds")
+    forecast_start: float | None = Field(
+        None, gt=0, description="seconds; null: eval.forecast_start, raised to the largest lag"
+    )
+    shift_mode: Literal["oracle", "hold", "extrapolate"] = "oracle"
+    modes: SearchModesConfig = SearchModesConfig()
+    mvar: SearchModelConfig = SearchModelConfig()
+    lstm: SearchModelConfig = SearchModelConfig()
+
+    @model_validator(mode="after")
+    def _known_grid_keys(self) -> SearchConfig:
+        problems = []
+        for model, allowed in SEARCH_KEYS.items():
+            block = getattr(self, model)
+            unknown = sorted(set(block.grid) - set(allowed))
+            if unknown:
+                problems.append(
+                    f"search.{model}.grid has unknown hyper-parameters {unknown}; choose from "
+                    f"{', '.join(allowed)}"
+                )
+                continue
+            try:
+                combos = block.configurations(f"search.{model}")
+            except ValueError as exc:
+                problems.append(str(exc))
+                continue
+            checked = MVARConfig if model == "mvar" else LSTMConfig
+            for combo in combos:
+                lag = combo.get("lag")
+                if lag is not None and (isinstance(lag, bool) or not isinstance(lag, int)):
+                    problems.append(f"search.{model}.grid.lag = {lag!r}: search lags must be integers")
+                try:
+                    checked.model_validate({k: v for k, v in combo.items() if k in checked.model_fields})
+                except ValidationError as exc:
+                    problems.append(f"search.{model}.grid {combo}: " + "; ".join(
+                        f"{'.'.join(map(str, e['loc']))}: {e['msg']}" for e in exc.errors()))
+        if problems:
+            raise ValueError("; ".join(problems))
+        return self
+
+    def enabled(self) -> list[str]:
+        return [name for name in ("mvar", "lstm") if getattr(self, name).enabled]
+
+
 # --------------------------------------------------------------------------- experiment
 class ExecutionBlock(_Block):
     """``execution``: where independent work runs (see :mod:`rom_pipeline.parallel`)."""
@@ -333,6 +441,7 @@ class ExperimentConfig(_Block):
     rom: ROMConfig = ROMConfig()
     eval: EvalConfig = EvalConfig()
     execution: ExecutionBlock = ExecutionBlock()
+    search: SearchConfig = SearchConfig()
 
     @property
     def dt_rom(self) -> float:

@@ -43,3 +43,32 @@ class ValidationHooks:
         _ACTIVE["env"] = context.env
         validate_parameters(params)  # raises ConfigError naming key, value and fix
         logger.info("Parameters of environment '%s' validated", context.env or "local")
+
+
+class MissingInputsHooks:
+    """Stop at once, before any node runs, when a pipeline's inputs were never built."""
+
+    @hook_impl
+    def before_pipeline_run(self, run_params: dict[str, Any], pipeline, catalog) -> None:
+        import importlib
+
+        missing = [
+            name for name in sorted(pipeline.inputs())
+            if not name.startswith("params:") and name != "parameters" and not catalog.exists(name)
+        ]
+        if not missing:
+            return
+        producers = []
+        for pipe_name in ("simulation", "pod", "latent_dataset", "mvar", "lstm", "evaluation"):
+            module = importlib.import_module(f"rom_pipeline.pipelines.{pipe_name}")
+            outputs = module.create_pipeline().all_outputs()
+            if any(name in outputs for name in missing):
+                producers.append(pipe_name)
+        env = run_params.get("env")
+        env_flag = f" --env {env}" if env else ""
+        raise RuntimeError(
+            f"Missing inputs {', '.join(missing)}: they are built by the "
+            f"{', '.join(producers) or 'upstream'} pipeline(s). Build them first with "
+            f"`kedro run --pipelines={','.join(producers) or 'simulation,pod,latent_dataset'}{env_flag}`, "
+            "then rerun this command."
+        )

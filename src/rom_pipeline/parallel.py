@@ -1,23 +1,41 @@
-"""Run independent tasks serially or on a Dask cluster, yielding results as they finish.
+"""Run independent tasks serially or on a Dask cluster.
 
 ``workers == 1`` and no scheduler address -> plain serial loop (no Dask import). Otherwise a
 ``dask.distributed`` client is used: an embedded ``LocalCluster`` with one single-threaded process
-per worker, an existing scheduler (``scheduler_address``), or a SLURM cluster through
-``dask-jobqueue`` (``cluster: slurm``). Tasks must be picklable and carry their own seeds, so the
-results never depend on the number of workers or on the order in which they finish.
+per worker (scheduler bound to 127.0.0.1, no dashboard), an existing scheduler
+(``scheduler_address``), or a SLURM cluster through ``dask-jobqueue`` (``cluster: slurm``). Code
+that already runs inside a Dask worker (a node dispatched by :class:`rom_pipeline.runner.DaskRunner`)
+submits its tasks to that same cluster instead of starting a nested one.
+
+Two ways to consume the results:
+
+* :func:`map_as_completed` yields ``(item, result)`` in completion order (simulation runs: each is
+  written as soon as it is done);
+* :func:`map_ordered` yields results in input order with a bounded number of tasks in flight
+  (reductions that must add partial results in a fixed order to be bit-reproducible, e.g. the
+  POD second moment).
+
+Tasks must be picklable and carry their own seeds, so the results never depend on the number of
+workers or on the order in which they finish.
 """
 from __future__ import annotations
 
+import inspect
 import logging
 import time
+from collections import deque
 from collections.abc import Callable, Iterable, Iterator
 from contextlib import contextmanager
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any, TypeVar
 
 logger = logging.getLogger(__name__)
 T = TypeVar("T")
 R = TypeVar("R")
+
+CLUSTER_KINDS = ("local", "slurm")
+# Sizing of one SLURM job (one single-threaded Dask worker); `execution.slurm` overrides any key.
+SLURM_DEFAULTS: dict[str, Any] = {"cores": 1, "processes": 1, "memory": "4GB", "walltime": "02:00:00"}
 
 
 @dataclass(frozen=True)
@@ -29,8 +47,8 @@ class ExecutionConfig:
         scheduler_address: address of a running Dask scheduler (``tcp://host:8786``); overrides
             ``workers`` and ``cluster``.
         cluster: ``local`` (LocalCluster) or ``slurm`` (dask-jobqueue SLURMCluster).
-        slurm: keyword arguments for ``dask_jobqueue.SLURMCluster`` (queue, cores, memory, walltime,
-            account, job_extra_directives, ...).
+        slurm: keyword arguments for ``dask_jobqueue.SLURMCluster`` (queue, account, cores, memory,
+            walltime, job_extra_directives, job_script_prologue, ...; see ``conf/hpc``).
     """
 
     workers: int = 1
@@ -38,31 +56,100 @@ class ExecutionConfig:
     cluster: str = "local"
     slurm: dict[str, Any] = field(default_factory=dict)
 
+    def __post_init__(self) -> None:
+        if isinstance(self.workers, bool) or not isinstance(self.workers, int) or self.workers < 1:
+            raise ValueError(
+                f"execution.workers = {self.workers!r}: must be an integer >= 1 (1 runs serially)"
+            )
+        if self.cluster not in CLUSTER_KINDS:
+            raise ValueError(
+                f"execution.cluster = {self.cluster!r}: must be one of {list(CLUSTER_KINDS)}"
+            )
+        if self.scheduler_address is not None and not str(self.scheduler_address).strip():
+            raise ValueError(
+                "execution.scheduler_address = '': give an address such as 'tcp://10.0.0.5:8786' "
+                "or null for a cluster started by the pipeline"
+            )
+        if not isinstance(self.slurm, dict):
+            raise ValueError(f"execution.slurm = {self.slurm!r}: must be a mapping of SLURMCluster options")
+
     @property
     def parallel(self) -> bool:
         return self.workers > 1 or self.scheduler_address is not None or self.cluster == "slurm"
 
 
-def make_slurm_cluster(config: ExecutionConfig):
-    """A ``dask_jobqueue.SLURMCluster`` scaled to ``config.workers`` jobs (import is optional)."""
+# --------------------------------------------------------------------------- SLURM
+def _slurm_cluster_class():
     try:
         from dask_jobqueue import SLURMCluster
-    except ImportError as exc:  # pragma: no cover - depends on the optional extra
+    except ImportError as exc:
         raise ImportError(
             "execution.cluster = 'slurm' needs dask-jobqueue: pip install 'rom_pipeline[slurm]'"
         ) from exc
-    kwargs = {"cores": 1, "processes": 1, "memory": "4GB", "walltime": "02:00:00"}
-    kwargs.update(config.slurm)
-    cluster = SLURMCluster(**kwargs)
+    return SLURMCluster
+
+
+def slurm_option_names() -> set[str]:
+    """Every keyword ``dask_jobqueue.SLURMCluster`` accepts (cluster, job and worker options)."""
+    from dask_jobqueue.core import Job, JobQueueCluster
+    from dask_jobqueue.slurm import SLURMJob
+
+    names: set[str] = set()
+    for fn in (SLURMJob.__init__, Job.__init__, JobQueueCluster.__init__):
+        names.update(
+            p.name for p in inspect.signature(fn).parameters.values()
+            if p.kind in (p.POSITIONAL_OR_KEYWORD, p.KEYWORD_ONLY) and p.name != "self"
+        )
+    return names - {"scheduler", "name", "job_cls", "config_name"}
+
+
+def slurm_cluster_kwargs(config: ExecutionConfig) -> dict[str, Any]:
+    """``SLURM_DEFAULTS`` updated with ``execution.slurm``; unknown keys are refused by name."""
+    _slurm_cluster_class()
+    allowed = slurm_option_names()
+    unknown = sorted(set(config.slurm) - allowed)
+    if unknown:
+        raise ValueError(
+            "; ".join(f"execution.slurm.{k} = {config.slurm[k]!r}: unknown SLURMCluster option" for k in unknown)
+            + f"; remove or fix it (accepted: {', '.join(sorted(allowed))})"
+        )
+    return {**SLURM_DEFAULTS, **config.slurm}
+
+
+def make_slurm_cluster(config: ExecutionConfig):
+    """A ``dask_jobqueue.SLURMCluster`` scaled to ``config.workers`` jobs (import is optional)."""
+    cluster = _slurm_cluster_class()(**slurm_cluster_kwargs(config))
     cluster.scale(jobs=config.workers)
     return cluster
 
 
+# --------------------------------------------------------------------------- clients
+def inside_dask_worker() -> bool:
+    """True when called from a task running on a Dask worker."""
+    try:
+        from distributed import get_worker
+    except ImportError:  # pragma: no cover - distributed is a core dependency
+        return False
+    try:
+        get_worker()
+    except ValueError:
+        return False
+    return True
+
+
 @contextmanager
 def dask_client(config: ExecutionConfig):
-    """A ``distributed.Client`` for ``config``; the cluster it creates is closed on exit."""
-    from distributed import Client, LocalCluster
+    """A ``distributed.Client`` for ``config``; the cluster it creates is closed on exit.
 
+    Inside a Dask worker the worker's own client is returned (the task secedes from the worker's
+    thread pool while it waits), so nested work shares the cluster instead of nesting one.
+    """
+    from distributed import Client, LocalCluster, worker_client
+
+    if inside_dask_worker():
+        with worker_client() as client:
+            yield client
+        return
     if config.scheduler_address:
         with Client(config.scheduler_address) as client:
             yield client
@@ -84,6 +171,42 @@ def dask_client(config: ExecutionConfig):
         cluster.close()
 
 
+@contextmanager
+def shared_cluster(config: ExecutionConfig) -> Iterator[ExecutionConfig]:
+    """Start the cluster of ``config`` once for several map calls.
+
+    Yields a configuration that addresses the started scheduler, so each ``map_*`` call inside
+    the block connects to it instead of starting (and paying for) a cluster of its own. Serial
+    configurations, existing schedulers and calls from inside a worker are yielded unchanged.
+    """
+    if not config.parallel or config.scheduler_address or inside_dask_worker():
+        yield config
+        return
+    with dask_client(config) as client:
+        yield replace(config, scheduler_address=client.scheduler.address)
+
+
+def _n_workers(client) -> int:
+    return max(1, len(client.scheduler_info().get("workers", {})))
+
+
+class _Progress:
+    """Logs ``done / total`` and the rate about every 10 %."""
+
+    def __init__(self, label: str, total: int):
+        self.label, self.total = label, total
+        self.step = max(1, total // 10)
+        self.start = time.perf_counter()
+
+    def __call__(self, done: int) -> None:
+        if done % self.step == 0 or done == self.total:
+            elapsed = time.perf_counter() - self.start
+            logger.info(
+                "%s: %d/%d done (%.2f per s, %.1f s elapsed)",
+                self.label, done, self.total, done / max(elapsed, 1e-9), elapsed,
+            )
+
+
 def map_as_completed(
     fn: Callable[[T], R], items: Iterable[T], config: ExecutionConfig, label: str = "tasks"
 ) -> Iterator[tuple[T, R]]:
@@ -92,20 +215,9 @@ def map_as_completed(
     Progress (done / total and rate) is logged about every 10 %.
     """
     items = list(items)
-    total = len(items)
-    if total == 0:
+    if not items:
         return
-    start = time.perf_counter()
-    step = max(1, total // 10)
-
-    def progress(done: int) -> None:
-        if done % step == 0 or done == total:
-            elapsed = time.perf_counter() - start
-            logger.info(
-                "%s: %d/%d done (%.2f per s, %.1f s elapsed)",
-                label, done, total, done / max(elapsed, 1e-9), elapsed,
-            )
-
+    progress = _Progress(label, len(items))
     if not config.parallel:
         for done, item in enumerate(items, 1):
             yield item, fn(item)
@@ -121,3 +233,51 @@ def map_as_completed(
             yield items[index[future.key]], result
             future.release()
             progress(done)
+
+
+def map_ordered(
+    fn: Callable[[T], R],
+    items: Iterable[T],
+    config: ExecutionConfig,
+    label: str = "tasks",
+    max_pending: int | None = None,
+) -> Iterator[R]:
+    """Yield ``fn(item)`` for every item, in the order of ``items``.
+
+    On a cluster at most ``max_pending`` tasks (default: twice the number of workers) are in
+    flight or waiting to be consumed, so memory stays bounded whatever the number of items. The
+    results are the same objects a serial loop would produce, so a reduction that adds them in
+    this order is bit-identical to the serial one.
+    """
+    items = list(items)
+    if not items:
+        return
+    progress = _Progress(label, len(items))
+    if not config.parallel:
+        for done, item in enumerate(items, 1):
+            yield fn(item)
+            progress(done)
+        return
+
+    with dask_client(config) as client:
+        window = max_pending or 2 * _n_workers(client)
+        pending: deque = deque()
+        upcoming = iter(items)
+        for item in upcoming:
+            pending.append(client.submit(fn, item, pure=False))
+            if len(pending) >= window:
+                break
+        done = 0
+        while pending:
+            future = pending.popleft()
+            result = future.result()
+            future.release()
+            nxt = next(upcoming, _END)
+            if nxt is not _END:
+                pending.append(client.submit(fn, nxt, pure=False))
+            done += 1
+            progress(done)
+            yield result
+
+
+_END = object()

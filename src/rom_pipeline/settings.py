@@ -3,9 +3,9 @@ import os
 
 from kedro.config import OmegaConfigLoader
 
-from rom_pipeline.hooks import ValidationHooks
+from rom_pipeline.hooks import MissingInputsHooks, ValidationHooks
 
-HOOKS = (ValidationHooks(),)
+HOOKS = (ValidationHooks(), MissingInputsHooks())
 
 CONFIG_LOADER_CLASS = OmegaConfigLoader
 CONFIG_LOADER_ARGS = {

@@ -108,6 +108,8 @@ def test_split_is_seeded_and_explicit_validation_uses_all_runs(runs):
     a = LSTMForecaster(lag=3, seed=4, validation_fraction=0.3, **TINY).fit(runs)
     b = LSTMForecaster(lag=3, seed=5, validation_fraction=0.3, **TINY).fit(runs)
     assert a.validation_runs_ != b.validation_runs_
+    permutation = torch.randperm(10, generator=torch.Generator().manual_seed(4))
+    assert a.validation_runs_ == sorted(permutation[:3].tolist())
     explicit = LSTMForecaster(lag=3, seed=4, **TINY).fit(runs[:7], validation_trajectories=runs[7:])
     assert explicit.validation_runs_ == [] and explicit.training_runs_ == list(range(7))
     frames = latent_windows(runs[:7], 3)[0].reshape(-1, 3)
@@ -295,10 +297,12 @@ def test_bad_hyperparameters_raise_naming_them(key, value):
         LSTMForecaster(**{key: value})
 
 
-@pytest.mark.skipif(torch.cuda.is_available(), reason="checks the CPU-only error message")
-def test_cuda_request_without_cuda_raises():
+@pytest.mark.skipif(torch.cuda.is_available(), reason="checks the CPU-only behaviour")
+def test_cuda_request_without_cuda_raises_and_auto_falls_back(runs):
     with pytest.raises(ValueError, match="CUDA is not available"):
         LSTMForecaster(device="cuda")
+    auto = LSTMForecaster(lag=3, hidden_units=4, num_layers=1, max_epochs=1, device="auto")
+    assert auto.fit(runs).device_ == "cpu"
 
 
 def test_bad_data_raises(runs, fitted):
@@ -306,6 +310,10 @@ def test_bad_data_raises(runs, fitted):
         LSTMForecaster(validation_fraction=0.5, **TINY).fit(runs[:1])
     with pytest.raises(ValueError, match="lag"):
         LSTMForecaster(lag=40, **TINY).fit(runs)
+    with pytest.raises(ValueError, match="multi_step"):
+        LSTMForecaster(lag=30, multi_step=15, **TINY).fit(runs)
+    with pytest.raises(ValueError, match=r"trajectories\[1\]"):
+        LSTMForecaster(**TINY).fit([runs[0], np.full((40, 3), np.nan)])
     with pytest.raises(ValueError, match="seed_window"):
         fitted.rollout(runs[0][:2], 4)
     with pytest.raises(RuntimeError, match="not fitted"):

@@ -219,7 +219,13 @@ class LSTMForecaster:
                 (never a split of overlapping windows, which would leak).
 
         Returns:
-            self.
+            self, with ``module_`` holding the best checkpoint. One row per epoch (epoch,
+            train_loss, val_loss, val_rollout_r2, lr, seconds) is logged and kept in
+            ``training_log_``; losses are MSEs in normalised units.
+
+        Raises:
+            ValueError: on non-finite or mis-shaped runs, runs not longer than the lag (plus
+                ``multi_step`` − 1), or a split that leaves no training run.
         """
         started = time.perf_counter()
         self._check_hyperparameters()
@@ -253,6 +259,12 @@ class LSTMForecaster:
         # Multi-step targets: windows of length w + k - 1 plus their target give the k-step
         # sequences [z_{k-w} ... z_{k+k'-1}]; windows still never cross runs.
         seq_lag = self.lag + self.multi_step - 1
+        too_short = [i for i, run in zip(train_idx, train_runs) if run.shape[0] <= seq_lag]
+        if self.multi_step > 1 and too_short:
+            raise ValueError(
+                f"multi_step={self.multi_step} with lag={self.lag} needs runs of more than "
+                f"{seq_lag} frames, but runs {too_short} are shorter: lower multi_step"
+            )
         X_seq, Y_seq, _ = latent_windows(train_runs, seq_lag)
         train_seq = self._to_normalised_tensor(
             np.concatenate([X_seq, Y_seq[:, None]], axis=1), device
@@ -264,7 +276,8 @@ class LSTMForecaster:
             val_windows = self._to_normalised_tensor(X_val, device)
             val_targets = self._to_normalised_tensor(Y_val, device)
 
-        previous_deterministic = torch.are_deterministic_algorithms_enabled()
+        previous_deterministic = (torch.are_deterministic_algorithms_enabled(),
+                                  torch.is_deterministic_algorithms_warn_only_enabled())
         cuda_devices = []
         if device.type == "cuda":
             cuda_devices = [torch.cuda.current_device() if device.index is None else device.index]
@@ -279,7 +292,8 @@ class LSTMForecaster:
                 ).to(device)
                 self._train(train_seq, val_windows, val_targets, val_runs, device)
         finally:
-            torch.use_deterministic_algorithms(previous_deterministic)
+            torch.use_deterministic_algorithms(previous_deterministic[0],
+                                               warn_only=previous_deterministic[1])
 
         self.n_parameters_ = sum(p.numel() for p in self.module_.parameters() if p.requires_grad)
         self.validation_runs_ = list(validation_runs)
@@ -440,12 +454,11 @@ class LSTMForecaster:
 
     def _check_windows(self, key: str, windows: np.ndarray, ndim: int) -> np.ndarray:
         windows = np.asarray(windows, dtype=np.float64)
-        expected = ("(n, lag, r)" if ndim == 3 else "(lag, r)")
+        expected = (self.lag, self.n_modes_) if ndim == 2 else ("n", self.lag, self.n_modes_)
         if windows.ndim != ndim or windows.shape[-2:] != (self.lag, self.n_modes_):
             raise ValueError(
-                f"{key} has shape {windows.shape}; expected {expected} = "
-                f"{'(n, ' if ndim == 3 else '('}{self.lag}, {self.n_modes_}) (lag and number of "
-                "POD modes the model was fitted with)"
+                f"{key} has shape {windows.shape}; expected {expected} (oldest frame first, "
+                "with the lag and number of POD modes the model was fitted with)"
             )
         if not np.all(np.isfinite(windows)):
             raise ValueError(f"{key} contains non-finite values; seed with true latent states")

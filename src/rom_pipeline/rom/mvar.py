@@ -137,12 +137,16 @@ class MVARForecaster:
         n, _, r = windows.shape
         if not (np.all(np.isfinite(windows)) and np.all(np.isfinite(targets))):
             raise ValueError("latent trajectories contain non-finite values; fix the POD/restriction stage")
-        features = windows[:, ::-1, :].reshape(n, lag * r)
+        # Oldest-first features are a free reshape of the windows; block b multiplies y_{k-lag+b},
+        # i.e. holds A_{lag-b}^T. Everything is solved and scored on centred data, where the
+        # unpenalised intercept drops out: Y_hat = mean(Y) + (Z - mean(Z)) B.
+        features = windows.reshape(n, lag * r)
         feature_mean = features.mean(axis=0)
         target_mean = targets.mean(axis=0)
-        solution, solver = _ridge_solve(features - feature_mean, targets - target_mean, float(self.ridge_alpha))
-        coef = np.ascontiguousarray(solution.reshape(lag, r, r).transpose(0, 2, 1))
-        intercept = target_mean - feature_mean @ solution
+        features_c = features - feature_mean
+        targets_c = targets - target_mean
+        solution, solver = _ridge_solve(features_c, targets_c, float(self.ridge_alpha))
+        coef = np.ascontiguousarray(solution.reshape(lag, r, r)[::-1].transpose(0, 2, 1))
 
         eigenvalues = np.linalg.eigvals(_companion(coef))
         radius = float(np.abs(eigenvalues).max())
@@ -153,8 +157,9 @@ class MVARForecaster:
             threshold = float(self.eigenvalue_threshold)
             if radius > threshold:
                 scale = threshold / radius
-                coef = coef * (scale ** np.arange(1, lag + 1))[:, None, None]
-                intercept = target_mean - feature_mean @ coef.transpose(0, 2, 1).reshape(lag * r, r)
+                powers = scale ** np.arange(1, lag + 1)
+                coef = coef * powers[:, None, None]
+                solution = solution * np.repeat(powers[::-1], r)[:, None]
                 eigenvalues = np.linalg.eigvals(_companion(coef))
                 radius = float(np.abs(eigenvalues).max())
                 self.stability_scale_ = scale
@@ -163,15 +168,15 @@ class MVARForecaster:
                     self.spectral_radius_before_, threshold, scale,
                 )
 
-        self.intercept_ = intercept
+        self.intercept_ = target_mean - feature_mean @ solution
         self.coef_ = coef
         self.eigenvalues_ = eigenvalues
         self.spectral_radius_ = radius
         self.solver_ = solver
         self.n_windows_ = int(n)
-        residual = targets - self.predict_next(windows)
+        residual = targets_c - features_c @ solution
         self.train_rmse_ = float(np.sqrt(np.mean(residual**2)))
-        self.train_r2_ = float(1.0 - np.sum(residual**2) / np.sum((targets - target_mean) ** 2))
+        self.train_r2_ = float(1.0 - np.sum(residual**2) / np.sum(targets_c**2))
         self.fit_seconds_ = time.perf_counter() - t_start
         logger.info(
             "MVAR(lag=%d, alpha=%g): %d windows, r=%d, solver=%s, radius=%.4f, train R2=%.6f, %.3f s",
@@ -360,8 +365,7 @@ def select_lag(
     pending_rows = 0
 
     def absorb(blocks: list[np.ndarray], tri: np.ndarray) -> np.ndarray:
-        stacked = np.vstack([tri, *blocks])
-        return scipy.linalg.qr(stacked, mode="r", overwrite_a=True, check_finite=False)[0][:width]
+        return np.linalg.qr(np.vstack([tri, *blocks]), mode="r")[:width]
 
     for y in trajectories:
         windows, targets, _ = latent_windows([y], max_lag)

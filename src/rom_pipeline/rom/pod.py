@@ -23,7 +23,9 @@ folded into the ``n_grid x n_grid`` Gram matrix ``sum (x - mu)(x - mu)^T``, accu
 ``dsyrk`` ("gram" route). The mean is exact although it is only known at the end: rows are
 shifted by a provisional centre ``m0`` and ``sum (x - mu)(x - mu)^T = sum (x - m0)(x - m0)^T
 - n d d^T`` with ``d = mu - m0``. A mean or median alignment reference needs one extra pass
-before that.
+before that. The per-run work (loading, alignment, transform, reference statistics) may run on
+Dask workers (``fit(runs, execution=...)``); its results are added here in run order, so the basis
+is bit-identical whatever the number of workers.
 
 Both routes are exact eigendecompositions (LAPACK), not randomised sketches. The eigenvalues of
 the Gram matrix are ``s_k^2``; the full spectrum is computed from one tridiagonal reduction that
@@ -36,10 +38,13 @@ from __future__ import annotations
 import logging
 import time
 from collections.abc import Callable, Sequence
+from functools import partial
 from typing import Any
 
 import numpy as np
 from scipy.linalg import blas, eigh_tridiagonal, eigvalsh_tridiagonal, lapack
+
+from rom_pipeline.parallel import ExecutionConfig, map_ordered, shared_cluster
 
 logger = logging.getLogger(__name__)
 
@@ -299,6 +304,40 @@ class _CentredSecondMoment:
         return snapshots
 
 
+def _aligned_rows(frames: np.ndarray, reference: np.ndarray | None, transform: DensityTransform) -> np.ndarray:
+    """(T, ny, nx) raw frames -> (T, ny*nx) snapshot rows: shifted onto ``reference`` (when
+    given) and transformed."""
+    if reference is not None:
+        frames = apply_shifts(frames, estimate_shifts(frames, reference))
+    return transform.forward(frames.reshape(frames.shape[0], -1))
+
+
+def _load_aligned_rows(
+    item: tuple[int, Callable[[], Any]],
+    grid_shape: tuple[int, int],
+    reference: np.ndarray | None,
+    transform: DensityTransform,
+) -> np.ndarray:
+    """Load run ``i`` of ``item = (i, load)`` and return its snapshot rows (T_i, ny*nx)."""
+    i, load = item
+    return _aligned_rows(PODBasis._load_run(load, i, grid_shape), reference, transform)
+
+
+def _run_statistic(frames: np.ndarray, kind: str) -> Any:
+    """One run's share of the alignment reference: ``(sum over frames (ny, nx), T)`` for
+    ``"mean"``, the pixel-wise temporal median (ny, nx) for ``"median"``."""
+    if kind == "mean":
+        return frames.sum(axis=0), frames.shape[0]
+    return np.median(frames, axis=0)
+
+
+def _load_run_statistic(
+    item: tuple[int, Callable[[], Any]], grid_shape: tuple[int, int], kind: str
+) -> Any:
+    i, load = item
+    return _run_statistic(PODBasis._load_run(load, i, grid_shape), kind)
+
+
 class PODBasis:
     """Exact POD basis of (optionally shift-aligned and transformed) density frames.
 
@@ -387,7 +426,11 @@ class PODBasis:
         return [run if callable(run) else (lambda run=run: run) for run in runs]
 
     # ------------------------------------------------------------------ fitting
-    def fit(self, runs: Sequence[Callable[[], np.ndarray]] | Sequence[np.ndarray]) -> PODBasis:
+    def fit(
+        self,
+        runs: Sequence[Callable[[], np.ndarray]] | Sequence[np.ndarray],
+        execution: ExecutionConfig | None = None,
+    ) -> PODBasis:
         """Fit the basis by streaming over the training runs.
 
         Args:
@@ -395,6 +438,11 @@ class PODBasis:
                 density frames (T_i, ny, nx) (already time-subsampled) or the array itself. A
                 callable is invoked once, or twice when the alignment reference is the ``"mean"``
                 or ``"median"`` of the data (one extra pass builds it); its result is not kept.
+            execution: where the per-run work (loading, alignment, transform, reference
+                statistics) runs; ``None`` or one worker = in this process. With a cluster the
+                callables must be picklable (cloudpickle). The per-run results are reduced here
+                in run order (:func:`rom_pipeline.parallel.map_ordered`), so the basis is
+                bit-identical to the serial fit whatever the number of workers.
 
         Returns:
             self.
@@ -402,22 +450,8 @@ class PODBasis:
         t_start = time.perf_counter()
         transform = self._validate_params()
         loaders = self._loaders(runs)
-
-        reference = None
-        grid_shape = None
-        if self.shift_align and self.shift_align_ref in ("mean", "median"):
-            reference, grid_shape = self._reference_pass(loaders)
-            logger.info("POD: alignment reference (%s) built in %.2f s", self.shift_align_ref, time.perf_counter() - t_start)
-
-        moment = _CentredSecondMoment()
-        for i, load in enumerate(loaders):
-            frames = self._load_run(load, i, grid_shape)
-            grid_shape = frames.shape[1:]
-            if self.shift_align:
-                if reference is None:  # "first": the first frame of the first run
-                    reference = frames[0].copy()
-                frames = apply_shifts(frames, estimate_shifts(frames, reference))
-            moment.add(transform.forward(frames.reshape(frames.shape[0], -1)))
+        with shared_cluster(execution or ExecutionConfig()) as execution:
+            reference, grid_shape, moment = self._accumulate(loaders, transform, execution, t_start)
         n_snapshots, n_grid = moment.n_snapshots, moment.n_grid
         t_moment = time.perf_counter()
         logger.info(
@@ -470,20 +504,58 @@ class PODBasis:
         )
         return self
 
-    def _reference_pass(self, loaders: list[Callable[[], Any]]) -> tuple[np.ndarray, tuple[int, int]]:
-        """Raw alignment reference: temporal mean of all frames, or median of per-run medians."""
+    def _accumulate(
+        self,
+        loaders: list[Callable[[], Any]],
+        transform: DensityTransform,
+        execution: ExecutionConfig,
+        t_start: float,
+    ) -> tuple[np.ndarray | None, tuple[int, int], _CentredSecondMoment]:
+        """Alignment reference, grid shape and centred second moment of all training runs."""
+        reference = None
         grid_shape = None
-        total, count, run_medians = None, 0, []
-        for i, load in enumerate(loaders):
-            frames = self._load_run(load, i, grid_shape)
-            grid_shape = frames.shape[1:]
-            if self.shift_align_ref == "mean":
-                total = frames.sum(axis=0) if total is None else total + frames.sum(axis=0)
-                count += frames.shape[0]
-            else:
-                run_medians.append(np.median(frames, axis=0))
+        if self.shift_align and self.shift_align_ref in ("mean", "median"):
+            reference, grid_shape = self._reference_pass(loaders, execution)
+            logger.info("POD: alignment reference (%s) built in %.2f s", self.shift_align_ref, time.perf_counter() - t_start)
+
+        moment = _CentredSecondMoment()
+        # Run 0 fixes the grid and, for the "first" reference, the reference frame; the other
+        # runs are prepared independently (possibly on workers) and added in run order.
+        frames = self._load_run(loaders[0], 0, grid_shape)
+        grid_shape = frames.shape[1:]
+        if self.shift_align and reference is None:  # "first": the first frame of the first run
+            reference = frames[0].copy()
+        moment.add(_aligned_rows(frames, reference if self.shift_align else None, transform))
+        del frames
+        prepare = partial(
+            _load_aligned_rows, grid_shape=grid_shape,
+            reference=reference if self.shift_align else None, transform=transform,
+        )
+        for rows in map_ordered(prepare, list(enumerate(loaders))[1:], execution, label="POD runs"):
+            moment.add(rows)
+        return reference, grid_shape, moment
+
+    def _reference_pass(
+        self, loaders: list[Callable[[], Any]], execution: ExecutionConfig
+    ) -> tuple[np.ndarray, tuple[int, int]]:
+        """Raw alignment reference: temporal mean of all frames, or median of per-run medians.
+
+        Per-run statistics (frame sum and count, or pixel-wise median) may be computed on
+        workers; they are combined here in run order.
+        """
+        frames = self._load_run(loaders[0], 0, None)
+        grid_shape = frames.shape[1:]
+        first = _run_statistic(frames, self.shift_align_ref)
+        del frames
+        statistic = partial(_load_run_statistic, grid_shape=grid_shape, kind=self.shift_align_ref)
+        rest = map_ordered(statistic, list(enumerate(loaders))[1:], execution, label="POD reference")
         if self.shift_align_ref == "mean":
+            total, count = first
+            for run_sum, run_count in rest:
+                total = total + run_sum
+                count += run_count
             return total / count, grid_shape
+        run_medians = [first, *rest]
         return np.median(np.stack(run_medians), axis=0), grid_shape
 
     @staticmethod

@@ -108,10 +108,12 @@ def summarise_experiment(
     extra = {
         "rom_pipeline_version": __version__,
         "pod": pod_summary,
-        "models": {s["model"]: s for s in training_summaries},
         "forecast_start": cfg.forecast_start,
         "test_horizon": cfg.test_sim.T,
         "n_train_runs": cfg.train_ic.run_count("train_ic"),
         "n_test_runs": cfg.test_ic.run_count("test_ic"),
     }
-    return report.summary_dict(all_test_results, extra), cfg.model_dump(mode="json")
+    summary = report.summary_dict(all_test_results, extra)
+    for training in training_summaries:
+        summary["models"].setdefault(training["model"], {})["training"] = training
+    return summary, cfg.model_dump(mode="json")

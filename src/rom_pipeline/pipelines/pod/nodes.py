@@ -35,7 +35,7 @@ def fit_pod_basis(train_runs: RunCollection, parameters: dict[str, Any]) -> tupl
         shift_align=rom.shift_align, shift_align_ref=rom.shift_align_ref,
     )
     loaders = [partial(_subsampled_density, train_runs, r, rom.subsample) for r in train_runs]
-    pod.fit(loaders)
+    pod.fit(loaders, execution=cfg.execution.to_execution())
     first = train_runs.density(train_runs.run_ids[0])
     arrays = {**pod.to_arrays(), "x": first["x"], "y": first["y"], "dt_rom": np.array(cfg.dt_rom)}
     r = pod.n_modes_

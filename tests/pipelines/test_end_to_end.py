@@ -1,0 +1,137 @@
+"""End-to-end runs of the Kedro project on the tiny ``test`` environment (real `kedro run`s)."""
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from tests.conftest import PROJECT
+
+pytestmark = pytest.mark.slow
+KEDRO = str(Path(sys.executable).with_name("kedro"))
+
+
+def kedro_run(data_root: Path, *args: str, check: bool = True) -> subprocess.CompletedProcess:
+    env = {**os.environ, "ROM_DATA_ROOT": str(data_root), "KEDRO_DISABLE_TELEMETRY": "1",
+           "MPLBACKEND": "Agg"}
+    proc = subprocess.run(
+        [KEDRO, "run", "--env", "test", *args], cwd=PROJECT, env=env,
+        capture_output=True, text=True, timeout=600,
+    )
+    if check and proc.returncode != 0:
+        raise AssertionError(f"kedro run {' '.join(args)} failed:\n{proc.stdout[-4000:]}\n{proc.stderr[-4000:]}")
+    return proc
+
+
+@pytest.fixture(scope="module")
+def full_run(tmp_path_factory) -> Path:
+    root = tmp_path_factory.mktemp("e2e")
+    kedro_run(root)
+    return root / "test"
+
+
+def test_default_run_writes_every_artifact_for_both_models(full_run: Path):
+    exp = full_run
+    expected = [
+        "config_used.yaml", "summary.json", "train/metadata.csv", "test/metadata.csv",
+        "train/train_000/particles.npz", "train/train_000/density.npz", "train/train_000/meta.json",
+        "MVAR/mvar_model.npz", "MVAR/test_results.csv", "MVAR/r2_vs_time.csv",
+        "MVAR/predicted_density.npz", "MVAR/lag_scan.csv", "MVAR/eigenvalues.png",
+        "LSTM/lstm_state_dict.pt", "LSTM/training_log.csv", "LSTM/test_results.csv",
+        "LSTM/r2_vs_time.csv", "LSTM/predicted_density.npz",
+        "report/comparison_table.csv", "report/comparison_table.md", "report/all_test_results.csv",
+        "figures/pod_spectrum.png", "figures/pod_modes.png", "figures/r2_curves.png",
+        "figures/snapshot_grid.png", "figures/latent_trajectories.png",
+    ]
+    missing = [p for p in expected if not (exp / p).exists()]
+    assert not missing, missing
+    # versioned shared artifacts: <name>/<version>/<name>
+    for name in ("pod_basis.npz", "latent_dataset.npz", "latent_trajectories.npz"):
+        versions = list((exp / "rom_common" / name).iterdir())
+        assert len(versions) == 1 and (versions[0] / name).is_file()
+    assert len(list((exp / "report" / "animations").glob("*.gif"))) == 2  # one per IC family
+
+
+def test_report_numbers_equal_test_results(full_run: Path):
+    exp = full_run
+    per_model = {m: pd.read_csv(exp / m / "test_results.csv") for m in ("MVAR", "LSTM")}
+    table = pd.read_csv(exp / "report" / "comparison_table.csv")
+    summary = json.loads((exp / "summary.json").read_text())
+    for model, results in per_model.items():
+        assert set(results["run_id"]) == {"test_000", "test_001"}
+        oracle = results[results["shift_mode"] == "oracle"]
+        row = table[(table["model"] == model) & (table["family"] == "all")
+                    & (table["shift_mode"] == "oracle")].iloc[0]
+        assert row["r2_pooled_mean"] == pytest.approx(oracle["r2_pooled"].mean(), abs=1e-12)
+        assert summary["models"][model]["r2_pooled_mean"]["oracle"] == pytest.approx(
+            oracle["r2_pooled"].mean(), abs=1e-12
+        )
+        assert (oracle["r2_pod_ceiling"] <= 1.0).all()
+    md = (exp / "report" / "comparison_table.md").read_text()
+    assert "oracle" in md and "hold" in md
+
+
+def test_predictions_match_r2_in_results(full_run: Path):
+    """Recompute the pooled R² of one stored prediction from the stored truth."""
+    exp = full_run
+    preds = np.load(exp / "MVAR" / "predicted_density.npz", allow_pickle=False)
+    truth = np.load(exp / "test" / "test_000" / "density.npz", allow_pickle=False)["density"]
+    pred = preds["test_000"].astype(np.float64)
+    truth = truth[::2][-len(pred):].astype(np.float64)  # conf/test: rom.subsample = 2
+    r2 = 1 - ((truth - pred) ** 2).sum() / ((truth - truth.mean()) ** 2).sum()
+    results = pd.read_csv(exp / "MVAR" / "test_results.csv")
+    stored = results[(results.run_id == "test_000") & (results.shift_mode == "oracle")]["r2_pooled"].item()
+    assert r2 == pytest.approx(stored, abs=1e-5)  # predictions are stored as float32
+
+
+def test_model_pipelines_run_alone_from_shared_artifacts(full_run: Path):
+    exp = full_run
+    root = exp.parent
+    runs_before = {p: p.stat().st_mtime_ns for p in (exp / "train").rglob("*.npz")}
+    pod_versions = sorted((exp / "rom_common" / "pod_basis.npz").iterdir())
+    mvar_versions = sorted((exp / "MVAR" / "mvar_model.npz").iterdir())
+    kedro_run(root, "--pipelines=mvar")
+    assert sorted((exp / "rom_common" / "pod_basis.npz").iterdir()) == pod_versions
+    assert len(list((exp / "MVAR" / "mvar_model.npz").iterdir())) == len(mvar_versions) + 1
+    # the shared stages rerun without re-simulating: stored runs are reused untouched
+    kedro_run(root, "--pipelines=simulation,pod,latent_dataset")
+    assert {p: p.stat().st_mtime_ns for p in (exp / "train").rglob("*.npz")} == runs_before
+
+
+@pytest.mark.parametrize(
+    "flags,folders",
+    [
+        ("rom.models.lstm.enabled=false", {"MVAR"}),
+        ("rom.models.mvar.enabled=false", {"LSTM"}),
+    ],
+    ids=["mvar_only", "lstm_only"],
+)
+def test_usage_examples_honour_enable_flags(tmp_path: Path, flags: str, folders: set[str]):
+    kedro_run(tmp_path, "--params", flags)
+    exp = tmp_path / "test"
+    present = {p.name for p in exp.iterdir() if p.name in ("MVAR", "LSTM")}
+    assert present == folders
+    results = pd.read_csv(exp / "report" / "all_test_results.csv")
+    assert set(results["model"]) == folders
+
+
+def test_invalid_parameters_stop_before_any_work(tmp_path: Path):
+    proc = kedro_run(tmp_path, "--params", "sim.N=0", check=False)
+    assert proc.returncode != 0
+    out = " ".join((proc.stdout + proc.stderr).split())
+    assert "sim.N" in out and "greater than 0" in out
+    assert not (tmp_path / "test").exists()
+
+
+def test_model_pipeline_without_shared_artifacts_says_how_to_build_them(tmp_path: Path):
+    proc = kedro_run(tmp_path, "--pipelines=mvar", check=False)
+    assert proc.returncode != 0
+    out = " ".join((proc.stdout + proc.stderr).split())  # rich wraps long lines
+    assert "Missing inputs latent_dataset, pod_basis, test.runs" in out
+    assert "kedro run --pipelines=simulation,pod,latent_dataset --env test" in out

@@ -1,0 +1,333 @@
+"""Hyper-parameter search: nested POD truncation, run folds, closed-loop scoring on held-out runs.
+
+The synthetic case has a known answer: latent data from a noisy VAR(2) (six damped oscillators,
+y_k = 2ρ cos θ y_{k−1} − ρ² y_{k−2} + noise) embedded in 8×8 "densities" through six orthonormal
+modes. The search must prefer lag 2 over lag 1 (which cannot oscillate) and over lags 3, 4 (extra
+parameters fitted to noise), and a huge ridge penalty must score worse than a small one.
+"""
+from __future__ import annotations
+
+import inspect
+import json
+import logging
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from rom_pipeline.config import SEARCH_KEYS, ConfigError, SearchConfig, validate_parameters
+from rom_pipeline.evaluation.protocol import EvaluationConfig, TestRun
+from rom_pipeline.rom import search
+from rom_pipeline.rom.lstm import LSTMForecaster
+from rom_pipeline.rom.mvar import MVARForecaster
+from rom_pipeline.rom.pod import PODBasis
+
+NY = NX = 8
+DT = 0.1
+
+
+def var2_runs(n_runs: int = 6, K: int = 30, r: int = 6, noise: float = 0.1, seed: int = 0):
+    rng = np.random.default_rng(seed)
+    theta = np.linspace(0.25, 0.9, r)
+    rho = 0.98
+    a1, a2 = 2 * rho * np.cos(theta), -rho**2
+    runs = []
+    for _ in range(n_runs):
+        y = np.zeros((K, r))
+        y[:2] = rng.normal(size=(2, r))
+        for k in range(2, K):
+            y[k] = a1 * y[k - 1] + a2 * y[k - 2] + noise * rng.normal(size=r)
+        runs.append(y)
+    return runs
+
+
+@pytest.fixture(scope="module")
+def synthetic():
+    """Densities rho = mu + Phi y (raw transform, no shifts), their POD and latent runs."""
+    r = 6
+    rng = np.random.default_rng(100)
+    modes, _ = np.linalg.qr(rng.normal(size=(NY * NX, r)))
+    densities = {
+        f"run_{i}": (y @ modes.T + 5.0).reshape(-1, NY, NX) for i, y in enumerate(var2_runs(r=r))
+    }
+    pod = PODBasis(fixed_modes=r).fit([lambda d=d: d for d in densities.values()])
+    latent = {k: pod.restrict(d) for k, d in densities.items()}
+    return densities, pod, latent
+
+
+def loader(densities):
+    def load(run_id):
+        d = densities[run_id]
+        return TestRun(run_id, "synthetic", np.arange(len(d)) * DT, d, None, None, 1.0, 1.0,
+                       True, 1.0)
+    return load
+
+
+CONFIG = EvaluationConfig(forecast_start=0.6, order_parameters=False)
+
+
+# ---------------------------------------------------------------------- POD modes
+def test_truncated_basis_restricts_to_the_first_columns_and_lifts_with_them(synthetic):
+    densities, pod, latent = synthetic
+    frames = densities["run_3"]
+    small = search.truncate_basis(pod, 2)
+    assert small.n_modes_ == 2 and pod.n_modes_ == 6  # the stored basis is untouched
+    np.testing.assert_allclose(small.restrict(frames), latent["run_3"][:, :2], atol=1e-12)
+    y = latent["run_3"][:, :2]
+    np.testing.assert_allclose(
+        small.lift(y).reshape(len(y), -1), y @ pod.modes_[:, :2].T + pod.mean_, atol=1e-12
+    )
+
+
+def test_more_modes_than_stored_are_rejected_with_the_fix(synthetic):
+    _, pod, _ = synthetic
+    with pytest.raises(ValueError, match=r"r' = 7 POD modes .* only r = 6.*rerun the pod pipeline"):
+        search.truncate_basis(pod, 7)
+    with pytest.raises(ValueError, match="only r = 6"):
+        search.mode_counts(pod, fixed_modes=[3, 7])
+
+
+def test_energy_to_modes_matches_a_pod_fitted_with_that_energy():
+    rng = np.random.default_rng(5)
+    # a spectrum spread over many modes so every threshold picks a different r
+    frames = (rng.normal(size=(60, 24)) * np.geomspace(1, 0.05, 24)) @ rng.normal(size=(24, 36))
+    frames = frames.reshape(60, 6, 6)
+    full = PODBasis(fixed_modes=20).fit([lambda: frames])
+    for energy in (0.5, 0.8, 0.9, 0.95, 0.99):
+        refit = PODBasis(pod_energy=energy).fit([lambda: frames])
+        assert search.modes_for_energy(full, energy) == refit.n_modes_
+
+
+def test_mode_counts_merge_duplicates_and_default_to_the_stored_r(synthetic):
+    _, pod, _ = synthetic
+    assert search.mode_counts(pod) == {6: "stored r=6"}
+    e_full = float(pod.cumulative_energy_[5])
+    counts = search.mode_counts(pod, fixed_modes=[6, 2], pod_energy=[e_full])
+    assert counts == {6: f"fixed_modes=6,pod_energy={e_full:g}", 2: "fixed_modes=2"}
+
+
+# ---------------------------------------------------------------------- folds
+def test_kfold_holds_every_run_out_exactly_once_and_never_trains_on_it():
+    runs = [f"r{i}" for i in range(10)]
+    folds = search.run_folds(runs, "kfold", n_folds=3, seed=4)
+    assert len(folds) == 3
+    held = [r for _, out in folds for r in out]
+    assert sorted(held) == sorted(runs)  # each run held out once
+    assert sorted(len(out) for _, out in folds) == [3, 3, 4]
+    for train, out in folds:
+        assert not set(train) & set(out) and sorted(train + out) == sorted(runs)
+    assert folds == search.run_folds(runs, "kfold", n_folds=3, seed=4)  # seeded
+    assert folds != search.run_folds(runs, "kfold", n_folds=3, seed=5)
+
+
+def test_holdout_keeps_the_ceiling_of_the_fraction():
+    runs = [f"r{i}" for i in range(10)]
+    (train, out), = search.run_folds(runs, "holdout", holdout_fraction=0.25, seed=0)
+    assert len(out) == 3 and len(train) == 7 and not set(train) & set(out)
+
+
+@pytest.mark.parametrize("kwargs, message", [
+    ({"scheme": "loo"}, "search.validation"),
+    ({"scheme": "kfold", "n_folds": 5}, "n_folds = 5 must be between 2 and the 4"),
+    ({"scheme": "holdout", "holdout_fraction": 0.9}, "leaves at least one training run"),
+])
+def test_impossible_splits_are_rejected(kwargs, message):
+    with pytest.raises(ValueError, match=message):
+        search.run_folds(["a", "b", "c", "d"], **kwargs)
+
+
+def test_common_forecast_start_is_raised_to_the_largest_lag():
+    assert search.common_forecast_start(0.6, 0.12, [2, 3, 5]) == pytest.approx(0.6)
+    assert search.common_forecast_start(0.6, 0.12, [2, 8]) == pytest.approx(8 * 0.12)
+    assert search.common_forecast_start(0.0, 0.1, [3]) == pytest.approx(0.3)
+
+
+# ---------------------------------------------------------------------- the known answer
+def _mvar(grid, r=6):
+    base = {"lag": 2, "ridge_alpha": 1e-6, "eigenvalue_threshold": None}
+    return search.build_candidates("mvar", base, grid, {r: f"fixed_modes={r}"})
+
+
+def test_search_prefers_the_true_lag_and_a_small_ridge(synthetic):
+    densities, pod, latent = synthetic
+    candidates = _mvar([{"lag": w, "ridge_alpha": a} for w in (1, 2, 3, 4) for a in (1e-6, 1e6)])
+    folds = search.run_folds(list(latent), "kfold", n_folds=3, seed=0)
+    result = search.grid_search(latent, pod, loader(densities), candidates, folds, CONFIG)
+    table = result.table.set_index("config_id")
+    score = {(int(row.lag), row.ridge_alpha): row.score_mean for row in result.table.itertuples()}
+    # lag 2 is best; lag 1 cannot represent an oscillator, lags 3 and 4 fit noise
+    best = result.table.iloc[0]
+    assert (best["lag"], best["ridge_alpha"], best["rank"]) == (2, 1e-6, 1)
+    assert score[(2, 1e-6)] > 0.7
+    assert score[(1, 1e-6)] < score[(2, 1e-6)] - 0.5
+    assert max(score[(3, 1e-6)], score[(4, 1e-6)]) < score[(2, 1e-6)] - 0.005
+    # alpha = 1e6 shrinks A_j to ~0: the forecast is the mean, R² ~ 0 whatever the lag
+    for w in (1, 2, 3, 4):
+        assert score[(w, 1e6)] < 0.1 < score[(2, 1e-6)] - 0.6
+    assert (table["n_runs"] == 6).all() and (table["n_diverged"] == 0).all()
+    # the one-step fit is excellent for every small-ridge lag >= 2: it would not pick the lag
+    assert (table.loc[[c.config_id for c in candidates if c.varied["lag"] >= 2
+                       and c.varied["ridge_alpha"] == 1e-6], "one_step_r2_mean"] > 0.9).all()
+
+
+def test_table_numbers_equal_a_direct_recomputation(synthetic):
+    densities, pod, latent = synthetic
+    lag, alpha, r = 2, 1e-3, 4
+    candidates = _mvar([{"lag": lag, "ridge_alpha": alpha}, {"lag": 3, "ridge_alpha": alpha}], r=r)
+    folds = search.run_folds(list(latent), "kfold", n_folds=3, seed=1)
+    result = search.grid_search(latent, pod, loader(densities), candidates, folds, CONFIG)
+    k0 = int(round(CONFIG.forecast_start / DT))
+    density_r2, latent_r2 = {}, {}
+    for train, held in folds:
+        model = MVARForecaster(lag=lag, ridge_alpha=alpha).fit([latent[i][:, :r] for i in train])
+        for run_id in held:
+            y = latent[run_id][:, :r]
+            y_hat = model.rollout(y[k0 - lag:k0], len(y) - k0)
+            rho = densities[run_id][k0:].reshape(len(y) - k0, -1)
+            rho_hat = y_hat @ pod.modes_[:, :r].T + pod.mean_  # raw transform, no shifts
+            density_r2[run_id] = 1 - np.sum((rho - rho_hat) ** 2) / np.sum((rho - rho.mean()) ** 2)
+            yt = y[k0:]
+            latent_r2[run_id] = 1 - np.sum((yt - y_hat) ** 2) / np.sum((yt - yt.mean()) ** 2)
+    row = result.table.set_index("config_id").loc[candidates[0].config_id]
+    values = np.array(list(density_r2.values()))
+    assert row["score_mean"] == pytest.approx(values.mean(), rel=1e-10)
+    assert row["score_std"] == pytest.approx(values.std(), rel=1e-8)
+    assert row["latent_r2_mean"] == pytest.approx(np.mean(list(latent_r2.values())), rel=1e-10)
+    per_run = result.run_scores[result.run_scores["config_id"] == candidates[0].config_id]
+    assert dict(zip(per_run["run_id"], per_run["r2_pooled"])) == pytest.approx(density_r2)
+    assert row["fit_seconds_mean"] > 0 and row["n_modes"] == r
+
+
+class RecordingMVAR(MVARForecaster):
+    """MVAR that remembers the runs it was fitted on."""
+
+    fitted_on: list[list[np.ndarray]] = []
+
+    def fit(self, trajectories):
+        RecordingMVAR.fitted_on.append([np.array(t) for t in trajectories])
+        return super().fit(trajectories)
+
+
+def test_held_out_runs_never_reach_the_fit(synthetic):
+    densities, pod, latent = synthetic
+    RecordingMVAR.fitted_on = []
+    candidates = _mvar([{"lag": 2}], r=3)
+    folds = search.run_folds(list(latent), "kfold", n_folds=3, seed=2)
+    search.grid_search(latent, pod, loader(densities), candidates, folds, CONFIG,
+                       forecasters={"mvar": RecordingMVAR})
+    assert len(RecordingMVAR.fitted_on) == 3
+    for (train, held), seen in zip(folds, RecordingMVAR.fitted_on):
+        assert len(seen) == len(train)
+        for run in seen:
+            assert not any(np.array_equal(run, latent[h][:, :3]) for h in held)
+        for run_id, run in zip(train, seen):
+            np.testing.assert_array_equal(run, latent[run_id][:, :3])
+
+
+class DivergingForecaster:
+    """A model whose rollout blows up: the search must rank it last, not crash."""
+
+    name = "BLOWUP"
+
+    def __init__(self, lag=2, **_):
+        self.lag = lag
+
+    def fit(self, trajectories):
+        self.r = trajectories[0].shape[1]
+        return self
+
+    def predict_next(self, windows):
+        return windows[:, -1] * 1e9
+
+    def rollout(self, seed_window, n_steps):
+        return np.full((n_steps, self.r), np.inf)
+
+
+def test_diverged_candidates_rank_last(synthetic):
+    densities, pod, latent = synthetic
+    candidates = _mvar([{"lag": 1}, {"lag": 2}], r=6)
+    bad = search.Candidate("mvar", 6, {"lag": 2}, {"lag": 99}, "fixed_modes=6")
+    folds = search.run_folds(list(latent), "holdout", holdout_fraction=0.5, seed=0)
+
+    def factory(**hyper):
+        return DivergingForecaster(**hyper) if hyper == {"lag": 2} else MVARForecaster(**hyper)
+
+    logging.disable(logging.WARNING)
+    try:
+        result = search.grid_search(latent, pod, loader(densities), [*candidates, bad], folds,
+                                    CONFIG, forecasters={"mvar": factory})
+    finally:
+        logging.disable(logging.NOTSET)
+    last = result.table.iloc[-1]
+    assert last["config_id"] == bad.config_id and last["n_diverged"] == 3
+    assert np.isnan(last["score_mean"])
+    assert result.table.iloc[0]["lag"] == 2  # lag 1 scores below lag 2, but above the blow-up
+
+
+def test_best_configurations_and_figure(synthetic):
+    densities, pod, latent = synthetic
+    candidates = _mvar([{"lag": w, "ridge_alpha": a} for w in (1, 2) for a in (1e-6, 1.0)])
+    candidates += _mvar([{"lag": 2, "ridge_alpha": 1e-6}], r=3)
+    folds = search.run_folds(list(latent), "kfold", n_folds=2, seed=0)
+    result = search.grid_search(latent, pod, loader(densities), candidates, folds, CONFIG)
+    best = search.best_configurations(result.table, candidates, {"validation": "kfold"})
+    json.dumps(best)  # JSON-ready
+    top = result.table.loc[result.table["score_mean"].idxmax()]
+    assert best["mvar"]["config_id"] == top["config_id"]
+    assert best["mvar"]["score_mean"] == pytest.approx(top["score_mean"])
+    assert best["mvar"]["parameters"] == {"rom": {"fixed_modes": int(top["n_modes"]),
+                                                  "models": {"mvar": json.loads(top["params"])}}}
+    assert best["scored_on"] == {"validation": "kfold"}
+    assert result.table["lag"].dtype == "Int64"
+    fig = search.plot_search_scores(result.table)
+    titles = sorted(ax.get_title() for ax in fig.axes if ax.get_visible())
+    assert titles == ["MVAR: lag", "MVAR: n_modes", "MVAR: ridge_alpha"]
+
+
+def test_latent_data_out_of_sync_with_the_runs_is_refused(synthetic):
+    densities, pod, latent = synthetic
+    stale = {k: v + (1.0 if k == "run_0" else 0.0) for k, v in latent.items()}
+    folds = [([k for k in latent if k != "run_0"], ["run_0"])]
+    with pytest.raises(ValueError, match="run 'run_0'.*rerun the pod pipeline"):
+        search.grid_search(stale, pod, loader(densities), _mvar([{}]), folds, CONFIG)
+
+
+# ---------------------------------------------------------------------- parameters
+def test_search_keys_are_exactly_the_forecaster_arguments():
+    lstm = [p for p in inspect.signature(LSTMForecaster).parameters]
+    mvar = [p for p in inspect.signature(MVARForecaster).parameters]
+    assert list(SEARCH_KEYS["lstm"]) == lstm and list(SEARCH_KEYS["mvar"]) == mvar
+
+
+def test_base_search_block_builds_the_documented_grid(base_params):
+    cfg = validate_parameters(base_params).search
+    assert len(cfg.mvar.configurations("search.mvar")) == 9
+    assert [c["hidden_units"] for c in cfg.lstm.configurations("search.lstm")] == [16, 32]
+    assert cfg.modes.fixed_modes == [10, 19] and cfg.lstm.modes.fixed_modes == [19]
+
+
+@pytest.mark.parametrize("block, message", [
+    ({"mvar": {"grid": {"lags": [2]}}}, r"unknown hyper-parameters \['lags'\]"),
+    ({"mvar": {"grid": {"lag": ["aic"]}}}, "search lags must be integers"),
+    ({"mvar": {"grid": {"ridge_alpha": [-1.0]}}}, "ridge_alpha"),
+    ({"lstm": {"grid": {"dropout": [1.5]}}}, "dropout"),
+    ({"lstm": {"pairing": "zip", "grid": {"hidden_units": [8, 16], "num_layers": [1, 2, 3]}}},
+     "pairing 'zip' needs lists of equal length"),
+    ({"mvar": {"grid": {"lag": []}}}, "empty list"),
+    ({"modes": {"pod_energy": [1.5]}}, r"pod_energy entry must be in \(0, 1\]"),
+])
+def test_invalid_search_blocks_name_the_key(base_params, block, message):
+    with pytest.raises(ConfigError, match=message):
+        validate_parameters({**base_params, "search": block})
+    SearchConfig()  # the defaults are valid
+
+
+def test_results_table_round_trips_through_csv(synthetic, tmp_path):
+    densities, pod, latent = synthetic
+    candidates = _mvar([{"lag": 2, "ridge_alpha": 1e-6}])
+    folds = search.run_folds(list(latent), "kfold", n_folds=2, seed=0)
+    table = search.grid_search(latent, pod, loader(densities), candidates, folds, CONFIG).table
+    table.to_csv(tmp_path / "t.csv", index=False)
+    back = pd.read_csv(tmp_path / "t.csv")
+    assert back.loc[0, "score_mean"] == pytest.approx(table.loc[0, "score_mean"])
+    assert back.loc[0, "lag"] == 2
