@@ -1,4 +1,5 @@
 import os
+import tempfile
 from pathlib import Path
 
 import pytest
@@ -6,6 +7,12 @@ import yaml
 
 os.environ.setdefault("KEDRO_DISABLE_TELEMETRY", "1")
 os.environ.setdefault("MPLBACKEND", "Agg")
+# One MLflow store for the whole test session (when the optional extra is installed), so every
+# tiny `kedro run` does not pay for creating a fresh SQLite store.
+os.environ.setdefault(
+    "MLFLOW_TRACKING_URI",
+    "sqlite:///" + str(Path(tempfile.gettempdir()) / f"rom_pipeline_tests_{os.getpid()}_mlflow.db"),
+)
 
 PROJECT = Path(__file__).resolve().parents[1]
 

@@ -362,7 +362,7 @@ class SearchConfig(_Block):
     """``search``: closed-loop validation of forecaster hyper-parameters and POD modes on held-out
     whole training runs (``kedro run --pipelines=hyperparameter_search``; see rom.search)."""
 
-    validation: Literal["kfold", "holdout"] = "kfold"
+    validation: Literal["kfold", "holdout"] = "holdout"
     n_folds: int = Field(3, ge=2, description="kfold: runs split into this many held-out groups")
     holdout_fraction: float = Field(0.25, gt=0, lt=1, description="holdout: share of runs held out")
     seed: int = Field(0, ge=0, description="seeds the permutation of runs into folds")
@@ -371,8 +371,15 @@ class SearchConfig(_Block):
     )
     shift_mode: Literal["oracle", "hold", "extrapolate"] = "oracle"
     modes: SearchModesConfig = SearchModesConfig()
-    mvar: SearchModelConfig = SearchModelConfig()
-    lstm: SearchModelConfig = SearchModelConfig()
+    # A small default grid (conf/base/parameters_search.yml documents it): minutes, not hours.
+    mvar: SearchModelConfig = SearchModelConfig(
+        grid={"lag": [2, 3, 5], "ridge_alpha": [1e-6, 1e-4, 1e-2]}
+    )
+    lstm: SearchModelConfig = SearchModelConfig(
+        pairing="zip",
+        grid={"hidden_units": [16, 32], "num_layers": [1, 2], "max_epochs": [25], "patience": [6]},
+        modes=SearchModesConfig(),
+    )
 
     @model_validator(mode="after")
     def _known_grid_keys(self) -> SearchConfig:

@@ -21,12 +21,14 @@ workers or on the order in which they finish.
 from __future__ import annotations
 
 import inspect
+import json
 import logging
+import threading
 import time
 from collections import deque
 from collections.abc import Callable, Iterable, Iterator
 from contextlib import contextmanager
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field
 from typing import Any, TypeVar
 
 logger = logging.getLogger(__name__)
@@ -36,6 +38,9 @@ R = TypeVar("R")
 CLUSTER_KINDS = ("local", "slurm")
 # Sizing of one SLURM job (one single-threaded Dask worker); `execution.slurm` overrides any key.
 SLURM_DEFAULTS: dict[str, Any] = {"cores": 1, "processes": 1, "memory": "4GB", "walltime": "02:00:00"}
+# The scheduler must listen where the compute nodes reach it, but its dashboard need not:
+# it stays on the loopback interface (reach it with `ssh -L 8787:localhost:8787 <login node>`).
+SLURM_SCHEDULER_DEFAULTS: dict[str, Any] = {"dashboard_address": "127.0.0.1:8787"}
 
 
 @dataclass(frozen=True)
@@ -104,7 +109,8 @@ def slurm_option_names() -> set[str]:
 
 
 def slurm_cluster_kwargs(config: ExecutionConfig) -> dict[str, Any]:
-    """``SLURM_DEFAULTS`` updated with ``execution.slurm``; unknown keys are refused by name."""
+    """``SLURM_DEFAULTS`` updated with ``execution.slurm`` (``scheduler_options`` merged over
+    ``SLURM_SCHEDULER_DEFAULTS``); unknown keys are refused by name."""
     _slurm_cluster_class()
     allowed = slurm_option_names()
     unknown = sorted(set(config.slurm) - allowed)
@@ -113,7 +119,9 @@ def slurm_cluster_kwargs(config: ExecutionConfig) -> dict[str, Any]:
             "; ".join(f"execution.slurm.{k} = {config.slurm[k]!r}: unknown SLURMCluster option" for k in unknown)
             + f"; remove or fix it (accepted: {', '.join(sorted(allowed))})"
         )
-    return {**SLURM_DEFAULTS, **config.slurm}
+    kwargs = {**SLURM_DEFAULTS, **config.slurm}
+    kwargs["scheduler_options"] = {**SLURM_SCHEDULER_DEFAULTS, **(config.slurm.get("scheduler_options") or {})}
+    return kwargs
 
 
 def make_slurm_cluster(config: ExecutionConfig):
@@ -137,14 +145,65 @@ def inside_dask_worker() -> bool:
     return True
 
 
+# Clusters kept open by `keep_cluster` blocks: key -> cluster, None until first needed.
+_KEPT: dict[tuple, Any] = {}
+_KEPT_LOCK = threading.Lock()
+
+
+def _cluster_key(config: ExecutionConfig) -> tuple:
+    return (config.workers, config.cluster, json.dumps(config.slurm, sort_keys=True, default=str))
+
+
+def _start_cluster(config: ExecutionConfig):
+    if config.cluster == "slurm":
+        return make_slurm_cluster(config)
+    from distributed import LocalCluster
+
+    return LocalCluster(
+        n_workers=config.workers,
+        threads_per_worker=1,
+        processes=True,
+        dashboard_address=None,
+        host="127.0.0.1",
+    )
+
+
+@contextmanager
+def keep_cluster(config: ExecutionConfig) -> Iterator[None]:
+    """Within the block, start the cluster of ``config`` at most once and reuse it.
+
+    The cluster is started lazily by the first map call that needs it (a block without parallel
+    work starts nothing) and closed when the block ends. Without such a block every map call
+    starts and closes its own cluster. Serial configurations and existing schedulers need no
+    keeping; nested blocks for the same configuration share the outer one's cluster.
+    """
+    key = _cluster_key(config)
+    with _KEPT_LOCK:
+        owner = config.parallel and not config.scheduler_address and key not in _KEPT
+        if owner:
+            _KEPT[key] = None
+    if not owner:
+        yield
+        return
+    try:
+        yield
+    finally:
+        with _KEPT_LOCK:
+            cluster = _KEPT.pop(key, None)
+        if cluster is not None:
+            cluster.close()
+
+
 @contextmanager
 def dask_client(config: ExecutionConfig):
-    """A ``distributed.Client`` for ``config``; the cluster it creates is closed on exit.
+    """A ``distributed.Client`` for ``config``.
 
     Inside a Dask worker the worker's own client is returned (the task secedes from the worker's
-    thread pool while it waits), so nested work shares the cluster instead of nesting one.
+    thread pool while it waits), so nested work shares the cluster instead of nesting one. A
+    scheduler address is connected to. Otherwise the cluster kept by an enclosing
+    :func:`keep_cluster` block is used, or a cluster is started and closed on exit.
     """
-    from distributed import Client, LocalCluster, worker_client
+    from distributed import Client, worker_client
 
     if inside_dask_worker():
         with worker_client() as client:
@@ -154,36 +213,22 @@ def dask_client(config: ExecutionConfig):
         with Client(config.scheduler_address) as client:
             yield client
         return
-    if config.cluster == "slurm":
-        cluster = make_slurm_cluster(config)
-    else:
-        cluster = LocalCluster(
-            n_workers=config.workers,
-            threads_per_worker=1,
-            processes=True,
-            dashboard_address=None,
-            host="127.0.0.1",
-        )
+    key = _cluster_key(config)
+    with _KEPT_LOCK:
+        kept = key in _KEPT
+        if kept and _KEPT[key] is None:
+            _KEPT[key] = _start_cluster(config)
+        cluster = _KEPT[key] if kept else None
+    if kept:
+        with Client(cluster) as client:
+            yield client
+        return
+    cluster = _start_cluster(config)
     try:
         with Client(cluster) as client:
             yield client
     finally:
         cluster.close()
-
-
-@contextmanager
-def shared_cluster(config: ExecutionConfig) -> Iterator[ExecutionConfig]:
-    """Start the cluster of ``config`` once for several map calls.
-
-    Yields a configuration that addresses the started scheduler, so each ``map_*`` call inside
-    the block connects to it instead of starting (and paying for) a cluster of its own. Serial
-    configurations, existing schedulers and calls from inside a worker are yielded unchanged.
-    """
-    if not config.parallel or config.scheduler_address or inside_dask_worker():
-        yield config
-        return
-    with dask_client(config) as client:
-        yield replace(config, scheduler_address=client.scheduler.address)
 
 
 def _n_workers(client) -> int:

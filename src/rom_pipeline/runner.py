@@ -1,4 +1,5 @@
-"""``DaskRunner``: run a Kedro pipeline on a Dask cluster, one task per node.
+"""``DaskRunner``: run a Kedro pipeline on a Dask cluster, one task per node; and
+``KeepClusterHooks``: one cluster per ``kedro run`` for the stages' own parallel work.
 
 This is the DaskRunner recipe of the Kedro documentation ("Deploy with Dask"), written against the
 Kedro 1.x ``AbstractRunner`` API::
@@ -25,32 +26,43 @@ How it works:
   tasks (simulation runs, POD per-run work) to the same cluster instead of nesting a new one.
 
 As with Kedro's ``ParallelRunner``, node and dataset hooks run in the worker processes with a hook
-manager built from the project's ``settings.HOOKS``; pipeline hooks run on the driver.
+manager built from the project's ``settings.HOOKS``; pipeline hooks (and every hook of plugins such
+as kedro-viz or kedro-mlflow, which need the session set up on the driver) run on the driver only.
 """
 from __future__ import annotations
 
 import logging
 from collections import Counter
 from concurrent.futures import Executor
+from contextlib import ExitStack
 from itertools import chain
 from typing import Any
 
+from kedro.framework.hooks import hook_impl
 from kedro.io import DataCatalog, MemoryDataset
 from kedro.pipeline import Pipeline
 from kedro.runner import AbstractRunner
 from kedro.runner.task import Task
 
-from rom_pipeline.parallel import ExecutionConfig, dask_client
+from rom_pipeline.parallel import ExecutionConfig, dask_client, keep_cluster
 
 logger = logging.getLogger(__name__)
 
 
-def _configure_worker(package_name: str | None) -> None:
-    """Make the Kedro project known in a Dask worker process (settings, hooks, logging)."""
+def _worker_hook_manager(package_name: str | None):
+    """A hook manager with the project's ``settings.HOOKS`` in a Dask worker process.
+
+    The project is configured once per worker process. Plugin hooks (kedro-viz, kedro-mlflow)
+    are left to the driver: they expect the session set-up that only happens there.
+    """
     from kedro.framework import project
+    from kedro.framework.hooks.manager import _create_hook_manager, _register_hooks
 
     if package_name and project.PACKAGE_NAME != package_name:
         project.configure_project(package_name)
+    hook_manager = _create_hook_manager()
+    _register_hooks(hook_manager, project.settings.HOOKS)
+    return hook_manager
 
 
 def _run_node_on_worker(
@@ -73,11 +85,11 @@ def _run_node_on_worker(
         transient_outputs: the node's outputs that live in memory only.
         after: results of the other nodes this one depends on (only their completion matters).
     """
-    _configure_worker(package_name)
+    hook_manager = _worker_hook_manager(package_name)
     memory_inputs = {name: MemoryDataset(result[name]) for name, result in upstream.items()}
     memory_outputs = {name: MemoryDataset() for name in transient_outputs}
     catalog = DataCatalog(datasets={**datasets, **memory_inputs, **memory_outputs})
-    Task(node=node, catalog=catalog, is_async=is_async, run_id=run_id, parallel=True).execute()
+    Task(node=node, catalog=catalog, is_async=is_async, hook_manager=hook_manager, run_id=run_id).execute()
     return {name: catalog.load(name) for name in transient_outputs}
 
 
@@ -189,3 +201,42 @@ def _describe(config: ExecutionConfig) -> str:
     if config.cluster == "slurm":
         return f"a SLURM cluster of {config.workers} jobs"
     return f"a local cluster of {config.workers} worker processes"
+
+
+class KeepClusterHooks:
+    """One cluster per ``kedro run`` for the project's own parallel work (any runner).
+
+    Without these hooks every stage that maps work over runs (train simulation, test simulation,
+    POD) starts and closes a cluster of its own: seconds for a LocalCluster, a wait in the queue
+    for SLURM jobs. With them the cluster of the run's ``execution`` block is started by the first
+    stage that needs it (a run without parallel work starts none) and closed when the run ends or
+    fails. Register in ``settings.py``: ``HOOKS = (..., KeepClusterHooks())``.
+    """
+
+    def __init__(self) -> None:
+        self._stack: ExitStack | None = None
+
+    @hook_impl
+    def before_pipeline_run(self, run_params: dict[str, Any], pipeline, catalog) -> None:
+        from rom_pipeline.config import validate_parameters
+        from rom_pipeline.hooks import active_parameters
+
+        params = active_parameters()
+        if not params:
+            return
+        self._close()
+        self._stack = ExitStack()
+        self._stack.enter_context(keep_cluster(validate_parameters(params).execution.to_execution()))
+
+    @hook_impl
+    def after_pipeline_run(self, run_params: dict[str, Any], run_result, pipeline, catalog) -> None:
+        self._close()
+
+    @hook_impl
+    def on_pipeline_error(self, error: Exception, run_params: dict[str, Any], pipeline, catalog) -> None:
+        self._close()
+
+    def _close(self) -> None:
+        if self._stack is not None:
+            stack, self._stack = self._stack, None
+            stack.close()

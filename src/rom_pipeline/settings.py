@@ -4,8 +4,9 @@ import os
 from kedro.config import OmegaConfigLoader
 
 from rom_pipeline.hooks import MissingInputsHooks, ValidationHooks
+from rom_pipeline.tracking import TrackingHooks
 
-HOOKS = (ValidationHooks(), MissingInputsHooks())
+HOOKS = (ValidationHooks(), MissingInputsHooks(), TrackingHooks())
 
 CONFIG_LOADER_CLASS = OmegaConfigLoader
 CONFIG_LOADER_ARGS = {

@@ -91,7 +91,7 @@ def test_validation_holds_out_whole_runs(runs, fitted):
     assert sorted(fitted.validation_runs_ + fitted.training_runs_) == list(range(n))
     # Oracle: z-score statistics of the training runs' windows only. Each run has its own
     # offset in mode 2, so any held-out window among the training windows would shift them.
-    X_train, _, run_idx = latent_windows([runs[i] for i in fitted.training_runs_], fitted.lag)
+    X_train, _, _ = latent_windows([runs[i] for i in fitted.training_runs_], fitted.lag)
     frames = X_train.reshape(-1, 3)
     np.testing.assert_allclose(fitted.mean_, frames.mean(axis=0), rtol=1e-12)
     np.testing.assert_allclose(fitted.std_, frames.std(axis=0), rtol=1e-12)

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import io
 import uuid
+import zipfile
 from copy import deepcopy
 from pathlib import PurePosixPath
 from typing import Any
@@ -101,10 +102,14 @@ class NpzDataset(_FileDataset):
         try:
             with np.load(io.BytesIO(raw), allow_pickle=False) as npz:
                 return {k: npz[k] for k in npz.files}
-        except (ValueError, OSError, EOFError) as exc:
+        except (ValueError, OSError, EOFError, zipfile.BadZipFile) as exc:
+            problem = (
+                "holds pickled Python objects, which are never loaded (allow_pickle=False): this "
+                "pipeline did not write it" if "allow_pickle" in str(exc) else "is not a readable .npz file"
+            )
             raise DatasetError(
-                f"{self._filepath} is not a readable .npz file ({exc}); delete it and rerun the "
-                "pipeline that produces it"
+                f"{self._filepath} {problem} ({exc}); delete it and rerun the pipeline that "
+                "produces it"
             ) from exc
 
     def save(self, data: dict[str, Any]) -> None:

@@ -21,6 +21,7 @@ import json
 import logging
 import shutil
 import uuid
+import zipfile
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
@@ -48,8 +49,12 @@ def _call(task: Any) -> Any:
 
 
 def _write_npz(path: Path, arrays: dict[str, np.ndarray]) -> None:
+    arrays = {k: np.asarray(v) for k, v in arrays.items()}
+    bad = [k for k, v in arrays.items() if v.dtype == object]
+    if bad:  # they would be pickled, and loading refuses pickles
+        raise DatasetError(f"{path.name}: refuses object arrays (keys {bad}); a run stores numbers only")
     buf = io.BytesIO()
-    np.savez(buf, **{k: np.asarray(v) for k, v in arrays.items()})
+    np.savez(buf, **arrays)
     path.write_bytes(buf.getvalue())
 
 
@@ -57,10 +62,14 @@ def _read_npz(path: Path) -> dict[str, np.ndarray]:
     try:
         with np.load(path, allow_pickle=False) as npz:
             return {k: npz[k] for k in npz.files}
-    except (ValueError, OSError, EOFError) as exc:
+    except (ValueError, OSError, EOFError, zipfile.BadZipFile) as exc:
+        problem = (
+            "holds pickled Python objects, which are never loaded (allow_pickle=False): this "
+            "pipeline did not write it" if "allow_pickle" in str(exc) else "is unreadable or truncated"
+        )
         raise DatasetError(
-            f"{path} is unreadable or truncated ({exc}); delete its run folder and rerun the "
-            "simulation pipeline, which recomputes only the missing runs"
+            f"{path} {problem} ({exc}); delete its run folder and rerun the simulation pipeline, "
+            "which recomputes only the missing runs"
         ) from exc
 
 
@@ -139,6 +148,12 @@ class SimulationRunsDataset(AbstractDataset[SimulationPlan, RunCollection]):
         return done
 
     def _write_run(self, run_id: str, result: dict[str, Any]) -> None:
+        missing = [part for part in ("particles", "density", "meta") if part not in result]
+        if missing:
+            raise DatasetError(
+                f"run {run_id}: its task returned no {missing}; a run task must return "
+                "{'particles': ..., 'density': ..., 'meta': ...} (see rom_pipeline.runs.simulate_run)"
+            )
         final = self._path / run_id
         tmp = self._path / f"{run_id}.partial-{uuid.uuid4().hex[:8]}"
         tmp.mkdir(parents=True)

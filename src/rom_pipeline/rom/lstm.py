@@ -509,9 +509,10 @@ class LSTMForecaster:
         ``torch.load(path, weights_only=True)`` (tensors and plain Python values only)."""
         self._check_fitted()
         log = self.training_log_
+        state = self.module_.state_dict()
         return {
             "format": PAYLOAD_FORMAT,
-            "state_dict": {k: v.detach().cpu().clone() for k, v in self.module_.state_dict().items()},
+            "state_dict": {key: value.detach().cpu().clone() for key, value in state.items()},
             "hyperparameters": _plain(self.get_hyperparameters()),
             "n_modes": int(self.n_modes_),
             "mean": torch.as_tensor(self.mean_, dtype=torch.float64),

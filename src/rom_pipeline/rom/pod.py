@@ -44,7 +44,7 @@ from typing import Any
 import numpy as np
 from scipy.linalg import blas, eigh_tridiagonal, eigvalsh_tridiagonal, lapack
 
-from rom_pipeline.parallel import ExecutionConfig, map_ordered, shared_cluster
+from rom_pipeline.parallel import ExecutionConfig, keep_cluster, map_ordered
 
 logger = logging.getLogger(__name__)
 
@@ -187,7 +187,7 @@ def _top_eigenpairs(
 
     One Householder tridiagonalisation ``G = Q T Q^T`` (LAPACK ``dsytrd``); all eigenvalues of
     ``T`` by ``dsterf``; the ``k = choose_k(eigenvalues)`` largest eigenpairs of ``T`` by
-    ``dstemr``; eigenvectors mapped back with the Householder reflectors. This costs one
+    ``dstemr``; eigenvectors mapped back with the Householder reflectors (``dormqr``). This costs one
     reduction, where ``eigvalsh`` followed by ``eigh(subset_by_index=...)`` would cost two.
 
     Args:
@@ -207,16 +207,15 @@ def _top_eigenpairs(
     eigenvalues = eigvalsh_tridiagonal(diag, off, lapack_driver="sterf")[::-1].copy()
     k = int(choose_k(eigenvalues))
     _, z = eigh_tridiagonal(diag, off, select="i", select_range=(n - k, n - 1), lapack_driver="stemr")
-    z = np.ascontiguousarray(z[:, ::-1])
-    # Q = H(0) H(1) ... H(n-2) with H(i) = I - tau_i v v^T, v = [0]*(i+1) + [1] + a[i+2:, i].
-    for i in range(n - 2, -1, -1):
-        if tau[i] == 0.0:
-            continue
-        block = z[i + 1 :]
-        vtz = block[0] + a[i + 2 :, i] @ block[1:]
-        vtz *= tau[i]
-        block[0] -= vtz
-        block[1:] -= np.outer(a[i + 2 :, i], vtz)
+    z = np.asfortranarray(z[:, ::-1])
+    # Q = H(0) ... H(n-2); with uplo L the reflectors are those of a QR factorisation stored in
+    # a[1:, :n-1], acting on rows 1.. (this is what LAPACK dormtr does), so dormqr applies Q.
+    reflectors = a[1:, : n - 1]
+    lwork = int(lapack.dormqr("L", "N", reflectors, tau, z[1:], lwork=-1)[1][0])
+    applied, _, info = lapack.dormqr("L", "N", reflectors, tau, z[1:], lwork=max(lwork, 1))
+    if info != 0:
+        raise np.linalg.LinAlgError(f"dormqr failed with info={info}")
+    z[1:] = applied
     return eigenvalues, z
 
 
@@ -250,26 +249,32 @@ class _CentredSecondMoment:
             self.n_grid = x.shape[1]
             self._m0 = x.mean(axis=0)
             self._deviation_sum = np.zeros(self.n_grid)
+        self.n_snapshots += x.shape[0]
+        if self.route == "gram":
+            self._push(x, centre=True)
+            return
         deviation = x - self._m0
-        self.n_snapshots += deviation.shape[0]
         self._deviation_sum += deviation.sum(axis=0)
-        if self.route == "snapshots":
-            self._kept.append(deviation)
-            if self.n_snapshots >= self.n_grid:
-                self.route = "gram"
-                self._gram = np.zeros((self.n_grid, self.n_grid), order="F")
-                self._buffer = np.empty((max(1, _BUFFER_BYTES // (8 * self.n_grid)), self.n_grid))
-                kept, self._kept = self._kept, []
-                while kept:
-                    self._push(kept.pop(0))
-        else:
-            self._push(deviation)
+        self._kept.append(deviation)
+        if self.n_snapshots >= self.n_grid:
+            self.route = "gram"
+            self._gram = np.zeros((self.n_grid, self.n_grid), order="F")
+            self._buffer = np.empty((max(1, _BUFFER_BYTES // (8 * self.n_grid)), self.n_grid))
+            self._deviation_sum[:] = 0.0  # from now on summed per flushed buffer
+            kept, self._kept = self._kept, []
+            while kept:
+                self._push(kept.pop(0), centre=False)
 
-    def _push(self, rows: np.ndarray) -> None:
+    def _push(self, rows: np.ndarray, centre: bool) -> None:
+        """Copy rows (minus m0 when ``centre``) into the buffer, flushing it whenever it fills."""
         start = 0
         while start < rows.shape[0]:
             take = min(self._buffer.shape[0] - self._filled, rows.shape[0] - start)
-            self._buffer[self._filled : self._filled + take] = rows[start : start + take]
+            target = self._buffer[self._filled : self._filled + take]
+            if centre:
+                np.subtract(rows[start : start + take], self._m0, out=target)
+            else:
+                target[...] = rows[start : start + take]
             self._filled += take
             start += take
             if self._filled == self._buffer.shape[0]:
@@ -277,11 +282,15 @@ class _CentredSecondMoment:
 
     def _flush(self) -> None:
         if self._filled:
-            # buffer.T is (n_grid, m) in Fortran order (no copy); lower triangle of rows^T rows
-            blas.dsyrk(1.0, self._buffer[: self._filled].T, beta=1.0, c=self._gram, trans=0, lower=1, overwrite_c=1)
+            rows = self._buffer[: self._filled]
+            self._deviation_sum += rows.sum(axis=0)
+            # rows.T is (n_grid, m) in Fortran order (no copy); lower triangle of rows^T rows
+            blas.dsyrk(1.0, rows.T, beta=1.0, c=self._gram, trans=0, lower=1, overwrite_c=1)
             self._filled = 0
 
     def _shift(self) -> np.ndarray:
+        if self.route == "gram" and self._buffer is not None:
+            self._flush()  # buffered rows are summed when flushed
         return self._deviation_sum / self.n_snapshots
 
     def mean(self) -> np.ndarray:
@@ -450,7 +459,8 @@ class PODBasis:
         t_start = time.perf_counter()
         transform = self._validate_params()
         loaders = self._loaders(runs)
-        with shared_cluster(execution or ExecutionConfig()) as execution:
+        execution = execution or ExecutionConfig()
+        with keep_cluster(execution):  # one cluster for the reference pass and the main pass
             reference, grid_shape, moment = self._accumulate(loaders, transform, execution, t_start)
         n_snapshots, n_grid = moment.n_snapshots, moment.n_grid
         t_moment = time.perf_counter()
@@ -565,7 +575,7 @@ class PODBasis:
             raise ValueError(f"run {i} has shape {frames.shape}; each run must be (T, ny, nx) with T >= 1")
         if grid_shape is not None and frames.shape[1:] != grid_shape:
             raise ValueError(f"run {i} has grid {frames.shape[1:]} but run 0 has {grid_shape}: all runs must share one grid")
-        if not np.all(np.isfinite(frames)):
+        if not np.isfinite(frames.sum()):  # a sum is finite iff every term is (for sane magnitudes)
             raise ValueError(f"run {i} contains non-finite densities; fix the density stage before POD")
         return frames
 

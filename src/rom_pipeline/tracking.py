@@ -1,0 +1,276 @@
+"""Experiment tracking with MLflow (optional extra ``mlflow``: ``pip install -e ".[mlflow]"``).
+
+Who does what:
+
+- **kedro-mlflow** (installed by the extra, configured in ``conf/base/mlflow.yml``) owns the MLflow
+  run: it reads the tracking URI and experiment name (= the Kedro experiment), starts one run
+  per ``kedro run`` and ends it, marking it failed when the pipeline fails. It also gives
+  ``kedro mlflow ui``.
+- :class:`TrackingHooks` (this module, in ``settings.HOOKS``) adds, while that run is active, the
+  parameters flattened to one MLflow parameter per leaf (``parameters.rom.fixed_modes``, ...,
+  one batch per run: kedro-mlflow's own flattening would write every leaf again at every node
+  that reads ``parameters``, seconds per run), the headline metrics from ``summary.json`` (each
+  model's mean pooled R² per shift mode, diverged runs, training time), the POD's r and
+  captured energy, the hyper-parameter search's best scores, every figure and the key tables.
+
+No catalog entry depends on kedro-mlflow, so the project runs unchanged without the extra: with
+MLflow absent, or no MLflow run active, the hooks do nothing.
+
+Command line: ``python -m rom_pipeline.tracking table [--tracking-uri URI] [--env ENV]`` prints
+one row per tracked run of every experiment with its headline metrics.
+"""
+from __future__ import annotations
+
+import argparse
+import importlib.util
+import logging
+import math
+import os
+import re
+import sys
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
+from kedro.framework.hooks import hook_impl
+
+logger = logging.getLogger(__name__)
+
+PROJECT_PATH = Path(__file__).resolve().parents[2]
+# Tables and reports logged as run artifacts (figures are logged whatever their name).
+TABLE_ARTIFACTS = ("comparison_table", "all_test_results", "search.results")
+TEXT_ARTIFACTS = ("comparison_markdown",)
+DICT_ARTIFACTS = ("summary", "pod_summary", "config_used", "search.best")
+# Columns of the headline table, matched against metric keys.
+HEADLINE = re.compile(r"(\.r2_pooled_mean\.|\.n_diverged\.|\.fit_seconds$|^pod\.(n_modes|energy_captured)$"
+                      r"|^search\..*\.score_mean$)")
+
+
+def mlflow_available() -> bool:
+    """True when the ``mlflow`` package can be imported (the optional extra is installed)."""
+    return importlib.util.find_spec("mlflow") is not None
+
+
+def _number(value: Any) -> float | None:
+    if isinstance(value, bool):
+        return float(value)
+    if isinstance(value, (int, float)) and math.isfinite(float(value)):
+        return float(value)
+    return None
+
+
+def _key(*parts: Any) -> str:
+    """MLflow metric key from parts; characters MLflow rejects become underscores."""
+    return ".".join(re.sub(r"[^\w\-. /]", "_", str(p)) for p in parts)
+
+
+def summary_metrics(summary: Mapping[str, Any]) -> dict[str, float]:
+    """Headline metrics of ``summary.json``.
+
+    ``<MODEL>.r2_pooled_mean.<shift_mode>`` and ``<MODEL>.n_diverged.<shift_mode>`` (test runs),
+    ``<MODEL>.n_runs``, ``<MODEL>.fit_seconds`` and the other numbers of the model's training
+    summary as ``<MODEL>.training.<key>``, and ``pod.<key>`` for the POD summary's numbers
+    (``pod.n_modes``, ``pod.energy_captured``, ``pod.fit_seconds``, ...). Missing or non-finite
+    values are left out.
+    """
+    out: dict[str, float] = {}
+    for model, block in (summary.get("models") or {}).items():
+        for mode, value in (block.get("r2_pooled_mean") or {}).items():
+            if _number(value) is not None:
+                out[_key(model, "r2_pooled_mean", mode)] = _number(value)
+        for mode, value in (block.get("n_diverged") or {}).items():
+            if _number(value) is not None:
+                out[_key(model, "n_diverged", mode)] = _number(value)
+        if _number(block.get("n_runs")) is not None:
+            out[_key(model, "n_runs")] = _number(block["n_runs"])
+        training = block.get("training") or {}
+        for key, value in training.items():
+            if key != "fit_seconds" and _number(value) is not None:
+                out[_key(model, "training", key)] = _number(value)
+        if _number(training.get("fit_seconds")) is not None:
+            out[_key(model, "fit_seconds")] = _number(training["fit_seconds"])
+    for key, value in (summary.get("pod") or {}).items():
+        if _number(value) is not None:
+            out[_key("pod", key)] = _number(value)
+    return out
+
+
+def search_metrics(best: Mapping[str, Any]) -> dict[str, float]:
+    """``search.<model>.{score_mean, score_std, latent_r2_mean, n_modes, n_diverged}`` of the best
+    configuration of every searched model (``search.best``)."""
+    out: dict[str, float] = {}
+    for model, block in best.items():
+        if model == "scored_on" or not isinstance(block, Mapping):
+            continue
+        for key in ("score_mean", "score_std", "latent_r2_mean", "n_modes", "n_diverged"):
+            if _number(block.get(key)) is not None:
+                out[_key("search", model, key)] = _number(block[key])
+    return out
+
+
+def flatten_parameters(params: Mapping[str, Any], prefix: str = "parameters") -> dict[str, str]:
+    """``{"rom": {"lag": 5}}`` -> ``{"parameters.rom.lag": "5"}``: one entry per leaf (lists and
+    ``None`` are leaves, written as ``str``), truncated to MLflow's parameter length limit."""
+    out: dict[str, str] = {}
+    for key, value in params.items():
+        name = f"{prefix}.{key}" if prefix else str(key)
+        if isinstance(value, Mapping) and value:
+            out.update(flatten_parameters(value, name))
+        else:
+            out[name] = str(value)[:6000]
+    return out
+
+
+class TrackingHooks:
+    """Log parameters, headline metrics, figures and key tables into the active MLflow run (see
+    the module doc); do nothing without MLflow or without an active run."""
+
+    @hook_impl(trylast=True)  # after kedro-mlflow's before_pipeline_run has started the run
+    def before_pipeline_run(self, run_params: dict[str, Any], pipeline: Any, catalog: Any) -> None:
+        if not mlflow_available():
+            return
+        import mlflow
+
+        if mlflow.active_run() is None:
+            return
+        try:
+            mlflow.log_params(flatten_parameters(catalog.load("parameters")))
+        except Exception as exc:  # tracking must never fail a science run
+            logger.warning("MLflow: could not log the parameters (%s: %s)", type(exc).__name__, exc)
+
+    @hook_impl
+    def after_dataset_saved(self, dataset_name: str, data: Any, node: Any) -> None:
+        if not mlflow_available():
+            return
+        import mlflow
+
+        if mlflow.active_run() is None:
+            return
+        try:
+            self._log(mlflow, dataset_name, data)
+        except Exception as exc:  # tracking must never fail a science run
+            logger.warning("MLflow: could not log %s (%s: %s)", dataset_name, type(exc).__name__, exc)
+
+    @staticmethod
+    def _log(mlflow, name: str, data: Any) -> None:
+        from matplotlib.figure import Figure
+
+        if name == "summary":
+            mlflow.log_metrics(summary_metrics(data))
+        elif name == "search.best":
+            mlflow.log_metrics(search_metrics(data))
+        if isinstance(data, Figure):
+            folder, _, stem = name.rpartition(".")  # mvar.eigenvalues_plot -> figures/mvar/eigenvalues.png
+            path = f"figures/{folder + '/' if folder else ''}{stem.removesuffix('_plot')}.png"
+            mlflow.log_figure(data, path)
+        elif name in TABLE_ARTIFACTS and isinstance(data, pd.DataFrame):
+            mlflow.log_text(data.to_csv(index=False), f"tables/{name}.csv")
+        elif name in TEXT_ARTIFACTS and isinstance(data, str):
+            mlflow.log_text(data, f"tables/{name}.md")
+        elif name in DICT_ARTIFACTS and isinstance(data, Mapping):
+            suffix = "yaml" if name == "config_used" else "json"
+            mlflow.log_dict(dict(data), f"{name}.{suffix}")
+
+
+# ---------------------------------------------------------------------- the table command
+def default_tracking_uri(env: str | None = None, project_path: Path = PROJECT_PATH) -> str:
+    """The tracking URI ``kedro run`` uses: ``server.mlflow_tracking_uri`` of the project's
+    ``mlflow.yml`` for ``env`` (``MLFLOW_TRACKING_URI`` and ``ROM_DATA_ROOT`` are honoured the
+    same way), with a relative ``sqlite:///`` or file path made absolute from the project root."""
+    from kedro.config import OmegaConfigLoader
+
+    from rom_pipeline.settings import CONFIG_LOADER_ARGS
+
+    loader = OmegaConfigLoader(
+        conf_source=str(project_path / "conf"),
+        **{**CONFIG_LOADER_ARGS, "default_run_env": env or CONFIG_LOADER_ARGS["default_run_env"]},
+        config_patterns={"mlflow": ["mlflow*", "mlflow*/**", "**/mlflow*"]},
+    )
+    uri = str((loader["mlflow"].get("server") or {}).get("mlflow_tracking_uri") or "mlruns")
+    if uri.startswith("sqlite:///") and not uri.startswith("sqlite:////"):
+        return "sqlite:///" + str(project_path / uri.removeprefix("sqlite:///"))
+    if "://" not in uri and uri not in ("databricks", "databricks-uc"):
+        path = Path(uri)
+        return (path if path.is_absolute() else project_path / path).as_uri()
+    return uri
+
+
+def headline_table(tracking_uri: str, experiments: Sequence[str] = ()) -> pd.DataFrame:
+    """One row per run of every experiment (or of ``experiments``) with its headline metrics.
+
+    Columns: ``experiment``, ``run_name``, ``start`` (UTC), ``status``, ``run_id``, then the
+    headline metric columns (mean pooled R² per model and shift mode, diverged runs, training
+    time, POD r and energy, search best scores), newest run first within an experiment.
+    """
+    from mlflow.tracking import MlflowClient
+
+    client = MlflowClient(tracking_uri=tracking_uri)
+    known = {e.experiment_id: e.name for e in client.search_experiments()}
+    if experiments:
+        unknown = sorted(set(experiments) - set(known.values()))
+        if unknown:
+            raise ValueError(f"no MLflow experiment named {unknown} at {tracking_uri}; known: "
+                             f"{sorted(known.values())}")
+        known = {i: n for i, n in known.items() if n in set(experiments)}
+    rows = []
+    for run in client.search_runs(list(known), max_results=50_000):
+        metrics = run.data.metrics
+        rows.append({
+            "experiment": known[run.info.experiment_id],
+            "run_name": run.info.run_name,
+            "start": pd.Timestamp(run.info.start_time, unit="ms", tz="UTC").strftime("%Y-%m-%d %H:%M"),
+            "status": run.info.status,
+            "run_id": run.info.run_id,
+            **{k: v for k, v in metrics.items() if HEADLINE.search(k)},
+        })
+    fixed = ["experiment", "run_name", "start", "status", "run_id"]
+    table = pd.DataFrame(rows, columns=fixed + sorted({k for r in rows for k in r} - set(fixed)))
+    return table.sort_values(["experiment", "start"], ascending=[True, False],
+                             kind="stable").reset_index(drop=True)
+
+
+def format_table(table: pd.DataFrame, fmt: str = "markdown", digits: int = 4) -> str:
+    """``markdown`` (a pipe table), ``plain`` (aligned columns) or ``csv``."""
+    if fmt == "csv":
+        return table.to_csv(index=False)
+    shown = table.copy()
+    for col in shown.columns:
+        if pd.api.types.is_float_dtype(shown[col]):
+            shown[col] = shown[col].map(lambda v: "" if pd.isna(v) else f"{v:.{digits}g}")
+    shown = shown.fillna("").astype(str)
+    if fmt == "plain":
+        return shown.to_string(index=False)
+    lines = ["| " + " | ".join(shown.columns) + " |",
+             "|" + "|".join("---" for _ in shown.columns) + "|"]
+    lines += ["| " + " | ".join(row) + " |" for row in shown.itertuples(index=False)]
+    return "\n".join(lines)
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m rom_pipeline.tracking",
+                                     description="Tracked MLflow runs of rom_pipeline.")
+    sub = parser.add_subparsers(dest="command", required=True)
+    table = sub.add_parser("table", help="print every experiment's runs with headline metrics")
+    table.add_argument("--tracking-uri", default=None,
+                       help="MLflow store or server (default: the project's mlflow.yml, which "
+                            "honours MLFLOW_TRACKING_URI and ROM_DATA_ROOT)")
+    table.add_argument("--env", default=None, help="Kedro environment whose mlflow.yml to read")
+    table.add_argument("--experiment", action="append", default=[],
+                       help="only this experiment (repeatable)")
+    table.add_argument("--format", choices=("markdown", "plain", "csv"), default="markdown")
+    args = parser.parse_args(argv)
+    if not mlflow_available():
+        print("MLflow is not installed: pip install -e '.[mlflow]'", file=sys.stderr)
+        return 2
+    uri = args.tracking_uri or os.environ.get("MLFLOW_TRACKING_URI") or default_tracking_uri(args.env)
+    result = headline_table(uri, args.experiment)
+    if result.empty:
+        print(f"no tracked runs at {uri}", file=sys.stderr)
+        return 1
+    print(format_table(result, args.format))
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
