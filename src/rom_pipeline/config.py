@@ -256,6 +256,9 @@ class LSTMConfig(_Block):
     gradient_clip: float = Field(1.0, gt=0)
     validation_fraction: float = Field(0.2, gt=0, lt=1)
     selection: Literal["rollout", "one_step"] = "rollout"
+    rollout_horizon: int | None = Field(
+        None, ge=1, description="closed-loop validation steps per held-out run (null: whole run)"
+    )
     multi_step: int = Field(1, ge=1)
     noise_std: float = Field(0.0, ge=0)
     device: Literal["auto", "cpu", "cuda"] = "auto"

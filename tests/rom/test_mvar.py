@@ -251,6 +251,10 @@ def test_invalid_arguments_are_rejected():
         select_lag([y], max_lag=30)
     with pytest.raises(ValueError, match="criteria"):
         select_lag([y], max_lag=2, criteria=("sic",))
+    broken = y.copy()
+    broken[7, 1] = np.nan
+    with pytest.raises(ValueError, match="trajectory 1 contains non-finite"):
+        MVARForecaster(lag=2).fit([y, broken])
     model = MVARForecaster(lag=2).fit([y])
     with pytest.raises(ValueError, match="seed_window"):
         model.rollout(y[:3], 5)

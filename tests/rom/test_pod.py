@@ -307,6 +307,10 @@ def test_fit_and_use_reject_bad_input():
         PODBasis(pod_energy=1.5).fit([frames])
     with pytest.raises(ValueError, match="rom.shift_align_ref"):
         PODBasis(shift_align=True, shift_align_ref="last").fit([frames])
+    broken = frames.copy()
+    broken[3, 1, 1] = np.inf
+    with pytest.raises(ValueError, match="run 1 contains non-finite"):
+        PODBasis().fit([frames, broken])
     with pytest.raises(ValueError, match="identical"):
         PODBasis().fit([np.ones((5, 4, 4))])
     basis = PODBasis(fixed_modes=2).fit([frames])

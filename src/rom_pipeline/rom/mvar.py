@@ -133,18 +133,21 @@ class MVARForecaster:
         t_start = time.perf_counter()
         self._validate_params()
         lag = int(self.lag)
-        windows, targets, _ = latent_windows([np.asarray(y, dtype=np.float64) for y in trajectories], lag)
+        trajectories = [np.asarray(y, dtype=np.float64) for y in trajectories]
+        for i, y in enumerate(trajectories):
+            if not np.isfinite(y.sum()):  # a sum is finite iff every term is (for sane magnitudes)
+                raise ValueError(f"latent trajectory {i} contains non-finite values; fix the POD/restriction stage")
+        windows, targets, _ = latent_windows(trajectories, lag)
         n, _, r = windows.shape
-        if not (np.all(np.isfinite(windows)) and np.all(np.isfinite(targets))):
-            raise ValueError("latent trajectories contain non-finite values; fix the POD/restriction stage")
         # Oldest-first features are a free reshape of the windows; block b multiplies y_{k-lag+b},
         # i.e. holds A_{lag-b}^T. Everything is solved and scored on centred data, where the
         # unpenalised intercept drops out: Y_hat = mean(Y) + (Z - mean(Z)) B.
         features = windows.reshape(n, lag * r)
         feature_mean = features.mean(axis=0)
         target_mean = targets.mean(axis=0)
-        features_c = features - feature_mean
-        targets_c = targets - target_mean
+        # latent_windows returned fresh arrays, so centre them in place (no 2nd n x lag*r copy)
+        features_c = np.subtract(features, feature_mean, out=features)
+        targets_c = np.subtract(targets, target_mean, out=targets)
         solution, solver = _ridge_solve(features_c, targets_c, float(self.ridge_alpha))
         coef = np.ascontiguousarray(solution.reshape(lag, r, r)[::-1].transpose(0, 2, 1))
 

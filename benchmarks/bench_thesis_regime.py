@@ -1,0 +1,117 @@
+"""End-to-end benchmark of one thesis regime at thesis scale, beside the reference numbers.
+
+Runs the pipelines stage by stage (`kedro run --env <regime> --pipelines=<stage>`), timing each,
+then tabulates MVAR and LSTM per IC family (pooled R² with oracle and predicted shifts, mean
+per-snapshot R², relative L2, valid-prediction time, POD ceiling) beside the research code's
+headline numbers (shared/docs/reference_results.md), and writes
+``benchmarks/results/<regime>.md`` and ``<regime>.csv``.
+
+    .venv/bin/python benchmarks/bench_thesis_regime.py gas            # thesis scale (minutes)
+    .venv/bin/python benchmarks/bench_thesis_regime.py test --quick   # smoke test on the tiny env
+
+The baseline for speed is the research code's reported 2–4 CPU-hours per regime; the target is
+≤ 15 minutes for the whole `gas` regime on this 2-core machine.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pandas as pd
+
+PROJECT = Path(__file__).resolve().parents[1]
+KEDRO = str(Path(sys.executable).with_name("kedro"))
+STAGES = ("simulation", "pod", "latent_dataset", "mvar", "lstm", "evaluation")
+# Mean test forecast R² of the research code (reference_results.md), oracle shifts.
+REFERENCE = {
+    "gas": (0.996, 0.996), "blackhole": (0.995, 0.992), "supernova": (0.683, 0.508),
+    "crystal": (0.996, 0.585), "pure_vicsek": (0.654, 0.229), "gas_vs": (0.558, 0.110),
+    "blackhole_vs": (0.704, -0.214), "supernova_vs": (0.244, 0.163), "crystal_vs": (0.292, -0.779),
+}
+RESEARCH_CODE_HOURS = (2.0, 4.0)
+
+
+def run_stage(env: str, stage: str, data_root: Path) -> float:
+    start = time.perf_counter()
+    proc = subprocess.run(
+        [KEDRO, "run", "--env", env, f"--pipelines={stage}"], cwd=PROJECT,
+        env={**os.environ, "ROM_DATA_ROOT": str(data_root), "KEDRO_DISABLE_TELEMETRY": "1",
+             "MPLBACKEND": "Agg"},
+        capture_output=True, text=True,
+    )
+    if proc.returncode != 0:
+        sys.stderr.write(proc.stdout[-5000:] + proc.stderr[-5000:])
+        raise SystemExit(f"stage {stage} failed")
+    return time.perf_counter() - start
+
+
+def results_table(exp_dir: Path) -> pd.DataFrame:
+    rows = []
+    for model in ("MVAR", "LSTM"):
+        res = pd.read_csv(exp_dir / model / "test_results.csv")
+        for (family, mode), g in res.groupby(["family", "shift_mode"]):
+            rows.append({"model": model, "family": family, "shift_mode": mode,
+                         "r2_pooled": g["r2_pooled"].mean(),
+                         "r2_snapshot_mean": g["r2_snapshot_mean"].mean(),
+                         "rel_l2_mean": g["rel_l2_mean"].mean(), "valid_time": g["valid_time"].mean(),
+                         "r2_pod_ceiling": g["r2_pod_ceiling"].mean(), "diverged": int(g["diverged"].sum())})
+        for mode, g in res.groupby("shift_mode"):
+            rows.append({"model": model, "family": "all", "shift_mode": mode,
+                         "r2_pooled": g["r2_pooled"].mean(),
+                         "r2_snapshot_mean": g["r2_snapshot_mean"].mean(),
+                         "rel_l2_mean": g["rel_l2_mean"].mean(), "valid_time": g["valid_time"].mean(),
+                         "r2_pod_ceiling": g["r2_pod_ceiling"].mean(), "diverged": int(g["diverged"].sum())})
+    return pd.DataFrame(rows)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("regime", help="Kedro environment, e.g. gas, crystal, pure_vicsek, gas_vs")
+    parser.add_argument("--data-root", default=None, help="default: a folder under /tmp")
+    parser.add_argument("--quick", action="store_true", help="smoke test: do not write results/")
+    args = parser.parse_args()
+    data_root = Path(args.data_root or f"/tmp/rom_bench_{args.regime}")
+    exp_dir = data_root / args.regime
+    times = {stage: run_stage(args.regime, stage, data_root) for stage in STAGES}
+    total = sum(times.values())
+    table = results_table(exp_dir)
+    summary = json.loads((exp_dir / "summary.json").read_text())
+
+    ref = REFERENCE.get(args.regime)
+    lines = [f"# Regime `{args.regime}`: thesis-scale end-to-end benchmark", "",
+             f"Command: `.venv/bin/python benchmarks/bench_thesis_regime.py {args.regime}` "
+             f"(2-core machine, {time.strftime('%Y-%m-%d')}).", "",
+             f"POD: r = {summary['pod']['n_modes']} modes, energy {summary['pod']['energy_captured']:.4f}; "
+             f"{summary['n_train_runs']} training runs, {summary['n_test_runs']} test runs of "
+             f"{summary['test_horizon']} s, forecast from {summary['forecast_start']} s.", "",
+             "## Mean test R² (pooled, all test runs) beside the research code", "",
+             "| model | ours, oracle shifts | ours, predicted shifts (hold) | ours, predicted (extrapolate) | reference (oracle) |",
+             "|---|---:|---:|---:|---:|"]
+    for i, model in enumerate(("MVAR", "LSTM")):
+        allrows = table[(table.model == model) & (table.family == "all")].set_index("shift_mode")
+        get = lambda m: f"{allrows.loc[m, 'r2_pooled']:.3f}" if m in allrows.index else "–"  # noqa: E731
+        lines.append(f"| {model} | {get('oracle')} | {get('hold')} | {get('extrapolate')} | "
+                     f"{ref[i] if ref else '–'} |")
+    lines += ["", "## Per IC family", "", "```", table.round(4).to_string(index=False), "```", "",
+              "## Wall time per stage", "", "| stage | seconds |", "|---|---:|"]
+    lines += [f"| {s} | {t:.1f} |" for s, t in times.items()]
+    lines += [f"| **total** | **{total:.1f}** |", "",
+              f"Research code: {RESEARCH_CODE_HOURS[0]:.0f}–{RESEARCH_CODE_HOURS[1]:.0f} CPU-hours per "
+              f"regime; ours {total / 60:.1f} min → {RESEARCH_CODE_HOURS[0] * 3600 / total:.0f}–"
+              f"{RESEARCH_CODE_HOURS[1] * 3600 / total:.0f}× faster."]
+    report = "\n".join(lines) + "\n"
+    print(report)
+    if not args.quick:
+        out = PROJECT / "benchmarks" / "results"
+        out.mkdir(parents=True, exist_ok=True)
+        (out / f"{args.regime}.md").write_text(report)
+        table.to_csv(out / f"{args.regime}.csv", index=False)
+
+
+if __name__ == "__main__":
+    main()
