@@ -82,7 +82,9 @@ def test_thesis_protocol_values():
         assert cfg.dt_rom == pytest.approx(0.12)
         mvar, lstm = rom.models.mvar, rom.models.lstm
         assert (mvar.enabled, mvar.lag, mvar.ridge_alpha) == (True, 5, 1e-4)
-        assert (lstm.enabled, lstm.lag, lstm.num_layers, lstm.hidden_units, lstm.residual) == (True, 5, 2, 128, True)
+        # deliberate departure from the thesis: direct (not residual) output, one-step selection
+        assert (lstm.enabled, lstm.lag, lstm.num_layers, lstm.hidden_units, lstm.residual) == (True, 5, 2, 128, False)
+        assert lstm.selection == "one_step"
         assert (lstm.dropout, lstm.learning_rate, lstm.batch_size, lstm.weight_decay) == (0.1, 7e-4, 512, 1e-5)
         assert (lstm.max_epochs, lstm.patience, lstm.gradient_clip) == (300, 40, 5.0)
         assert (cfg.eval.forecast_start, cfg.eval.mass_postprocess, cfg.eval.clamp_mode) == (0.6, "scale", "none")
@@ -193,10 +195,13 @@ def test_gas_environment_matches_the_converted_thesis_gas_config():
     assert name == "NDYN04_gas_thesis_final"
     converted = yaml.safe_load(files["parameters.yml"])
     gas = _load_env("gas")
-    # the project adds the extrapolated-shift evaluation and 2 workers to the thesis protocol
+    # the project adds the extrapolated-shift evaluation and 2 workers to the thesis protocol, and
+    # departs from its LSTM on purpose (direct output, one-step checkpoint selection)
     for params in (converted, gas):
         params["eval"].pop("shift_modes")
         params.pop("execution")
+        for key in ("residual", "selection"):
+            params["rom"]["models"]["lstm"].pop(key)
     assert gas == converted
 
 
