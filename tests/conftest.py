@@ -1,3 +1,4 @@
+import copy
 import os
 import tempfile
 from pathlib import Path
@@ -36,3 +37,16 @@ def base_params() -> dict:
 @pytest.fixture
 def test_params() -> dict:
     return _load_env("test")
+
+
+def with_overrides(params: dict, **dotted: object) -> dict:
+    """A deep copy of ``params`` with ``{"a.b.c": value}`` overrides (``__`` not needed: pass a dict
+    via ``**{"sim.N": 0}``)."""
+    out = copy.deepcopy(params)
+    for key, value in dotted.items():
+        node = out
+        *path, last = key.split(".")
+        for k in path:
+            node = node.setdefault(k, {})
+        node[last] = value
+    return out

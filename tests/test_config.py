@@ -1,9 +1,8 @@
 """Parameter validation: every bad input fails before any work with key, value and fix."""
-import copy
-
 import pytest
 
 from rom_pipeline.config import ConfigError, validate_parameters
+from tests.conftest import with_overrides
 
 
 def test_base_and_test_environments_validate(base_params, test_params):
@@ -17,13 +16,7 @@ def test_base_and_test_environments_validate(base_params, test_params):
 
 
 def _set(params, dotted, value):
-    p = copy.deepcopy(params)
-    node = p
-    *path, last = dotted.split(".")
-    for k in path:
-        node = node.setdefault(k, {})
-    node[last] = value
-    return p
+    return with_overrides(params, **{dotted: value})
 
 
 BAD = [

@@ -2,7 +2,6 @@
 parameter recomputes exactly the affected runs, and half-written folders are never loaded."""
 from __future__ import annotations
 
-import copy
 import json
 import logging
 import os
@@ -20,21 +19,14 @@ from rom_pipeline.config import validate_parameters
 from rom_pipeline.datasets.runs import SimulationPlan, SimulationRunsDataset
 from rom_pipeline.parallel import ExecutionConfig
 from rom_pipeline.runs import plan_runs
-from tests.conftest import PROJECT, _load_env
+from tests.conftest import PROJECT, _load_env, with_overrides
 
 KEDRO = str(Path(sys.executable).with_name("kedro"))
 
 
 def _params(**overrides) -> dict:
     """The test environment's parameters with dotted-key overrides."""
-    params = copy.deepcopy(_load_env("test"))
-    for dotted, value in overrides.items():
-        node = params
-        *path, last = dotted.split(".")
-        for key in path:
-            node = node.setdefault(key, {})
-        node[last] = value
-    return params
+    return with_overrides(_load_env("test"), **overrides)
 
 
 def _plan(params: dict, split: str = "train", workers: int = 1) -> SimulationPlan:

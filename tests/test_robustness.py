@@ -9,7 +9,6 @@ unstable forecaster is reported as diverged in ``test_results``, it does not cra
 """
 from __future__ import annotations
 
-import copy
 import os
 import shutil
 import subprocess
@@ -32,7 +31,7 @@ from rom_pipeline.pipelines.pod.nodes import fit_pod_basis
 from rom_pipeline.rom.mvar import MVARForecaster
 from rom_pipeline.rom.pod import PODBasis
 from rom_pipeline.runs import plan_runs
-from tests.conftest import PROJECT, _load_env
+from tests.conftest import PROJECT, _load_env, with_overrides
 
 KEDRO = str(Path(sys.executable).with_name("kedro"))
 MARKER = "side_effect_ran"
@@ -40,14 +39,8 @@ MARKER = "side_effect_ran"
 
 # --------------------------------------------------------------------------- helpers
 def _params(**overrides) -> dict:
-    params = copy.deepcopy(_load_env("test"))
-    for dotted, value in overrides.items():
-        node = params
-        *path, last = dotted.split(".")
-        for key in path:
-            node = node.setdefault(key, {})
-        node[last] = value
-    return params
+    """The test environment's parameters with dotted-key overrides."""
+    return with_overrides(_load_env("test"), **overrides)
 
 
 def _files(root: Path) -> dict[str, int]:
@@ -256,7 +249,7 @@ CASES = [
     Case("NaN noise", _config("noise.eta", float("nan")), ConfigError, ("noise.eta = nan", "greater than or equal to 0")),
     # ---- data and artifacts
     Case("NaN in a density file", _nan_density, DatasetError, ("train_002/density.npz holds NaN or infinite densities", "rerun the simulation pipeline"), needs_runs=True),
-    Case("truncated run file", _truncated_run, DatasetError, ("train_004/density.npz is unreadable or truncated", "delete its run folder and rerun"), needs_runs=True),
+    Case("truncated run file", _truncated_run, DatasetError, ("train_004/density.npz is not a readable .npz file", "delete its run folder and rerun"), needs_runs=True),
     Case("truncated .npz artifact", _truncated_artifact, DatasetError, ("pod_basis.npz is not a readable .npz file", "delete it and rerun")),
     Case("pickle in a run file", _pickled_run, DatasetError, ("particles.npz holds pickled Python objects", "allow_pickle=False"), needs_runs=True),
     Case("pickle in an .npz artifact", _pickled_artifact, DatasetError, ("pod_basis.npz holds pickled Python objects", "delete it and rerun")),

@@ -24,6 +24,23 @@ from kedro.io.core import (
 )
 
 
+def read_npz(source: Any, label: str, fix: str) -> dict[str, np.ndarray]:
+    """Every array of an ``.npz`` (path or file object), read fully with ``allow_pickle=False``.
+
+    A truncated, corrupt or pickle-holding file raises :class:`DatasetError` naming ``label`` and
+    the ``fix``.
+    """
+    try:
+        with np.load(source, allow_pickle=False) as npz:
+            return {k: npz[k] for k in npz.files}
+    except (ValueError, OSError, EOFError, zipfile.BadZipFile) as exc:
+        problem = (
+            "holds pickled Python objects, which are never loaded (allow_pickle=False): this "
+            "pipeline did not write it" if "allow_pickle" in str(exc) else "is not a readable .npz file"
+        )
+        raise DatasetError(f"{label} {problem} ({exc}); {fix}") from exc
+
+
 class _FileDataset(AbstractVersionedDataset):
     """fsspec plumbing shared by the byte-oriented datasets below."""
 
@@ -98,19 +115,10 @@ class NpzDataset(_FileDataset):
     """
 
     def load(self) -> dict[str, np.ndarray]:
-        raw = self._read_bytes()
-        try:
-            with np.load(io.BytesIO(raw), allow_pickle=False) as npz:
-                return {k: npz[k] for k in npz.files}
-        except (ValueError, OSError, EOFError, zipfile.BadZipFile) as exc:
-            problem = (
-                "holds pickled Python objects, which are never loaded (allow_pickle=False): this "
-                "pipeline did not write it" if "allow_pickle" in str(exc) else "is not a readable .npz file"
-            )
-            raise DatasetError(
-                f"{self._filepath} {problem} ({exc}); delete it and rerun the pipeline that "
-                "produces it"
-            ) from exc
+        return read_npz(
+            io.BytesIO(self._read_bytes()), str(self._filepath),
+            "delete it and rerun the pipeline that produces it",
+        )
 
     def save(self, data: dict[str, Any]) -> None:
         if not isinstance(data, dict):

@@ -21,7 +21,6 @@ import json
 import logging
 import shutil
 import uuid
-import zipfile
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
@@ -30,6 +29,7 @@ import numpy as np
 import pandas as pd
 from kedro.io import AbstractDataset, DatasetError
 
+from rom_pipeline.datasets.files import read_npz
 from rom_pipeline.parallel import ExecutionConfig, map_as_completed
 
 logger = logging.getLogger(__name__)
@@ -59,18 +59,10 @@ def _write_npz(path: Path, arrays: dict[str, np.ndarray]) -> None:
 
 
 def _read_npz(path: Path) -> dict[str, np.ndarray]:
-    try:
-        with np.load(path, allow_pickle=False) as npz:
-            return {k: npz[k] for k in npz.files}
-    except (ValueError, OSError, EOFError, zipfile.BadZipFile) as exc:
-        problem = (
-            "holds pickled Python objects, which are never loaded (allow_pickle=False): this "
-            "pipeline did not write it" if "allow_pickle" in str(exc) else "is unreadable or truncated"
-        )
-        raise DatasetError(
-            f"{path} {problem} ({exc}); delete its run folder and rerun the simulation pipeline, "
-            "which recomputes only the missing runs"
-        ) from exc
+    return read_npz(
+        path, str(path), "delete its run folder and rerun the simulation pipeline, which "
+        "recomputes only the missing runs",
+    )
 
 
 class RunCollection(Mapping):
