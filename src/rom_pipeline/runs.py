@@ -146,7 +146,7 @@ def simulate_run(task: RunTask) -> dict[str, Any]:
             match_variance=p["noise"]["match_variance"], speed_mode=model["speed_mode"],
             forces=p["forces"] or None, **common,
         )
-    else:
+    elif model["type"] == "dorsogna":
         forces = p["forces"] or {"Ca": 0.0, "Cr": 0.0, "la": 1.0, "lr": 1.0, "rcut_factor": 3.0}
         traj = simulate_dorsogna(
             x0, theta0, alpha=p["params"]["alpha"], beta=p["params"]["beta"],
@@ -155,6 +155,8 @@ def simulate_run(task: RunTask) -> dict[str, Any]:
             alignment_strength=p["alignment"]["strength"] if p["alignment"]["enabled"] else 0.0,
             R=p["params"]["R"], noise_eta=p["noise"]["eta"], **common,
         )
+    else:
+        raise ValueError(f"model.type = {model['type']!r} is unknown: use 'discrete' or 'dorsogna'")
     d = p["density"]
     rho = kde_density(traj["positions"], p["Lx"], p["Ly"], d["nx"], d["ny"], d["bandwidth"], p["bc"])
     xc, yc = density_grid(p["Lx"], p["Ly"], d["nx"], d["ny"])
