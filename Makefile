@@ -15,7 +15,7 @@ $(STAMP): pyproject.toml
 	# The CPU wheel of torch first (it lies on disk on our machines); a bare `pip install torch`
 	# would download a multi-GB CUDA build.
 	$(BIN)/python -m pip install --quiet "torch==2.13.0"
-	$(BIN)/python -m pip install --quiet -e ".[dev,mlflow]"
+	$(BIN)/python -m pip install --quiet -e ".[dev,mlflow,slurm]"
 	touch $(STAMP)
 
 install: $(STAMP)
