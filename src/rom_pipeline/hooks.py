@@ -72,3 +72,61 @@ class MissingInputsHooks:
             f"`kedro run --pipelines={','.join(producers) or 'simulation,pod,latent_dataset'}{env_flag}`, "
             "then rerun this command."
         )
+
+
+SHARED_ARTIFACTS = ("pod_basis", "train_latent", "latent_dataset", "mvar.model", "lstm.model")
+
+
+class ProvenanceHooks:
+    """Record in ``summary.json`` which version of each versioned artifact the run used.
+
+    A loaded artifact is recorded with the version it was loaded at; an artifact saved in this run
+    with its save version; any other shared artifact with the latest version on disk.
+    """
+
+    def __init__(self) -> None:
+        self._catalog = None
+        self._versions: dict[str, str] = {}
+
+    @hook_impl
+    def after_catalog_created(self, catalog) -> None:
+        self._catalog = catalog
+        self._versions = {}
+
+    def _version(self, name: str, loaded: bool) -> str | None:
+        try:
+            dataset = self._catalog[name]
+        except Exception:  # not in this project's catalog
+            return None
+        if not hasattr(dataset, "resolve_load_version"):
+            return None
+        try:
+            return dataset.resolve_load_version() if loaded else dataset.resolve_save_version()
+        except Exception:  # no version on disk yet
+            return None
+
+    @hook_impl
+    def after_dataset_loaded(self, dataset_name: str, data: Any) -> None:
+        if dataset_name in SHARED_ARTIFACTS and self._catalog is not None:
+            version = self._version(dataset_name, loaded=True)
+            if version:
+                self._versions[dataset_name] = version
+
+    @hook_impl
+    def after_dataset_saved(self, dataset_name: str, data: Any) -> None:
+        if dataset_name in SHARED_ARTIFACTS and self._catalog is not None:
+            version = self._version(dataset_name, loaded=False)
+            if version:
+                self._versions[dataset_name] = version
+
+    @hook_impl
+    def before_dataset_saved(self, dataset_name: str, data: Any) -> None:
+        if dataset_name != "summary" or not isinstance(data, dict) or self._catalog is None:
+            return
+        versions = dict(self._versions)
+        for name in SHARED_ARTIFACTS:
+            if name not in versions:
+                version = self._version(name, loaded=True)
+                if version:
+                    versions[name] = version
+        data["artifact_versions"] = versions

@@ -3,12 +3,14 @@ import os
 
 from kedro.config import OmegaConfigLoader
 
-from rom_pipeline.hooks import MissingInputsHooks, ValidationHooks
+from rom_pipeline.hooks import MissingInputsHooks, ProvenanceHooks, ValidationHooks
 from rom_pipeline.runner import KeepClusterHooks
 from rom_pipeline.tracking import TrackingHooks
 
 # Hooks run last-in-first-out: validation first, then the missing-input check, then the rest.
-HOOKS = (KeepClusterHooks(), TrackingHooks(), MissingInputsHooks(), ValidationHooks())
+HOOKS = (
+    ProvenanceHooks(), KeepClusterHooks(), TrackingHooks(), MissingInputsHooks(), ValidationHooks()
+)
 
 CONFIG_LOADER_CLASS = OmegaConfigLoader
 CONFIG_LOADER_ARGS = {

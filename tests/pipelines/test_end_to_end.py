@@ -73,6 +73,11 @@ def test_report_numbers_equal_test_results(full_run: Path):
             oracle["r2_pooled"].mean(), abs=1e-12
         )
         assert (oracle["r2_pod_ceiling"] <= 1.0).all()
+    # provenance: the versions of the shared artifacts this run used are the ones on disk
+    for name, folder in (("pod_basis", "rom_common/pod_basis.npz"),
+                         ("latent_dataset", "rom_common/latent_dataset.npz"),
+                         ("mvar.model", "MVAR/mvar_model.npz")):
+        assert summary["artifact_versions"][name] == sorted(p.name for p in (exp / folder).iterdir())[-1]
     md = (exp / "report" / "comparison_table.md").read_text()
     assert "oracle" in md and "hold" in md
 
