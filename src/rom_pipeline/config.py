@@ -261,6 +261,9 @@ class LSTMConfig(_Block):
     )
     multi_step: int = Field(1, ge=1)
     noise_std: float = Field(0.0, ge=0)
+    clip_rollout: float | None = Field(
+        None, ge=0, description="bound closed-loop states to the training range +- this fraction"
+    )
     device: Literal["auto", "cpu", "cuda"] = "auto"
     seed: int = 0
 

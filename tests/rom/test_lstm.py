@@ -318,3 +318,30 @@ def test_bad_data_raises(runs, fitted):
         fitted.rollout(runs[0][:2], 4)
     with pytest.raises(RuntimeError, match="not fitted"):
         LSTMForecaster().predict_next(np.zeros((1, 5, 3)))
+
+
+def test_clip_rollout_keeps_closed_loop_states_inside_the_widened_training_range():
+    """An exploding model: without the bound its rollout leaves the data by orders of magnitude;
+    with clip_rollout=0.1 every state stays within the training range ± 10 % of it."""
+    rng = np.random.default_rng(3)
+    runs = [np.cumsum(rng.normal(size=(40, 2)), axis=0) * 0.1 for _ in range(4)]
+    free = LSTMForecaster(lag=2, hidden_units=4, num_layers=1, max_epochs=1, seed=0).fit(runs)
+    bounded = LSTMForecaster.from_payload(
+        {**free.save_payload(), "hyperparameters": {**free.get_hyperparameters(), "clip_rollout": 0.1}}
+    )
+    with torch.no_grad():  # make the head explode: a large gain on the last hidden state
+        for module in (free.module_, bounded.module_):
+            module.head.weight.mul_(1e3)
+    seed = runs[0][:2]
+    assert np.abs(free.rollout(seed, 30)).max() > 10 * np.abs(np.concatenate(runs)).max()
+    out = bounded.rollout(seed, 30)
+    span = bounded.upper_ - bounded.lower_
+    assert np.all(out >= bounded.lower_ - 0.1 * span - 1e-5)
+    assert np.all(out <= bounded.upper_ + 0.1 * span + 1e-5)
+    assert np.isclose(out, bounded.upper_ + 0.1 * span, atol=1e-4).any() or np.isclose(
+        out, bounded.lower_ - 0.1 * span, atol=1e-4).any()
+    # the range comes from the training runs' windows only (held-out runs never widen it)
+    train = np.concatenate([runs[i] for i in bounded.training_runs_])
+    assert np.all(bounded.lower_ >= train.min(axis=0)) and np.all(bounded.upper_ <= train.max(axis=0))
+    # one-step predictions are not clamped
+    np.testing.assert_allclose(bounded.predict_next(seed[None]), free.predict_next(seed[None]), rtol=1e-6)

@@ -105,6 +105,10 @@ class LSTMForecaster:
             (one-step validation MSE, minimised) for checkpoint selection and early stopping.
         multi_step: k > 1 trains on k-step unrolled predictions, loss averaged over the k steps.
         noise_std: std of Gaussian noise added to training inputs, in normalised units.
+        clip_rollout: if set, every closed-loop state is clamped per mode to the training range
+            [min, max] widened by ``clip_rollout`` × (max − min) on each side, so a rollout can
+            leave the data it was trained on only by that margin (None: no bound). One-step
+            predictions are never clamped.
         device: ``"auto"`` (CUDA when available), ``"cpu"``, ``"cuda"`` or ``"cuda:N"``.
         seed: seeds weight initialisation, batch order, the run split and the input noise.
 
@@ -144,6 +148,7 @@ class LSTMForecaster:
         selection: str = "rollout",
         multi_step: int = 1,
         noise_std: float = 0.0,
+        clip_rollout: float | None = None,
         device: str = "auto",
         seed: int = 0,
     ) -> None:
@@ -167,6 +172,7 @@ class LSTMForecaster:
         self.selection = selection
         self.multi_step = multi_step
         self.noise_std = noise_std
+        self.clip_rollout = clip_rollout
         self.device = device
         self.seed = seed
         self._check_hyperparameters()
@@ -195,6 +201,9 @@ class LSTMForecaster:
         _check_range("validation_fraction", self.validation_fraction, 0.0, 1.0, "in [0, 1)",
                      hi_open=True)
         _check_range("noise_std", self.noise_std, 0.0, math.inf, ">= 0")
+        if self.clip_rollout is not None:
+            _check_range("clip_rollout", self.clip_rollout, 0.0, math.inf,
+                         ">= 0 (or None for no bound)")
         if self.gradient_clip is not None:
             _check_range("gradient_clip", self.gradient_clip, 0.0, math.inf,
                          "> 0 (or None to disable clipping)", lo_open=True)
@@ -433,11 +442,22 @@ class LSTMForecaster:
             mean, std = np.zeros(r), np.ones(r)
         self.mean_ = np.asarray(mean, dtype=np.float64)
         self.std_ = np.asarray(std, dtype=np.float64)
+        self.lower_ = frames.min(axis=0).astype(np.float64)
+        self.upper_ = frames.max(axis=0).astype(np.float64)
         self._set_normalisation_tensors(device)
 
     def _set_normalisation_tensors(self, device: torch.device) -> None:
         self._mean_t = torch.as_tensor(self.mean_, dtype=torch.float32, device=device)
         self._std_t = torch.as_tensor(self.std_, dtype=torch.float32, device=device)
+        self._bounds_t = None
+        if self.clip_rollout is not None:
+            # closed-loop states are kept inside the training range of each mode, widened on
+            # both sides by clip_rollout x that range (in normalised units)
+            margin = self.clip_rollout * (self.upper_ - self.lower_)
+            lo = (self.lower_ - margin - self.mean_) / self.std_
+            hi = (self.upper_ + margin - self.mean_) / self.std_
+            self._bounds_t = (torch.as_tensor(lo, dtype=torch.float32, device=device),
+                              torch.as_tensor(hi, dtype=torch.float32, device=device))
 
     def _to_normalised_tensor(self, values: np.ndarray, device: torch.device) -> torch.Tensor:
         tensor = torch.as_tensor(np.ascontiguousarray(values), dtype=torch.float32, device=device)
@@ -499,6 +519,8 @@ class LSTMForecaster:
                           dtype=window.dtype, device=window.device)
         for step in range(int(n_steps)):
             prediction = self.module_(window)
+            if self._bounds_t is not None:
+                prediction = torch.clamp(prediction, *self._bounds_t)
             out[:, step] = prediction
             window = torch.cat((window[:, 1:], prediction[:, None]), dim=1)
         return self._to_physical(out)
@@ -517,6 +539,8 @@ class LSTMForecaster:
             "n_modes": int(self.n_modes_),
             "mean": torch.as_tensor(self.mean_, dtype=torch.float64),
             "std": torch.as_tensor(self.std_, dtype=torch.float64),
+            "lower": torch.as_tensor(self.lower_, dtype=torch.float64),
+            "upper": torch.as_tensor(self.upper_, dtype=torch.float64),
             "best_epoch": int(self.best_epoch_),
             "n_parameters": int(self.n_parameters_),
             "validation_runs": [int(i) for i in self.validation_runs_],
@@ -547,6 +571,8 @@ class LSTMForecaster:
         model.n_modes_ = r
         model.mean_ = payload["mean"].numpy().astype(np.float64)
         model.std_ = payload["std"].numpy().astype(np.float64)
+        model.lower_ = payload["lower"].numpy().astype(np.float64)
+        model.upper_ = payload["upper"].numpy().astype(np.float64)
         model._set_normalisation_tensors(torch_device)
         model.best_epoch_ = int(payload["best_epoch"])
         model.n_parameters_ = int(payload["n_parameters"])
@@ -562,7 +588,7 @@ _HYPERPARAMETERS = (
     "lag", "hidden_units", "num_layers", "dropout", "use_layer_norm", "residual",
     "normalize_input", "batch_size", "learning_rate", "weight_decay", "max_epochs", "patience",
     "gradient_clip", "lr_patience", "lr_factor", "validation_fraction", "rollout_horizon",
-    "selection", "multi_step", "noise_std", "device", "seed",
+    "selection", "multi_step", "noise_std", "clip_rollout", "device", "seed",
 )
 
 
