@@ -316,7 +316,7 @@ SEARCH_KEYS = {
         "lag", "hidden_units", "num_layers", "dropout", "use_layer_norm", "residual",
         "normalize_input", "batch_size", "learning_rate", "weight_decay", "max_epochs", "patience",
         "gradient_clip", "lr_patience", "lr_factor", "validation_fraction", "rollout_horizon",
-        "selection", "multi_step", "noise_std", "device", "seed",
+        "selection", "multi_step", "noise_std", "clip_rollout", "device", "seed",
     ),
 }
 
