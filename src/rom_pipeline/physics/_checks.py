@@ -84,3 +84,18 @@ def frames_of_points(name: str, value) -> np.ndarray:
     if not np.all(np.isfinite(arr)):
         raise ValueError(f"{name} contains non-finite values (NaN or inf); check the input.")
     return arr
+
+
+def initial_state(x0, theta0, n_steps, save_every, dt):
+    """Validated (positions (N,2), headings (N,), n_steps, save_every, dt) of a simulator call."""
+    x = points_2d("x0", x0)
+    n = x.shape[0]
+    theta = np.asarray(theta0, dtype=np.float64)
+    if theta.shape != (n,) or not np.all(np.isfinite(theta)):
+        raise ValueError(
+            f"theta0 must be a finite array of shape ({n},) to match x0, got shape {theta.shape}."
+        )
+    return (
+        x, theta, positive_int("n_steps", n_steps, minimum=0),
+        positive_int("save_every", save_every), positive_float("dt", dt),
+    )

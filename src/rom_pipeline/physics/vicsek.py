@@ -127,16 +127,8 @@ def simulate_vicsek(
     {"times": (T,), "positions": (T, N, 2), "velocities": (T, N, 2)}, T = n_steps//save_every + 1;
     velocities are s_i p_i.
     """
-    x = _checks.points_2d("x0", x0)
+    x, theta, n_steps, save_every, dt = _checks.initial_state(x0, theta0, n_steps, save_every, dt)
     n = x.shape[0]
-    theta = np.asarray(theta0, dtype=np.float64)
-    if theta.shape != (n,) or not np.all(np.isfinite(theta)):
-        raise ValueError(
-            f"theta0 must be a finite array of shape ({n},) to match x0, got shape {theta.shape}."
-        )
-    n_steps = _checks.positive_int("n_steps", n_steps, minimum=0)
-    save_every = _checks.positive_int("save_every", save_every)
-    dt = _checks.positive_float("dt", dt)
     v0 = _checks.positive_float("v0", v0)
     R = _checks.positive_float("R", R)
     Lx = _checks.positive_float("Lx", Lx)
