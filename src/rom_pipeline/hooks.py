@@ -105,19 +105,19 @@ class ProvenanceHooks:
         except Exception:  # no version on disk yet
             return None
 
-    @hook_impl
-    def after_dataset_loaded(self, dataset_name: str, data: Any) -> None:
+    def _record(self, dataset_name: str, loaded: bool) -> None:
         if dataset_name in SHARED_ARTIFACTS and self._catalog is not None:
-            version = self._version(dataset_name, loaded=True)
+            version = self._version(dataset_name, loaded=loaded)
             if version:
                 self._versions[dataset_name] = version
 
     @hook_impl
+    def after_dataset_loaded(self, dataset_name: str, data: Any) -> None:
+        self._record(dataset_name, loaded=True)
+
+    @hook_impl
     def after_dataset_saved(self, dataset_name: str, data: Any) -> None:
-        if dataset_name in SHARED_ARTIFACTS and self._catalog is not None:
-            version = self._version(dataset_name, loaded=False)
-            if version:
-                self._versions[dataset_name] = version
+        self._record(dataset_name, loaded=False)
 
     @hook_impl
     def before_dataset_saved(self, dataset_name: str, data: Any) -> None:

@@ -44,8 +44,9 @@ class SimulationPlan(dict):
         self.execution = execution or ExecutionConfig()
 
 
-def _call(task: Any) -> Any:
-    return task()
+def _run_task(item: tuple[str, Any]) -> Any:
+    """Evaluate one ``(run_id, task)`` pair of a plan (top level, so it pickles to Dask workers)."""
+    return item[1]()
 
 
 def _write_npz(path: Path, arrays: dict[str, np.ndarray]) -> None:
@@ -192,10 +193,10 @@ class SimulationRunsDataset(AbstractDataset[SimulationPlan, RunCollection]):
             self._path, len(data), reused, len(todo),
             f"{execution.workers} workers" if execution.parallel else "serial",
         )
-        tasks = [data[rid] for rid in todo]
-        by_task = {id(t): rid for rid, t in zip(todo, tasks)}
-        for task, result in map_as_completed(_call, tasks, execution, label=f"simulate {self._path.name}"):
-            rid = task.run_id if hasattr(task, "run_id") else by_task[id(task)]
+        pairs = [(rid, data[rid]) for rid in todo]
+        for (rid, _), result in map_as_completed(
+            _run_task, pairs, execution, label=f"simulate {self._path.name}"
+        ):
             self._write_run(rid, result)
 
     def _exists(self) -> bool:

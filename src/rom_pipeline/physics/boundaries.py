@@ -47,3 +47,16 @@ def reflect_into_box(
         x_in[:, axis] = np.where(odd, 2.0 * length - folded, folded)
         d_in[odd, axis] *= -1.0
     return x_in, d_in
+
+
+def place_in_box(x: np.ndarray, Lx: float, Ly: float, periodic: bool) -> np.ndarray:
+    """Initial positions (N, 2) inside the domain: wrapped on a torus; on a reflecting box they
+    must already lie in [0, Lx] x [0, Ly] (ValueError otherwise)."""
+    if periodic:
+        return wrap_periodic(x, Lx, Ly)
+    if np.any(x < 0.0) or np.any(x[:, 0] > Lx) or np.any(x[:, 1] > Ly):
+        raise ValueError(
+            f"x0 has positions outside the reflecting box [0, {Lx}] x [0, {Ly}]; "
+            f"sample them inside the domain."
+        )
+    return x

@@ -35,7 +35,7 @@ import math
 import numpy as np
 
 from rom_pipeline.physics import _checks
-from rom_pipeline.physics.boundaries import BOUNDARIES, reflect_into_box, wrap_periodic
+from rom_pipeline.physics.boundaries import BOUNDARIES, place_in_box, reflect_into_box, wrap_periodic
 from rom_pipeline.physics.forces import morse_forces_from_pairs
 from rom_pipeline.physics.neighbours import brute_force_pairs, neighbour_pairs, neighbourhood_sum
 
@@ -189,13 +189,7 @@ def simulate_dorsogna(
         v = v.copy()
 
     periodic = boundary == "periodic"
-    if periodic:
-        x = wrap_periodic(x, Lx, Ly)
-    elif np.any(x < 0.0) or np.any(x[:, 0] > Lx) or np.any(x[:, 1] > Ly):
-        raise ValueError(
-            f"x0 has positions outside the reflecting box [0, {Lx}] x [0, {Ly}]; "
-            f"sample them inside the domain."
-        )
+    x = place_in_box(x, Lx, Ly, periodic)
 
     accel = _Acceleration(
         alpha=alpha, beta=beta, morse=morse, rcut=rcut, alignment_strength=alignment_strength,

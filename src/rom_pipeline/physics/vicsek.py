@@ -30,7 +30,7 @@ import math
 import numpy as np
 
 from rom_pipeline.physics import _checks
-from rom_pipeline.physics.boundaries import BOUNDARIES, reflect_into_box, wrap_periodic
+from rom_pipeline.physics.boundaries import BOUNDARIES, place_in_box, reflect_into_box, wrap_periodic
 from rom_pipeline.physics.forces import morse_forces_from_pairs
 from rom_pipeline.physics.neighbours import brute_force_pairs, neighbour_pairs, neighbourhood_sum
 
@@ -151,13 +151,7 @@ def simulate_vicsek(
         )
 
     periodic = boundary == "periodic"
-    if periodic:
-        x = wrap_periodic(x, Lx, Ly)
-    elif np.any(x < 0.0) or np.any(x[:, 0] > Lx) or np.any(x[:, 1] > Ly):
-        raise ValueError(
-            f"x0 has positions outside the reflecting box [0, {Lx}] x [0, {Ly}]; "
-            f"sample them inside the domain."
-        )
+    x = place_in_box(x, Lx, Ly, periodic)
 
     if speed_mode == "constant" and force_params is not None:
         logger.info("speed_mode 'constant' is pure Vicsek: the given forces are ignored.")
