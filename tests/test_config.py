@@ -50,6 +50,8 @@ BAD = [
     ("rom.models.gru", {"enabled": True}, "rom.models.gru"),
     ("eval.clamp_mode", "C0", "eval.clamp_mode"),
     ("eval.forecast_start", 0.05, "eval.forecast_start"),
+    ("rom.models.mvar.coint_rank", -1, "rom.models.mvar.coint_rank"),
+    ("rom.models.mvar.coint_rank", 20, "coint_rank = 20 exceeds rom.fixed_modes = 19"),
 ]
 
 

@@ -230,6 +230,11 @@ class MVARConfig(_Block):
     max_lag: int = Field(20, ge=1, description="largest lag scanned by the information criteria")
     ridge_alpha: float = Field(1e-4, ge=0)
     eigenvalue_threshold: float | None = Field(None, gt=0)
+    coint_rank: int | None = Field(
+        None, ge=0,
+        description="null: unrestricted levels MVAR; k: error-correction form of rank k (k "
+        "directions mean-reverting, r - k neutral; 0 = VAR in differences), see rom/mvar.py",
+    )
 
     @field_validator("lag")
     @classmethod
@@ -311,7 +316,7 @@ class EvalConfig(_Block):
 # Keys a search grid may vary: the forecaster's constructor arguments (rom.search checks that the
 # LSTM list equals LSTMForecaster's signature, so the two cannot drift apart).
 SEARCH_KEYS = {
-    "mvar": ("lag", "ridge_alpha", "eigenvalue_threshold"),
+    "mvar": ("lag", "ridge_alpha", "eigenvalue_threshold", "coint_rank"),
     "lstm": (
         "lag", "hidden_units", "num_layers", "dropout", "use_layer_norm", "residual",
         "normalize_input", "batch_size", "learning_rate", "weight_decay", "max_epochs", "patience",
@@ -511,6 +516,12 @@ class ExperimentConfig(_Block):
                     "training run (sim.T / (sim.dt * sim.save_every * rom.subsample) + 1): "
                     "lower the lag or rom.subsample"
                 )
+        rank, modes = self.rom.models.mvar.coint_rank, self.rom.fixed_modes
+        if "mvar" in self.rom.models.enabled() and rank is not None and modes is not None and rank > modes:
+            problems.append(
+                f"rom.models.mvar.coint_rank = {rank} exceeds rom.fixed_modes = {modes}: use "
+                f"0..{modes}, or null for the unrestricted levels model"
+            )
         k0 = int(round(self.forecast_start / self.dt_rom))
         max_lag = max(v for v in lags.values())
         if k0 < max_lag:

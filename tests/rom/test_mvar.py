@@ -260,3 +260,59 @@ def test_invalid_arguments_are_rejected():
         model.rollout(y[:3], 5)
     with pytest.raises(ValueError, match="windows"):
         model.predict_next(y[:2])
+
+
+def cointegrated_series(rng, n_steps=3000):
+    """3 random walks with one stationary relation y0 - y1 = 1 and momentum in the differences."""
+    y = np.zeros((n_steps, 3))
+    load = np.array([-0.1, 0.05, 0.0])
+    for t in range(2, n_steps):
+        error = y[t - 1, 0] - y[t - 1, 1] - 1.0
+        y[t] = y[t - 1] + 0.3 * (y[t - 1] - y[t - 2]) + load * error + 0.1 * rng.standard_normal(3)
+    return y
+
+
+@pytest.mark.parametrize("lag", [1, 2, 4])
+@pytest.mark.parametrize("rank", [0, 1, 2, 3])
+def test_error_correction_form_matches_statsmodels_vecm(lag, rank):
+    from statsmodels.tsa.vector_ar.vecm import VECM
+
+    y = cointegrated_series(np.random.default_rng(1))
+    oracle = VECM(y, k_ar_diff=lag - 1, coint_rank=rank, deterministic="ci").fit()
+    model = MVARForecaster(lag=lag, ridge_alpha=0.0, coint_rank=rank).fit([y])
+    np.testing.assert_allclose(model.rollout(y[-lag:], 25), oracle.predict(steps=25), atol=1e-10)
+
+
+def test_error_correction_form_has_exactly_r_minus_k_unit_roots_and_full_rank_is_levels():
+    runs = [cointegrated_series(np.random.default_rng(s), 800) for s in (2, 3)]
+    for rank in (0, 1, 2):
+        model = MVARForecaster(lag=3, ridge_alpha=0.0, coint_rank=rank).fit(runs)
+        unit = np.sum(np.abs(model.eigenvalues_ - 1.0) < 1e-9)
+        assert unit == 3 - rank
+    levels = MVARForecaster(lag=3, ridge_alpha=0.0).fit(runs)
+    full = MVARForecaster(lag=3, ridge_alpha=0.0, coint_rank=3).fit(runs)
+    np.testing.assert_allclose(full.coef_, levels.coef_, atol=1e-9)
+    np.testing.assert_allclose(full.intercept_, levels.intercept_, atol=1e-9)
+    assert full.train_r2_ == pytest.approx(levels.train_r2_, abs=1e-12)
+
+
+def test_rank_zero_keeps_any_constant_state_forever():
+    """k = 0 (VAR in differences, no drift): every constant trajectory is a fixed point."""
+    runs = [cointegrated_series(np.random.default_rng(4), 600)]
+    model = MVARForecaster(lag=2, coint_rank=0).fit(runs)
+    state = np.array([[3.0, -7.0, 0.5]] * 2)
+    np.testing.assert_allclose(model.rollout(state, 50), np.repeat(state[:1], 50, axis=0), atol=1e-12)
+
+
+def test_coint_rank_round_trips_and_is_validated():
+    y = cointegrated_series(np.random.default_rng(5), 300)
+    model = MVARForecaster(lag=2, coint_rank=1).fit([y])
+    buffer = io.BytesIO()
+    np.savez(buffer, **model.to_arrays())
+    buffer.seek(0)
+    with np.load(buffer, allow_pickle=False) as stored:
+        assert MVARForecaster.from_arrays(dict(stored)).coint_rank == 1
+    with pytest.raises(ValueError, match="mvar.coint_rank = 4 exceeds the r = 3"):
+        MVARForecaster(lag=2, coint_rank=4).fit([y])
+    with pytest.raises(ValueError, match="mvar.coint_rank must be null"):
+        MVARForecaster(lag=2, coint_rank=-1).fit([y])

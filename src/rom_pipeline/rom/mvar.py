@@ -17,6 +17,20 @@ residuals: the scikit-learn ``Ridge`` convention).
 Stability: the companion matrix ``C`` has ``[A_1 ... A_w]`` in its top block row and identities
 below the diagonal; the spectral radius ``rho(C)`` < 1 means the noise-free recursion forgets its
 seed.
+
+Error-correction form (``coint_rank = k``): the same model written in differences,
+
+    dy_k = alpha beta^T [y_{k-1}; 1] + sum_{j=1}^{w-1} Gamma_j dy_{k-j},      dy_k = y_k - y_{k-1},
+
+with ``alpha`` (r x k) and ``beta`` ((r+1) x k) of rank k and the constant restricted to the
+cointegrating relations (Johansen's reduced-rank maximum-likelihood estimator, statsmodels'
+``VECM(deterministic="ci")``). Only k combinations of the state are pulled back towards an
+equilibrium; the other r - k directions are neutral (unit roots), so a shape the data gives no
+restoring force to persists instead of relaxing to the training mean. ``k = r`` is the
+unrestricted levels model above (fitted by ridge); ``k = 0`` is a VAR in differences with no
+drift. The fit is converted back to ``A_0 .. A_w`` (``A_1 = I + Pi + Gamma_1``,
+``A_j = Gamma_j - Gamma_{j-1}``, ``A_w = -Gamma_{w-1}``, ``A_0`` = the restricted constant), so
+forecasting, the companion matrix and storage are the same for both forms.
 """
 from __future__ import annotations
 
@@ -59,6 +73,49 @@ def _ridge_solve(zc: np.ndarray, yc: np.ndarray, alpha: float) -> tuple[np.ndarr
     return solution, "lstsq"
 
 
+def _vecm_solution(
+    windows: np.ndarray, targets: np.ndarray, rank: int, alpha: float
+) -> tuple[np.ndarray, np.ndarray, str]:
+    """Reduced-rank (Johansen) fit of the error-correction form; see the module docstring.
+
+    Args:
+        windows: (n, w, r) windows, oldest state first.
+        targets: (n, r) next states.
+        rank: cointegration rank k, 0 <= k <= r.
+        alpha: ridge penalty of the short-run regressions on the lagged differences.
+
+    Returns:
+        ``(solution, intercept, solver)`` with ``solution`` (w r, r) in the oldest-first feature
+        order of the levels fit, so ``y_k = intercept + z_k^T solution``.
+    """
+    n, lag, r = windows.shape
+    last = windows[:, -1]
+    z0 = targets - last                                             # dy_k
+    z1 = np.hstack([last, np.ones((n, 1))])                         # [y_{k-1}; 1]
+    z2 = np.diff(windows, axis=1)[:, ::-1].reshape(n, (lag - 1) * r)  # dy_{k-1} first
+    solver = "eigh"
+    if lag > 1:  # partial the short-run dynamics out of dy_k and [y_{k-1}; 1]
+        proj, solver = _ridge_solve(z2, np.hstack([z0, z1]), alpha)
+        r0, r1 = z0 - z2 @ proj[:, :r], z1 - z2 @ proj[:, r:]
+    else:
+        r0, r1 = z0, z1
+    pi_star = np.zeros((r, r + 1))
+    if rank > 0:
+        s00, s01, s11 = r0.T @ r0 / n, r0.T @ r1 / n, r1.T @ r1 / n
+        # beta: leading generalised eigenvectors of S10 S00^-1 S01 v = lambda S11 v (beta'S11 beta = I)
+        _, vectors = scipy.linalg.eigh(s01.T @ np.linalg.solve(s00, s01), s11,
+                                       subset_by_index=[r + 1 - rank, r])
+        beta = vectors[:, ::-1]
+        pi_star = (s01 @ beta) @ beta.T                             # alpha beta^T, alpha = S01 beta
+    blocks = [np.eye(r) + pi_star[:, :r].T]                         # row convention: B_j = A_j^T
+    if lag > 1:
+        gamma, solver = _ridge_solve(z2, z0 - z1 @ pi_star.T, alpha)
+        g = gamma.reshape(lag - 1, r, r)                            # g[j-1] = Gamma_j^T
+        blocks[0] = blocks[0] + g[0]
+        blocks += [g[j] - g[j - 1] for j in range(1, lag - 1)] + [-g[-1]]
+    return np.concatenate(blocks[::-1], axis=0), pi_star[:, r].copy(), solver
+
+
 def _companion(coef: np.ndarray) -> np.ndarray:
     lag, r, _ = coef.shape
     comp = np.zeros((lag * r, lag * r))
@@ -80,6 +137,10 @@ class MVARForecaster:
             exactly the threshold (eigenvectors keep their directions; all modes are damped by the
             same factor per step). The intercept is then refitted, ``A_0 = mean(Y) - sum_j A_j
             mean(y_{k-j})``, which is the least-squares optimum for the scaled ``A_j``.
+        coint_rank: ``None`` (default) fits the unrestricted levels model by ridge; an integer
+            k in 0..r fits the error-correction form of rank k (module docstring): k directions
+            are pulled back towards an equilibrium, r - k are neutral. ``ridge_alpha`` then
+            penalises only the short-run coefficients Gamma_j.
 
     Attributes (after ``fit``):
         intercept_: (r,) ``A_0``.
@@ -98,10 +159,12 @@ class MVARForecaster:
 
     name = "MVAR"
 
-    def __init__(self, lag: int = 5, ridge_alpha: float = 1e-4, eigenvalue_threshold: float | None = None):
+    def __init__(self, lag: int = 5, ridge_alpha: float = 1e-4, eigenvalue_threshold: float | None = None,
+                 coint_rank: int | None = None):
         self.lag = lag
         self.ridge_alpha = ridge_alpha
         self.eigenvalue_threshold = eigenvalue_threshold
+        self.coint_rank = coint_rank
 
     def _validate_params(self) -> None:
         if isinstance(self.lag, bool) or int(self.lag) != self.lag or self.lag < 1:
@@ -115,6 +178,11 @@ class MVARForecaster:
                 raise ValueError(
                     f"mvar.eigenvalue_threshold must be > 0 or null, got {self.eigenvalue_threshold!r}"
                 )
+        rank = self.coint_rank
+        if rank is not None and (isinstance(rank, bool) or int(rank) != rank or rank < 0):
+            raise ValueError(
+                f"mvar.coint_rank must be null (levels model) or an integer >= 0, got {rank!r}"
+            )
 
     def _check_fitted(self) -> None:
         if not hasattr(self, "coef_"):
@@ -139,16 +207,24 @@ class MVARForecaster:
                 raise ValueError(f"latent trajectory {i} contains non-finite values; fix the POD/restriction stage")
         windows, targets, _ = latent_windows(trajectories, lag)
         n, _, r = windows.shape
+        rank = None if self.coint_rank is None else int(self.coint_rank)
+        if rank is not None and rank > r:
+            raise ValueError(
+                f"mvar.coint_rank = {rank} exceeds the r = {r} latent modes; use 0..{r} "
+                "(or null for the unrestricted levels model)"
+            )
         # Oldest-first features are a free reshape of the windows; block b multiplies y_{k-lag+b},
-        # i.e. holds A_{lag-b}^T. Everything is solved and scored on centred data, where the
+        # i.e. holds A_{lag-b}^T. The levels fit is solved on centred data, where the
         # unpenalised intercept drops out: Y_hat = mean(Y) + (Z - mean(Z)) B.
         features = windows.reshape(n, lag * r)
         feature_mean = features.mean(axis=0)
         target_mean = targets.mean(axis=0)
-        # latent_windows returned fresh arrays, so centre them in place (no 2nd n x lag*r copy)
-        features_c = np.subtract(features, feature_mean, out=features)
-        targets_c = np.subtract(targets, target_mean, out=targets)
-        solution, solver = _ridge_solve(features_c, targets_c, float(self.ridge_alpha))
+        if rank is None:
+            solution, solver = _ridge_solve(features - feature_mean, targets - target_mean,
+                                            float(self.ridge_alpha))
+            intercept = target_mean - feature_mean @ solution
+        else:
+            solution, intercept, solver = _vecm_solution(windows, targets, rank, float(self.ridge_alpha))
         coef = np.ascontiguousarray(solution.reshape(lag, r, r)[::-1].transpose(0, 2, 1))
 
         eigenvalues = np.linalg.eigvals(_companion(coef))
@@ -171,19 +247,23 @@ class MVARForecaster:
                     self.spectral_radius_before_, threshold, scale,
                 )
 
-        self.intercept_ = target_mean - feature_mean @ solution
+                # the least-squares intercept for the scaled A_j
+                intercept = target_mean - feature_mean @ solution
+
+        self.intercept_ = intercept
         self.coef_ = coef
         self.eigenvalues_ = eigenvalues
         self.spectral_radius_ = radius
         self.solver_ = solver
         self.n_windows_ = int(n)
-        residual = targets_c - features_c @ solution
+        residual = targets - intercept - features @ solution
         self.train_rmse_ = float(np.sqrt(np.mean(residual**2)))
-        self.train_r2_ = float(1.0 - np.sum(residual**2) / np.sum(targets_c**2))
+        self.train_r2_ = float(1.0 - np.sum(residual**2) / np.sum((targets - target_mean) ** 2))
         self.fit_seconds_ = time.perf_counter() - t_start
         logger.info(
-            "MVAR(lag=%d, alpha=%g): %d windows, r=%d, solver=%s, radius=%.4f, train R2=%.6f, %.3f s",
-            lag, self.ridge_alpha, n, r, solver, radius, self.train_r2_, self.fit_seconds_,
+            "MVAR(lag=%d, alpha=%g, coint_rank=%s): %d windows, r=%d, solver=%s, radius=%.4f, "
+            "train R2=%.6f, %.3f s", lag, self.ridge_alpha, rank, n, r, solver, radius,
+            self.train_r2_, self.fit_seconds_,
         )
         return self
 
@@ -254,6 +334,8 @@ class MVARForecaster:
             "eigenvalue_threshold": np.array(
                 np.nan if self.eigenvalue_threshold is None else float(self.eigenvalue_threshold)
             ),
+            "coint_rank": np.array(-1 if self.coint_rank is None else int(self.coint_rank),
+                                   dtype=np.int64),
             "intercept": self.intercept_,
             "coef": self.coef_,
             "eigenvalues": self.eigenvalues_,
@@ -283,10 +365,12 @@ class MVARForecaster:
         if "name" in arrays and str(arrays["name"]) != cls.name:
             raise ValueError(f"these arrays hold a {str(arrays['name'])!r} model, not {cls.name!r}")
         threshold = float(arrays["eigenvalue_threshold"])
+        rank = int(arrays["coint_rank"]) if "coint_rank" in arrays else -1  # absent: older artifacts
         model = cls(
             lag=int(arrays["lag"]),
             ridge_alpha=float(arrays["ridge_alpha"]),
             eigenvalue_threshold=None if np.isnan(threshold) else threshold,
+            coint_rank=None if rank < 0 else rank,
         )
         model._validate_params()
         model.intercept_ = np.asarray(arrays["intercept"], dtype=np.float64)

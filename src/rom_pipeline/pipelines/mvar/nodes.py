@@ -28,7 +28,8 @@ def train_mvar(latent_dataset: dict, parameters: dict[str, Any]) -> tuple[dict, 
     scan = select_lag(trajectories, max_lag=max_lag)
     lag = cfg.lag if isinstance(cfg.lag, int) else best_lag(scan, cfg.lag)
     model = MVARForecaster(lag=lag, ridge_alpha=cfg.ridge_alpha,
-                           eigenvalue_threshold=cfg.eigenvalue_threshold).fit(trajectories)
+                           eigenvalue_threshold=cfg.eigenvalue_threshold,
+                           coint_rank=cfg.coint_rank).fit(trajectories)
     summary = {
         "model": "MVAR",
         "lag": int(lag),
@@ -42,6 +43,7 @@ def train_mvar(latent_dataset: dict, parameters: dict[str, Any]) -> tuple[dict, 
             None if model.spectral_radius_before_ is None else float(model.spectral_radius_before_)
         ),
         "eigenvalue_threshold": cfg.eigenvalue_threshold,
+        "coint_rank": cfg.coint_rank,
         "fit_seconds": float(model.fit_seconds_),
     }
     logger.info("MVAR lag %d: train R2 %.4f, spectral radius %.4f", lag, model.train_r2_,
