@@ -8,6 +8,13 @@ headline numbers (shared/docs/reference_results.md), and writes
 
     .venv/bin/python benchmarks/bench_thesis_regime.py gas            # thesis scale (minutes)
     .venv/bin/python benchmarks/bench_thesis_regime.py test --quick   # smoke test on the tiny env
+    .venv/bin/python benchmarks/bench_thesis_regime.py pure_vicsek --stages mvar,evaluation
+        # rerun some stages on the data of an earlier run; the other stages' times are those
+        # recorded by that run (benchmarks/results/<regime>_times.json), marked as such
+
+Beside the two models it scores the persistence baseline (the last conditioning state held, i.e.
+the last observed co-moving density carried along the swarm's track): a model that does not beat
+it has not learned the dynamics.
 
 The baseline for speed is the research code's reported 2–4 CPU-hours per regime; the target is
 ≤ 15 minutes for the whole `gas` regime on this 2-core machine.
@@ -50,10 +57,31 @@ def run_stage(env: str, stage: str, data_root: Path) -> float:
     return time.perf_counter() - start
 
 
-def results_table(exp_dir: Path) -> pd.DataFrame:
+def persistence_results(regime: str, data_root: Path) -> pd.DataFrame:
+    """Score the persistence baseline with the regime's own evaluation protocol and artifacts."""
+    from kedro.framework.session import KedroSession
+    from kedro.framework.startup import bootstrap_project
+
+    from rom_pipeline.evaluation.protocol import evaluate_many
+    from rom_pipeline.pipelines.models import evaluation_config, test_runs_for_evaluation
+    from rom_pipeline.rom.baselines import PersistenceForecaster
+    from rom_pipeline.rom.pod import PODBasis
+
+    os.environ["ROM_DATA_ROOT"] = str(data_root)
+    bootstrap_project(PROJECT)
+    with KedroSession.create(project_path=PROJECT, env=regime) as session:
+        catalog = session.load_context().catalog
+        params = catalog.load("parameters")
+        pod = PODBasis.from_arrays(catalog.load("pod_basis"))
+        runs = test_runs_for_evaluation(catalog.load("test.runs"), params)
+        results, _, _ = evaluate_many(PersistenceForecaster(), pod, runs, evaluation_config(params))
+    return results
+
+
+def results_table(exp_dir: Path, baseline: pd.DataFrame) -> pd.DataFrame:
     rows = []
-    for model in ("MVAR", "LSTM"):
-        res = pd.read_csv(exp_dir / model / "test_results.csv")
+    for model in ("MVAR", "LSTM", "persistence"):
+        res = baseline if model == "persistence" else pd.read_csv(exp_dir / model / "test_results.csv")
         for (family, mode), g in res.groupby(["family", "shift_mode"]):
             rows.append({"model": model, "family": family, "shift_mode": mode,
                          "r2_pooled": g["r2_pooled"].mean(),
@@ -74,17 +102,33 @@ def main() -> None:
     parser.add_argument("regime", help="Kedro environment, e.g. gas, crystal, pure_vicsek, gas_vs")
     parser.add_argument("--data-root", default=None, help="default: a folder under /tmp")
     parser.add_argument("--quick", action="store_true", help="smoke test: do not write results/")
+    parser.add_argument("--stages", default=",".join(STAGES),
+                        help="comma-separated stages to (re)run; default: all")
     args = parser.parse_args()
+    stages = [s.strip() for s in args.stages.split(",") if s.strip()]
+    unknown = [s for s in stages if s not in STAGES]
+    if unknown:
+        raise SystemExit(f"--stages {args.stages!r}: unknown {unknown}; choose from {', '.join(STAGES)}")
+    out = PROJECT / "benchmarks" / "results"
+    times_file = out / f"{args.regime}_times.json"
+    previous = json.loads(times_file.read_text()) if times_file.exists() else {}
+    missing = [s for s in STAGES if s not in stages and s not in previous]
+    if missing:
+        raise SystemExit(f"--stages skips {missing} but {times_file} has no recorded time for "
+                         "them: run every stage once")
     data_root = Path(args.data_root or f"/tmp/rom_bench_{args.regime}")
     exp_dir = data_root / args.regime
-    times = {stage: run_stage(args.regime, stage, data_root) for stage in STAGES}
+    times = {stage: (run_stage(args.regime, stage, data_root) if stage in stages else previous[stage])
+             for stage in STAGES}
+    reused = [s for s in STAGES if s not in stages]
     total = sum(times.values())
-    table = results_table(exp_dir)
+    table = results_table(exp_dir, persistence_results(args.regime, data_root))
     summary = json.loads((exp_dir / "summary.json").read_text())
 
     ref = REFERENCE.get(args.regime)
     lines = [f"# Regime `{args.regime}`: thesis-scale end-to-end benchmark", "",
-             f"Command: `.venv/bin/python benchmarks/bench_thesis_regime.py {args.regime}` "
+             f"Command: `.venv/bin/python benchmarks/bench_thesis_regime.py {args.regime}"
+             f"{' --stages ' + ','.join(stages) if reused else ''}` "
              f"(2-core machine, {time.strftime('%Y-%m-%d')}).", "",
              f"POD: r = {summary['pod']['n_modes']} modes, energy {summary['pod']['energy_captured']:.4f}; "
              f"{summary['n_train_runs']} training runs, {summary['n_test_runs']} test runs of "
@@ -92,14 +136,14 @@ def main() -> None:
              "## Mean test R² (pooled, all test runs) beside the research code", "",
              "| model | ours, oracle shifts | ours, predicted shifts (hold) | ours, predicted (extrapolate) | reference (oracle) |",
              "|---|---:|---:|---:|---:|"]
-    for i, model in enumerate(("MVAR", "LSTM")):
+    for i, model in enumerate(("MVAR", "LSTM", "persistence")):
         allrows = table[(table.model == model) & (table.family == "all")].set_index("shift_mode")
         get = lambda m: f"{allrows.loc[m, 'r2_pooled']:.3f}" if m in allrows.index else "–"  # noqa: E731
         lines.append(f"| {model} | {get('oracle')} | {get('hold')} | {get('extrapolate')} | "
-                     f"{ref[i] if ref else '–'} |")
+                     f"{ref[i] if ref and i < 2 else '–'} |")
     lines += ["", "## Per IC family", "", "```", table.round(4).to_string(index=False), "```", "",
               "## Wall time per stage", "", "| stage | seconds |", "|---|---:|"]
-    lines += [f"| {s} | {t:.1f} |" for s, t in times.items()]
+    lines += [f"| {s} | {t:.1f}{' (previous run)' if s in reused else ''} |" for s, t in times.items()]
     lines += [f"| **total** | **{total:.1f}** |", "",
               f"Research code: {RESEARCH_CODE_HOURS[0]:.0f}–{RESEARCH_CODE_HOURS[1]:.0f} CPU-hours per "
               f"regime; ours {total / 60:.1f} min → {RESEARCH_CODE_HOURS[0] * 3600 / total:.0f}–"
@@ -107,8 +151,8 @@ def main() -> None:
     report = "\n".join(lines) + "\n"
     print(report)
     if not args.quick:
-        out = PROJECT / "benchmarks" / "results"
         out.mkdir(parents=True, exist_ok=True)
+        times_file.write_text(json.dumps(times, indent=1) + "\n")
         (out / f"{args.regime}.md").write_text(report)
         table.to_csv(out / f"{args.regime}.csv", index=False)
 

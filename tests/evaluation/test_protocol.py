@@ -12,6 +12,8 @@ from rom_pipeline.evaluation.protocol import (
     evaluate_forecaster,
     evaluate_many,
 )
+from rom_pipeline.rom.baselines import PersistenceForecaster
+from rom_pipeline.rom.forecaster import LatentForecaster
 from rom_pipeline.rom.pod import PODBasis
 
 DT = 0.12
@@ -43,17 +45,6 @@ class OracleForecaster:
     def rollout(self, seed, n_steps):
         k = self._index_after(seed)
         return self.y_true[k:k + n_steps].copy()
-
-
-class PersistenceForecaster:
-    name = "persistence"
-    lag = 3
-
-    def predict_next(self, windows):
-        return windows[:, -1].copy()
-
-    def rollout(self, seed, n_steps):
-        return np.repeat(seed[-1:], n_steps, axis=0)
 
 
 class ExplodingForecaster:
@@ -260,3 +251,14 @@ def test_config_and_run_validation_name_the_key():
     assert EvaluationConfig(forecast_start=0.6, shift_modes=["hold"]).shift_modes == ("hold",)
     with pytest.raises(ValueError, match="positions and velocities"):
         random_run(positions=np.zeros((14, 3, 2)))
+
+
+def test_library_persistence_baseline_is_a_forecaster_and_checks_shapes():
+    model = PersistenceForecaster()
+    assert isinstance(model, LatentForecaster) and model.lag == 1
+    seed = np.array([[1.0, -2.0]])
+    np.testing.assert_array_equal(model.rollout(seed, 3), np.repeat(seed, 3, axis=0))
+    with pytest.raises(ValueError, match="seed_window"):
+        model.rollout(np.zeros((2, 2)), 3)
+    with pytest.raises(ValueError, match="windows"):
+        model.predict_next(np.zeros((4, 2, 2)))
