@@ -4,6 +4,7 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pandas as pd
 import pytest
 
 from tests.conftest import PROJECT
@@ -22,3 +23,27 @@ def test_benchmark_quick_mode_runs(bench: str, tmp_path: Path):
     out = proc.stdout + proc.stderr
     # each benchmark prints its ratio against the baseline it measured, e.g. "14.0x" or "23–46×"
     assert re.search(r"\d+(\.\d+)?\s*[x×]", out), out[-2000:]
+    if bench == "bench_thesis_regime.py":
+        check_regime_analysis(tmp_path)
+
+
+def check_regime_analysis(data_root: Path):
+    """analyse_regime.py on the data the tiny benchmark left: its unrestricted MVAR refit scores
+    exactly what the mvar pipeline scored, and every variant gets one mean R² per line."""
+    out = data_root / "analysis.txt"
+    proc = subprocess.run(
+        [sys.executable, str(PROJECT / "benchmarks" / "analyse_regime.py"), "test", "--data-root",
+         str(data_root), "--ranks", "0,levels", "--alphas", "1e-4", "--thresholds", "0.9",
+         "--floor-after", "3", "--out", str(out)],
+        cwd=PROJECT, capture_output=True, text=True, timeout=600,
+    )
+    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
+    means = {line[:38].strip(): float(line[38:].split()[1])
+             for line in out.read_text().splitlines()[2:]}
+    assert set(means) == {"R² bound (fluctuations after 3 s)", "persistence (last state held)",
+                          "coint_rank 0", "coint_rank levels", "levels, ridge_alpha 1e-4",
+                          "levels, eigenvalue_threshold 0.9"}
+    pipeline = pd.read_csv(data_root / "test" / "MVAR" / "test_results.csv")
+    first_mode = pipeline[pipeline["shift_mode"] == pipeline["shift_mode"].iloc[0]]
+    assert means["coint_rank levels"] == pytest.approx(first_mode["r2_pooled"].mean(), abs=5e-4)
+    assert means["levels, ridge_alpha 1e-4"] == means["coint_rank levels"]

@@ -1,0 +1,109 @@
+"""Diagnostics of a thesis regime on its stored artifacts (the analysis numbers in docs/results.md).
+
+Reuses the POD basis, latent dataset and test runs that ``bench_thesis_regime.py <regime>`` left
+under its data root and prints, per test run (pooled R², oracle shifts, the regime's protocol):
+
+- the fluctuation floor: the share of the test run's variance that no forecast of the mean
+  co-moving shape can remove after ``--floor-after`` seconds (each late frame aligned by its own
+  shift, replaced by the aligned time mean, shifted back), i.e. an upper bound on R²;
+- the persistence baseline (last conditioning state held);
+- the MVAR refitted in each variant: error-correction rank k (``coint_rank``; ``levels`` =
+  unrestricted), ridge penalty, stability threshold.
+
+    .venv/bin/python benchmarks/analyse_regime.py pure_vicsek     # data under /tmp/rom_bench_pure_vicsek
+
+The table is printed and written to ``benchmarks/results/<regime>_analysis.txt`` (or ``--out``).
+
+These are *test-set* numbers: they show how sensitive the forecast is to the model form, they are
+not a way to choose it (science.md §8; the held-out training runs are only 20 s long).
+"""
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+from pathlib import Path
+
+import numpy as np
+
+PROJECT = Path(__file__).resolve().parents[1]
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("regime")
+    parser.add_argument("--data-root", default=None, help="default: /tmp/rom_bench_<regime>")
+    parser.add_argument("--ranks", default="0,2,4,8,12,levels")
+    parser.add_argument("--alphas", default="1e-4,1,100,1000")
+    parser.add_argument("--thresholds", default="0.999,0.99,0.95")
+    parser.add_argument("--floor-after", type=float, default=20.0, help="seconds (default 20)")
+    parser.add_argument("--out", default=None,
+                        help="default: benchmarks/results/<regime>_analysis.txt")
+    args = parser.parse_args()
+    os.environ["ROM_DATA_ROOT"] = args.data_root or f"/tmp/rom_bench_{args.regime}"
+    from kedro.framework.session import KedroSession
+    from kedro.framework.startup import bootstrap_project
+
+    from rom_pipeline.evaluation.protocol import evaluate_forecaster
+    from rom_pipeline.pipelines.models import evaluation_config, test_runs_for_evaluation
+    from rom_pipeline.rom.baselines import PersistenceForecaster
+    from rom_pipeline.rom.latent import unpack_trajectories
+    from rom_pipeline.rom.mvar import MVARForecaster
+    from rom_pipeline.rom.pod import PODBasis, apply_shifts
+
+    bootstrap_project(PROJECT)
+    with KedroSession.create(project_path=PROJECT, env=args.regime) as session:
+        catalog = session.load_context().catalog
+        params = catalog.load("parameters")
+        pod = PODBasis.from_arrays(catalog.load("pod_basis"))
+        trajectories = list(unpack_trajectories(catalog.load("latent_dataset")).values())
+        params = {**params, "eval": {**params["eval"], "shift_modes": ["oracle"],
+                                     "order_parameters": False}}
+        runs = list(test_runs_for_evaluation(catalog.load("test.runs"), params))
+    config = evaluation_config(params)
+    lag = int(params["rom"]["models"]["mvar"]["lag"])
+    alpha0 = float(params["rom"]["models"]["mvar"]["ridge_alpha"])
+
+    lines: list[str] = []
+
+    def emit(line: str) -> None:
+        lines.append(line)
+        print(line, flush=True)
+
+    def row(label: str, values: list[float]) -> None:
+        per_run = "  ".join(f"{run.family} {v:6.3f}" for run, v in zip(runs, values))
+        emit(f"{label:38s} mean {np.mean(values):6.3f}   {per_run}")
+
+    def score(label: str, model) -> None:
+        row(label, [evaluate_forecaster(model, pod, run, config).metrics[0]["r2_pooled"] for run in runs])
+
+    emit("Command: .venv/bin/python benchmarks/analyse_regime.py " + " ".join(sys.argv[1:]))
+    emit(f"regime {args.regime}: MVAR lag {lag}, pooled R² on {len(runs)} test runs (oracle shifts)")
+    k0 = int(round(config.forecast_start / (runs[0].times[1] - runs[0].times[0])))
+    bounds = []
+    for run in runs:
+        truth = run.density[k0:]
+        late = truth[run.times[k0:] > args.floor_after]
+        if len(late) == 0:
+            raise SystemExit(f"--floor-after {args.floor_after:g} s: test run {run.run_id} ends at "
+                             f"{run.times[-1]:g} s; pass a shorter time")
+        shifts = pod.estimate_shifts(late)
+        shape = apply_shifts(late, shifts).mean(axis=0)
+        tracked = apply_shifts(np.repeat(shape[None], len(late), axis=0), shifts, inverse=True)
+        bounds.append(1.0 - np.sum((late - tracked) ** 2) / np.sum((truth - truth.mean()) ** 2))
+    row(f"R² bound (fluctuations after {args.floor_after:g} s)", bounds)
+    score("persistence (last state held)", PersistenceForecaster())
+    for rank in args.ranks.split(","):
+        k = None if rank == "levels" else int(rank)
+        score(f"coint_rank {rank}", MVARForecaster(lag, alpha0, coint_rank=k).fit(trajectories))
+    for alpha in args.alphas.split(","):
+        score(f"levels, ridge_alpha {alpha}", MVARForecaster(lag, float(alpha)).fit(trajectories))
+    for threshold in args.thresholds.split(","):
+        score(f"levels, eigenvalue_threshold {threshold}",
+              MVARForecaster(lag, alpha0, eigenvalue_threshold=float(threshold)).fit(trajectories))
+    out = Path(args.out) if args.out else PROJECT / "benchmarks" / "results" / f"{args.regime}_analysis.txt"
+    out.write_text("\n".join(lines) + "\n")
+
+
+if __name__ == "__main__":
+    main()
