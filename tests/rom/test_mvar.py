@@ -316,3 +316,10 @@ def test_coint_rank_round_trips_and_is_validated():
         MVARForecaster(lag=2, coint_rank=4).fit([y])
     with pytest.raises(ValueError, match="mvar.coint_rank must be null"):
         MVARForecaster(lag=2, coint_rank=-1).fit([y])
+
+
+def test_error_correction_form_on_degenerate_states_names_the_key():
+    y = cointegrated_series(np.random.default_rng(6), 200)
+    y[:, 2] = 1.0  # a constant mode is collinear with the restricted constant
+    with pytest.raises(ValueError, match="mvar.coint_rank = 1: the reduced-rank fit"):
+        MVARForecaster(lag=2, coint_rank=1).fit([y])

@@ -103,8 +103,15 @@ def _vecm_solution(
     if rank > 0:
         s00, s01, s11 = r0.T @ r0 / n, r0.T @ r1 / n, r1.T @ r1 / n
         # beta: leading generalised eigenvectors of S10 S00^-1 S01 v = lambda S11 v (beta'S11 beta = I)
-        _, vectors = scipy.linalg.eigh(s01.T @ np.linalg.solve(s00, s01), s11,
-                                       subset_by_index=[r + 1 - rank, r])
+        try:
+            _, vectors = scipy.linalg.eigh(s01.T @ np.linalg.solve(s00, s01), s11,
+                                           subset_by_index=[r + 1 - rank, r])
+        except np.linalg.LinAlgError as exc:
+            raise ValueError(
+                f"mvar.coint_rank = {rank}: the reduced-rank fit needs non-degenerate latent "
+                f"states and differences ({exc}); a latent mode is constant or two are collinear. "
+                "Use fewer POD modes, or coint_rank null (the unrestricted levels model)"
+            ) from exc
         beta = vectors[:, ::-1]
         pi_star = (s01 @ beta) @ beta.T                             # alpha beta^T, alpha = S01 beta
     blocks = [np.eye(r) + pi_star[:, :r].T]                         # row convention: B_j = A_j^T
