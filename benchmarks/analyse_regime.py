@@ -7,8 +7,12 @@ under its data root and prints, per test run (pooled R², oracle shifts, the reg
   co-moving shape can remove after ``--floor-after`` seconds (each late frame aligned by its own
   shift, replaced by the aligned time mean, shifted back), i.e. an upper bound on R²;
 - the persistence baseline (last conditioning state held);
+- for the MVAR as configured, the share of each test run's variance it loses before and after
+  ``--floor-after`` (compare the latter with 1 − bound: the irreducible part);
 - the MVAR refitted in each variant: error-correction rank k (``coint_rank``; ``levels`` =
-  unrestricted), ridge penalty, stability threshold.
+  unrestricted), ridge penalty, stability threshold. Each variant line ends with what the
+  training data alone would say: the closed-loop latent R² on held-out whole training runs (the
+  LSTM's validation split), with the variant refitted on the other runs.
 
     .venv/bin/python benchmarks/analyse_regime.py pure_vicsek     # data under /tmp/rom_bench_pure_vicsek
 
@@ -22,6 +26,7 @@ from __future__ import annotations
 import argparse
 import os
 import sys
+from functools import partial
 from pathlib import Path
 
 import numpy as np
@@ -48,6 +53,7 @@ def main() -> None:
     from rom_pipeline.pipelines.models import evaluation_config, test_runs_for_evaluation
     from rom_pipeline.rom.baselines import PersistenceForecaster
     from rom_pipeline.rom.latent import unpack_trajectories
+    from rom_pipeline.rom.lstm import closed_loop_r2, held_out_runs
     from rom_pipeline.rom.mvar import MVARForecaster
     from rom_pipeline.rom.pod import PODBasis, apply_shifts
 
@@ -70,12 +76,26 @@ def main() -> None:
         lines.append(line)
         print(line, flush=True)
 
-    def row(label: str, values: list[float]) -> None:
+    def row(label: str, values: list[float], suffix: str = "") -> None:
         per_run = "  ".join(f"{run.family} {v:6.3f}" for run, v in zip(runs, values))
-        emit(f"{label:38s} mean {np.mean(values):6.3f}   {per_run}")
+        emit(f"{label:38s} mean {np.mean(values):6.3f}   {per_run}{suffix}")
 
-    def score(label: str, model) -> None:
-        row(label, [evaluate_forecaster(model, pod, run, config).metrics[0]["r2_pooled"] for run in runs])
+    lstm_cfg = params["rom"]["models"]["lstm"]
+    val_idx = set(held_out_runs(len(trajectories), lstm_cfg.get("validation_fraction", 0.2),
+                                lstm_cfg.get("seed", 0)))
+    fit_runs = [y for i, y in enumerate(trajectories) if i not in val_idx]
+    val_runs = [y for i, y in enumerate(trajectories) if i in val_idx]
+
+    def score(label: str, model, make=None) -> None:
+        r2 = [evaluate_forecaster(model, pod, run, config).metrics[0]["r2_pooled"] for run in runs]
+        suffix = ""
+        if make is not None:
+            held = make().fit(fit_runs)
+            w = held.lag
+            heldout = closed_loop_r2([y[w:] for y in val_runs],
+                                     [held.rollout(y[:w], len(y) - w) for y in val_runs])
+            suffix = f"   | held-out training runs, latent R² {heldout:7.3f}"
+        row(label, r2, suffix)
 
     emit("Command: .venv/bin/python benchmarks/analyse_regime.py " + " ".join(sys.argv[1:]))
     emit(f"regime {args.regime}: MVAR lag {lag}, pooled R² on {len(runs)} test runs (oracle shifts)")
@@ -93,14 +113,27 @@ def main() -> None:
         bounds.append(1.0 - np.sum((late - tracked) ** 2) / np.sum((truth - truth.mean()) ** 2))
     row(f"R² bound (fluctuations after {args.floor_after:g} s)", bounds)
     score("persistence (last state held)", PersistenceForecaster())
-    for rank in args.ranks.split(","):
-        k = None if rank == "levels" else int(rank)
-        score(f"coint_rank {rank}", MVARForecaster(lag, alpha0, coint_rank=k).fit(trajectories))
-    for alpha in args.alphas.split(","):
-        score(f"levels, ridge_alpha {alpha}", MVARForecaster(lag, float(alpha)).fit(trajectories))
-    for threshold in args.thresholds.split(","):
-        score(f"levels, eigenvalue_threshold {threshold}",
-              MVARForecaster(lag, alpha0, eigenvalue_threshold=float(threshold)).fit(trajectories))
+    configured = MVARForecaster(lag, alpha0, params["rom"]["models"]["mvar"].get("eigenvalue_threshold"),
+                                params["rom"]["models"]["mvar"].get("coint_rank")).fit(trajectories)
+    early, late_loss = [], []
+    for run in runs:
+        res = evaluate_forecaster(configured, pod, run, config)
+        truth = res.truth_forecast.astype(np.float64)
+        err = np.sum((truth - res.prediction.astype(np.float64)) ** 2, axis=(1, 2))
+        total = np.sum((truth - truth.mean()) ** 2)
+        after = res.forecast_times > args.floor_after
+        early.append(err[~after].sum() / total)
+        late_loss.append(err[after].sum() / total)
+    row(f"MVAR loss share before {args.floor_after:g} s", early)
+    row(f"MVAR loss share after {args.floor_after:g} s", late_loss)
+    variants = [(f"coint_rank {rank}", {"coint_rank": None if rank == "levels" else int(rank)})
+                for rank in args.ranks.split(",")]
+    variants += [(f"levels, ridge_alpha {a}", {"ridge_alpha": float(a)}) for a in args.alphas.split(",")]
+    variants += [(f"levels, eigenvalue_threshold {t}", {"eigenvalue_threshold": float(t)})
+                 for t in args.thresholds.split(",")]
+    for label, options in variants:
+        make = partial(MVARForecaster, **{"lag": lag, "ridge_alpha": alpha0, **options})
+        score(label, make().fit(trajectories), make)
     out = Path(args.out) if args.out else PROJECT / "benchmarks" / "results" / f"{args.regime}_analysis.txt"
     out.write_text("\n".join(lines) + "\n")
 

@@ -41,9 +41,13 @@ def check_regime_analysis(data_root: Path):
     means = {line[:38].strip(): float(line[38:].split()[1])
              for line in out.read_text().splitlines()[2:]}
     assert set(means) == {"R² bound (fluctuations after 3 s)", "persistence (last state held)",
+                          "MVAR loss share before 3 s", "MVAR loss share after 3 s",
                           "coint_rank 0", "coint_rank levels", "levels, ridge_alpha 1e-4",
                           "levels, eigenvalue_threshold 0.9"}
     pipeline = pd.read_csv(data_root / "test" / "MVAR" / "test_results.csv")
     first_mode = pipeline[pipeline["shift_mode"] == pipeline["shift_mode"].iloc[0]]
     assert means["coint_rank levels"] == pytest.approx(first_mode["r2_pooled"].mean(), abs=5e-4)
     assert means["levels, ridge_alpha 1e-4"] == means["coint_rank levels"]
+    # the configured (levels) MVAR loses 1 - R² of each run's variance, split at 3 s
+    lost = means["MVAR loss share before 3 s"] + means["MVAR loss share after 3 s"]
+    assert lost == pytest.approx(1.0 - means["coint_rank levels"], abs=2e-3)

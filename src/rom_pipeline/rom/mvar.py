@@ -227,8 +227,10 @@ class MVARForecaster:
         feature_mean = features.mean(axis=0)
         target_mean = targets.mean(axis=0)
         if rank is None:
-            solution, solver = _ridge_solve(features - feature_mean, targets - target_mean,
-                                            float(self.ridge_alpha))
+            # latent_windows returned fresh arrays, so centre them in place (no 2nd n x lag*r copy)
+            features = np.subtract(features, feature_mean, out=features)
+            targets = np.subtract(targets, target_mean, out=targets)
+            solution, solver = _ridge_solve(features, targets, float(self.ridge_alpha))
             intercept = target_mean - feature_mean @ solution
         else:
             solution, intercept, solver = _vecm_solution(windows, targets, rank, float(self.ridge_alpha))
@@ -253,7 +255,6 @@ class MVARForecaster:
                     "MVAR stability: radius %.6f > threshold %.6f, scaled A_j by c^j with c=%.6f",
                     self.spectral_radius_before_, threshold, scale,
                 )
-
                 # the least-squares intercept for the scaled A_j
                 intercept = target_mean - feature_mean @ solution
 
@@ -263,9 +264,14 @@ class MVARForecaster:
         self.spectral_radius_ = radius
         self.solver_ = solver
         self.n_windows_ = int(n)
-        residual = targets - intercept - features @ solution
+        if rank is None:  # centred in place above; the intercept is the least-squares one
+            residual = targets - features @ solution
+            total = np.sum(targets**2)
+        else:
+            residual = targets - intercept - features @ solution
+            total = np.sum((targets - target_mean) ** 2)
         self.train_rmse_ = float(np.sqrt(np.mean(residual**2)))
-        self.train_r2_ = float(1.0 - np.sum(residual**2) / np.sum((targets - target_mean) ** 2))
+        self.train_r2_ = float(1.0 - np.sum(residual**2) / total)
         self.fit_seconds_ = time.perf_counter() - t_start
         logger.info(
             "MVAR(lag=%d, alpha=%g, coint_rank=%s): %d windows, r=%d, solver=%s, radius=%.4f, "
