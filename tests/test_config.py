@@ -52,6 +52,8 @@ BAD = [
     ("eval.forecast_start", 0.05, "eval.forecast_start"),
     ("rom.models.mvar.coint_rank", -1, "rom.models.mvar.coint_rank"),
     ("rom.models.mvar.coint_rank", 20, "coint_rank = 20 exceeds rom.fixed_modes = 19"),
+    ("rom.models.lstm", {"differences": True, "residual": True}, "set residual = false"),
+    ("rom.models.lstm", {"differences": True, "lag": 1}, "differences = true needs lag >= 2"),
 ]
 
 

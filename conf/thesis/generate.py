@@ -59,7 +59,8 @@ PROTOCOL: dict[str, Any] = {
         "models": {
             "mvar": {"enabled": True, "lag": 5, "ridge_alpha": 1.0e-4, "coint_rank": None},
             "lstm": {"enabled": True, "lag": 5, "hidden_units": 128, "num_layers": 2,
-                     "dropout": 0.1, "residual": False, "use_layer_norm": True,
+                     "dropout": 0.1, "residual": False, "differences": False,
+                     "use_layer_norm": True,
                      "normalize_input": True, "learning_rate": 7.0e-4, "batch_size": 512,
                      "weight_decay": 1.0e-5, "max_epochs": 300, "patience": 40,
                      "gradient_clip": 5.0, "selection": "one_step",
@@ -99,6 +100,7 @@ def regime_parameters(name: str) -> dict[str, Any]:
     if morse is None:
         p["forces"]["enabled"] = False
         p["rom"]["models"]["mvar"]["coint_rank"] = 0  # neutral shapes, see header()
+        p["rom"]["models"]["lstm"]["differences"] = True
         p["model"]["speed_mode"] = "variable" if vs else "constant"
     else:
         p["forces"]["params"].update(dict(zip(("Ca", "Cr", "la", "lr"), morse)))
@@ -137,11 +139,13 @@ def header(name: str) -> list[str]:
     ]
     if morse is None:
         lines += [
-            "MVAR form: with forces off nothing restores a flock to a preferred shape: a polarised",
+            "Model form: with forces off nothing restores a flock to a preferred shape: a polarised",
             "flock keeps whatever co-moving shape it has, so every shape is an equilibrium. The MVAR",
             "is therefore fitted in error-correction form with rank 0 (coint_rank 0: a VAR in the",
             "differences, no drift), which keeps a shape instead of relaxing it to the training mean",
-            "(the unrestricted lag-5 fit does that: coint_rank null). See docs/results.md.",
+            "(the unrestricted lag-5 fit does that: coint_rank null), and the LSTM reads the window's",
+            "increments and predicts an increment that is zero for a constant window (differences",
+            "true). See docs/results.md.",
         ]
     if name == "pure_vicsek_vs":
         lines += [

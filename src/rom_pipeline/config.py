@@ -252,6 +252,10 @@ class LSTMConfig(_Block):
     dropout: float = Field(0.0, ge=0, lt=1)
     use_layer_norm: bool = True
     residual: bool = False
+    differences: bool = Field(
+        False, description="read the window's increments, predict an increment that is zero for "
+        "a constant window (every shape neutral; lag >= 2, not with residual), see rom/lstm.py",
+    )
     normalize_input: bool = True
     batch_size: int = Field(256, ge=1)
     learning_rate: float = Field(1e-3, gt=0)
@@ -271,6 +275,14 @@ class LSTMConfig(_Block):
     )
     device: Literal["auto", "cpu", "cuda"] = "auto"
     seed: int = 0
+
+    @model_validator(mode="after")
+    def _differences_form(self) -> LSTMConfig:
+        if self.differences and self.residual:
+            raise ValueError("differences = true already predicts an increment: set residual = false")
+        if self.differences and self.lag < 2:
+            raise ValueError(f"differences = true needs lag >= 2 (the window's increments), got {self.lag}")
+        return self
 
 
 class ModelsConfig(_Block):
@@ -319,7 +331,7 @@ SEARCH_KEYS = {
     "mvar": ("lag", "ridge_alpha", "eigenvalue_threshold", "coint_rank"),
     "lstm": (
         "lag", "hidden_units", "num_layers", "dropout", "use_layer_norm", "residual",
-        "normalize_input", "batch_size", "learning_rate", "weight_decay", "max_epochs", "patience",
+        "differences", "normalize_input", "batch_size", "learning_rate", "weight_decay", "max_epochs", "patience",
         "gradient_clip", "lr_patience", "lr_factor", "validation_fraction", "rollout_horizon",
         "selection", "multi_step", "noise_std", "clip_rollout", "device", "seed",
     ),

@@ -345,3 +345,51 @@ def test_clip_rollout_keeps_closed_loop_states_inside_the_widened_training_range
     assert np.all(bounded.lower_ >= train.min(axis=0)) and np.all(bounded.upper_ <= train.max(axis=0))
     # one-step predictions are not clamped
     np.testing.assert_allclose(bounded.predict_next(seed[None]), free.predict_next(seed[None]), rtol=1e-6)
+
+
+# --------------------------------------------------------------------------- difference form
+def test_difference_form_keeps_every_constant_state_and_reads_only_increments(runs):
+    model = LSTMForecaster(lag=3, differences=True, dropout=0.0, **TINY).fit(runs)
+    rng = np.random.default_rng(3)
+    for level in rng.normal(scale=2.0, size=(4, 3)):  # any constant state, seen in training or not
+        seed = np.repeat(level[None], 3, axis=0)
+        # exact up to the float32 rounding of the state itself
+        np.testing.assert_allclose(model.rollout(seed, 25), np.repeat(level[None], 25, axis=0),
+                                   rtol=1e-6, atol=1e-6)
+    # the prediction is the last state plus a function of the increments only
+    windows = latent_windows(runs, 3)[0][:20]
+    offset = np.array([5.0, -3.0, 1.0])
+    np.testing.assert_allclose(model.predict_next(windows + offset),
+                               model.predict_next(windows) + offset, rtol=0, atol=1e-4)
+    direct = LSTMForecaster(lag=3, **TINY).fit(runs)
+    assert not np.allclose(direct.predict_next(windows + offset),
+                           direct.predict_next(windows) + offset, atol=1e-2)
+
+
+def test_difference_form_round_trips_and_learns_a_damped_increment_system():
+    rng = np.random.default_rng(8)
+    runs = []
+    for _ in range(12):  # y_k - y_{k-1} = 0.8 (y_{k-1} - y_{k-2}): each run settles at its own level
+        y = np.zeros((40, 2))
+        y[0], y[1] = rng.normal(size=2), rng.normal(size=2)
+        for k in range(2, 40):
+            y[k] = y[k - 1] + 0.8 * (y[k - 1] - y[k - 2])
+        runs.append(y)
+    model = LSTMForecaster(lag=3, differences=True, hidden_units=16, num_layers=1, batch_size=32,
+                           max_epochs=60, patience=60, learning_rate=1e-2, selection="one_step",
+                           device="cpu", seed=0).fit(runs)
+    log = model.training_log_
+    assert log["val_loss"].min() < 0.05 * log["val_loss"].iloc[0]
+    payload = LSTMForecaster.from_payload(model.save_payload())
+    assert payload.differences and payload.module_.differences
+    np.testing.assert_array_equal(payload.rollout(runs[0][:3], 10), model.rollout(runs[0][:3], 10))
+
+
+@pytest.mark.parametrize("kwargs, message", [
+    ({"differences": True, "residual": True}, "residual and differences are both true"),
+    ({"differences": True, "lag": 1}, "differences needs lag >= 2"),
+    ({"differences": "yes"}, "differences must be True or False"),
+])
+def test_difference_form_arguments_are_checked(kwargs, message):
+    with pytest.raises(ValueError, match=message):
+        LSTMForecaster(**kwargs)

@@ -6,6 +6,8 @@ Model, in per-mode z-scored units z = (y − m) / s (m, s from the training wind
     o   = W · LayerNorm(h_T) + b                (r,)   (LayerNorm optional)
     ẑ_k = o              (direct output)
     ẑ_k = z_{k−1} + o    (``residual=True``: the head predicts the normalised increment)
+    ẑ_k = z_{k−1} + F(Δz) − F(0)   (``differences=True``: F is the LSTM + head above run on the
+                        w − 1 increments Δz of the window; a constant window predicts itself)
     ŷ_k = m + s ⊙ ẑ_k
 
 Training minimises the MSE in normalised units with Adam (weight decay), gradient-norm clipping and
@@ -62,11 +64,16 @@ class SequenceToOneLSTM(nn.Module):
 
     Stacked ``nn.LSTM`` (batch_first, dropout between layers) -> last hidden state of the top
     layer -> optional ``LayerNorm`` -> ``Linear`` head to r. With ``residual`` the head output is
-    added to the newest input frame (an increment model).
+    added to the newest input frame (an increment model). With ``differences`` the network reads
+    the window's w − 1 increments and its output for an all-zero increment sequence is subtracted,
+    so every constant state is an exact fixed point in eval mode: the nonlinear counterpart of the
+    MVAR's error-correction rank 0 (no drift, every shape neutral unless the increments say
+    otherwise).
     """
 
     def __init__(self, n_modes: int, hidden_units: int, num_layers: int, dropout: float = 0.0,
-                 use_layer_norm: bool = True, residual: bool = False) -> None:
+                 use_layer_norm: bool = True, residual: bool = False,
+                 differences: bool = False) -> None:
         super().__init__()
         # nn.LSTM applies dropout only between stacked layers; with one layer it would just warn.
         self.lstm = nn.LSTM(n_modes, hidden_units, num_layers, batch_first=True,
@@ -74,9 +81,17 @@ class SequenceToOneLSTM(nn.Module):
         self.norm = nn.LayerNorm(hidden_units) if use_layer_norm else nn.Identity()
         self.head = nn.Linear(hidden_units, n_modes)
         self.residual = residual
+        self.differences = differences
+
+    def _read(self, sequence: torch.Tensor) -> torch.Tensor:
+        hidden, _ = self.lstm(sequence)
+        return self.head(self.norm(hidden[:, -1]))
 
     def forward(self, windows: torch.Tensor) -> torch.Tensor:
         """windows (batch, w, r), oldest first -> next state (batch, r), normalised units."""
+        if self.differences:
+            steps = windows[:, 1:] - windows[:, :-1]
+            return windows[:, -1] + self._read(steps) - self._read(torch.zeros_like(steps[:1]))
         sequence, _ = self.lstm(windows)
         out = self.head(self.norm(sequence[:, -1]))
         return windows[:, -1] + out if self.residual else out
@@ -92,6 +107,8 @@ class LSTMForecaster:
         hidden_units, num_layers, dropout: LSTM width, depth and dropout between layers.
         use_layer_norm: LayerNorm on the last hidden state before the head.
         residual: predict the normalised increment z_k − z_{k−1} instead of z_k.
+        differences: read the window's increments and predict an increment that is zero for a
+            constant window (module docstring); needs lag >= 2, excludes ``residual``.
         normalize_input: per-mode z-score from the training windows (else m = 0, s = 1).
         batch_size, learning_rate, weight_decay: Adam mini-batch training.
         max_epochs, patience: epoch budget and early-stopping patience (epochs without an
@@ -134,6 +151,7 @@ class LSTMForecaster:
         dropout: float = 0.0,
         use_layer_norm: bool = True,
         residual: bool = False,
+        differences: bool = False,
         normalize_input: bool = True,
         batch_size: int = 256,
         learning_rate: float = 1e-3,
@@ -158,6 +176,7 @@ class LSTMForecaster:
         self.dropout = dropout
         self.use_layer_norm = use_layer_norm
         self.residual = residual
+        self.differences = differences
         self.normalize_input = normalize_input
         self.batch_size = batch_size
         self.learning_rate = learning_rate
@@ -190,9 +209,18 @@ class LSTMForecaster:
         _check_int("seed", self.seed, minimum=0)
         if self.rollout_horizon is not None:
             _check_int("rollout_horizon", self.rollout_horizon, minimum=1)
-        for key in ("use_layer_norm", "residual", "normalize_input"):
+        for key in ("use_layer_norm", "residual", "differences", "normalize_input"):
             if not isinstance(getattr(self, key), (bool, np.bool_)):
                 raise ValueError(f"{key} must be True or False, got {getattr(self, key)!r}")
+        if self.differences and self.residual:
+            raise ValueError(
+                "residual and differences are both true: differences already predicts an "
+                "increment; set residual false"
+            )
+        if self.differences and isinstance(self.lag, int) and self.lag < 2:
+            raise ValueError(
+                f"differences needs lag >= 2 (the window's increments), got lag = {self.lag}"
+            )
         _check_range("dropout", self.dropout, 0.0, 1.0, "[0, 1)", hi_open=True)
         _check_range("learning_rate", self.learning_rate, 0.0, math.inf, "> 0", lo_open=True)
         _check_range("weight_decay", self.weight_decay, 0.0, math.inf, ">= 0")
@@ -297,7 +325,7 @@ class LSTMForecaster:
                 torch.manual_seed(self.seed)
                 self.module_ = SequenceToOneLSTM(
                     r, self.hidden_units, self.num_layers, self.dropout, self.use_layer_norm,
-                    self.residual,
+                    self.residual, self.differences,
                 ).to(device)
                 self._train(train_seq, val_windows, val_targets, val_runs, device)
         finally:
@@ -565,7 +593,8 @@ class LSTMForecaster:
         torch_device = torch.device(_resolve_device(device))
         r = int(payload["n_modes"])
         model.module_ = SequenceToOneLSTM(r, model.hidden_units, model.num_layers, model.dropout,
-                                          model.use_layer_norm, model.residual)
+                                          model.use_layer_norm, model.residual,
+                                          model.differences)
         model.module_.load_state_dict(payload["state_dict"])
         model.module_.to(torch_device).eval()
         model.n_modes_ = r
@@ -585,7 +614,7 @@ class LSTMForecaster:
 
 
 _HYPERPARAMETERS = (
-    "lag", "hidden_units", "num_layers", "dropout", "use_layer_norm", "residual",
+    "lag", "hidden_units", "num_layers", "dropout", "use_layer_norm", "residual", "differences",
     "normalize_input", "batch_size", "learning_rate", "weight_decay", "max_epochs", "patience",
     "gradient_clip", "lr_patience", "lr_factor", "validation_fraction", "rollout_horizon",
     "selection", "multi_step", "noise_std", "clip_rollout", "device", "seed",
