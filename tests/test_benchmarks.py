@@ -25,6 +25,20 @@ def test_benchmark_quick_mode_runs(bench: str, tmp_path: Path):
     assert re.search(r"\d+(\.\d+)?\s*[x×]", out), out[-2000:]
     if bench == "bench_thesis_regime.py":
         check_regime_analysis(tmp_path)
+        check_lstm_variant(tmp_path)
+
+
+def check_lstm_variant(data_root: Path):
+    """lstm_variant.py trains the configured LSTM with overrides on the stored data and scores it."""
+    script = [sys.executable, str(PROJECT / "benchmarks" / "lstm_variant.py"), "test"]
+    proc = subprocess.run(script + ['{"max_epochs": 1, "differences": true}', "--data-root",
+                                    str(data_root)], cwd=PROJECT, capture_output=True, text=True,
+                          timeout=600)
+    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
+    assert re.search(r"'differences': True\}: best epoch 1, .*pooled R² mean -?\d", proc.stdout)
+    bad = subprocess.run(script + ['{"hidden": 4}', "--data-root", str(data_root)], cwd=PROJECT,
+                         capture_output=True, text=True, timeout=600)
+    assert bad.returncode != 0 and "unknown LSTM keys ['hidden']" in bad.stderr
 
 
 def check_regime_analysis(data_root: Path):
