@@ -24,7 +24,6 @@ not a way to choose it (science.md §8; the held-out training runs are only 20 s
 from __future__ import annotations
 
 import argparse
-import os
 import sys
 from functools import partial
 from pathlib import Path
@@ -45,28 +44,19 @@ def main() -> None:
     parser.add_argument("--out", default=None,
                         help="default: benchmarks/results/<regime>_analysis.txt")
     args = parser.parse_args()
-    os.environ["ROM_DATA_ROOT"] = args.data_root or f"/tmp/rom_bench_{args.regime}"
-    from kedro.framework.session import KedroSession
-    from kedro.framework.startup import bootstrap_project
+    from regime_artifacts import load_regime
 
     from rom_pipeline.evaluation.protocol import evaluate_forecaster
-    from rom_pipeline.pipelines.models import evaluation_config, test_runs_for_evaluation
     from rom_pipeline.rom.baselines import PersistenceForecaster
-    from rom_pipeline.rom.latent import unpack_trajectories
     from rom_pipeline.rom.lstm import closed_loop_r2, held_out_runs
     from rom_pipeline.rom.mvar import MVARForecaster
-    from rom_pipeline.rom.pod import PODBasis, apply_shifts
+    from rom_pipeline.rom.pod import apply_shifts
 
-    bootstrap_project(PROJECT)
-    with KedroSession.create(project_path=PROJECT, env=args.regime) as session:
-        catalog = session.load_context().catalog
-        params = catalog.load("parameters")
-        pod = PODBasis.from_arrays(catalog.load("pod_basis"))
-        trajectories = list(unpack_trajectories(catalog.load("latent_dataset")).values())
-        params = {**params, "eval": {**params["eval"], "shift_modes": ["oracle"],
-                                     "order_parameters": False}}
-        runs = list(test_runs_for_evaluation(catalog.load("test.runs"), params))
-    config = evaluation_config(params)
+    regime_data = load_regime(args.regime, args.data_root or f"/tmp/rom_bench_{args.regime}",
+                              oracle_only=True)
+    params, pod, trajectories, runs = (regime_data.params, regime_data.pod,
+                                       regime_data.trajectories, regime_data.runs)
+    config = regime_data.config
     lag = int(params["rom"]["models"]["mvar"]["lag"])
     alpha0 = float(params["rom"]["models"]["mvar"]["ridge_alpha"])
 
@@ -87,7 +77,7 @@ def main() -> None:
     val_runs = [y for i, y in enumerate(trajectories) if i in val_idx]
 
     def score(label: str, model, make=None) -> None:
-        r2 = [evaluate_forecaster(model, pod, run, config).metrics[0]["r2_pooled"] for run in runs]
+        r2 = regime_data.score(model)
         suffix = ""
         if make is not None:
             held = make().fit(fit_runs)

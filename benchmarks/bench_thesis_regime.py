@@ -59,22 +59,14 @@ def run_stage(env: str, stage: str, data_root: Path) -> float:
 
 def persistence_results(regime: str, data_root: Path) -> pd.DataFrame:
     """Score the persistence baseline with the regime's own evaluation protocol and artifacts."""
-    from kedro.framework.session import KedroSession
-    from kedro.framework.startup import bootstrap_project
+    from regime_artifacts import load_regime
 
     from rom_pipeline.evaluation.protocol import evaluate_many
-    from rom_pipeline.pipelines.models import evaluation_config, test_runs_for_evaluation
     from rom_pipeline.rom.baselines import PersistenceForecaster
-    from rom_pipeline.rom.pod import PODBasis
 
-    os.environ["ROM_DATA_ROOT"] = str(data_root)
-    bootstrap_project(PROJECT)
-    with KedroSession.create(project_path=PROJECT, env=regime) as session:
-        catalog = session.load_context().catalog
-        params = catalog.load("parameters")
-        pod = PODBasis.from_arrays(catalog.load("pod_basis"))
-        runs = test_runs_for_evaluation(catalog.load("test.runs"), params)
-        results, _, _ = evaluate_many(PersistenceForecaster(), pod, runs, evaluation_config(params))
+    regime_data = load_regime(regime, data_root)
+    results, _, _ = evaluate_many(PersistenceForecaster(), regime_data.pod, regime_data.runs,
+                                  regime_data.config)
     return results
 
 

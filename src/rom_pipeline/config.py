@@ -331,8 +331,8 @@ SEARCH_KEYS = {
     "mvar": ("lag", "ridge_alpha", "eigenvalue_threshold", "coint_rank"),
     "lstm": (
         "lag", "hidden_units", "num_layers", "dropout", "use_layer_norm", "residual",
-        "differences", "normalize_input", "batch_size", "learning_rate", "weight_decay", "max_epochs", "patience",
-        "gradient_clip", "lr_patience", "lr_factor", "validation_fraction", "rollout_horizon",
+        "differences", "normalize_input", "batch_size", "learning_rate", "weight_decay",
+        "max_epochs", "patience", "gradient_clip", "lr_patience", "lr_factor", "validation_fraction", "rollout_horizon",
         "selection", "multi_step", "noise_std", "clip_rollout", "device", "seed",
     ),
 }

@@ -1,0 +1,54 @@
+"""Load what ``bench_thesis_regime.py <regime>`` left under a data root, for the scripts that
+score more models on it (the persistence row, ``analyse_regime.py``, ``lstm_variant.py``)."""
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+PROJECT = Path(__file__).resolve().parents[1]
+
+
+@dataclass
+class RegimeArtifacts:
+    params: dict[str, Any]
+    pod: Any  # rom_pipeline.rom.pod.PODBasis
+    trajectories: list[np.ndarray]
+    runs: list[Any]  # evaluation TestRun records
+    config: Any  # evaluation EvaluationConfig
+
+    def score(self, forecaster) -> list[float]:
+        """Pooled R² of ``forecaster`` on every test run, first shift mode of ``config``."""
+        from rom_pipeline.evaluation.protocol import evaluate_forecaster
+
+        return [evaluate_forecaster(forecaster, self.pod, run, self.config).metrics[0]["r2_pooled"]
+                for run in self.runs]
+
+
+def load_regime(regime: str, data_root: str | Path, oracle_only: bool = False) -> RegimeArtifacts:
+    """The regime's parameters, POD basis, latent training runs and test runs.
+
+    ``oracle_only`` scores only the oracle shift mode, without order parameters (quick scans).
+    """
+    os.environ["ROM_DATA_ROOT"] = str(data_root)
+    from kedro.framework.session import KedroSession
+    from kedro.framework.startup import bootstrap_project
+
+    from rom_pipeline.pipelines.models import evaluation_config, test_runs_for_evaluation
+    from rom_pipeline.rom.latent import unpack_trajectories
+    from rom_pipeline.rom.pod import PODBasis
+
+    bootstrap_project(PROJECT)
+    with KedroSession.create(project_path=PROJECT, env=regime) as session:
+        catalog = session.load_context().catalog
+        params = catalog.load("parameters")
+        if oracle_only:
+            params = {**params, "eval": {**params["eval"], "shift_modes": ["oracle"],
+                                         "order_parameters": False}}
+        pod = PODBasis.from_arrays(catalog.load("pod_basis"))
+        trajectories = list(unpack_trajectories(catalog.load("latent_dataset")).values())
+        runs = list(test_runs_for_evaluation(catalog.load("test.runs"), params))
+    return RegimeArtifacts(params, pod, trajectories, runs, evaluation_config(params))
