@@ -12,7 +12,12 @@ under its data root and prints, per test run (pooled R², oracle shifts, the reg
 - the MVAR refitted in each variant: error-correction rank k (``coint_rank``; ``levels`` =
   unrestricted), ridge penalty, stability threshold. Each variant line ends with what the
   training data alone would say: the closed-loop latent R² on held-out whole training runs (the
-  LSTM's validation split), with the variant refitted on the other runs.
+  LSTM's validation split), with the variant refitted on the other runs;
+- per time band of the forecast block (``--bands``), for each test run: the share of its variance
+  the band holds, the share the configured MVAR loses there, the spatial standard deviation of
+  the true and the forecast density (is the swarm compact, is it dispersing), and the mean agent
+  speed (in the variable-speed regimes speeds drift: the late test frames can be states that the
+  short training runs never reach).
 
     .venv/bin/python benchmarks/analyse_regime.py pure_vicsek     # data under /tmp/rom_bench_pure_vicsek
 
@@ -41,9 +46,12 @@ def main() -> None:
     parser.add_argument("--alphas", default="1e-4,1,100,1000")
     parser.add_argument("--thresholds", default="0.999,0.99,0.95")
     parser.add_argument("--floor-after", type=float, default=20.0, help="seconds (default 20)")
+    parser.add_argument("--bands", default="2,5,10,20,50,100",
+                        help="inner edges (s) of the time bands of the last table")
     parser.add_argument("--out", default=None,
                         help="default: benchmarks/results/<regime>_analysis.txt")
     args = parser.parse_args()
+    edges = parse_bands(args.bands)
     from regime_artifacts import load_regime
 
     from rom_pipeline.evaluation.protocol import evaluate_forecaster
@@ -53,7 +61,7 @@ def main() -> None:
     from rom_pipeline.rom.pod import apply_shifts
 
     regime_data = load_regime(args.regime, args.data_root or f"/tmp/rom_bench_{args.regime}",
-                              oracle_only=True)
+                              oracle_only=True, particles=True)
     params, pod, trajectories, runs = (regime_data.params, regime_data.pod,
                                        regime_data.trajectories, regime_data.runs)
     config = regime_data.config
@@ -94,7 +102,7 @@ def main() -> None:
     mvar_cfg = params["rom"]["models"]["mvar"]
     configured = MVARForecaster(lag, alpha0, mvar_cfg.get("eigenvalue_threshold"),
                                 mvar_cfg.get("coint_rank")).fit(trajectories)
-    bounds, early, late_loss = [], [], []
+    bounds, early, late_loss, forecasts = [], [], [], []
     for run in runs:
         res = evaluate_forecaster(configured, pod, run, config)
         truth = res.truth_forecast.astype(np.float64)
@@ -111,6 +119,7 @@ def main() -> None:
         err = np.sum((truth - res.prediction.astype(np.float64)) ** 2, axis=(1, 2))
         early.append(err[~after].sum() / total)
         late_loss.append(err[after].sum() / total)
+        forecasts.append((res.forecast_times, truth, res.prediction.astype(np.float64), total))
     row(f"R² bound (fluctuations after {args.floor_after:g} s)", bounds)
     score("persistence (last state held)", PersistenceForecaster())
     row(f"MVAR loss share before {args.floor_after:g} s", early)
@@ -123,8 +132,47 @@ def main() -> None:
     for label, options in variants:
         make = partial(MVARForecaster, **{"lag": lag, "ridge_alpha": alpha0, **options})
         score(label, make().fit(trajectories), make)
+    emit("")
+    band_table(edges, runs, forecasts, emit)
     out = Path(args.out) if args.out else PROJECT / "benchmarks" / "results" / f"{args.regime}_analysis.txt"
     out.write_text("\n".join(lines) + "\n")
+
+
+def parse_bands(bands: str) -> list[float]:
+    try:
+        edges = [float(b) for b in bands.split(",") if b.strip()]
+    except ValueError:
+        edges = []
+    if not edges or edges != sorted(edges) or len(set(edges)) != len(edges):
+        raise SystemExit(f"--bands {bands!r}: give increasing inner edges in seconds, e.g. 2,5,10,20")
+    return edges
+
+
+def band_table(edges: list[float], runs, forecasts, emit) -> None:
+    """Per time band: variance share, MVAR loss share, spatial std of truth and MVAR, mean speed."""
+    start = min(times[0] for times, *_ in forecasts)
+    end = max(times[-1] for times, *_ in forecasts)
+    limits = [start - 1e-9] + [e for e in edges if start < e < end] + [end]
+    labels = [f"[{start:.3g},{limits[1]:.3g}]"] + [f"({lo:.3g},{hi:.3g}]" for lo, hi in
+                                                  zip(limits[1:-1], limits[2:])]
+    emit(f"{'per time band of the forecast block (s)':50s} " + " ".join(f"{b:>10s}" for b in labels))
+    for run, (times, truth, prediction, total) in zip(runs, forecasts):
+        masks = [(times > lo) & (times <= hi) for lo, hi in zip(limits[:-1], limits[1:])]
+        speed = None
+        if run.velocities is not None:
+            frames = np.searchsorted(run.times, times - 1e-9)
+            speed = np.linalg.norm(run.velocities[frames], axis=-1).mean(axis=1)
+        rows = {
+            "variance share": lambda m: np.sum((truth[m] - truth.mean()) ** 2) / total,
+            "MVAR loss share": lambda m: np.sum((truth[m] - prediction[m]) ** 2) / total,
+            "spatial std, truth": lambda m: truth[m].std(axis=(1, 2)).mean(),
+            "spatial std, MVAR": lambda m: prediction[m].std(axis=(1, 2)).mean(),
+        }
+        if speed is not None:
+            rows["mean agent speed"] = lambda m: speed[m].mean()
+        for name, value in rows.items():  # a band this run does not reach prints "-"
+            cells = " ".join(f"{value(m):10.4g}" if m.any() else f"{'-':>10s}" for m in masks)
+            emit(f"{run.family:14s} {name:35s} {cells}")
 
 
 if __name__ == "__main__":

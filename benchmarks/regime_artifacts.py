@@ -28,10 +28,12 @@ class RegimeArtifacts:
                 for run in self.runs]
 
 
-def load_regime(regime: str, data_root: str | Path, oracle_only: bool = False) -> RegimeArtifacts:
+def load_regime(regime: str, data_root: str | Path, oracle_only: bool = False,
+                particles: bool = False) -> RegimeArtifacts:
     """The regime's parameters, POD basis, latent training runs and test runs.
 
     ``oracle_only`` scores only the oracle shift mode, without order parameters (quick scans).
+    ``particles`` keeps the test runs' positions and velocities (on the ROM time grid) even then.
     """
     os.environ["ROM_DATA_ROOT"] = str(data_root)
     from kedro.framework.session import KedroSession
@@ -50,5 +52,8 @@ def load_regime(regime: str, data_root: str | Path, oracle_only: bool = False) -
                                          "order_parameters": False}}
         pod = PODBasis.from_arrays(catalog.load("pod_basis"))
         trajectories = list(unpack_trajectories(catalog.load("latent_dataset")).values())
-        runs = list(test_runs_for_evaluation(catalog.load("test.runs"), params))
+        run_params = params
+        if particles:
+            run_params = {**params, "eval": {**params["eval"], "order_parameters": True}}
+        runs = list(test_runs_for_evaluation(catalog.load("test.runs"), run_params))
     return RegimeArtifacts(params, pod, trajectories, runs, evaluation_config(params))

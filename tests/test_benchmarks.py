@@ -43,7 +43,8 @@ def check_lstm_variant(data_root: Path):
 
 def check_regime_analysis(data_root: Path):
     """analyse_regime.py on the data the tiny benchmark left: its unrestricted MVAR refit scores
-    exactly what the mvar pipeline scored, and every variant gets one mean R² per line."""
+    exactly what the mvar pipeline scored, every variant gets one mean R² per line, and the time
+    bands partition each test run's variance and the MVAR's loss."""
     out = data_root / "analysis.txt"
     proc = subprocess.run(
         [sys.executable, str(PROJECT / "benchmarks" / "analyse_regime.py"), "test", "--data-root",
@@ -52,8 +53,8 @@ def check_regime_analysis(data_root: Path):
         cwd=PROJECT, capture_output=True, text=True, timeout=600,
     )
     assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
-    means = {line[:38].strip(): float(line[38:].split()[1])
-             for line in out.read_text().splitlines()[2:]}
+    summary, bands = out.read_text().split("\n\n")
+    means = {line[:38].strip(): float(line[38:].split()[1]) for line in summary.splitlines()[2:]}
     assert set(means) == {"R² bound (fluctuations after 3 s)", "persistence (last state held)",
                           "MVAR loss share before 3 s", "MVAR loss share after 3 s",
                           "coint_rank 0", "coint_rank levels", "levels, ridge_alpha 1e-4",
@@ -65,3 +66,19 @@ def check_regime_analysis(data_root: Path):
     # the configured (levels) MVAR loses 1 - R² of each run's variance, split at 3 s
     lost = means["MVAR loss share before 3 s"] + means["MVAR loss share after 3 s"]
     assert lost == pytest.approx(1.0 - means["coint_rank levels"], abs=2e-3)
+    # per run: the bands' variance shares sum to 1, their MVAR loss shares to before + after 3 s
+    split = {line[:38].strip(): line[38:].split("|")[0].split()[2:] for line in summary.splitlines()[2:]}
+    per_run = {name: {fam: float(v) for fam, v in zip(values[::2], values[1::2])}
+               for name, values in split.items()}
+    header, *rows = bands.strip().splitlines()
+    assert header.startswith("per time band of the forecast block (s)")
+    table = {(row[:14].strip(), row[15:50].strip()): [float(v) for v in row[50:].split()] for row in rows}
+    families = sorted(per_run["MVAR loss share before 3 s"])
+    assert families == ["gaussian", "uniform"] and len(table) == 5 * len(families)
+    for fam in families:
+        assert sum(table[fam, "variance share"]) == pytest.approx(1.0, abs=1e-3)
+        assert sum(table[fam, "MVAR loss share"]) == pytest.approx(
+            per_run["MVAR loss share before 3 s"][fam] + per_run["MVAR loss share after 3 s"][fam],
+            abs=2e-3)
+        # the tiny environment's agents move at constant speed 1 (speed_mode constant_with_forces)
+        assert table[fam, "mean agent speed"] == pytest.approx([1.0] * len(header.split()[8:]))
