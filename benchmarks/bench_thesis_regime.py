@@ -43,10 +43,12 @@ REFERENCE = {
 RESEARCH_CODE_HOURS = (2.0, 4.0)
 
 
-def run_stage(env: str, stage: str, data_root: Path) -> float:
+def run_stage(env: str, stage: str, data_root: Path, params: str | None = None) -> float:
+    """Run one pipeline (``--params`` overrides, if given) under ``data_root``; its wall time."""
     start = time.perf_counter()
     proc = subprocess.run(
-        [KEDRO, "run", "--env", env, f"--pipelines={stage}"], cwd=PROJECT,
+        [KEDRO, "run", "--env", env, f"--pipelines={stage}", *(["--params", params] if params else [])],
+        cwd=PROJECT,
         env={**os.environ, "ROM_DATA_ROOT": str(data_root), "KEDRO_DISABLE_TELEMETRY": "1",
              "MPLBACKEND": "Agg"},
         capture_output=True, text=True,

@@ -4,6 +4,7 @@ import subprocess
 import sys
 from pathlib import Path
 
+import numpy as np
 import pandas as pd
 import pytest
 
@@ -82,3 +83,30 @@ def check_regime_analysis(data_root: Path):
             abs=2e-3)
         # the tiny environment's agents move at constant speed 1 (speed_mode constant_with_forces)
         assert table[fam, "mean agent speed"] == pytest.approx([1.0] * len(header.split()[8:]))
+
+
+@pytest.mark.slow
+def test_horizon_experiment_trains_on_longer_runs(tmp_path: Path):
+    """horizon_experiment.py changes only sim.T: the training runs end at the new horizon, the
+    test runs keep theirs, and the table's MVAR numbers are the mvar pipeline's own scores."""
+    script = [sys.executable, str(PROJECT / "benchmarks" / "horizon_experiment.py"), "test"]
+    for bad, message in ((["--train-seconds", "0"], "give a positive horizon"),
+                         (["--train-seconds", "4.5", "--stages", ""], "holds no earlier run")):
+        proc = subprocess.run(script + bad + ["--data-root", str(tmp_path), "--quick"], cwd=PROJECT,
+                              capture_output=True, text=True, timeout=120)
+        assert proc.returncode != 0 and message in proc.stderr, proc.stderr[-2000:]
+        assert not (tmp_path / "test").exists()  # refused before any stage ran
+    proc = subprocess.run(script + ["--train-seconds", "4.5", "--data-root", str(tmp_path), "--quick"],
+                          cwd=PROJECT, capture_output=True, text=True, timeout=900)
+    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
+    exp = tmp_path / "test"
+    train_end = [np.load(p)["times"][-1] for p in sorted((exp / "train").glob("*/density.npz"))]
+    test_end = [np.load(p)["times"][-1] for p in sorted((exp / "test").glob("test_*/density.npz"))]
+    assert train_end and np.allclose(train_end, 4.5)  # conf/test trains on 3 s runs
+    assert test_end and np.allclose(test_end, 6.0)
+    scores = pd.read_csv(exp / "MVAR" / "test_results.csv").query("shift_mode == 'oracle'")
+    assert "MVAR trained on 4.5 s runs instead of 3 s" in proc.stdout
+    mean_row = next(line for line in proc.stdout.splitlines() if line.startswith("| **mean**"))
+    assert float(mean_row.split("|")[2].strip(" *")) == pytest.approx(scores.r2_pooled.mean(), abs=5e-4)
+    for family, r2 in scores.groupby("family").r2_pooled.mean().items():
+        assert f"| {family} | {r2:.3f} |" in proc.stdout
