@@ -10,9 +10,10 @@ under its data root and prints, per test run (pooled R², oracle shifts, the reg
 - for the MVAR as configured, the share of each test run's variance it loses before and after
   ``--floor-after`` (compare the latter with 1 − bound: the irreducible part);
 - the MVAR refitted in each variant: error-correction rank k (``coint_rank``; ``levels`` =
-  unrestricted), ridge penalty, stability threshold. Each variant line ends with what the
-  training data alone would say: the closed-loop latent R² on held-out whole training runs (the
-  LSTM's validation split), with the variant refitted on the other runs;
+  unrestricted), ridge penalty, stability threshold, and (``--lags``) shorter lags. Each variant
+  line ends with what the training data alone would say: the closed-loop latent R² on held-out
+  whole training runs (the LSTM's validation split), with the variant refitted on the other runs
+  and every rollout seeded with the configured lag's window (as the protocol seeds the test runs);
 - per time band of the forecast block (``--bands``), for each test run: the share of its variance
   the band holds, the share the configured MVAR loses there, the spatial standard deviation of
   the true and the forecast density (is the swarm compact, is it dispersing), and the mean agent
@@ -45,6 +46,7 @@ def main() -> None:
     parser.add_argument("--ranks", default="0,2,4,8,12,levels")
     parser.add_argument("--alphas", default="1e-4,1,100,1000")
     parser.add_argument("--thresholds", default="0.999,0.99,0.95")
+    parser.add_argument("--lags", default="", help="shorter MVAR lags to try, e.g. 1,2,3,4")
     parser.add_argument("--floor-after", type=float, default=20.0, help="seconds (default 20)")
     parser.add_argument("--bands", default="2,5,10,20,50,100",
                         help="inner edges (s) of the time bands of the last table")
@@ -52,6 +54,12 @@ def main() -> None:
                         help="default: benchmarks/results/<regime>_analysis.txt")
     args = parser.parse_args()
     edges = parse_bands(args.bands)
+    try:
+        lags = [int(v) for v in args.lags.split(",") if v.strip()]
+    except ValueError:
+        lags = [0]
+    if any(v < 1 for v in lags):
+        raise SystemExit(f"--lags {args.lags!r}: give positive integer lags, e.g. 1,2,3,4")
     from regime_artifacts import load_regime
 
     from rom_pipeline.evaluation.protocol import evaluate_forecaster
@@ -66,6 +74,9 @@ def main() -> None:
                                        regime_data.trajectories, regime_data.runs)
     config = regime_data.config
     lag = int(params["rom"]["models"]["mvar"]["lag"])
+    if any(v > lag for v in lags):
+        raise SystemExit(f"--lags {args.lags!r}: give lags from 1 to the configured {lag} (a longer "
+                         "one does not fit the seed window the configured lag was chosen for)")
     alpha0 = float(params["rom"]["models"]["mvar"]["ridge_alpha"])
 
     lines: list[str] = []
@@ -90,8 +101,8 @@ def main() -> None:
         if make is not None:
             held = make().fit(fit_runs)
             w = held.lag
-            heldout = closed_loop_r2([y[w:] for y in val_runs],
-                                     [held.rollout(y[:w], len(y) - w) for y in val_runs])
+            heldout = closed_loop_r2([y[lag:] for y in val_runs],
+                                     [held.rollout(y[lag - w:lag], len(y) - lag) for y in val_runs])
             suffix = f"   | held-out training runs, latent R² {heldout:7.3f}"
         row(label, r2, suffix)
 
@@ -129,6 +140,7 @@ def main() -> None:
     variants += [(f"levels, ridge_alpha {a}", {"ridge_alpha": float(a)}) for a in args.alphas.split(",")]
     variants += [(f"levels, eigenvalue_threshold {t}", {"eigenvalue_threshold": float(t)})
                  for t in args.thresholds.split(",")]
+    variants += [(f"levels, lag {v}", {"lag": v}) for v in lags]
     for label, options in variants:
         make = partial(MVARForecaster, **{"lag": lag, "ridge_alpha": alpha0, **options})
         score(label, make().fit(trajectories), make)

@@ -76,7 +76,9 @@ def main() -> None:
 
     lines = [f"# Regime `{args.regime}`: MVAR trained on {seconds} s runs instead of {base_seconds} s", "",
              f"Command: `.venv/bin/python benchmarks/horizon_experiment.py {args.regime} "
-             f"--train-seconds {seconds}` (2-core machine, {time.strftime('%Y-%m-%d')}); only "
+             f"--train-seconds {seconds}"
+             f"{'' if stages == list(STAGES) else ' --stages ' + repr(','.join(stages))}` "
+             f"(2-core machine, {time.strftime('%Y-%m-%d')}); only "
              f"`sim.T` differs from the regime's own protocol.", "",
              f"| test run | MVAR R², {seconds} s training runs | MVAR R², {base_seconds} s (the regime's protocol) | POD ceiling ({seconds} s basis) |",
              "|---|---:|---:|---:|"]

@@ -50,7 +50,7 @@ def check_regime_analysis(data_root: Path):
     proc = subprocess.run(
         [sys.executable, str(PROJECT / "benchmarks" / "analyse_regime.py"), "test", "--data-root",
          str(data_root), "--ranks", "0,levels", "--alphas", "1e-4", "--thresholds", "0.9",
-         "--floor-after", "3", "--out", str(out)],
+         "--lags", "1,2", "--floor-after", "3", "--out", str(out)],
         cwd=PROJECT, capture_output=True, text=True, timeout=600,
     )
     assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
@@ -59,7 +59,7 @@ def check_regime_analysis(data_root: Path):
     assert set(means) == {"R² bound (fluctuations after 3 s)", "persistence (last state held)",
                           "MVAR loss share before 3 s", "MVAR loss share after 3 s",
                           "coint_rank 0", "coint_rank levels", "levels, ridge_alpha 1e-4",
-                          "levels, eigenvalue_threshold 0.9"}
+                          "levels, eigenvalue_threshold 0.9", "levels, lag 1", "levels, lag 2"}
     pipeline = pd.read_csv(data_root / "test" / "MVAR" / "test_results.csv")
     first_mode = pipeline[pipeline["shift_mode"] == pipeline["shift_mode"].iloc[0]]
     assert means["coint_rank levels"] == pytest.approx(first_mode["r2_pooled"].mean(), abs=5e-4)
