@@ -15,7 +15,7 @@ MVAR's test R² per IC family (oracle shifts) beside the 20 s protocol's
         # data under /tmp/rom_h60_gas_vs, table in benchmarks/results/gas_vs_train60s.md
 
 ``--stages`` reruns some stages only (``--stages ''``: tabulate an earlier run). The LSTM is not
-trained (3x the data is 3x its cost); the longer horizon is a change of protocol, so these
+trained (T / 20 times the data is T / 20 times its training cost); the longer horizon is a change of protocol, so these
 numbers are reported beside the thesis protocol's, never instead of them.
 """
 from __future__ import annotations
