@@ -174,8 +174,9 @@ def band_table(edges: list[float], runs, forecasts, emit) -> None:
         if run.velocities is not None:
             frames = np.searchsorted(run.times, times - 1e-9)
             speed = np.linalg.norm(run.velocities[frames], axis=-1).mean(axis=1)
+        mean = truth.mean()  # the pooled R²'s mean over the whole forecast block
         rows = {
-            "variance share": lambda m: np.sum((truth[m] - truth.mean()) ** 2) / total,
+            "variance share": lambda m: np.sum((truth[m] - mean) ** 2) / total,
             "MVAR loss share": lambda m: np.sum((truth[m] - prediction[m]) ** 2) / total,
             "spatial std, truth": lambda m: truth[m].std(axis=(1, 2)).mean(),
             "spatial std, MVAR": lambda m: prediction[m].std(axis=(1, 2)).mean(),
