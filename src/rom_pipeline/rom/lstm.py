@@ -84,6 +84,7 @@ class SequenceToOneLSTM(nn.Module):
         self.differences = differences
 
     def _read(self, sequence: torch.Tensor) -> torch.Tensor:
+        """LSTM -> last hidden state of the top layer -> (LayerNorm) -> head: (batch, r)."""
         hidden, _ = self.lstm(sequence)
         return self.head(self.norm(hidden[:, -1]))
 
@@ -92,8 +93,7 @@ class SequenceToOneLSTM(nn.Module):
         if self.differences:
             steps = windows[:, 1:] - windows[:, :-1]
             return windows[:, -1] + self._read(steps) - self._read(torch.zeros_like(steps[:1]))
-        sequence, _ = self.lstm(windows)
-        out = self.head(self.norm(sequence[:, -1]))
+        out = self._read(windows)
         return windows[:, -1] + out if self.residual else out
 
 
