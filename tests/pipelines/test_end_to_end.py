@@ -58,6 +58,19 @@ def test_default_run_writes_every_artifact_for_both_models(full_run: Path):
     assert len(list((exp / "report" / "animations").glob("*.gif"))) == 2  # one per IC family
 
 
+def test_animations_have_eval_animation_max_frames(full_run: Path):
+    from PIL import Image
+
+    from tests.conftest import _load_env
+
+    max_frames = _load_env("test")["eval"]["animation_max_frames"]
+    forecast_frames = len(np.load(full_run / "MVAR" / "predicted_density.npz")["test_000__times"])
+    assert 2 <= max_frames < forecast_frames  # so the limit is what sets the count
+    for gif in (full_run / "report" / "animations").glob("*.gif"):
+        with Image.open(gif) as image:
+            assert image.n_frames == max_frames, gif.name
+
+
 def test_report_numbers_equal_test_results(full_run: Path):
     exp = full_run
     per_model = {m: pd.read_csv(exp / m / "test_results.csv") for m in ("MVAR", "LSTM")}

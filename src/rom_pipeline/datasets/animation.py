@@ -29,7 +29,8 @@ class ComparisonAnimationDataset(AbstractDataset[dict, list]):
         for name, spec in data.items():
             write_comparison_animation(
                 spec["truth"], spec["predictions"], spec["times"], self._path / f"{name}.gif",
-                fps=self._fps, max_frames=self._max_frames, title=spec.get("title", name),
+                fps=self._fps, max_frames=spec.get("max_frames", self._max_frames),  # eval.animation_max_frames
+                title=spec.get("title", name),
             )
 
     def load(self) -> list[Path]:

@@ -94,7 +94,7 @@ def snapshot_figures(
         if family not in {spec["family"] for spec in animations.values()}:
             animations[f"{run_id}_{family}"] = {
                 "truth": truth, "predictions": preds, "times": times, "family": family,
-                "title": f"{run_id} ({family})",
+                "title": f"{run_id} ({family})", "max_frames": cfg.eval.animation_max_frames,
             }
     return figure, animations
 
