@@ -54,6 +54,7 @@ def _summary_scores(summary: dict) -> dict[str, float]:
             for mode, value in block["r2_pooled_mean"].items()}
 
 
+@pytest.mark.slow
 def test_catalogue_runs_resumes_and_reports_failures(tiny_conf, tmp_path, capsys):
     data = tmp_path / "data"
     argv = ["run", "cat_a", "cat_b", "--workers", "2", "--conf-source", str(tiny_conf), "--name", "tiny"]
@@ -182,9 +183,14 @@ def test_table_reads_baselines_in_either_layout():
     assert "| blackhole | failed | – |" in md and md.rstrip().endswith("| bh.log |")
 
 
-def test_slurm_runs_one_job_per_regime():
+def test_slurm_runs_one_job_per_regime(monkeypatch):
     pytest.importorskip("dask_jobqueue")
     from rom_pipeline.parallel import slurm_cluster_kwargs
+
+    monkeypatch.setattr(catalogue.shutil, "which", lambda name: None)
+    with pytest.raises(ValueError, match="no `sbatch` on this machine's PATH"):
+        catalogue_execution(9, None, "slurm")
+    monkeypatch.setattr(catalogue.shutil, "which", lambda name: f"/usr/bin/{name}")
 
     execution = catalogue_execution(9, None, "slurm", {"memory": "8GB", "queue": "normal"})
     assert (execution.cluster, execution.workers) == ("slurm", 9)

@@ -33,6 +33,7 @@ import json
 import logging
 import math
 import os
+import shutil
 import subprocess
 import sys
 import time
@@ -237,11 +238,16 @@ def catalogue_execution(n_jobs: int, workers: int | None, cluster: str,
     or on SLURM one job per regime (``workers``, if given, caps the jobs submitted at once).
 
     Raises:
-        ValueError: ``workers`` < 1, or an unknown ``cluster``.
+        ValueError: ``workers`` < 1, an unknown ``cluster``, or ``slurm`` without ``sbatch``.
     """
     if workers is not None and (isinstance(workers, bool) or not isinstance(workers, int) or workers < 1):
         raise ValueError(f"--workers {workers!r}: must be an integer >= 1 (1 runs the regimes one after another)")
     if cluster == "slurm":
+        if shutil.which("sbatch") is None:
+            raise ValueError(
+                "--cluster slurm: no `sbatch` on this machine's PATH; run the command on a SLURM "
+                "login node (or without --cluster for a local Dask cluster)"
+            )
         n = n_jobs if workers is None else min(workers, n_jobs)
         return ExecutionConfig(workers=max(1, n), cluster="slurm", slurm=dict(slurm or {}))
     if cluster != "local":
