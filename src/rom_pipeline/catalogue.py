@@ -126,7 +126,8 @@ def _loader(env: str, conf_source: Path, **extra: Any):
     from rom_pipeline.settings import CONFIG_LOADER_ARGS
 
     if not (conf_source / env).is_dir():
-        known = sorted(p.name for p in conf_source.iterdir() if p.is_dir() and p.name != "base")
+        known = sorted(p.name for p in conf_source.iterdir()
+                       if p.is_dir() and p.name != "base" and any(p.glob("*.yml")))
         raise ValueError(
             f"environment {env!r}: no folder {conf_source / env}; pick one of {', '.join(known)} "
             f"or a group ({', '.join(f'--envs {g}' for g in ENV_GROUPS)})"
