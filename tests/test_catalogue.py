@@ -122,6 +122,23 @@ def test_changed_configuration_is_not_resumed(tiny_conf, tmp_path):
     assert not catalogue.is_finished(regime)  # LSTM is enabled but not scored
 
 
+def test_table_command_runs_nothing_and_lists_unfinished_regimes(tiny_conf, tmp_path, capsys):
+    from rom_pipeline.config import validate_parameters
+
+    regime = plan_regime("cat_a", tiny_conf)
+    regime.summary_path.parent.mkdir(parents=True)
+    summary = {"models": {"MVAR": {"r2_pooled_mean": {"oracle": 0.25, "hold": 0.125}},
+                          "LSTM": {"r2_pooled_mean": {"oracle": -0.5, "hold": 0.0625}}}}
+    regime.summary_path.write_text(json.dumps(summary))
+    used = validate_parameters(catalogue.load_parameters("cat_a", tiny_conf)).model_dump(mode="json")
+    regime.config_used_path.write_text(yaml.safe_dump(used))
+    assert main(["table", "cat_a", "cat_b", "--conf-source", str(tiny_conf), "--name", "now"]) == 0
+    out = capsys.readouterr().out
+    assert "| cat_a | ok | 0.250 | 0.125 | -0.500 | 0.062 |" in out
+    assert "| cat_b | not run | – |" in out
+    assert not (tmp_path / "data" / "catalogue" / "logs").exists() and not (tmp_path / "data" / "cat_b").exists()
+
+
 def test_fingerprint_ignores_spelling_and_execution_but_not_science():
     params = yaml.safe_load((PROJECT / "conf" / "test" / "parameters.yml").read_text())
     fp = config_fingerprint(params)

@@ -4,6 +4,7 @@ tabulate them side by side.
     python -m rom_pipeline.catalogue run gas blackhole --workers 2
     python -m rom_pipeline.catalogue run --envs thesis --workers 2          # the nine regimes
     python -m rom_pipeline.catalogue run --envs thesis --cluster slurm      # one SLURM job each
+    python -m rom_pipeline.catalogue table --envs thesis                    # what is done, no run
 
 Each regime is one job: a subprocess ``kedro run --env <regime>`` (its own Kedro session, its
 own log file ``<data_root>/catalogue/logs/<regime>.log``). Jobs go through
@@ -354,11 +355,13 @@ def run_catalogue(
     project: str | Path = PROJECT_PATH,
     force: bool = False,
     kedro_args: Sequence[str] = (),
+    run_jobs: bool = True,
 ) -> CatalogueResult:
     """Run every regime of ``envs`` not already finished, then write the catalogue table.
 
     Every environment is loaded and validated, and ``workers`` / ``cluster`` checked, before any
-    job starts. ``force`` reruns finished regimes too. The table goes to
+    job starts. ``force`` reruns finished regimes too; ``run_jobs=False`` runs nothing and lists
+    the unfinished regimes as ``not run``. The table goes to
     ``<data_root>/catalogue/<name>.md`` and ``.csv`` (``data_root`` of the first environment's
     globals, which ``ROM_DATA_ROOT`` overrides).
     """
@@ -379,7 +382,7 @@ def run_catalogue(
     outcomes: dict[str, dict[str, Any]] = {}
     jobs = [RegimeJob(env=r.env, project=str(project), conf_source=str(conf),
                       log_path=str(out_dir / "logs" / f"{r.env}.log"), kedro_args=tuple(kedro_args))
-            for r in todo]
+            for r in todo] if run_jobs else []
     by_env = {r.env: r for r in regimes}
     if jobs:
         prepare_tracking(envs[0], conf, project)
@@ -406,6 +409,10 @@ def run_catalogue(
             failed.append(regime.env)
             rows.append({"env": regime.env, "status": "failed", "summary": None,
                          "wall_seconds": outcome["wall_seconds"], "log": outcome["log"]})
+            continue
+        if regime.env not in outcomes and regime in todo:  # run_jobs=False
+            rows.append({"env": regime.env, "status": "not run", "summary": None,
+                         "wall_seconds": None, "log": None})
             continue
         record = _read_json(regime.record_path) or {}
         rows.append({"env": regime.env, "status": "ok", "summary": _read_json(regime.summary_path),
@@ -479,10 +486,16 @@ def _slurm_options(env: str, conf: Path, overrides: Sequence[str]) -> dict[str, 
 def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m rom_pipeline.catalogue", description=__doc__.split("\n\n")[0])
     sub = parser.add_subparsers(dest="command", required=True)
-    run = sub.add_parser("run", help="run the regimes not yet finished, then print the table")
-    run.add_argument("envs", nargs="*", help="Kedro environments (folders of conf/)")
-    run.add_argument("--envs", dest="groups", action="append", default=[],
-                     help=f"add a group of environments: {', '.join(ENV_GROUPS)}")
+    common = argparse.ArgumentParser(add_help=False)
+    common.add_argument("envs", nargs="*", help="Kedro environments (folders of conf/)")
+    common.add_argument("--envs", dest="groups", action="append", default=[],
+                        help=f"add a group of environments: {', '.join(ENV_GROUPS)}")
+    common.add_argument("--name", default=None, help="table file name (default: the group, else 'catalogue')")
+    common.add_argument("--conf-source", default=None, help="configuration folder (default: conf/)")
+    sub.add_parser("table", parents=[common],
+                   help="print the table of what is finished now, running nothing")
+    run = sub.add_parser("run", parents=[common],
+                         help="run the regimes not yet finished, then print the table")
     run.add_argument("--workers", type=int, default=None,
                      help="regimes run at once (LocalCluster workers; default 2); on SLURM caps the jobs")
     run.add_argument("--cluster", default="local", help="local (default) or slurm (needs the slurm extra)")
@@ -490,8 +503,6 @@ def main(argv: Sequence[str] | None = None) -> int:
                      help="environment whose execution.slurm sizes each SLURM job (default hpc)")
     run.add_argument("--slurm", action="append", default=[], metavar="KEY=VALUE",
                      help="override one execution.slurm option, e.g. --slurm memory=16GB")
-    run.add_argument("--name", default=None, help="table file name (default: the group, else 'catalogue')")
-    run.add_argument("--conf-source", default=None, help="configuration folder (default: conf/)")
     run.add_argument("--force", action="store_true", help="rerun regimes that are already finished")
     args = parser.parse_args(argv)
 
@@ -502,10 +513,13 @@ def main(argv: Sequence[str] | None = None) -> int:
         try:
             envs = expand_envs(args.envs, args.groups)
             conf = Path(args.conf_source).resolve() if args.conf_source else PROJECT_PATH / "conf"
-            slurm = _slurm_options(args.slurm_env, conf, args.slurm) if args.cluster == "slurm" else None
             name = args.name or (args.groups[0] if len(args.groups) == 1 and not args.envs else "catalogue")
-            result = run_catalogue(envs, name=name, workers=args.workers, cluster=args.cluster,
-                                   slurm=slurm, conf_source=conf, force=args.force)
+            if args.command == "table":
+                result = run_catalogue(envs, name=name, conf_source=conf, run_jobs=False)
+            else:
+                slurm = _slurm_options(args.slurm_env, conf, args.slurm) if args.cluster == "slurm" else None
+                result = run_catalogue(envs, name=name, workers=args.workers, cluster=args.cluster,
+                                       slurm=slurm, conf_source=conf, force=args.force)
         except (ValueError, ImportError) as exc:  # ConfigError is a ValueError
             parser.exit(2, f"error: {exc}\n")
         if result.failed:
