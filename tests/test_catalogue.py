@@ -168,6 +168,13 @@ def test_bad_input_is_refused_before_any_job(tiny_conf, tmp_path, capsys, argv, 
 
 
 def test_thesis_group_and_references():
+    import importlib.util
+
+    spec = importlib.util.spec_from_file_location("generate", PROJECT / "conf" / "thesis" / "generate.py")
+    generate = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(generate)
+    # the nine regimes of the thesis table, all written by the generator (which adds pure_vicsek_vs)
+    assert set(THESIS_REGIMES) == set(REFERENCE_R2) and set(THESIS_REGIMES) <= set(generate.REGIMES)
     assert expand_envs([], ["thesis"]) == list(THESIS_REGIMES)
     assert expand_envs(["gas", "crystal"], ["thesis"])[:2] == ["gas", "crystal"]
     assert len(expand_envs(["gas"], ["thesis"])) == 9
@@ -183,7 +190,8 @@ def test_table_reads_baselines_in_either_layout():
               "LSTM": {"r2_pooled_mean": {"oracle": 0.7, "hold": None}}}
     rows = [
         {"env": "gas", "status": "ok", "wall_seconds": 90.0, "log": "gas.log",
-         "summary": {"models": {**models, "persistence": {"r2_pooled_mean": {"oracle": 0.5}}}}},
+         "summary": {"models": {**models, "persistence": {"r2_pooled_mean": {"oracle": 0.5}}},
+                     "baselines": ["climatology", "persistence"]}},
         {"env": "crystal", "status": "ok", "wall_seconds": None, "log": None,
          "summary": {"models": models, "baselines": {"Climatology": {"r2_pooled_mean": {"hold": 0.1}}}}},
         {"env": "blackhole", "status": "failed", "wall_seconds": 3.0, "log": "bh.log", "summary": None},

@@ -53,7 +53,8 @@ from rom_pipeline.parallel import ExecutionConfig, map_as_completed
 logger = logging.getLogger(__name__)
 
 PROJECT_PATH = Path(__file__).resolve().parents[2]
-# The nine thesis regimes (conf/thesis/generate.py writes their environments).
+# The nine regimes of the thesis table (reference_results.md); conf/thesis/generate.py writes
+# their environments, and pure_vicsek_vs, which has no reference: add it by name.
 THESIS_REGIMES = (
     "gas", "blackhole", "supernova", "crystal", "pure_vicsek",
     "gas_vs", "blackhole_vs", "supernova_vs", "crystal_vs",
@@ -264,14 +265,17 @@ def _score(block: Mapping[str, Any] | None, mode: str) -> float:
 
 
 def _blocks(summary: Mapping[str, Any]) -> tuple[dict[str, dict], dict[str, dict]]:
-    """``(models, baselines)`` of a summary: baselines are read from ``summary["baselines"]`` or
-    from model entries named like a baseline (case-insensitive)."""
+    """``(models, baselines)`` of a summary: baselines are the model entries named like a baseline
+    (case-insensitive; ``summary["baselines"]`` then lists their names), or the blocks of a
+    ``summary["baselines"]`` mapping."""
     models, baselines = {}, {}
     for name, block in (summary.get("models") or {}).items():
         (baselines if str(name).lower() in BASELINES else models)[str(name)] = block or {}
-    for name, block in (summary.get("baselines") or {}).items():
-        if isinstance(block, Mapping):
-            baselines.setdefault(str(name), dict(block))
+    listed = summary.get("baselines")
+    if isinstance(listed, Mapping):  # else a list of the baseline names (kept among the models)
+        for name, block in listed.items():
+            if isinstance(block, Mapping):
+                baselines.setdefault(str(name), dict(block))
     return models, {k.lower(): v for k, v in baselines.items()}
 
 
