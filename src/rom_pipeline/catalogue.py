@@ -237,8 +237,9 @@ def run_job(job: RegimeJob) -> dict[str, Any]:
 
 def catalogue_execution(n_jobs: int, workers: int | None, cluster: str,
                         slurm: Mapping[str, Any] | None = None) -> ExecutionConfig:
-    """Where the jobs run: ``workers`` LocalCluster workers (default 2, never more than the jobs),
-    or on SLURM one job per regime (``workers``, if given, caps the jobs submitted at once).
+    """Where the jobs run: ``workers`` LocalCluster workers (default 2, never more than the jobs;
+    one worker runs the jobs one after another in this process, without Dask), or on SLURM one
+    job per regime (``workers``, if given, caps the jobs submitted at once).
 
     Raises:
         ValueError: ``workers`` < 1, an unknown ``cluster``, or ``slurm`` without ``sbatch``.
