@@ -76,25 +76,28 @@ def _check_movies(truth, predictions: Mapping, times) -> tuple[np.ndarray, dict,
     return truth, checked, times
 
 
-def _colour_limits(truth: np.ndarray, errors: Sequence[np.ndarray]) -> tuple[tuple, tuple]:
+def _colour_limits(
+    truth: np.ndarray, errors: Sequence[np.ndarray], error_percentile: float = 100.0
+) -> tuple[tuple, tuple]:
+    """``(density limits, |error| limits)``: the truth's [min, max], and [0, q] with q the
+    ``error_percentile``-th percentile of all finite errors (100: the largest), capped at the
+    truth's range."""
     finite_truth = truth[np.isfinite(truth)]
     if finite_truth.size == 0:
         raise ValueError("truth has no finite values to set a colour scale")
     lo, hi = float(finite_truth.min()), float(finite_truth.max())
     if hi <= lo:
         hi = lo + 1.0
-    err_max = 0.0
-    for err in errors:
-        finite = err[np.isfinite(err)]
-        if finite.size:
-            err_max = max(err_max, float(finite.max()))
+    finite_errors = [err[np.isfinite(err)] for err in errors]
+    finite_errors = np.concatenate([e.ravel() for e in finite_errors]) if finite_errors else np.zeros(0)
+    err_max = float(np.percentile(finite_errors, error_percentile)) if finite_errors.size else 0.0
     err_max = min(err_max, hi - lo)
     if err_max <= 0:
         err_max = hi - lo
     return (lo, hi), (0.0, err_max)
 
 
-def _image(ax: Axes, field: np.ndarray, extent, cmap: str, limits: tuple):
+def _image(ax: Axes, field: np.ndarray, extent, cmap, limits: tuple):
     ax.set_xticks([])
     ax.set_yticks([])
     return ax.imshow(
@@ -109,10 +112,25 @@ def _grid_shape(n: int, max_cols: int = 3) -> tuple[int, int]:
 
 
 # --------------------------------------------------------------------------- POD
+def spectrum_window(cumulative_energy, n_modes: int) -> int:
+    """How many leading modes the spectrum figure shows: K = min(n, max(3r, r + 5, k_99.9)) with
+    k_99.9 the first k with E_k ≥ 0.999, itself capped at 5r so that a slowly decaying spectrum
+    (thousands of modes to 99.9 %) still leaves the cut at k = r readable."""
+    energy = np.asarray(cumulative_energy, dtype=float)
+    n, r = energy.size, int(n_modes)
+    reached = np.flatnonzero(energy >= 0.999)
+    k_999 = int(reached[0]) + 1 if reached.size else n
+    return int(min(n, max(3 * r, r + 5, min(k_999, 5 * r))))
+
+
 def plot_pod_spectrum(
     singular_values, cumulative_energy, n_modes: int, energy_threshold: float | None = None
 ) -> Figure:
     """Singular values σ_k (log scale) and cumulative energy E_k = Σ_{j≤k} σ_j² / Σ_j σ_j².
+
+    Only the first K = :func:`spectrum_window` modes are drawn (about 3r), so the cut at k = r
+    stays visible when the snapshot matrix has thousands of modes; the modes beyond r are
+    shaded as "truncated".
 
     Args:
         singular_values: (n,) σ_1 ≥ σ_2 ≥ ... of the training snapshot matrix.
@@ -122,7 +140,8 @@ def plot_pod_spectrum(
         energy_threshold: the energy target that chose r, drawn as a horizontal line.
 
     Returns:
-        Figure with two axes: ``[σ_k, E_k]`` against the mode index k = 1..n.
+        Figure with two axes: ``[σ_k, E_k]`` against the mode index k = 1..K (x limits
+        [0.5, K + 0.5]).
     """
     sigma = np.asarray(singular_values, dtype=float)
     energy = np.asarray(cumulative_energy, dtype=float)
@@ -136,20 +155,23 @@ def plot_pod_spectrum(
     if int(n_modes) != n_modes or not 1 <= n_modes <= sigma.size:
         raise ValueError(f"n_modes must be an integer in [1, {sigma.size}], got {n_modes!r}")
     n_modes = int(n_modes)
-    k = np.arange(1, sigma.size + 1)
+    shown = spectrum_window(energy, n_modes)
+    k = np.arange(1, shown + 1)
 
     fig = Figure(figsize=(10, 4), layout="constrained")
     ax_sigma, ax_energy = fig.subplots(1, 2)
-    ax_sigma.semilogy(k, sigma, "o-", markersize=3, label=r"$\sigma_k$")
-    ax_sigma.set_xlabel("mode k")
+    ax_sigma.semilogy(k, sigma[:shown], "o-", markersize=3, label=r"$\sigma_k$")
     ax_sigma.set_ylabel(r"singular value $\sigma_k$")
-    ax_sigma.set_title("POD spectrum")
-    ax_energy.plot(k, energy, "o-", markersize=3, label="cumulative energy")
-    ax_energy.set_xlabel("mode k")
-    ax_energy.set_ylabel("cumulative energy")
-    ax_energy.set_title(f"r = {n_modes} modes capture {energy[n_modes - 1]:.4f}")
+    ax_sigma.set_title(f"POD spectrum, first {shown} of {sigma.size} modes")
+    ax_energy.plot(k, energy[:shown], "o-", markersize=3, label="cumulative energy")
+    ax_energy.set_ylabel("cumulative energy $E_k$")
+    ax_energy.set_title(f"r = {n_modes} modes capture {energy[n_modes - 1]:.4f} of the energy")
     for ax in (ax_sigma, ax_energy):
         ax.axvline(n_modes, color="C3", linestyle="--", label=f"r = {n_modes}")
+        if shown > n_modes:
+            ax.axvspan(n_modes + 0.5, shown + 0.5, color="0.85", alpha=0.5, zorder=0, label="truncated")
+        ax.set_xlim(0.5, shown + 0.5)
+        ax.set_xlabel("mode index k")
         ax.grid(True, alpha=0.3)
     if energy_threshold is not None:
         ax_energy.axhline(
@@ -267,6 +289,26 @@ def plot_latent_trajectories(
 
 # --------------------------------------------------------------------------- forecasts
 _R2_CURVE_COLUMNS = ("model", "run_id", "family", "shift_mode", "time")
+FORECAST_START_LABEL = "forecast start"
+OFF_SCALE_LABEL = "below the axis"
+R2_FLOOR = -1.0
+METRIC_LABELS = {
+    "r2": "R²(t)",
+    "r2_cumulative": "cumulative R²(0..t)",
+    "r2_pod_ceiling": "POD ceiling R²(t)",
+    "rel_l2": "relative L2 error",
+}
+
+
+def forecast_start_time(rows: pd.DataFrame) -> float:
+    """The time [s] of the first forecast frame: ``min(time - lead_time)`` when the table has
+    ``lead_time`` (lead 0 is the forecast start), else the earliest ``time``."""
+    times = rows["time"].to_numpy(float)
+    if "lead_time" in rows.columns:
+        starts = times - rows["lead_time"].to_numpy(float)
+        if np.isfinite(starts).any():
+            return float(np.nanmin(starts))
+    return float(np.nanmin(times))
 
 
 def plot_r2_curves(
@@ -277,20 +319,26 @@ def plot_r2_curves(
     For each panel (an IC family, or a single run when ``by="run_id"``) and each model the
     line is the mean over that panel's runs of ``metric`` at each time. For ``metric="r2"``
     the POD ceiling (R²(t) of the projected-and-lifted truth, model-independent) is drawn
-    dashed, averaged over the same runs. R² axes are clipped to [-1, 1.02] so one diverging
-    model does not flatten the others; the line data are not clipped.
+    dashed, averaged over the same runs. A vertical line marks the forecast start
+    (:func:`forecast_start_time`). R² axes stop at R² = −1 so one diverging model does not
+    flatten the others; the line data are not clipped, and the times where a curve lies
+    below the axis are marked by downward triangles on the axis floor, so no curve leaves
+    the panel silently.
 
     Args:
         r2_vs_time: long table with columns model, run_id, family, shift_mode, time, and
-            ``metric`` (plus ``r2_pod_ceiling`` for the ceiling).
+            ``metric`` (plus ``r2_pod_ceiling`` for the ceiling, ``lead_time`` for the
+            forecast start).
         shift_mode: the shift mode to plot; ``None`` if the table holds only one.
         metric: the column to plot (``"r2"``, ``"r2_cumulative"``, ``"rel_l2"``, ...).
         by: ``"family"`` (one panel per IC family) or ``"run_id"`` (one panel per run).
 
     Returns:
         Figure with one axes per panel value in sorted order; each axes has one line per
-        model labelled with the model name (xdata: sorted times, ydata: mean ``metric``)
-        and, for ``"r2"``, a dashed line labelled ``"POD ceiling"``.
+        model labelled with the model name (xdata: sorted times, ydata: mean ``metric``),
+        for ``"r2"`` a dashed line labelled ``"POD ceiling"``, a vertical line labelled
+        ``"forecast start"`` at the forecast start time, and, when a curve dips below the
+        floor, a marker line labelled ``"<model> below the axis"``.
     """
     _require_columns(r2_vs_time, [*_R2_CURVE_COLUMNS, metric], "r2_vs_time")
     if by not in ("family", "run_id"):
@@ -301,19 +349,23 @@ def plot_r2_curves(
     draw_ceiling = metric == "r2" and "r2_pod_ceiling" in rows.columns
     panels = sorted(pd.unique(rows[by]), key=str)
     models = list(pd.unique(rows["model"]))
+    label = METRIC_LABELS.get(metric, metric)
+    t_start = forecast_start_time(rows)
+    t_end = float(np.nanmax(rows["time"].to_numpy(float)))
+    margin = 0.02 * max(t_end - t_start, 1e-9)
     nrows, ncols = _grid_shape(len(panels), max_cols=2)
-    fig = Figure(figsize=(6.5 * ncols, 4.0 * nrows), layout="constrained")
+    fig = Figure(figsize=(6.5 * ncols, 4.0 * nrows + 0.5), layout="constrained")
     axes = np.atleast_1d(fig.subplots(nrows, ncols, squeeze=False)).ravel()
     for ax, panel in zip(axes, panels):
         of_panel = rows[rows[by] == panel]
-        lows = []
+        curves = {}
         for i, model in enumerate(models):
             of_model = of_panel[of_panel["model"] == model]
             if of_model.empty:
                 continue
             curve = of_model.groupby("time", sort=True)[metric].mean()
-            ax.plot(curve.index.to_numpy(float), curve.to_numpy(float), color=f"C{i}", label=str(model))
-            lows.append(np.nanmin(curve.to_numpy(float)) if curve.notna().any() else np.nan)
+            curves[model] = (i, curve.index.to_numpy(float), curve.to_numpy(float))
+            ax.plot(curves[model][1], curves[model][2], color=f"C{i}", label=str(model))
         if draw_ceiling:
             per_run = of_panel.drop_duplicates(subset=["run_id", "time"])
             ceiling = per_run.groupby("time", sort=True)["r2_pod_ceiling"].mean()
@@ -322,19 +374,31 @@ def plot_r2_curves(
                     ceiling.index.to_numpy(float), ceiling.to_numpy(float), "k--", linewidth=1.2,
                     label=POD_CEILING_LABEL,
                 )
+        ax.axvline(t_start, color="0.3", linestyle=":", linewidth=1.5,
+                   label=f"{FORECAST_START_LABEL} (t = {t_start:.2f} s)")
         if metric.startswith("r2"):
-            finite_lows = [v for v in lows if np.isfinite(v)]
-            bottom = max(-1.0, min(finite_lows, default=0.0) - 0.05)
+            lows = [np.nanmin(y) for _, _, y in curves.values() if np.isfinite(y).any()]
+            bottom = max(R2_FLOOR, min(lows, default=0.0) - 0.05)
             ax.set_ylim(bottom, 1.02)
+            for model, (i, t, y) in curves.items():
+                below = y < bottom
+                if below.any():
+                    ax.plot(t[below], np.full(below.sum(), bottom), "v", color=f"C{i}", markersize=4,
+                            clip_on=False, label=f"{model} {OFF_SCALE_LABEL}")
+        ax.set_xlim(t_start - margin, t_end + margin)
         n_runs = of_panel["run_id"].nunique()
-        ax.set_title(f"{by} = {panel}" + (f" (mean of {n_runs} runs)" if by == "family" else ""))
-        ax.set_xlabel("time [s]")
-        ax.set_ylabel(metric)
+        runs_text = f"{n_runs} run" if n_runs == 1 else f"mean of {n_runs} runs"
+        ax.set_title(f"{by} = {panel}" + (f" ({runs_text})" if by == "family" else ""))
+        ax.set_xlabel("time since run start [s]")
+        ax.set_ylabel(label)
         ax.grid(True, alpha=0.3)
-        ax.legend(fontsize="small")
+        ax.legend(fontsize="small", loc="best")
     for ax in axes[len(panels):]:
         ax.set_axis_off()
-    fig.suptitle(f"{metric} vs time, shift mode {rows['shift_mode'].iloc[0]}")
+    fig.suptitle(
+        f"Forecast {label} on the unseen test runs, closed loop from the forecast start "
+        f"(shift mode {rows['shift_mode'].iloc[0]})"
+    )
     return fig
 
 
@@ -530,12 +594,14 @@ def plot_eigenvalues(eigenvalues, threshold: float | None = None) -> Figure:
     return fig
 
 
-def plot_training_log(training_log: pd.DataFrame) -> Figure:
+def plot_training_log(training_log: pd.DataFrame, chosen_epoch: int | None = None) -> Figure:
     """LSTM training history: losses (log y), validation rollout R² and learning rate.
 
     Args:
         training_log: one row per epoch with ``epoch``, ``train_loss`` and optionally
             ``val_loss``, ``val_rollout_r2``, ``lr`` (NaN where not evaluated that epoch).
+        chosen_epoch: the epoch whose weights were kept (the checkpoint selection), drawn as a
+            vertical line labelled ``"chosen epoch {e}"`` in every panel.
 
     Returns:
         Figure with three axes (shared x): [losses, val_rollout_r2, lr]. Lines are labelled
@@ -543,6 +609,11 @@ def plot_training_log(training_log: pd.DataFrame) -> Figure:
     """
     _require_columns(training_log, ["epoch", "train_loss"], "training_log")
     log = training_log.sort_values("epoch")
+    if chosen_epoch is not None and int(chosen_epoch) not in set(log["epoch"].astype(int)):
+        raise ValueError(
+            f"chosen_epoch={chosen_epoch!r} is not an epoch of training_log (epochs "
+            f"{int(log['epoch'].min())}..{int(log['epoch'].max())}); pass the summary's best_epoch"
+        )
     fig = Figure(figsize=(8, 8), layout="constrained")
     ax_loss, ax_r2, ax_lr = fig.subplots(3, 1, sharex=True)
 
@@ -561,7 +632,6 @@ def plot_training_log(training_log: pd.DataFrame) -> Figure:
     if any(np.all(line_.get_ydata() > 0) for line_ in ax_loss.get_lines()):
         ax_loss.set_yscale("log")
     ax_loss.set_ylabel("loss (MSE)")
-    ax_loss.legend()
     line(ax_r2, "val_rollout_r2", color="C2", marker="o", markersize=3)
     ax_r2.set_ylabel("validation rollout R²")
     line(ax_lr, "lr", color="C4")
@@ -570,20 +640,29 @@ def plot_training_log(training_log: pd.DataFrame) -> Figure:
     ax_lr.set_ylabel("learning rate")
     ax_lr.set_xlabel("epoch")
     for ax in (ax_loss, ax_r2, ax_lr):
+        if chosen_epoch is not None:
+            ax.axvline(int(chosen_epoch), color="C3", linestyle="--", linewidth=1.2,
+                       label=f"chosen epoch {int(chosen_epoch)}")
         ax.grid(True, alpha=0.3)
-    ax_loss.set_title("LSTM training log")
+        if ax.get_lines():
+            ax.legend(fontsize="small")
+    ax_loss.set_title("LSTM training log" + (
+        f" (weights kept from epoch {int(chosen_epoch)})" if chosen_epoch is not None else ""))
     return fig
 
 
 LAG_CRITERIA = ("aic", "bic", "hqic", "fpe")
 
 
-def plot_lag_scan(table: pd.DataFrame) -> Figure:
+def plot_lag_scan(table: pd.DataFrame, chosen_lag: int | None = None, rule: str | None = None) -> Figure:
     """Information criteria of an MVAR lag scan, one panel per criterion.
 
     Args:
         table: one row per lag with columns ``lag`` and any of ``aic``, ``bic``, ``hqic``,
             ``fpe`` (at least one).
+        chosen_lag: the lag the fitted MVAR uses, drawn as a vertical line labelled
+            ``"chosen lag {p}"`` (plus `` ({rule})``) in every panel.
+        rule: how the lag was chosen (``"fixed"``, ``"aic"``, ...), shown in the label.
 
     Returns:
         Figure with one axes per present criterion (in the order aic, bic, hqic, fpe): the
@@ -608,13 +687,16 @@ def plot_lag_scan(table: pd.DataFrame) -> Figure:
             ax.plot([lags[best]], [values[best]], "r*", markersize=12, label=f"min at lag {lags[best]:g}")
         if criterion == "fpe" and values.size and np.all(values > 0):
             ax.set_yscale("log")
+        if chosen_lag is not None:
+            ax.axvline(int(chosen_lag), color="C2", linestyle="--", linewidth=1.2,
+                       label=f"chosen lag {int(chosen_lag)}" + (f" ({rule})" if rule else ""))
         ax.set_xlabel("lag")
         ax.set_ylabel(criterion.upper())
         ax.grid(True, alpha=0.3)
         ax.legend(fontsize="small")
     for ax in axes[len(criteria):]:
         ax.set_axis_off()
-    fig.suptitle("MVAR lag selection")
+    fig.suptitle("MVAR lag selection" + (f": lag {int(chosen_lag)} used" if chosen_lag is not None else ""))
     return fig
 
 
@@ -627,6 +709,148 @@ def animation_frames(n_frames: int, max_frames: int) -> np.ndarray:
     n = min(int(n_frames), int(max_frames))
     # For n <= n_frames consecutive targets are >= 1 apart, so the rounded indices are distinct.
     return np.round(np.linspace(0, n_frames - 1, n)).astype(int)
+
+
+GIF_LEVELS = 100  # colour levels per colour map in a GIF; with greys the palette fits in 256
+GIF_ERROR_PERCENTILE = 99.0
+
+
+def gif_palette(levels: int = GIF_LEVELS) -> np.ndarray:
+    """The fixed GIF palette, (K, 3) uint8 with K ≤ 256: ``levels`` colours of the density map,
+    ``levels`` of the error map (the exact colours of the maps resampled to ``levels``) and
+    the greys that text, spines and anti-aliasing on white need."""
+    n_grey = 256 - 2 * int(levels)
+    if n_grey < 2:
+        raise ValueError(f"levels must leave room for greys in a 256-colour palette, got {levels!r}")
+    colours = [
+        mpl.colormaps[DENSITY_CMAP].resampled(levels)(np.arange(levels))[:, :3],
+        mpl.colormaps[ERROR_CMAP].resampled(levels)(np.arange(levels))[:, :3],
+        np.repeat(np.linspace(0.0, 1.0, n_grey)[:, None], 3, axis=1),
+    ]
+    return np.round(np.concatenate(colours) * 255).astype(np.uint8)
+
+
+def to_palette_indices(rgb: np.ndarray, palette: np.ndarray) -> np.ndarray:
+    """Index of the nearest palette colour (Euclidean in RGB) of every pixel, exactly.
+
+    Args:
+        rgb: (H, W, 3) uint8 image; palette: (K, 3) uint8 colours, K ≤ 256.
+
+    Returns:
+        (H, W) uint8 indices into ``palette``. Computed per distinct colour of the image, so
+        the cost is (number of distinct colours) × K, not pixels × K.
+    """
+    packed = (rgb[..., 0].astype(np.int64) << 16) | (rgb[..., 1].astype(np.int64) << 8) | rgb[..., 2]
+    colours, inverse = np.unique(packed.ravel(), return_inverse=True)
+    unique_rgb = np.stack([(colours >> 16) & 255, (colours >> 8) & 255, colours & 255], axis=1)
+    distance = ((unique_rgb[:, None, :] - palette[None, :, :].astype(np.int64)) ** 2).sum(axis=2)
+    return np.argmin(distance, axis=1).astype(np.uint8)[inverse].reshape(rgb.shape[:2])
+
+
+class _PalettedGifWriter(PillowWriter):
+    """PillowWriter whose frames are mapped, undithered, onto one fixed palette.
+
+    Pillow's default converts each RGB frame to GIF with an adaptive (median-cut) palette of
+    its own, which bands smooth colour bars and makes colours flicker between frames; its
+    fixed-palette conversion looks colours up in a reduced-precision cache (white becomes
+    250, 250, 250). Here every pixel goes to its exact nearest palette colour
+    (:func:`to_palette_indices`); with colour maps resampled to the palette's levels every
+    image pixel is a palette colour, so the map is exact there.
+    """
+
+    def __init__(self, *args, palette: np.ndarray, **kwargs):
+        super().__init__(*args, **kwargs)
+        self._palette = np.asarray(palette, dtype=np.uint8)
+        flat = np.empty((256, 3), dtype=np.uint8)
+        flat[: len(self._palette)] = self._palette
+        flat[len(self._palette):] = self._palette[-1]  # pad with an existing colour
+        self._flat_palette = flat.ravel().tolist()
+
+    def grab_frame(self, **savefig_kwargs):
+        from PIL import Image
+
+        super().grab_frame(**savefig_kwargs)
+        rgb = np.asarray(self._frames[-1].convert("RGB"))
+        frame = Image.fromarray(to_palette_indices(rgb, self._palette), mode="P")
+        frame.putpalette(self._flat_palette)
+        self._frames[-1] = frame
+
+
+def _file_mode() -> int:
+    """The mode ``open()`` gives a new file here: 0o666 less the process umask."""
+    mask = os.umask(0)
+    os.umask(mask)
+    return 0o666 & ~mask
+
+
+def comparison_animation_figure(
+    truth, predictions: Mapping[str, np.ndarray], times, frames, title: str = "",
+    dpi: int = 80, panel_inches: float = 2.5,
+):
+    """The figure of :func:`write_comparison_animation` and a function that draws frame k.
+
+    Args:
+        truth: (T, ny, nx); predictions: {model: (T, ny, nx)}; times: (T,) seconds.
+        frames: (F,) frame indices to animate (e.g. :func:`animation_frames`).
+        title, dpi, panel_inches: see :func:`write_comparison_animation`.
+
+    Returns:
+        ``(figure, draw)``: the laid-out, frozen figure (2 × (1 + M) axes, row-major: truth,
+        the M forecasts, the caption axes, the M |error| panels; then the two colour bars) and
+        ``draw(k)`` that sets every image and the caption to ``frames[k]``.
+    """
+    truth, predictions, times = _check_movies(truth, predictions, times)
+    frames = np.asarray(frames, dtype=int)
+    names = list(predictions)
+    errors = {name: np.abs(predictions[name][frames] - truth[frames]) for name in names}
+    density_limits, error_limits = _colour_limits(
+        truth[frames], list(errors.values()), error_percentile=GIF_ERROR_PERCENTILE
+    )
+    density_cmap = mpl.colormaps[DENSITY_CMAP].resampled(GIF_LEVELS)
+    error_cmap = mpl.colormaps[ERROR_CMAP].resampled(GIF_LEVELS)
+
+    n_cols = 1 + len(names)
+    fig = Figure(figsize=(panel_inches * n_cols, panel_inches * 2), dpi=dpi, layout="constrained")
+    axes = fig.subplots(2, n_cols, squeeze=False)
+    first = frames[0]
+    truth_image = _image(axes[0, 0], truth[first], None, density_cmap, density_limits)
+    axes[0, 0].set_title("truth", fontsize="small")
+    model_images, error_images = [], []
+    for j, name in enumerate(names, start=1):
+        model_images.append(_image(axes[0, j], predictions[name][first], None, density_cmap, density_limits))
+        axes[0, j].set_title(name, fontsize="small")
+        error_images.append(_image(axes[1, j], errors[name][0], None, error_cmap, error_limits))
+        axes[1, j].set_title(f"|error| {name}", fontsize="small")
+    fig.colorbar(truth_image, ax=axes[0, :].tolist(), shrink=0.8, label="density")
+    error_max = max((float(np.nanmax(e)) for e in errors.values() if np.isfinite(e).any()), default=0.0)
+    fig.colorbar(error_images[0], ax=axes[1, 1:].tolist(), shrink=0.8, label="|error|",
+                 extend="max" if error_max > error_limits[1] else "neither")
+    caption_ax = axes[1, 0]
+    caption_ax.set_axis_off()
+    caption = caption_ax.text(0.0, 0.5, "", transform=caption_ax.transAxes, ha="left", va="center",
+                              fontsize="small")
+
+    def caption_text(frame: int) -> str:
+        return (f"{title}\n" if title else "") + (
+            f"t = {times[frame]:.2f} s\nlead {times[frame] - times[0]:.2f} s\n"
+            f"frame {frame + 1}/{truth.shape[0]}"
+        )
+
+    def draw(k: int) -> None:
+        frame = frames[k]
+        truth_image.set_data(truth[frame])
+        for name, model_image, error_image in zip(names, model_images, error_images):
+            model_image.set_data(predictions[name][frame])
+            error_image.set_data(errors[name][k])
+        # The frame number keeps consecutive GIF frames distinct (Pillow merges equal ones).
+        caption.set_text(caption_text(frame))
+
+    # Lay out once, with the last (longest) caption, and freeze it so panels do not jitter.
+    draw(len(frames) - 1)
+    fig.draw_without_rendering()
+    fig.set_layout_engine("none")
+    draw(0)
+    return fig, draw
 
 
 def write_comparison_animation(
@@ -643,17 +867,24 @@ def write_comparison_animation(
     """GIF of truth beside each model's forecast, with each model's |error| underneath.
 
     Layout: a 2 × (1 + M) grid; top row truth then the M forecasts, bottom row |error| of each
-    model under its forecast (bottom-left empty). Frames are :func:`animation_frames`
-    (at most ``max_frames``, evenly spaced); each frame's title shows its time. The GIF is
-    written by :class:`matplotlib.animation.PillowWriter` to a temporary file in the target
-    folder and moved into place with :func:`os.replace`, so ``path`` never holds a partial file.
+    model under its forecast, and bottom-left a caption with ``title``, the frame's time, its
+    lead since the first forecast frame and its number (no figure title to collide with the
+    panel titles). Frames are :func:`animation_frames` (at most ``max_frames``, evenly
+    spaced). Colour scales are fixed over the movie: density on the truth's range, |error| on
+    [0, 99th percentile of all animated errors] (capped at the truth's range; the colour bar's
+    arrow marks larger errors), so one diverging frame does not wash out the others. Frames
+    are mapped onto one fixed palette (:func:`gif_palette`, colour maps resampled to
+    :data:`GIF_LEVELS` levels) so colour bars do not band. The GIF is written by
+    :class:`matplotlib.animation.PillowWriter` to a temporary file in the target folder, given
+    the normal mode of a new file (0o666 less the umask) and moved into place with
+    :func:`os.replace`, so ``path`` never holds a partial file.
 
     Args:
         truth: (T, ny, nx); predictions: {model: (T, ny, nx)}; times: (T,) seconds.
         path: output ``.gif`` file; its folder is created if needed.
         fps: frames per second of the GIF.
         max_frames: upper bound on the number of frames.
-        title: text before the time in each frame's title.
+        title: first line of the caption.
         dpi, panel_inches: each frame is ``(1 + M) * panel_inches * dpi`` by
             ``2 * panel_inches * dpi`` pixels (rounded down).
 
@@ -667,52 +898,25 @@ def write_comparison_animation(
     if not fps > 0:
         raise ValueError(f"fps must be positive, got {fps!r}")
     frames = animation_frames(truth.shape[0], max_frames)
-    names = list(predictions)
-    errors = {name: np.abs(predictions[name][frames] - truth[frames]) for name in names}
-    density_limits, error_limits = _colour_limits(truth[frames], list(errors.values()))
-
-    n_cols = 1 + len(names)
-    fig = Figure(figsize=(panel_inches * n_cols, panel_inches * 2), dpi=dpi, layout="constrained")
-    axes = fig.subplots(2, n_cols, squeeze=False)
-    first = frames[0]
-    truth_image = _image(axes[0, 0], truth[first], None, DENSITY_CMAP, density_limits)
-    axes[0, 0].set_title("truth", fontsize="small")
-    axes[1, 0].set_axis_off()
-    model_images, error_images = [], []
-    for j, name in enumerate(names, start=1):
-        model_images.append(_image(axes[0, j], predictions[name][first], None, DENSITY_CMAP, density_limits))
-        axes[0, j].set_title(name, fontsize="small")
-        error_images.append(_image(axes[1, j], errors[name][0], None, ERROR_CMAP, error_limits))
-        axes[1, j].set_title(f"|error| {name}", fontsize="small")
-    fig.colorbar(truth_image, ax=axes[0, :].tolist(), shrink=0.8)
-    fig.colorbar(error_images[0], ax=axes[1, 1:].tolist(), shrink=0.8)
-    heading = fig.suptitle("")
-    # Lay out once and freeze it, so panels do not jitter as the title text changes.
-    fig.draw_without_rendering()
-    fig.set_layout_engine("none")
+    fig, draw = comparison_animation_figure(truth, predictions, times, frames, title, dpi, panel_inches)
     path.parent.mkdir(parents=True, exist_ok=True)
     handle, temp_name = tempfile.mkstemp(dir=path.parent, prefix=f".{path.stem}.", suffix=".tmp.gif")
     os.close(handle)
-    writer = PillowWriter(fps=fps)
+    writer = _PalettedGifWriter(fps=fps, palette=gif_palette())
     try:
         # setup/finish by hand rather than writer.saving(): that context calls finish() even
         # after an error, which then fails on the empty frame list and hides the real cause.
         with mpl.rc_context({"savefig.bbox": None}):
             writer.setup(fig, temp_name, dpi)
-            for k, frame in enumerate(frames):
-                truth_image.set_data(truth[frame])
-                for name, model_image, error_image in zip(names, model_images, error_images):
-                    model_image.set_data(predictions[name][frame])
-                    error_image.set_data(errors[name][k])
-                # The frame number keeps consecutive GIF frames distinct (Pillow merges equal ones).
-                heading.set_text(
-                    f"{title}  t = {times[frame]:.2f} s  (frame {frame + 1}/{truth.shape[0]})".strip()
-                )
+            for k in range(len(frames)):
+                draw(k)
                 writer.grab_frame()
             writer.finish()
+        # mkstemp creates 0600; a result file gets the mode any new file would get.
+        os.chmod(temp_name, _file_mode())
         os.replace(temp_name, path)
     except BaseException:
         Path(temp_name).unlink(missing_ok=True)
         raise
-    logger.info("wrote %d-frame comparison animation of %s to %s", len(frames), names, path)
+    logger.info("wrote %d-frame comparison animation of %s to %s", len(frames), list(predictions), path)
     return path
