@@ -204,6 +204,9 @@ def test_snapshot_grid_layout_and_frames():
     error_clims = {image_axes[i].images[0].get_clim() for i in range(3 * n_cols, 5 * n_cols)}
     assert density_clims == {(truth[frames].min(), truth[frames].max())}
     assert len(error_clims) == 1 and next(iter(error_clims))[0] == 0.0
+    assert "test run r0 (gaussian)" not in fig.get_suptitle() and "forecast from t = 2.00 s" in fig.get_suptitle()
+    titled = plots.plot_snapshot_grid(truth, predictions, times, snapshot_times, run_label="r0 (gaussian)")
+    assert "test run r0 (gaussian)" in titled.get_suptitle()
     with pytest.raises(ValueError, match="snapshot time 20"):
         plots.plot_snapshot_grid(truth, predictions, times, [20.0])
     with pytest.raises(ValueError, match="LSTM"):
@@ -226,7 +229,7 @@ def _test_results() -> pd.DataFrame:
 def test_metric_bars_heights_and_error_bars():
     fig = plots.plot_metric_bars(_test_results(), metric="r2_pooled", shift_mode="oracle")
     ax = fig.axes[0]
-    assert [t.get_text() for t in ax.get_xticklabels()] == ["gaussian", "uniform", "all"]
+    assert [t.get_text() for t in ax.get_xticklabels()] == ["gaussian\n(2 runs)", "uniform\n(1 run)", "all\n(3 runs)"]
     bars = {c.get_label(): c for c in ax.containers if hasattr(c, "patches")}
     np.testing.assert_allclose([p.get_height() for p in bars["MVAR"].patches], [0.8, 0.4, 2.0 / 3])
     np.testing.assert_allclose([p.get_height() for p in bars["LSTM"].patches], [0.7, 0.2, 1.6 / 3])
@@ -234,6 +237,9 @@ def test_metric_bars_heights_and_error_bars():
     segments = bars["MVAR"].errorbar.lines[2][0].get_segments()
     std = np.std([0.9, 0.7], ddof=1)
     np.testing.assert_allclose(segments[0][:, 1], [0.8 - std, 0.8 + std])
+    # uniform holds one run: no error bar (not a bar of height 0 posing as a measured spread)
+    assert len(segments) == 3 and np.isnan(segments[1]).all()
+    assert "no bar: one run" in ax.get_title()
     with pytest.raises(ValueError, match="hold"):
         plots.plot_metric_bars(_test_results(), shift_mode="hold")
 

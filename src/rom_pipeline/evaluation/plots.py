@@ -293,6 +293,7 @@ FORECAST_START_LABEL = "forecast start"
 OFF_SCALE_LABEL = "below the axis"
 R2_FLOOR = -1.0
 METRIC_LABELS = {
+    "r2_pooled": "pooled R²",
     "r2": "R²(t)",
     "r2_cumulative": "cumulative R²(0..t)",
     "r2_pod_ceiling": "POD ceiling R²(t)",
@@ -419,7 +420,8 @@ def _nearest_frames(times: np.ndarray, snapshot_times: Sequence[float]) -> np.nd
 
 
 def plot_snapshot_grid(
-    truth, predictions: Mapping[str, np.ndarray], times, snapshot_times: Sequence[float], extent=None
+    truth, predictions: Mapping[str, np.ndarray], times, snapshot_times: Sequence[float], extent=None,
+    run_label: str | None = None,
 ) -> Figure:
     """Truth, each model's forecast and each model's |error| at chosen times.
 
@@ -429,6 +431,7 @@ def plot_snapshot_grid(
         times: (T,) times [s] of the frames.
         snapshot_times: times [s] to show; each column shows the frame nearest to it.
         extent: optional ``(x_min, x_max, y_min, y_max)``.
+        run_label: the test run shown (e.g. ``"test_000 (gaussian)"``), named in the title.
 
     Returns:
         Figure with a (1 + 2M) × S grid of image axes (M models, S snapshot times): row 0 the
@@ -462,6 +465,11 @@ def plot_snapshot_grid(
                 error_image = image
     fig.colorbar(density_image, ax=axes[: 1 + len(names), :].ravel().tolist(), label="density", shrink=0.9)
     fig.colorbar(error_image, ax=axes[1 + len(names):, :].ravel().tolist(), label="|error|", shrink=0.9)
+    fig.suptitle(
+        "Truth, closed-loop forecasts and |forecast − truth|"
+        + (f"\ntest run {run_label}" if run_label else "")
+        + f", forecast from t = {times[0]:.2f} s"
+    )
     return fig
 
 
@@ -484,6 +492,7 @@ def plot_metric_bars(
     if len(families) > 1:
         families.append(ALL_FAMILIES)
     models = list(pd.unique(table["model"]))
+    runs_per_family = table.groupby("family")["n_runs"].max().reindex(families)
     x = np.arange(len(families), dtype=float)
     width = 0.8 / len(models)
     fig = Figure(figsize=(max(5.0, 1.6 * len(families) * max(1, len(models) / 2)), 4.0), layout="constrained")
@@ -491,16 +500,22 @@ def plot_metric_bars(
     for i, model in enumerate(models):
         of_model = table[table["model"] == model].set_index("family")
         means = of_model[f"{metric}_mean"].reindex(families).to_numpy(float)
-        stds = of_model[f"{metric}_std"].reindex(families).to_numpy(float)
+        # A single run has no measured spread: no error bar rather than a bar of height 0.
+        single = of_model["n_runs"].reindex(families).to_numpy(float) <= 1
+        stds = np.where(single, np.nan, of_model[f"{metric}_std"].reindex(families).to_numpy(float))
         ax.bar(
             x + (i - (len(models) - 1) / 2) * width, means, width, yerr=stds, capsize=3,
             label=str(model), color=f"C{i}",
         )
-    ax.set_xticks(x, [str(f) for f in families])
+    ax.set_xticks(x, [
+        f"{f}\n({int(n)} run{'' if n == 1 else 's'})" if np.isfinite(n) else str(f)
+        for f, n in zip(families, runs_per_family.to_numpy(float))
+    ])
     ax.set_xlabel("initial-condition family")
-    ax.set_ylabel(metric)
+    ax.set_ylabel(METRIC_LABELS.get(metric, metric))
     ax.axhline(0.0, color="0.3", linewidth=0.8)
-    ax.set_title(f"{metric} (mean ± std over test runs), shift mode {shift_mode}")
+    ax.set_title(f"{METRIC_LABELS.get(metric, metric)} per family: mean ± std over test runs "
+                 f"(no bar: one run), shift mode {shift_mode}")
     ax.legend()
     ax.grid(True, axis="y", alpha=0.3)
     return fig

@@ -91,7 +91,8 @@ def snapshot_figures(
         if figure is None:
             snaps = cfg.eval.snapshot_times or list(np.linspace(times[0], times[-1], 4))
             snaps = [t for t in snaps if times[0] <= t <= times[-1]] or [times[0], times[-1]]
-            figure = plots.plot_snapshot_grid(truth, preds, times, snaps, extent=extent)
+            figure = plots.plot_snapshot_grid(truth, preds, times, snaps, extent=extent,
+                                              run_label=f"{run_id} ({family})")
         if family not in {spec["family"] for spec in animations.values()}:
             animations[f"{run_id}_{family}"] = {
                 "truth": truth, "predictions": preds, "times": times, "family": family,
@@ -137,24 +138,27 @@ REPORT_FIGURES = (
         "Pooled R² of each model per initial-condition family, mean ± std over test runs.",
     ),
 )
-# Shown when the results carry lead-window scores (r2_lead_* columns); the skill-vs-lead
-# figure is the "skill_vs_lead_plot" dataset.
+# The skill-versus-lead figure of the lab-frame ensemble ("ensemble_skill_plot"), shown when the
+# results hold that shift mode, i.e. when the figure has data.
+SKILL_FIGURE_SHIFT_MODE = "lab_ensemble"
 SKILL_FIGURE = report_page.PageFigure(
-    "Skill versus lead time", "../figures/skill_vs_lead.png",
-    "Forecast skill against the lead time since the forecast start.",
+    "Skill versus lead time", "../figures/ensemble_skill.png",
+    "Skill of the lab-frame ensemble against the lead time since the forecast start, per model "
+    "(CRPS and energy-score skill against climatology and the held track).",
 )
 
 
 def build_report_page(
     comparison_markdown: str, all_test_results: pd.DataFrame, comparison_animations: list, summary: dict
 ) -> str:
-    """``report/index.html``: headline facts, the comparison table, the R²(t) curves, the
-    skill-versus-lead numbers and figure (when the results have lead-window scores), the
-    snapshot grid and links to the animations (the files the animation dataset lists)."""
+    """``report/index.html``: headline facts, the comparison table, the lead-window R² (when
+    scored), the R²(t) curves, the skill-versus-lead figure (when the results hold the
+    lab-frame ensemble), the snapshot grid and links to the animations (the files the
+    animation dataset lists)."""
     mode = _primary_shift_mode(all_test_results)
     lead_windows = report_page.lead_window_table(all_test_results, shift_mode=mode)
     figures = list(REPORT_FIGURES)
-    if not lead_windows.empty:
+    if SKILL_FIGURE_SHIFT_MODE in set(all_test_results["shift_mode"]):
         figures.insert(1, SKILL_FIGURE)
     facts = {
         "models": ", ".join(summary["models"]),
