@@ -239,7 +239,7 @@ def test_metric_bars_heights_and_error_bars():
     np.testing.assert_allclose(segments[0][:, 1], [0.8 - std, 0.8 + std])
     # uniform holds one run: no error bar (not a bar of height 0 posing as a measured spread)
     assert len(segments) == 3 and np.isnan(segments[1]).all()
-    assert "no bar: one run" in ax.get_title()
+    assert "no error bar: one run" in ax.get_title()
     with pytest.raises(ValueError, match="hold"):
         plots.plot_metric_bars(_test_results(), shift_mode="hold")
 
@@ -416,7 +416,7 @@ def test_comparison_animation_failure_leaves_no_file(tmp_path, monkeypatch):
     def fail(self, **kwargs):
         raise RuntimeError("disk full")
 
-    monkeypatch.setattr(plots.PillowWriter, "grab_frame", fail)
+    monkeypatch.setattr(plots.animation.PillowWriter, "grab_frame", fail)
     with pytest.raises(RuntimeError, match="disk full"):
         plots.write_comparison_animation(truth, {"MVAR": truth}, np.arange(4.0), path)
     assert os.listdir(tmp_path) == []
