@@ -413,12 +413,54 @@ def test_comparison_animation_failure_leaves_no_file(tmp_path, monkeypatch):
     truth = np.random.default_rng(4).random((4, 5, 5))
     path = tmp_path / "broken.gif"
 
-    def fail(self, **kwargs):
-        raise RuntimeError("disk full")
+    calls = []
+    real = plots.animation.PaletteMapper.__call__
 
-    monkeypatch.setattr(plots.animation.PillowWriter, "grab_frame", fail)
+    def fail_on_third_frame(self, rgb):
+        calls.append(1)
+        if len(calls) == 3:
+            raise RuntimeError("disk full")
+        return real(self, rgb)
+
+    monkeypatch.setattr(plots.animation.PaletteMapper, "__call__", fail_on_third_frame)
     with pytest.raises(RuntimeError, match="disk full"):
         plots.write_comparison_animation(truth, {"MVAR": truth}, np.arange(4.0), path)
-    assert os.listdir(tmp_path) == []
+    assert os.listdir(tmp_path) == [] and len(calls) == 3
     with pytest.raises(ValueError, match="gif"):
         plots.write_comparison_animation(truth, {"MVAR": truth}, np.arange(4.0), tmp_path / "x.mp4")
+
+
+def test_blitted_gif_frames_equal_full_redraws(tmp_path):
+    """Each GIF frame (only images and caption redrawn) equals a full draw of that frame."""
+    from rom_pipeline.evaluation.plots.animation import PaletteMapper
+
+    rng = np.random.default_rng(8)
+    truth = rng.random((5, 7, 7))
+    predictions = {"MVAR": truth + 0.2 * rng.random(truth.shape), "LSTM": truth[::-1].copy()}
+    times = 0.5 + 0.25 * np.arange(5)
+    path = plots.write_comparison_animation(truth, predictions, times, tmp_path / "m.gif", title="run 3",
+                                            dpi=50, panel_inches=2.0)
+    frames = plots.animation_frames(5, 120)
+    fig, draw = plots.comparison_animation_figure(truth, predictions, times, frames, "run 3", 50, 2.0)
+    canvas = FigureCanvasAgg(fig)
+    mapper = PaletteMapper(plots.gif_palette())
+    with Image.open(path) as gif:
+        decoded = [np.asarray(frame.convert("RGB")) for frame in ImageSequence.Iterator(gif)]
+    assert len(decoded) == 5
+    for k in range(5):
+        draw(k)
+        canvas.draw()
+        full = mapper.palette[mapper(np.asarray(canvas.buffer_rgba())[..., :3])]
+        np.testing.assert_array_equal(decoded[k], full)
+
+
+def test_palette_mapper_remembers_colours_and_refuses_bad_palettes():
+    from rom_pipeline.evaluation.plots.animation import PaletteMapper
+
+    mapper = PaletteMapper(np.array([[0, 0, 0], [255, 255, 255], [200, 10, 10]], dtype=np.uint8))
+    rgb = np.array([[[250, 250, 250], [190, 20, 0], [10, 10, 10]]], dtype=np.uint8)
+    np.testing.assert_array_equal(mapper(rgb), [[1, 2, 0]])
+    np.testing.assert_array_equal(mapper(rgb[:, ::-1]), [[0, 2, 1]])  # from the table now
+    assert len(mapper.pil_palette()) == 768 and mapper.pil_palette()[-3:] == [200, 10, 10]
+    with pytest.raises(ValueError, match="palette"):
+        PaletteMapper(np.zeros((300, 3), dtype=np.uint8))

@@ -9,7 +9,6 @@ from pathlib import Path
 
 import matplotlib as mpl
 import numpy as np
-from matplotlib.animation import PillowWriter
 from matplotlib.figure import Figure
 
 from rom_pipeline.evaluation.plots._common import (
@@ -58,43 +57,49 @@ def to_palette_indices(rgb: np.ndarray, palette: np.ndarray) -> np.ndarray:
         rgb: (H, W, 3) uint8 image; palette: (K, 3) uint8 colours, K ≤ 256.
 
     Returns:
-        (H, W) uint8 indices into ``palette``. Computed per distinct colour of the image, so
-        the cost is (number of distinct colours) × K, not pixels × K.
+        (H, W) uint8 indices into ``palette``.
     """
-    packed = (rgb[..., 0].astype(np.int64) << 16) | (rgb[..., 1].astype(np.int64) << 8) | rgb[..., 2]
-    colours, inverse = np.unique(packed.ravel(), return_inverse=True)
-    unique_rgb = np.stack([(colours >> 16) & 255, (colours >> 8) & 255, colours & 255], axis=1)
-    distance = ((unique_rgb[:, None, :] - palette[None, :, :].astype(np.int64)) ** 2).sum(axis=2)
-    return np.argmin(distance, axis=1).astype(np.uint8)[inverse].reshape(rgb.shape[:2])
+    return PaletteMapper(palette)(rgb)
 
 
-class _PalettedGifWriter(PillowWriter):
-    """PillowWriter whose frames are mapped, undithered, onto one fixed palette.
+class PaletteMapper:
+    """Maps RGB frames to the exact nearest colour of a fixed palette, remembering every colour
+    it has seen in a lookup table of all 2^24 colours (so a movie's frames, which repeat the
+    same colours, cost one table look-up per pixel).
 
-    Pillow's default converts each RGB frame to GIF with an adaptive (median-cut) palette of
-    its own, which bands smooth colour bars and makes colours flicker between frames; its
-    fixed-palette conversion looks colours up in a reduced-precision cache (white becomes
-    250, 250, 250). Here every pixel goes to its exact nearest palette colour
-    (:func:`to_palette_indices`); with colour maps resampled to the palette's levels every
-    image pixel is a palette colour, so the map is exact there.
+    Pillow's own fixed-palette conversion looks colours up in a reduced-precision cache (white
+    becomes 250, 250, 250) and its default GIF conversion picks an adaptive palette per frame,
+    which bands smooth colour bars and makes colours flicker between frames.
     """
 
-    def __init__(self, *args, palette: np.ndarray, **kwargs):
-        super().__init__(*args, **kwargs)
-        self._palette = np.asarray(palette, dtype=np.uint8)
+    _UNSEEN = np.iinfo(np.uint16).max
+
+    def __init__(self, palette: np.ndarray):
+        self.palette = np.asarray(palette, dtype=np.uint8)
+        if self.palette.ndim != 2 or self.palette.shape[1] != 3 or not 1 <= len(self.palette) <= 256:
+            raise ValueError(f"palette must have shape (K, 3) with 1 <= K <= 256, got {self.palette.shape}")
+        self._table = np.full(1 << 24, self._UNSEEN, dtype=np.uint16)
+
+    def __call__(self, rgb: np.ndarray) -> np.ndarray:
+        rgb = np.asarray(rgb, dtype=np.uint8)
+        packed = (rgb[..., 0].astype(np.int32) << 16) | (rgb[..., 1].astype(np.int32) << 8) | rgb[..., 2]
+        index = self._table[packed]
+        unseen = index == self._UNSEEN
+        if unseen.any():
+            colours = np.unique(packed[unseen])
+            unique_rgb = np.stack([(colours >> 16) & 255, (colours >> 8) & 255, colours & 255], axis=1)
+            distance = ((unique_rgb[:, None, :].astype(np.int64)
+                         - self.palette[None, :, :].astype(np.int64)) ** 2).sum(axis=2)
+            self._table[colours] = np.argmin(distance, axis=1)
+            index = self._table[packed]
+        return index.astype(np.uint8)
+
+    def pil_palette(self) -> list[int]:
+        """The palette as Pillow's flat 768-value list, padded with an existing colour."""
         flat = np.empty((256, 3), dtype=np.uint8)
-        flat[: len(self._palette)] = self._palette
-        flat[len(self._palette):] = self._palette[-1]  # pad with an existing colour
-        self._flat_palette = flat.ravel().tolist()
-
-    def grab_frame(self, **savefig_kwargs):
-        from PIL import Image
-
-        super().grab_frame(**savefig_kwargs)
-        rgb = np.asarray(self._frames[-1].convert("RGB"))
-        frame = Image.fromarray(to_palette_indices(rgb, self._palette), mode="P")
-        frame.putpalette(self._flat_palette)
-        self._frames[-1] = frame
+        flat[: len(self.palette)] = self.palette
+        flat[len(self.palette):] = self.palette[-1]
+        return flat.ravel().tolist()
 
 
 def _file_mode() -> int:
@@ -118,7 +123,8 @@ def comparison_animation_figure(
     Returns:
         ``(figure, draw)``: the laid-out, frozen figure (2 × (1 + M) axes, row-major: truth,
         the M forecasts, the caption axes, the M |error| panels; then the two colour bars) and
-        ``draw(k)`` that sets every image and the caption to ``frames[k]``.
+        ``draw(k)`` that sets every image and the caption to ``frames[k]``; ``draw.artists``
+        lists those artists (the only ones that change between frames).
     """
     truth, predictions, times = _check_movies(truth, predictions, times)
     frames = np.asarray(frames, dtype=int)
@@ -171,7 +177,40 @@ def comparison_animation_figure(
     fig.draw_without_rendering()
     fig.set_layout_engine("none")
     draw(0)
+    # What changes per frame, in drawing order: the images, then the frames of their axes
+    # (drawn over the images, as a full draw does), then the caption.
+    images = [truth_image, *model_images, *error_images]
+    spines = [spine for image in images for spine in image.axes.spines.values()]
+    draw.artists = [*images, *spines, caption]
     return fig, draw
+
+
+def _render_frames(fig: Figure, draw, n_frames: int, mapper: PaletteMapper) -> list:
+    """Every frame of the animation as a palette ("P") Pillow image.
+
+    Blitting: the static part (axes, colour bars, titles) is drawn once; each frame restores
+    it and redraws only ``draw.artists`` (the images and the caption), which is what changes.
+    """
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
+    from PIL import Image
+
+    canvas = FigureCanvasAgg(fig)
+    for artist in draw.artists:
+        artist.set_animated(True)  # left out of the full draw: the background is what stays
+    canvas.draw()
+    background = canvas.copy_from_bbox(fig.bbox)
+    palette = mapper.pil_palette()
+    images = []
+    for k in range(n_frames):
+        draw(k)
+        canvas.restore_region(background)
+        for artist in draw.artists:
+            fig.draw_artist(artist)
+        rgb = np.asarray(canvas.buffer_rgba())[..., :3]
+        image = Image.fromarray(mapper(rgb), mode="P")
+        image.putpalette(palette)
+        images.append(image)
+    return images
 
 
 def write_comparison_animation(
@@ -195,10 +234,10 @@ def write_comparison_animation(
     [0, 99th percentile of all animated errors] (capped at the truth's range; the colour bar's
     arrow marks larger errors), so one diverging frame does not wash out the others. Frames
     are mapped onto one fixed palette (:func:`gif_palette`, colour maps resampled to
-    :data:`GIF_LEVELS` levels) so colour bars do not band. The GIF is written by
-    :class:`matplotlib.animation.PillowWriter` to a temporary file in the target folder, given
-    the normal mode of a new file (0o666 less the umask) and moved into place with
-    :func:`os.replace`, so ``path`` never holds a partial file.
+    :data:`GIF_LEVELS` levels) so colour bars do not band; only the images and the caption are
+    redrawn per frame (:func:`_render_frames`). The GIF is written by Pillow to a temporary
+    file in the target folder, given the normal mode of a new file (0o666 less the umask) and
+    moved into place with :func:`os.replace`, so ``path`` never holds a partial file.
 
     Args:
         truth: (T, ny, nx); predictions: {model: (T, ny, nx)}; times: (T,) seconds.
@@ -215,7 +254,7 @@ def write_comparison_animation(
     truth, predictions, times = _check_movies(truth, predictions, times)
     path = Path(path)
     if path.suffix.lower() != ".gif":
-        raise ValueError(f"path must end in .gif (PillowWriter writes GIF), got {str(path)!r}")
+        raise ValueError(f"path must end in .gif (the animation is a GIF), got {str(path)!r}")
     if not fps > 0:
         raise ValueError(f"fps must be positive, got {fps!r}")
     frames = animation_frames(truth.shape[0], max_frames)
@@ -223,16 +262,10 @@ def write_comparison_animation(
     path.parent.mkdir(parents=True, exist_ok=True)
     handle, temp_name = tempfile.mkstemp(dir=path.parent, prefix=f".{path.stem}.", suffix=".tmp.gif")
     os.close(handle)
-    writer = _PalettedGifWriter(fps=fps, palette=gif_palette())
     try:
-        # setup/finish by hand rather than writer.saving(): that context calls finish() even
-        # after an error, which then fails on the empty frame list and hides the real cause.
-        with mpl.rc_context({"savefig.bbox": None}):
-            writer.setup(fig, temp_name, dpi)
-            for k in range(len(frames)):
-                draw(k)
-                writer.grab_frame()
-            writer.finish()
+        gif_frames = _render_frames(fig, draw, len(frames), PaletteMapper(gif_palette()))
+        gif_frames[0].save(temp_name, format="GIF", save_all=True, append_images=gif_frames[1:],
+                           duration=int(1000 / fps), loop=0)
         # mkstemp creates 0600; a result file gets the mode any new file would get.
         os.chmod(temp_name, _file_mode())
         os.replace(temp_name, path)
