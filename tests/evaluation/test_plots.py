@@ -82,6 +82,7 @@ def test_pod_modes_images_are_reshaped_columns():
         np.testing.assert_array_equal(ax.images[0].get_array(), modes[:, k].reshape(ny, nx))
         vmin, vmax = ax.images[0].get_clim()
         assert vmax == pytest.approx(np.abs(modes[:, k]).max()) and vmin == -vmax
+    assert "3 of 3 POD modes" in fig.get_suptitle()
     with pytest.raises(ValueError, match="grid_shape"):
         plots.plot_pod_modes(modes, (5, 5))
 

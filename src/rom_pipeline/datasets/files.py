@@ -16,7 +16,6 @@ from typing import Any
 
 import fsspec
 import numpy as np
-from kedro_datasets._typing import JSONPreview, TablePreview
 from kedro.io.core import (
     AbstractVersionedDataset,
     DatasetError,
@@ -24,6 +23,7 @@ from kedro.io.core import (
     get_filepath_str,
     get_protocol_and_path,
 )
+from kedro_datasets._typing import JSONPreview, TablePreview
 
 
 def read_npz(source: Any, label: str, fix: str) -> dict[str, np.ndarray]:
@@ -194,7 +194,9 @@ class TorchPayloadDataset(_FileDataset):
             if isinstance(value, list | tuple):
                 shown = [describe(v, depth + 1) for v in value[:10]]
                 return shown + ([f"... {len(value) - 10} more"] if len(value) > 10 else [])
-            if value is None or isinstance(value, bool | int | float | str):
+            if isinstance(value, float):
+                return value if np.isfinite(value) else str(value)  # JSON has no NaN
+            if value is None or isinstance(value, bool | int | str):
                 return value
             return repr(value)
 

@@ -115,6 +115,7 @@ def plot_pod_modes(modes, grid_shape: tuple[int, int], n_show: int = 6, extent=N
         image = _image(ax, field, extent, MODE_CMAP, (-scale, scale))
         ax.set_title(f"mode {i + 1}")
         fig.colorbar(image, ax=ax, shrink=0.8)
+    fig.suptitle(f"Leading {n} of {modes.shape[1]} POD modes on the density grid (sign is arbitrary)")
     return fig
 
 
