@@ -191,9 +191,10 @@ def screenshot(url: str, output: Path, chromium: str, width: int, height: int, t
         page.call("Emulation.setDeviceMetricsOverride", width=width, height=height, deviceScaleFactor=1, mobile=False)
         page.call("Page.enable")
 
-        # The viewer's settings (no feature tour, chosen theme) go into localStorage before any
-        # of the page's scripts run, so the app starts with them.
-        settings = {"showFeatureHints": False, "theme": theme}
+        # The viewer's settings (no feature tour, chosen theme, full names) go into localStorage
+        # before any of the page's scripts run, so the app starts with them. "Pretty names" strip
+        # the namespace (mvar.model and lstm.model would both read "Model"), so they stay off.
+        settings = {"showFeatureHints": False, "theme": theme, "isPrettyName": False}
         page.call(
             "Page.addScriptToEvaluateOnNewDocument",
             source="(() => { const key = 'KedroViz';"

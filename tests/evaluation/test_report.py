@@ -131,6 +131,15 @@ def test_comparison_markdown_nan_cells_and_bad_metric():
         comparison_markdown(table, metrics=("r2_bogus",))
 
 
+def test_comparison_markdown_single_run_family_shows_the_value_without_spread():
+    table = comparison_table(_results(), shift_mode="oracle")
+    text = comparison_markdown(table, metrics=("r2_pooled", "rel_l2_mean"), digits=3)
+    # uniform has one run per model: no "± 0.000" pretending a measured spread
+    assert "| MVAR | uniform | 1 | 0 | 0.500 | 0.200 |" in text
+    assert "| LSTM | uniform | 1 | 0 | 0.600 | 0.250 |" in text
+    assert "| MVAR | gaussian | 2 | 0 | 0.800 ± 0.141 | 0.200 ± 0.141 |" in text
+
+
 def test_summary_dict_is_json_ready_and_merges_extra():
     results = _results()
     results.loc[(results["model"] == "LSTM") & (results["shift_mode"] == "hold"), "r2_pooled"] = np.nan

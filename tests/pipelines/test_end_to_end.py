@@ -153,3 +153,26 @@ def test_model_pipeline_without_shared_artifacts_says_how_to_build_them(tmp_path
     out = " ".join((proc.stdout + proc.stderr).split())  # rich wraps long lines
     assert "Missing inputs latent_dataset, pod_basis, test.runs" in out
     assert "kedro run --pipelines=simulation,pod,latent_dataset --env test" in out
+
+
+def test_report_page_links_existing_figures_and_animations(full_run: Path):
+    import re
+
+    report = full_run / "report"
+    page = (report / "index.html").read_text()
+    links = re.findall(r'(?:src|href)="([^"#][^"]*)"', page)
+    images = re.findall(r'<img src="([^"]+)"', page)
+    assert {"../figures/r2_curves.png", "../figures/snapshot_grid.png"} <= set(images)
+    missing = [link for link in links if not (report / link).is_file()]
+    assert not missing, missing
+    gifs = sorted(p.name for p in (report / "animations").glob("*.gif"))
+    assert [link.split("/")[-1] for link in links if link.endswith(".gif")] == gifs
+    results = pd.read_csv(report / "all_test_results.csv")
+    oracle = results[results["shift_mode"] == "oracle"]
+    for model in ("MVAR", "LSTM"):  # the table's pooled R² of each model, as the page shows it
+        mean = oracle[oracle["model"] == model]["r2_pooled"].mean()
+        row = re.search(rf"<td>{model}</td>\s*<td>all</td>.*?</tr>", page, flags=re.DOTALL)
+        assert row and f"{mean:.3f}" in row.group(0)
+    umask = os.umask(0)
+    os.umask(umask)
+    assert {p.stat().st_mode & 0o777 for p in (report / "animations").glob("*.gif")} == {0o666 & ~umask}

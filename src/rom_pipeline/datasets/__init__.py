@@ -2,9 +2,11 @@
 from rom_pipeline.datasets.animation import ComparisonAnimationDataset
 from rom_pipeline.datasets.files import NpzDataset, TorchPayloadDataset
 from rom_pipeline.datasets.runs import RunCollection, SimulationPlan, SimulationRunsDataset
+from rom_pipeline.datasets.text import MarkdownDataset
 
 __all__ = [
     "ComparisonAnimationDataset",
+    "MarkdownDataset",
     "NpzDataset",
     "RunCollection",
     "SimulationPlan",

@@ -7,6 +7,7 @@ deserialisation (``numpy.load(allow_pickle=False)``, ``torch.load(weights_only=T
 from __future__ import annotations
 
 import io
+import json
 import uuid
 import zipfile
 from copy import deepcopy
@@ -22,6 +23,7 @@ from kedro.io.core import (
     get_filepath_str,
     get_protocol_and_path,
 )
+from kedro_datasets._typing import JSONPreview, TablePreview
 
 
 def read_npz(source: Any, label: str, fix: str) -> dict[str, np.ndarray]:
@@ -131,10 +133,24 @@ class NpzDataset(_FileDataset):
         np.savez(buf, **arrays)
         self._write_bytes(buf.getvalue())
 
-    def preview(self) -> dict[str, Any]:
-        """kedro-viz preview: each array's shape and dtype (JSON)."""
-        data = self.load()
-        return {k: {"shape": list(v.shape), "dtype": str(v.dtype)} for k, v in data.items()}
+    def preview(self, nrows: int = 50) -> TablePreview:
+        """kedro-viz table preview: one row per array (the first ``nrows``) with its shape, dtype,
+        its value when it is a scalar and, for numbers, min, max and mean (``None`` where not
+        defined)."""
+        rows = []
+        for name, array in list(self.load().items())[:nrows]:
+            numeric = array.dtype.kind in "biuf" and array.size > 0
+            finite = array[np.isfinite(array)] if numeric else np.zeros(0)
+            stats = [float(f(finite)) if finite.size else None for f in (np.min, np.max, np.mean)]
+            value = array.item() if array.ndim == 0 else None
+            if isinstance(value, float) and not np.isfinite(value):
+                value = None
+            rows.append([name, "×".join(map(str, array.shape)) or "scalar", str(array.dtype), value, *stats])
+        return TablePreview({
+            "index": list(range(len(rows))),
+            "columns": ["array", "shape", "dtype", "value", "min", "max", "mean"],
+            "data": rows,
+        })
 
 
 class TorchPayloadDataset(_FileDataset):
@@ -162,3 +178,26 @@ class TorchPayloadDataset(_FileDataset):
         buf = io.BytesIO()
         torch.save(data, buf)
         self._write_bytes(buf.getvalue())
+
+    def preview(self, max_depth: int = 3) -> JSONPreview:
+        """kedro-viz JSON preview: the payload's structure, each tensor as ``{"shape", "dtype"}``
+        and each plain value as itself (nested to ``max_depth`` levels, long lists shortened)."""
+        import torch
+
+        def describe(value: Any, depth: int) -> Any:
+            if isinstance(value, torch.Tensor):
+                return {"shape": list(value.shape), "dtype": str(value.dtype).removeprefix("torch.")}
+            if isinstance(value, dict):
+                if depth >= max_depth:
+                    return f"{{{len(value)} entries}}"
+                return {str(k): describe(v, depth + 1) for k, v in value.items()}
+            if isinstance(value, list | tuple):
+                shown = [describe(v, depth + 1) for v in value[:10]]
+                return shown + ([f"... {len(value) - 10} more"] if len(value) > 10 else [])
+            if isinstance(value, float):
+                return value if np.isfinite(value) else str(value)  # JSON has no NaN
+            if value is None or isinstance(value, bool | int | str):
+                return value
+            return repr(value)
+
+        return JSONPreview(json.dumps(describe(self.load(), 0), default=str))

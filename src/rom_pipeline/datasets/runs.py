@@ -28,6 +28,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 from kedro.io import AbstractDataset, DatasetError
+from kedro_datasets._typing import TablePreview
 
 from rom_pipeline.datasets.files import read_npz
 from rom_pipeline.parallel import ExecutionConfig, map_as_completed
@@ -205,8 +206,22 @@ class SimulationRunsDataset(AbstractDataset[SimulationPlan, RunCollection]):
     def _describe(self) -> dict[str, Any]:
         return {"path": str(self._path)}
 
-    def preview(self) -> dict[str, Any]:
-        """kedro-viz preview: number of runs and the families present."""
+    def preview(self, nrows: int = 20) -> TablePreview:
+        """kedro-viz table preview: the metadata of the first ``nrows`` runs, one row per run
+        (nested values such as IC parameters as compact JSON text)."""
         runs = self.load()
-        table = runs.table()
-        return {"n_runs": len(runs), "families": table["family"].value_counts().to_dict()}
+        rows = [runs[run_id] for run_id in runs.run_ids[:nrows]]
+        columns = list(dict.fromkeys(key for row in rows for key in row if key != "fingerprint"))
+
+        def cell(value: Any) -> Any:
+            if value is None or isinstance(value, bool | int | str):
+                return value
+            if isinstance(value, float):
+                return value if np.isfinite(value) else None
+            return json.dumps(value, default=float, separators=(",", ":"))
+
+        return TablePreview({
+            "index": [row.get("run_id", run_id) for row, run_id in zip(rows, runs.run_ids)],
+            "columns": columns,
+            "data": [[cell(row.get(c)) for c in columns] for row in rows],
+        })

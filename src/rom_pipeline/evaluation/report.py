@@ -185,9 +185,12 @@ def comparison_table(test_results: pd.DataFrame, shift_mode: str | None = None) 
     return pd.DataFrame.from_records(records)
 
 
-def _format_cell(mean: float, std: float, digits: int) -> str:
+def _format_cell(mean: float, std: float, digits: int, n_runs: int = 2) -> str:
+    """``"mean ± std"``; just the value for a single run, whose spread is not measured."""
     if not np.isfinite(mean):
         return "n/a" if np.isnan(mean) else f"{mean}"
+    if n_runs <= 1:
+        return f"{mean:.{digits}f}"
     return f"{mean:.{digits}f} ± {std:.{digits}f}"
 
 
@@ -204,8 +207,8 @@ def comparison_markdown(
 ) -> str:
     """GitHub Markdown of a :func:`comparison_table`, one line per (model, family).
 
-    Each metric cell reads ``"mean ± std"`` with ``digits`` decimals (``n/a`` when no run has
-    a value). Below the table a line names, for every metric with a preferred direction (see
+    Each metric cell reads ``"mean ± std"`` with ``digits`` decimals (just the value when the
+    row holds a single run, ``n/a`` when no run has a value). Below the table a line names, for every metric with a preferred direction (see
     :data:`HIGHER_IS_BETTER`, :data:`LOWER_IS_BETTER`), the best model on the ``"all"`` rows.
 
     Args:
@@ -241,7 +244,7 @@ def comparison_markdown(
             str(int(row["n_runs"])),
             str(int(row["n_diverged"])),
         ]
-        cells += [_format_cell(row[f"{m}_mean"], row[f"{m}_std"], digits) for m in metrics]
+        cells += [_format_cell(row[f"{m}_mean"], row[f"{m}_std"], digits, int(row["n_runs"])) for m in metrics]
         lines.append("| " + " | ".join(cells) + " |")
 
     pooled = table[table["family"] == ALL_FAMILIES]

@@ -5,6 +5,7 @@ from the data itself, so a new model needs no change here.
 """
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -14,7 +15,7 @@ from matplotlib.figure import Figure
 from rom_pipeline import __version__
 from rom_pipeline.config import validate_parameters
 from rom_pipeline.datasets.runs import RunCollection
-from rom_pipeline.evaluation import plots, report
+from rom_pipeline.evaluation import plots, report, report_page
 
 
 def collect_test_results(*test_results: pd.DataFrame) -> pd.DataFrame:
@@ -90,7 +91,8 @@ def snapshot_figures(
         if figure is None:
             snaps = cfg.eval.snapshot_times or list(np.linspace(times[0], times[-1], 4))
             snaps = [t for t in snaps if times[0] <= t <= times[-1]] or [times[0], times[-1]]
-            figure = plots.plot_snapshot_grid(truth, preds, times, snaps, extent=extent)
+            figure = plots.plot_snapshot_grid(truth, preds, times, snaps, extent=extent,
+                                              run_label=f"{run_id} ({family})")
         if family not in {spec["family"] for spec in animations.values()}:
             animations[f"{run_id}_{family}"] = {
                 "truth": truth, "predictions": preds, "times": times, "family": family,
@@ -117,3 +119,58 @@ def summarise_experiment(
     for training in training_summaries:
         summary["models"].setdefault(training["model"], {})["training"] = training
     return summary, cfg.model_dump(mode="json")
+
+
+# Figures on the report page, linked relative to data/<experiment>/report/index.html; the files
+# are where conf/base/catalog_*.yml writes the matching "*_plot" datasets.
+REPORT_FIGURES = (
+    report_page.PageFigure(
+        "R²(t) curves", "../figures/r2_curves.png",
+        "Forecast R²(t) of every model against the truth, mean over the test runs of each "
+        "initial-condition family; dashed: the POD ceiling (the truth projected on the basis).",
+    ),
+    report_page.PageFigure(
+        "Snapshot grid", "../figures/snapshot_grid.png",
+        "Truth, each model's forecast and its |error| at the snapshot times (first test run).",
+    ),
+    report_page.PageFigure(
+        "Pooled R² by family", "../figures/metric_bars.png",
+        "Pooled R² of each model per initial-condition family, mean ± std over test runs.",
+    ),
+)
+# The skill-versus-lead figure of the lab-frame ensemble ("ensemble_skill_plot"), shown when the
+# results hold that shift mode, i.e. when the figure has data.
+SKILL_FIGURE_SHIFT_MODE = "lab_ensemble"
+SKILL_FIGURE = report_page.PageFigure(
+    "Skill versus lead time", "../figures/ensemble_skill.png",
+    "Skill of the lab-frame ensemble against the lead time since the forecast start, per model "
+    "(CRPS and energy-score skill against climatology and the held track).",
+)
+
+
+def build_report_page(
+    comparison_markdown: str, all_test_results: pd.DataFrame, comparison_animations: list, summary: dict
+) -> str:
+    """``report/index.html``: headline facts, the comparison table, the lead-window R² (when
+    scored), the R²(t) curves, the skill-versus-lead figure (when the results hold the
+    lab-frame ensemble), the snapshot grid and links to the animations (the files the
+    animation dataset lists)."""
+    mode = _primary_shift_mode(all_test_results)
+    lead_windows = report_page.lead_window_table(all_test_results, shift_mode=mode)
+    figures = list(REPORT_FIGURES)
+    if SKILL_FIGURE_SHIFT_MODE in set(all_test_results["shift_mode"]):
+        figures.insert(1, SKILL_FIGURE)
+    facts = {
+        "models": ", ".join(summary["models"]),
+        "POD modes r": f"{summary['pod']['n_modes']} ({summary['pod']['energy_captured']:.4f} of the energy)",
+        "forecast start": f"{summary['forecast_start']:g} s of {summary['test_horizon']:g} s",
+        "runs": f"{summary['n_train_runs']} training, {summary['n_test_runs']} test",
+        "figures' shift mode": mode,
+    }
+    for model, entry in summary["models"].items():
+        r2 = entry.get("r2_pooled_mean", {}).get(mode)
+        facts[f"{model} pooled R² ({mode})"] = "n/a" if r2 is None else f"{r2:.3f}"
+    animations = [(f"{path.stem} (GIF)", f"animations/{path.name}") for path in map(Path, comparison_animations)]
+    return report_page.report_page_html(
+        "Forecast comparison report", comparison_markdown, figures, animations, facts, lead_windows
+    )

@@ -40,5 +40,6 @@ def train_lstm(latent_dataset: dict, parameters: dict[str, Any]) -> tuple[dict, 
     return model.save_payload(), log, summary
 
 
-def plot_lstm_training(training_log: pd.DataFrame) -> Figure:
-    return plots.plot_training_log(training_log)
+def plot_lstm_training(training_log: pd.DataFrame, training_summary: dict) -> Figure:
+    """The training history with the epoch whose weights were kept marked."""
+    return plots.plot_training_log(training_log, chosen_epoch=training_summary["best_epoch"])

@@ -10,7 +10,7 @@ def create_pipeline(**kwargs) -> Pipeline:
         [
             Node(nodes.train_lstm, ["latent_dataset", "parameters"],
                  ["model", "training_log", "training_summary"], name="train_lstm"),
-            Node(nodes.plot_lstm_training, "training_log", "training_plot", name="plot_training"),
+            Node(nodes.plot_lstm_training, ["training_log", "training_summary"], "training_plot", name="plot_training"),
         ]
     )
     return model_pipeline("lstm", training, LSTMForecaster.from_payload)

@@ -57,5 +57,6 @@ def plot_mvar_eigenvalues(mvar_model: dict, parameters: dict[str, Any]) -> Figur
     return plots.plot_eigenvalues(np.linalg.eigvals(model.companion_matrix()), threshold)
 
 
-def plot_mvar_lag_scan(lag_scan: pd.DataFrame) -> Figure:
-    return plots.plot_lag_scan(lag_scan)
+def plot_mvar_lag_scan(lag_scan: pd.DataFrame, training_summary: dict) -> Figure:
+    """The lag scan with the lag the fitted model uses marked."""
+    return plots.plot_lag_scan(lag_scan, chosen_lag=training_summary["lag"], rule=training_summary.get("lag_rule"))

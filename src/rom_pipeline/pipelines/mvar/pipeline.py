@@ -12,7 +12,7 @@ def create_pipeline(**kwargs) -> Pipeline:
                  ["model", "lag_scan", "training_summary"], name="train_mvar"),
             Node(nodes.plot_mvar_eigenvalues, ["model", "parameters"], "eigenvalues_plot",
                  name="plot_eigenvalues"),
-            Node(nodes.plot_mvar_lag_scan, "lag_scan", "lag_scan_plot", name="plot_lag_scan"),
+            Node(nodes.plot_mvar_lag_scan, ["lag_scan", "training_summary"], "lag_scan_plot", name="plot_lag_scan"),
         ]
     )
     return model_pipeline("mvar", training, MVARForecaster.from_arrays)
