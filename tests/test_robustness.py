@@ -246,7 +246,7 @@ CASES = [
     Case("unknown shift mode", _config("eval.shift_modes", ["teleport"]), ConfigError, ("eval.shift_modes.0 = 'teleport'",)),
     Case("max_lag 0", _config("rom.models.mvar.max_lag", 0), ConfigError, ("rom.models.mvar.max_lag = 0",)),
     Case("unknown force law", _config("forces.type", "lennard_jones"), ConfigError, ("forces.type = 'lennard_jones'", "'morse'")),
-    Case("NaN noise", _config("noise.eta", float("nan")), ConfigError, ("noise.eta = nan", "greater than or equal to 0")),
+    Case("NaN noise", _config("noise.eta", float("nan")), ConfigError, ("noise.eta = nan", "must be a finite number")),
     # ---- data and artifacts
     Case("NaN in a density file", _nan_density, DatasetError, ("train_002/density.npz holds NaN or infinite densities", "rerun the simulation pipeline"), needs_runs=True),
     Case("truncated run file", _truncated_run, DatasetError, ("train_004/density.npz is not a readable .npz file", "delete its run folder and rerun"), needs_runs=True),
