@@ -7,6 +7,8 @@ deserialisation (``numpy.load(allow_pickle=False)``, ``torch.load(weights_only=T
 from __future__ import annotations
 
 import io
+import json
+import re
 import uuid
 import zipfile
 from copy import deepcopy
@@ -22,6 +24,10 @@ from kedro.io.core import (
     get_filepath_str,
     get_protocol_and_path,
 )
+
+
+PARTIAL_SUFFIX = re.compile(r"\.partial-[0-9a-f]{8}$")
+LINEAGE_KEY = "_lineage"  # a 0-d string array (npz) or a str (torch payload): JSON, see lineage.py
 
 
 def read_npz(source: Any, label: str, fix: str) -> dict[str, np.ndarray]:
@@ -72,7 +78,18 @@ class _FileDataset(AbstractVersionedDataset):
         with self._fs.open(path, "rb") as f:
             return f.read()
 
+    def _remove_orphans(self) -> None:
+        """Delete temporary files a killed write left (``<name>.partial-<8 hex>``, this dataset's
+        own naming scheme only), beside the file or inside any of its version folders."""
+        base = get_filepath_str(self._filepath, self._protocol)
+        name = self._filepath.name
+        for pattern in (f"{base}.partial-*", f"{base}/*/{name}.partial-*"):
+            for orphan in self._fs.glob(pattern):
+                if PARTIAL_SUFFIX.search(str(orphan)) and str(orphan).rsplit("/", 1)[-1].startswith(name):
+                    self._fs.rm(orphan)
+
     def _write_bytes(self, payload: bytes) -> None:
+        self._remove_orphans()
         path = get_filepath_str(self._get_save_path(), self._protocol)
         parent = path.rsplit("/", 1)[0] if "/" in path else "."
         self._fs.makedirs(parent, exist_ok=True)
@@ -131,6 +148,21 @@ class NpzDataset(_FileDataset):
         np.savez(buf, **arrays)
         self._write_bytes(buf.getvalue())
 
+    def read_lineage(self) -> dict[str, Any] | None:
+        """The lineage record stored with the artifact at its load version (read without loading
+        the other arrays), or ``None`` for an artifact written before lineage was recorded."""
+        raw = self._read_bytes()
+        try:
+            with np.load(io.BytesIO(raw), allow_pickle=False) as npz:
+                if LINEAGE_KEY not in npz.files:
+                    return None
+                return json.loads(str(npz[LINEAGE_KEY]))
+        except (ValueError, OSError, EOFError, zipfile.BadZipFile) as exc:
+            raise DatasetError(
+                f"{self._filepath} is not a readable .npz file ({exc}); delete it and rerun the "
+                "pipeline that produces it"
+            ) from exc
+
     def preview(self) -> dict[str, Any]:
         """kedro-viz preview: each array's shape and dtype (JSON)."""
         data = self.load()
@@ -155,6 +187,12 @@ class TorchPayloadDataset(_FileDataset):
                 f"{self._filepath} could not be loaded safely ({exc}); delete it and rerun the "
                 "lstm pipeline"
             ) from exc
+
+    def read_lineage(self) -> dict[str, Any] | None:
+        """The lineage record stored in the payload (``None`` if it predates lineage)."""
+        payload = self.load()
+        raw = payload.get(LINEAGE_KEY) if isinstance(payload, dict) else None
+        return None if raw is None else json.loads(raw)
 
     def save(self, data: dict[str, Any]) -> None:
         import torch
