@@ -140,9 +140,11 @@ def check_slurm_options(slurm: dict[str, Any], where: str = "execution.slurm") -
 
 def require_sbatch() -> str:
     """Path of ``sbatch``; raises at once (before any scheduler starts) when it is not on PATH."""
+    from rom_pipeline.config import ConfigError
+
     path = shutil.which("sbatch")
     if path is None:
-        raise RuntimeError(
+        raise ConfigError(
             "execution.cluster = 'slurm' but `sbatch` is not on PATH: run on a SLURM login node, "
             "or use execution.cluster: local (or a running scheduler via execution.scheduler_address)"
         )

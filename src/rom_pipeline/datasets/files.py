@@ -73,6 +73,15 @@ class _FileDataset(AbstractVersionedDataset):
             glob_function=self._fs.glob,
         )
 
+    _lineage: dict[str, Any] | None = None
+    _require_finite: bool = False
+
+    def stamp(self, record: dict[str, Any] | None, require_finite: bool = False) -> None:
+        """Record ``record`` (see :mod:`rom_pipeline.lineage`) in what this dataset saves next;
+        with ``require_finite`` a save holding NaN or inf is refused."""
+        self._lineage = record
+        self._require_finite = require_finite
+
     def _read_bytes(self) -> bytes:
         path = get_filepath_str(self._get_load_path(), self._protocol)
         with self._fs.open(path, "rb") as f:
@@ -144,6 +153,15 @@ class NpzDataset(_FileDataset):
         bad = [k for k, v in arrays.items() if v.dtype == object]
         if bad:
             raise DatasetError(f"NpzDataset refuses object arrays (keys {bad}): store numbers or strings")
+        if self._require_finite:
+            bad = [k for k, v in arrays.items() if v.dtype.kind in "fc" and not np.all(np.isfinite(v))]
+            if bad:
+                raise DatasetError(
+                    f"{self._filepath}: arrays {bad} hold NaN or inf and are not written; the stage "
+                    "that computed them failed numerically (check its inputs and parameters)"
+                )
+        if self._lineage is not None:
+            arrays[LINEAGE_KEY] = np.array(json.dumps(self._lineage, sort_keys=True, default=float))
         buf = io.BytesIO()
         np.savez(buf, **arrays)
         self._write_bytes(buf.getvalue())
@@ -197,6 +215,8 @@ class TorchPayloadDataset(_FileDataset):
     def save(self, data: dict[str, Any]) -> None:
         import torch
 
+        if self._lineage is not None and isinstance(data, dict):
+            data = {**data, LINEAGE_KEY: json.dumps(self._lineage, sort_keys=True, default=float)}
         buf = io.BytesIO()
         torch.save(data, buf)
         self._write_bytes(buf.getvalue())
