@@ -10,6 +10,7 @@ traceback. ``--verbose`` or ``ROM_VERBOSE=1`` restores the traceback.
 from __future__ import annotations
 
 import os
+from pathlib import Path
 from typing import Any
 
 import click
@@ -60,10 +61,29 @@ def check_pipeline_names(names: list[str] | tuple[str, ...]) -> None:
     known = available_pipelines()
     unknown = [n for n in names if n not in known and n != "__default__"]
     if unknown:
-        raise click.UsageError(
+        click.secho("Error: ", fg="red", bold=True, err=True, nl=False)
+        click.echo(
             f"--pipelines: unknown pipeline(s) {', '.join(repr(n) for n in unknown)}. Available "
-            f"pipelines: {', '.join(known)} (leave --pipelines out for the default pipeline)."
+            f"pipelines: {', '.join(known)} (leave --pipelines out for the default pipeline).", err=True
         )
+        raise SystemExit(1)
+
+
+def check_experiment_name(env: str | None, conf_source: str | None) -> None:
+    """Validate ``globals.experiment`` before the session starts (plugins such as kedro-mlflow read
+    it first and would fail with an unclear message)."""
+    from kedro.config import OmegaConfigLoader
+    from kedro.framework.project import settings
+
+    from rom_pipeline.config import validate_experiment_name
+
+    source = conf_source or str(Path.cwd() / settings.CONF_SOURCE)
+    loader = OmegaConfigLoader(conf_source=source, **{**settings.CONFIG_LOADER_ARGS, "env": env})
+    try:
+        glob = dict(loader["globals"])
+    except Exception:  # unreadable configuration: Kedro reports it itself
+        return
+    validate_experiment_name(glob.get("experiment"))
 
 
 @click.group(name="rom_pipeline")
@@ -84,6 +104,7 @@ def cli() -> None:
 def run(verbose: bool, **kwargs: Any) -> Any:
     check_pipeline_names([*(kwargs.get("pipelines") or []), *([kwargs["pipeline"]] if kwargs.get("pipeline") else [])])
     try:
+        check_experiment_name(kwargs.get("env"), kwargs.get("conf_source"))
         return kedro_run.callback(**kwargs)
     except Exception as error:
         message = None if verbose_requested(verbose) else short_message(error)

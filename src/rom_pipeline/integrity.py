@@ -112,3 +112,29 @@ class IntegrityHooks:
     @hook_impl
     def on_pipeline_error(self, error: Exception, run_params: dict[str, Any], pipeline, catalog) -> None:
         self._release()
+
+
+class LoadVersionHooks:
+    """``--load-versions NAME:VERSION`` naming a version that is not on disk is refused as such
+    (runs before the missing-input check, which would otherwise call the dataset missing)."""
+
+    @hook_impl
+    def before_pipeline_run(self, run_params: dict[str, Any], pipeline, catalog) -> None:
+        problems = []
+        for name, version in sorted((run_params.get("load_versions") or {}).items()):
+            try:
+                dataset = catalog[name]
+            except Exception:
+                problems.append(f"--load-versions {name}:{version}: no dataset {name!r} in the catalog")
+                continue
+            path = _dataset_path(dataset)
+            if path is None or not getattr(dataset, "_version", None):
+                continue
+            if not (path / version / path.name).exists():
+                on_disk = sorted(p.name for p in path.iterdir() if (p / path.name).exists()) if path.is_dir() else []
+                problems.append(
+                    f"--load-versions {name}:{version}: no such version in {path}; versions on disk: "
+                    f"{', '.join(on_disk) or 'none'} (leave {name} out of --load-versions for the newest)"
+                )
+        if problems:
+            raise ConfigError("; ".join(problems))

@@ -4,7 +4,7 @@ import os
 from kedro.config import OmegaConfigLoader
 
 from rom_pipeline.hooks import MissingInputsHooks, ProvenanceHooks, ValidationHooks
-from rom_pipeline.integrity import IntegrityHooks
+from rom_pipeline.integrity import IntegrityHooks, LoadVersionHooks
 from rom_pipeline.runner import KeepClusterHooks
 from rom_pipeline.tracking import TrackingHooks
 
@@ -12,7 +12,7 @@ from rom_pipeline.tracking import TrackingHooks
 # (paths, sbatch, the experiment's write lock, lineage of the inputs), then the rest.
 HOOKS = (
     ProvenanceHooks(), KeepClusterHooks(), TrackingHooks(), IntegrityHooks(), MissingInputsHooks(),
-    ValidationHooks(),
+    LoadVersionHooks(), ValidationHooks(),
 )
 
 CONFIG_LOADER_CLASS = OmegaConfigLoader
