@@ -356,7 +356,7 @@ def test_fixed_modes_beyond_rank_fails_the_pod_stage_and_writes_none_of_it(tmp_p
     assert "rom.fixed_modes=300 exceeds the numerical rank" in text
     assert "choose rom.fixed_modes <=" in text
     exp = root / "test"
-    assert sorted(p.name for p in exp.iterdir()) == ["test", "train"]  # the simulation stage, nothing of POD
+    assert sorted(p.name for p in exp.iterdir() if p.is_dir()) == ["test", "train"]  # the simulation stage, nothing of POD
     assert not [p for p in root.rglob("*") if ".partial-" in p.name]
     assert len(SimulationRunsDataset(path=str(exp / "train")).load()) == 8
 
@@ -647,6 +647,8 @@ CONF_CASES = [
             conf={"parameters.yml": _test_parameters(**{"execution.slurm": {"queue": "short\n#SBATCH --uid=0"}})}),
     CliCase("shell characters in a SLURM option", ("--pipelines=simulation",), ("execution.slurm.account = '$(whoami)'", "are not allowed in a SLURM option"),
             conf={"parameters.yml": _test_parameters(**{"execution.slurm": {"account": "$(whoami)"}})}),
+    CliCase("catalog entry outside the data root", ("--pipelines=pod",), ("datasets outside the data root", "pod_summary -> /tmp/rom_elsewhere/pod_summary.json", "fix the catalog entry"),
+            conf={"catalog.yml": {"pod_summary": {"type": "json.JSONDataset", "filepath": "/tmp/rom_elsewhere/pod_summary.json"}}}),
     CliCase("boolean IC position in YAML", ("--pipelines=simulation",), ("train_ic.gaussian.positions_x = [True, 8.0]: a boolean",),
             conf={"parameters.yml": _test_parameters(**{"train_ic.gaussian.positions_x": [True, 8.0]})}),
 ]
@@ -753,3 +755,29 @@ def test_a_pod_started_during_a_simulation_is_refused(data_copy):
         _, err = sim.communicate(timeout=300)
     assert sim.returncode == 0, err[-3000:]
     assert len(SimulationRunsDataset(path=str(data_copy / "test" / "train")).load()) == 2 + 40 + 2 + 2
+
+
+# --------------------------------------------------------------------------- legacy YAML limits
+LAUGHS = "a: &a [x, x, x, x, x, x, x, x, x]\n" + "".join(
+    f"{chr(98 + i)}: &{chr(98 + i)} [{', '.join(['*' + chr(97 + i)] * 9)}]\n" for i in range(7)
+)
+
+
+@pytest.mark.parametrize("name,text,expected", [
+    ("alias bomb", LAUGHS, "expands to more than 100000 values through YAML aliases"),
+    ("too many aliases", "a: &a 1\nb: [" + ", ".join(["*a"] * 150) + "]\n", "more than 100 YAML aliases"),
+    ("oversized file", "sim:\n  N: 10\n" + "# padding\n" * 120_000, "over the 1000000-byte limit"),
+])
+def test_legacy_yaml_limits_refuse_before_writing(tmp_path, name, text, expected):
+    from rom_pipeline.legacy import cli as legacy_cli
+
+    old = tmp_path / "old.yaml"
+    old.write_text(text)
+    project = tmp_path / "project"
+    (project / "conf").mkdir(parents=True)
+    assert len(LAUGHS) < 500  # 0.4 KB that would expand to 9**8 values
+    result = CliRunner().invoke(legacy_cli, ["convert", str(old), "--env", "x", "--project-dir", str(project)])
+    assert result.exit_code == 1
+    assert expected in result.output and str(old) in result.output
+    assert "Traceback" not in result.output
+    assert list((project / "conf").iterdir()) == []

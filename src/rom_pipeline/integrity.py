@@ -3,7 +3,7 @@
 Before the first node runs (after parameter validation and the missing-input check):
 
 1. the experiment name is a simple folder name and every file dataset of the pipeline lies inside
-   ``<data_root>/<experiment>/`` (see :func:`rom_pipeline.config.validate_experiment_name`);
+   ``<data_root>/`` (see :func:`rom_pipeline.config.validate_experiment_name`);
 2. ``execution.cluster: slurm`` needs ``sbatch`` on PATH (checked before any cluster starts);
 3. the experiment's write lock is taken (:mod:`rom_pipeline.lock`): a second run of the same
    experiment stops here, naming the running one;
@@ -64,12 +64,13 @@ class IntegrityHooks:
                 path = _dataset_path(catalog[name])
             except Exception:  # parameters, memory datasets
                 continue
-            if path is not None and not path.resolve().is_relative_to(self._folder):
+            if path is not None and not path.resolve().is_relative_to(self._root):
                 outside.append(f"{name} -> {path}")
         if outside:
             raise ConfigError(
-                f"datasets outside the experiment folder {self._folder}: {'; '.join(outside)}. Every "
-                "path must be ${globals:data_root}/${globals:experiment}/...; fix the catalog entry"
+                f"datasets outside the data root {self._root}: {'; '.join(outside)}. Every path must "
+                "lie under ${globals:data_root}/ (e.g. ${globals:data_root}/${globals:experiment}/...); "
+                "fix the catalog entry"
             )
 
     @hook_impl

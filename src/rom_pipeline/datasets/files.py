@@ -40,11 +40,18 @@ def read_npz(source: Any, label: str, fix: str) -> dict[str, np.ndarray]:
         with np.load(source, allow_pickle=False) as npz:
             return {k: npz[k] for k in npz.files}
     except (ValueError, OSError, EOFError, zipfile.BadZipFile) as exc:
+        # numpy reads any non-zip bytes as a would-be pickle: only an .npz archive holding an
+        # object array really "holds pickled objects"
+        if hasattr(source, "seek"):
+            source.seek(0)
+        is_archive = zipfile.is_zipfile(source)
         problem = (
             "holds pickled Python objects, which are never loaded (allow_pickle=False): this "
-            "pipeline did not write it" if "allow_pickle" in str(exc) else "is not a readable .npz file"
+            "pipeline did not write it" if "allow_pickle" in str(exc) and is_archive
+            else "is not a readable .npz file"
         )
-        raise DatasetError(f"{label} {problem} ({exc}); {fix}") from exc
+        detail = exc if is_archive else "not an .npz (zip) archive"
+        raise DatasetError(f"{label} {problem} ({detail}); {fix}") from exc
 
 
 class _FileDataset(AbstractVersionedDataset):
