@@ -68,6 +68,14 @@ def _flat(prefix: str, value: Any, out: dict[str, Any]) -> None:
         out[prefix] = list(value) if isinstance(value, tuple) else value
 
 
+def _flat_forces(forces: dict[str, Any] | bool, out: dict[str, Any]) -> None:
+    """``physics["forces"]`` is the Morse parameters, or ``False`` when forces are disabled."""
+    if forces:
+        _flat("forces.params", forces, out)
+    else:
+        out["forces.enabled"] = False
+
+
 def runs_parameters(cfg: ExperimentConfig, split: str) -> dict[str, Any]:
     """The parameters a split's runs are simulated from, as dotted keys (for naming differences)."""
     p = physics_settings(cfg)
@@ -76,7 +84,7 @@ def runs_parameters(cfg: ExperimentConfig, split: str) -> dict[str, Any]:
         out[f"sim.{key}"] = p[key]
     for block in ("model", "params", "noise", "alignment", "density"):
         _flat(block, p[block], out)
-    _flat("forces.params", p["forces"], out) if p["forces"] else out.update({"forces.enabled": False})
+    _flat_forces(p["forces"], out)
     ic = cfg.train_ic if split == "train" else cfg.test_ic
     if split == "train":
         out["sim.T"], out["sim.seed_base"] = cfg.sim.T, cfg.sim.seed_base
@@ -150,15 +158,19 @@ def rebuild_command(name: str, env: str | None) -> str:
 
 
 def _differences(stored: dict[str, Any], current: dict[str, Any]) -> list[str]:
-    keys = sorted(set(stored) | set(current))
-    missing = object()
     out = []
-    for key in keys:
-        old, new = stored.get(key, missing), current.get(key, missing)
+    for key in sorted(set(stored) | set(current)):
+        old, new = stored.get(key, _ABSENT), current.get(key, _ABSENT)
         if old != new:
-            show = lambda v: "(absent)" if v is missing else repr(v)  # noqa: E731
-            out.append(f"{key}: {show(old)} -> {show(new)}")
+            out.append(f"{key}: {_show(old)} -> {_show(new)}")
     return out
+
+
+_ABSENT = object()
+
+
+def _show(value: Any) -> str:
+    return "(absent)" if value is _ABSENT else repr(value)
 
 
 ORDER = (*RUNS, *ARTIFACTS)
@@ -223,7 +235,7 @@ def runs_parameters_from_meta(meta: dict[str, Any], split: str) -> dict[str, Any
         if block in p:
             _flat(block, p[block], out)
     if "forces" in p:
-        _flat("forces.params", p["forces"], out) if p["forces"] else out.update({"forces.enabled": False})
+        _flat_forces(p["forces"], out)
     out["sim.T" if split == "train" else "test_sim.T"] = meta.get("T")
     return out
 
