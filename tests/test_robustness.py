@@ -584,6 +584,8 @@ PARAM_CASES = [
     CliCase("MVAR on a basis of other modes", ("--pipelines=mvar", P + "rom.fixed_modes=4"), ("pod_basis", "rom.fixed_modes: 6 -> 4",)),
     CliCase("MVAR on another shared lag", ("--pipelines=mvar", P + "rom.lag=2"), ("latent_dataset", "rom.lag (shared: rom.lag, else rom.models.mvar.lag): 3 -> 2", "`kedro run --pipelines=latent_dataset --env test`")),
     CliCase("MVAR on test runs of another horizon", ("--pipelines=mvar", P + "test_sim.T=5.0"), ("test.runs", "2 of 2 runs were simulated with other parameters (test_sim.T: 6.0 -> 5.0)",)),
+    CliCase("MVAR on another density grid", ("--pipelines=mvar", P + "density.nx=20"),
+            ("test.runs", "density.nx: 16 -> 20", "upstream train.runs: density.nx: 16 -> 20", "--pipelines=simulation,pod,latent_dataset")),
     CliCase("evaluating a model of other settings", ("--pipelines=mvar", "--nodes=mvar.evaluate_on_test_runs", P + "rom.models.mvar.ridge_alpha=1.0"), ("mvar.model", "rom.models.mvar.ridge_alpha: 0.0001 -> 1.0", "`kedro run --pipelines=mvar --env test`")),
 ]
 
