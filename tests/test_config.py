@@ -81,3 +81,60 @@ def test_legacy_test_prefixed_keys_are_accepted(base_params):
                                                "test_positions_y": [5.5], "test_variances": [2.25]})
     cfg = validate_parameters(p)
     assert cfg.test_ic.gaussian.positions_x == [5.5]
+
+
+INTEGRITY = [
+    # non-finite numbers anywhere (a shared rule of every block)
+    ("sim.T", float("inf"), "sim.T = inf: must be a finite number"),
+    ("test_sim.T", float("inf"), "test_sim.T = inf: must be a finite number"),
+    ("params.R", float("inf"), "params.R = inf: must be a finite number"),
+    ("sim.Lx", float("inf"), "sim.Lx = inf: must be a finite number"),
+    ("density.bandwidth", float("nan"), "density.bandwidth = nan: must be a finite number"),
+    ("rom.models.lstm.learning_rate", float("inf"), "rom.models.lstm.learning_rate = inf"),
+    ("train_ic.gaussian.positions_x", [float("nan")], "train_ic.gaussian.positions_x.0 = nan"),
+    # booleans never read as numbers
+    ("sim.N", True, "sim.N = True: a boolean where a number"),
+    ("sim.dt", False, "sim.dt = False: a boolean where a number"),
+    ("rom.models.mvar.lag", True, "rom.models.mvar.lag = True: a boolean"),
+    ("train_ic.gaussian.variances", [True], "train_ic.gaussian.variances = [True]: a boolean"),
+    # horizons are whole numbers of steps, never silently cut
+    ("test_sim.T", 6.01, "test_sim.T = 6.01 is not a whole number of steps of sim.dt = 0.05"),
+    # SLURM options cannot inject lines into the batch script
+    ("execution.slurm", {"queue": "short\n#SBATCH --uid=0"}, "execution.slurm.queue = 'short\\n#SBATCH --uid=0': holds a newline"),
+    ("execution.slurm", {"account": "me;rm -rf ~"}, "execution.slurm.account = 'me;rm -rf ~': characters [';', '~'] are not allowed"),
+]
+
+
+@pytest.mark.parametrize("key,value,expected", INTEGRITY, ids=[f"{k}={v!r}" for k, v, _ in INTEGRITY])
+def test_non_finite_boolean_and_uncut_values_are_refused(test_params, key, value, expected):
+    with pytest.raises(ConfigError) as info:
+        validate_parameters(_set(test_params, key, value))
+    assert expected in str(info.value)
+
+
+def test_horizon_error_offers_the_two_nearest_whole_step_horizons(test_params):
+    with pytest.raises(ConfigError, match=r"use 6 or 6\.05"):
+        validate_parameters(_set(test_params, "test_sim.T", 6.01))
+
+
+def test_booleans_stay_valid_where_booleans_are_wanted(test_params):
+    cfg = validate_parameters(_set(test_params, "noise.match_variance", False))
+    assert cfg.noise.match_variance is False
+    cfg = validate_parameters(_set(test_params, "execution.slurm",
+                                   {"job_extra_directives": ["--exclude=node[01-03]", "--mail-type=END,FAIL"]}))
+    assert cfg.execution.slurm["job_extra_directives"][0] == "--exclude=node[01-03]"
+
+
+@pytest.mark.parametrize("name", ["", "..", ".", "../../../somewhere", "a/b", "/abs", "a\\b", "x..y", "-rf", 5, None])
+def test_experiment_name_must_be_a_simple_folder_name(name):
+    from rom_pipeline.config import validate_experiment_name
+
+    with pytest.raises(ConfigError, match="must be a simple folder name"):
+        validate_experiment_name(name)
+
+
+@pytest.mark.parametrize("name", ["test", "gas_vs", "run-2.b", "A1"])
+def test_simple_experiment_names_pass(name):
+    from rom_pipeline.config import validate_experiment_name
+
+    assert validate_experiment_name(name) == name

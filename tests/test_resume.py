@@ -14,6 +14,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from kedro.io import DatasetError
 
 from rom_pipeline.config import validate_parameters
 from rom_pipeline.datasets.runs import SimulationPlan, SimulationRunsDataset
@@ -160,7 +161,7 @@ def test_fewer_runs_remove_the_stale_ones_and_keep_the_rest(tmp_path):
     # one uniform run less: run ids (and seeds) after it shift, so those runs are new runs
     plan = _plan(_params(**{"train_ic.uniform.n_runs": 1}))
     SimulationRunsDataset(path=str(path)).save(plan)
-    assert sorted(p.name for p in path.iterdir()) == [f"train_{k:03d}" for k in range(7)]
+    assert sorted(p.name for p in path.iterdir() if p.is_dir()) == [f"train_{k:03d}" for k in range(7)]
     new_prints, after = _fingerprints(path), _mtimes(path)
     kept = [rid for rid in new_prints if old_prints.get(rid) == new_prints[rid]]
     # unchanged: 2 gaussian runs, the first uniform run, and the runs whose id, family, IC and seed
@@ -179,11 +180,15 @@ def test_partial_and_incomplete_folders_are_never_loaded_and_are_repaired(tmp_pa
     shutil.copytree(path / "train_001", path / "train_001.partial-0badc0de")  # complete-looking
     (path / "train_003" / "density.npz").unlink()  # killed before the rename in an older layout
     (path / "train_005" / "meta.json").write_text("{not json")
-    untouched = {k: v for k, v in _mtimes(path).items() if k.split("/")[0] not in ("train_003", "train_005")
+    untouched = {k: v for k, v in _mtimes(path).items() if k.split("/")[0] not in ("train_003", "train_005", "timings.csv")
                  and ".partial-" not in k}
     dataset = SimulationRunsDataset(path=str(path))
-    assert dataset.load().run_ids == [f"train_{k:03d}" for k in (0, 1, 2, 4, 6, 7)]
+    with pytest.raises(DatasetError) as info:  # refused by name, never silently dropped
+        dataset.load()
+    message = str(info.value)
+    assert "train_003/density.npz is missing" in message and "train_005/meta.json is corrupt" in message
+    assert "kedro run --pipelines=simulation" in message
     dataset.save(plan)
-    assert sorted(p.name for p in path.iterdir()) == [f"train_{k:03d}" for k in range(8)]
+    assert sorted(p.name for p in path.iterdir() if p.is_dir()) == [f"train_{k:03d}" for k in range(8)]
     assert {k: v for k, v in _mtimes(path).items() if k in untouched} == untouched
     assert all(_same_run(path, reference, run_id) for run_id in plan)

@@ -10,6 +10,8 @@ from __future__ import annotations
 
 import itertools
 import math
+import re
+import typing
 from typing import Any, Literal
 
 from pydantic import (
@@ -18,6 +20,7 @@ from pydantic import (
     ConfigDict,
     Field,
     ValidationError,
+    ValidationInfo,
     field_validator,
     model_validator,
 )
@@ -27,8 +30,38 @@ class ConfigError(ValueError):
     """Raised when experiment parameters are invalid; the message lists every problem."""
 
 
+def _accepts_bool(annotation: Any) -> bool:
+    """Whether a field annotation admits a boolean (``bool``, ``Any``, or a union/container of them)."""
+    if annotation is bool or annotation is Any:
+        return True
+    return any(_accepts_bool(arg) for arg in typing.get_args(annotation) if not isinstance(arg, str))
+
+
+def _holds_bool(value: Any) -> bool:
+    if isinstance(value, bool):
+        return True
+    return isinstance(value, (list, tuple)) and any(isinstance(v, bool) for v in value)
+
+
 class _Block(BaseModel):
-    model_config = ConfigDict(extra="forbid", populate_by_name=True, frozen=True)
+    """Shared rules of every block: unknown keys are errors, every float must be finite
+    (``inf``/``nan`` are refused), and a boolean is never read as a number (pydantic would take
+    ``true`` as 1)."""
+
+    model_config = ConfigDict(
+        extra="forbid", populate_by_name=True, frozen=True, allow_inf_nan=False
+    )
+
+    @field_validator("*", mode="before")
+    @classmethod
+    def _no_booleans_for_numbers(cls, value: Any, info: ValidationInfo) -> Any:
+        field = cls.model_fields.get(info.field_name or "")
+        if field is not None and _holds_bool(value) and not _accepts_bool(field.annotation):
+            raise ValueError(
+                "a boolean where a number or name is wanted (true/false would be read as 1/0): "
+                "write the number itself"
+            )
+        return value
 
 
 PositiveFloat = Field(gt=0)
@@ -448,6 +481,16 @@ class ExecutionBlock(_Block):
     cluster: Literal["local", "slurm"] = "local"
     slurm: dict[str, Any] = {}
 
+    @field_validator("slurm")
+    @classmethod
+    def _safe_slurm(cls, value: dict[str, Any]) -> dict[str, Any]:
+        from rom_pipeline.parallel import check_slurm_options
+
+        problems = check_slurm_options(value)
+        if problems:
+            raise ValueError("; ".join(problems))
+        return value
+
     def to_execution(self):
         from rom_pipeline.parallel import ExecutionConfig
 
@@ -497,8 +540,14 @@ class ExperimentConfig(_Block):
                 f"exceeds params.R / 2 = {self.params.R / 2:g}: agents would jump past their "
                 "neighbours; lower sim.dt or model.speed, or raise params.R"
             )
-        if not math.isclose(s.T / s.dt, round(s.T / s.dt), rel_tol=0, abs_tol=1e-6):
-            problems.append(f"sim.T = {s.T} is not a whole number of steps of sim.dt = {s.dt}")
+        for key, horizon in (("sim.T", s.T), ("test_sim.T", self.test_sim.T)):
+            steps = horizon / s.dt
+            if not math.isclose(steps, round(steps), rel_tol=0, abs_tol=1e-6):
+                below, above = math.floor(steps) * s.dt, math.ceil(steps) * s.dt
+                problems.append(
+                    f"{key} = {horizon} is not a whole number of steps of sim.dt = {s.dt} "
+                    f"({steps:.4g} steps; it would be silently cut): use {below:g} or {above:g}"
+                )
         for block, ic in (("train_ic", self.train_ic), ("test_ic", self.test_ic)):
             try:
                 n = ic.run_count(block)
@@ -557,6 +606,9 @@ def _format_errors(exc: ValidationError) -> str:
                 f"- {key} = {value!r}: unknown key; remove it or fix its spelling "
                 "(see conf/base/parameters_*.yml for the accepted keys)"
             )
+        elif err["type"] == "finite_number":
+            lines.append(f"- {key} = {value!r}: must be a finite number (inf and nan are refused); "
+                         "give a finite value")
         elif err["type"] in ("literal_error", "enum"):
             lines.append(f"- {key} = {value!r}: {err['msg']}")
         else:
@@ -564,6 +616,25 @@ def _format_errors(exc: ValidationError) -> str:
             shown = "" if isinstance(value, dict) else f" = {value!r}"
             lines.append(f"- {key}{shown}: {msg}")
     return "\n".join(lines)
+
+
+EXPERIMENT_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]*")
+
+
+def validate_experiment_name(name: Any) -> str:
+    """``globals.experiment``: a simple folder name under the data root (letters, digits, ``_``,
+    ``.``, ``-``; no path separator, not empty, not ``.``/``..``).
+
+    Raises:
+        ConfigError: naming the value and the fix.
+    """
+    if not isinstance(name, str) or not EXPERIMENT_NAME.fullmatch(name) or ".." in name:
+        raise ConfigError(
+            f"experiment = {name!r} (globals.yml): must be a simple folder name (letters, digits, "
+            "_ . -, starting with a letter or digit; no '/', no '..', not empty), because outputs "
+            "go to <data_root>/<experiment>/; set e.g. `experiment: my_run` in conf/<env>/globals.yml"
+        )
+    return name
 
 
 def validate_parameters(params: dict[str, Any]) -> ExperimentConfig:

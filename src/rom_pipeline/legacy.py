@@ -619,12 +619,59 @@ def convert_legacy(old: dict[str, Any]) -> tuple[dict[str, Any], list[str]]:
     return conv.result, conv.report
 
 
+MAX_LEGACY_BYTES = 1_000_000  # an old configuration is a few KB
+MAX_LEGACY_ALIASES = 100  # YAML aliases (*name) in one file
+MAX_LEGACY_VALUES = 100_000  # values after aliases are expanded ("billion laughs" guard)
+
+
+class _CountingLoader(yaml.SafeLoader):
+    """``SafeLoader`` that refuses more than :data:`MAX_LEGACY_ALIASES` aliases."""
+
+    def compose_node(self, parent, index):
+        if self.check_event(yaml.AliasEvent):
+            self.aliases_seen = getattr(self, "aliases_seen", 0) + 1
+            if self.aliases_seen > MAX_LEGACY_ALIASES:
+                raise LegacyConversionError(
+                    f"more than {MAX_LEGACY_ALIASES} YAML aliases (*name): write the values out"
+                )
+        return super().compose_node(parent, index)
+
+
+def _count_values(data: Any, limit: int) -> int:
+    """Number of values in ``data`` with shared (aliased) parts counted each time; stops past ``limit``."""
+    count, stack = 0, [data]
+    while stack and count <= limit:
+        item = stack.pop()
+        count += 1
+        if isinstance(item, dict):
+            stack.extend(item.values())
+        elif isinstance(item, list):
+            stack.extend(item)
+    return count
+
+
 def load_legacy_file(path: str | os.PathLike) -> dict[str, Any]:
-    """Read an old-format YAML file (a mapping at the top level)."""
+    """Read an old-format YAML file (a mapping at the top level).
+
+    Limits: at most :data:`MAX_LEGACY_BYTES` bytes, :data:`MAX_LEGACY_ALIASES` aliases and
+    :data:`MAX_LEGACY_VALUES` values once aliases are expanded.
+    """
+    size = Path(path).stat().st_size
+    if size > MAX_LEGACY_BYTES:
+        raise LegacyConversionError(
+            f"{path} is {size} bytes, over the {MAX_LEGACY_BYTES}-byte limit of a legacy configuration"
+        )
     try:
-        data = yaml.safe_load(Path(path).read_text())
+        data = yaml.load(Path(path).read_text(), Loader=_CountingLoader)  # noqa: S506 (a SafeLoader)
     except yaml.YAMLError as exc:
         raise LegacyConversionError(f"{path} is not valid YAML: {exc}") from None
+    except LegacyConversionError as exc:
+        raise LegacyConversionError(f"{path}: {exc}") from None
+    if _count_values(data, MAX_LEGACY_VALUES) > MAX_LEGACY_VALUES:
+        raise LegacyConversionError(
+            f"{path} expands to more than {MAX_LEGACY_VALUES} values through YAML aliases: write "
+            "the configuration out without nested aliases"
+        )
     if not isinstance(data, dict):
         raise LegacyConversionError(f"{path} does not hold a mapping of blocks")
     return data

@@ -23,6 +23,8 @@ from __future__ import annotations
 import inspect
 import json
 import logging
+import re
+import shutil
 import threading
 import time
 from collections import deque
@@ -77,6 +79,9 @@ class ExecutionConfig:
             )
         if not isinstance(self.slurm, dict):
             raise ValueError(f"execution.slurm = {self.slurm!r}: must be a mapping of SLURMCluster options")
+        problems = check_slurm_options(self.slurm)
+        if problems:
+            raise ValueError("; ".join(problems))
 
     @property
     def parallel(self) -> bool:
@@ -84,6 +89,68 @@ class ExecutionConfig:
 
 
 # --------------------------------------------------------------------------- SLURM
+# Characters a SLURM option may hold: enough for partitions, accounts, memory, walltimes, paths and
+# directives such as "--exclude=node[01-03]" or "--mail-type=END,FAIL", but no newline (a new line
+# would be a new, injected line of the batch script), no quote, "$", "`", ";" or "\\" (shell).
+SAFE_SLURM_VALUE = re.compile(r"[A-Za-z0-9_ .,:=@%/+\-\[\]*|&()#]*")
+SAFE_SLURM_KEY = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
+# Options that are shell commands by design: only control characters are refused there.
+SHELL_SLURM_OPTIONS = ("job_script_prologue", "env_extra", "job_script_epilogue")
+_CONTROL = re.compile(r"[\x00-\x1f\x7f]")
+
+
+def check_slurm_options(slurm: dict[str, Any], where: str = "execution.slurm") -> list[str]:
+    """Problems of ``execution.slurm`` values that would corrupt the generated batch script.
+
+    Every key must be an identifier; every string (also inside lists and mappings) must match
+    :data:`SAFE_SLURM_VALUE` (options in :data:`SHELL_SLURM_OPTIONS` only may not hold control
+    characters such as a newline). Returns one message per problem naming key, value and fix.
+    """
+    problems: list[str] = []
+
+    def visit(key: str, value: Any, shell: bool) -> None:
+        if isinstance(value, dict):
+            for k, v in value.items():
+                if not SAFE_SLURM_KEY.fullmatch(str(k)):
+                    problems.append(f"{key}.{k!r}: a SLURM option name must be an identifier (letters, digits, _)")
+                visit(f"{key}.{k}", v, shell)
+        elif isinstance(value, (list, tuple)):
+            for i, v in enumerate(value):
+                visit(f"{key}.{i}", v, shell)
+        elif isinstance(value, str):
+            if _CONTROL.search(value):
+                problems.append(
+                    f"{key} = {value!r}: holds a newline or another control character, which would "
+                    "inject a line into the batch script; write the option on one line"
+                )
+            elif not shell and not SAFE_SLURM_VALUE.fullmatch(value):
+                bad = sorted({c for c in value if not SAFE_SLURM_VALUE.fullmatch(c)})
+                problems.append(
+                    f"{key} = {value!r}: characters {bad} are not allowed in a SLURM option (allowed: "
+                    "letters, digits, space and _.,:=@%/+-[]*|&()#); remove them"
+                )
+
+    for name, value in slurm.items():
+        if not SAFE_SLURM_KEY.fullmatch(str(name)):
+            problems.append(f"{where}.{name!r}: a SLURM option name must be an identifier (letters, digits, _)")
+            continue
+        visit(f"{where}.{name}", value, shell=name in SHELL_SLURM_OPTIONS)
+    return problems
+
+
+def require_sbatch() -> str:
+    """Path of ``sbatch``; raises at once (before any scheduler starts) when it is not on PATH."""
+    from rom_pipeline.config import ConfigError
+
+    path = shutil.which("sbatch")
+    if path is None:
+        raise ConfigError(
+            "execution.cluster = 'slurm' but `sbatch` is not on PATH: run on a SLURM login node, "
+            "or use execution.cluster: local (or a running scheduler via execution.scheduler_address)"
+        )
+    return path
+
+
 def _slurm_cluster_class():
     try:
         from dask_jobqueue import SLURMCluster
@@ -125,7 +192,11 @@ def slurm_cluster_kwargs(config: ExecutionConfig) -> dict[str, Any]:
 
 
 def make_slurm_cluster(config: ExecutionConfig):
-    """A ``dask_jobqueue.SLURMCluster`` scaled to ``config.workers`` jobs (import is optional)."""
+    """A ``dask_jobqueue.SLURMCluster`` scaled to ``config.workers`` jobs (import is optional).
+
+    ``sbatch`` is looked up first: without it the jobs could never start and the map would wait
+    for workers forever."""
+    require_sbatch()
     cluster = _slurm_cluster_class()(**slurm_cluster_kwargs(config))
     cluster.scale(jobs=config.workers)
     return cluster

@@ -121,7 +121,7 @@ def simulate_run(task: RunTask) -> dict[str, Any]:
     Returns:
         ``{"particles": {times (T,), positions (T,N,2), velocities (T,N,2)},
         "density": {density (T,ny,nx) float32 number density, times (T,), x (nx,), y (ny,)},
-        "meta": {...}}``
+        "meta": {... , "ic_params", "physics"}, "timing": {"seconds": wall time}}``
     """
     from rom_pipeline.physics.density import density_grid, kde_density
     from rom_pipeline.physics.dorsogna import simulate_dorsogna
@@ -160,8 +160,7 @@ def simulate_run(task: RunTask) -> dict[str, Any]:
     d = p["density"]
     rho = kde_density(traj["positions"], p["Lx"], p["Ly"], d["nx"], d["ny"], d["bandwidth"], p["bc"])
     xc, yc = density_grid(p["Lx"], p["Ly"], d["nx"], d["ny"])
-    meta = task.metadata()
-    meta["seconds"] = round(time.perf_counter() - start, 4)
+    meta = {**task.metadata(), "ic_params": task.ic_params, "physics": p}
     return {
         "particles": {
             "times": traj["times"],
@@ -175,4 +174,6 @@ def simulate_run(task: RunTask) -> dict[str, Any]:
             "y": yc,
         },
         "meta": meta,
+        # wall time travels apart from the run's files: identical work gives identical files
+        "timing": {"seconds": round(time.perf_counter() - start, 4)},
     }

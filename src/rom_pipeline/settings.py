@@ -4,12 +4,15 @@ import os
 from kedro.config import OmegaConfigLoader
 
 from rom_pipeline.hooks import MissingInputsHooks, ProvenanceHooks, ValidationHooks
+from rom_pipeline.integrity import IntegrityHooks, LoadVersionHooks
 from rom_pipeline.runner import KeepClusterHooks
 from rom_pipeline.tracking import TrackingHooks
 
-# Hooks run last-in-first-out: validation first, then the missing-input check, then the rest.
+# Hooks run last-in-first-out: validation first, then the missing-input check, then integrity
+# (paths, sbatch, the experiment's write lock, lineage of the inputs), then the rest.
 HOOKS = (
-    ProvenanceHooks(), KeepClusterHooks(), TrackingHooks(), MissingInputsHooks(), ValidationHooks()
+    ProvenanceHooks(), KeepClusterHooks(), TrackingHooks(), IntegrityHooks(), MissingInputsHooks(),
+    LoadVersionHooks(), ValidationHooks(),
 )
 
 CONFIG_LOADER_CLASS = OmegaConfigLoader

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import io
 import json
+import re
 import uuid
 import zipfile
 from copy import deepcopy
@@ -26,6 +27,10 @@ from kedro.io.core import (
 from kedro_datasets._typing import JSONPreview, TablePreview
 
 
+PARTIAL_SUFFIX = re.compile(r"\.partial-[0-9a-f]{8}$")
+LINEAGE_KEY = "_lineage"  # a 0-d string array (npz) or a str (torch payload): JSON, see lineage.py
+
+
 def read_npz(source: Any, label: str, fix: str) -> dict[str, np.ndarray]:
     """Every array of an ``.npz`` (path or file object), read fully with ``allow_pickle=False``.
 
@@ -36,11 +41,18 @@ def read_npz(source: Any, label: str, fix: str) -> dict[str, np.ndarray]:
         with np.load(source, allow_pickle=False) as npz:
             return {k: npz[k] for k in npz.files}
     except (ValueError, OSError, EOFError, zipfile.BadZipFile) as exc:
+        # numpy reads any non-zip bytes as a would-be pickle: only an .npz archive holding an
+        # object array really "holds pickled objects"
+        if hasattr(source, "seek"):
+            source.seek(0)
+        is_archive = zipfile.is_zipfile(source)
         problem = (
             "holds pickled Python objects, which are never loaded (allow_pickle=False): this "
-            "pipeline did not write it" if "allow_pickle" in str(exc) else "is not a readable .npz file"
+            "pipeline did not write it" if "allow_pickle" in str(exc) and is_archive
+            else "is not a readable .npz file"
         )
-        raise DatasetError(f"{label} {problem} ({exc}); {fix}") from exc
+        detail = exc if is_archive else "not an .npz (zip) archive"
+        raise DatasetError(f"{label} {problem} ({detail}); {fix}") from exc
 
 
 class _FileDataset(AbstractVersionedDataset):
@@ -69,12 +81,32 @@ class _FileDataset(AbstractVersionedDataset):
             glob_function=self._fs.glob,
         )
 
+    _lineage: dict[str, Any] | None = None
+    _require_finite: bool = False
+
+    def stamp(self, record: dict[str, Any] | None, require_finite: bool = False) -> None:
+        """Record ``record`` (see :mod:`rom_pipeline.lineage`) in what this dataset saves next;
+        with ``require_finite`` a save holding NaN or inf is refused."""
+        self._lineage = record
+        self._require_finite = require_finite
+
     def _read_bytes(self) -> bytes:
         path = get_filepath_str(self._get_load_path(), self._protocol)
         with self._fs.open(path, "rb") as f:
             return f.read()
 
+    def _remove_orphans(self) -> None:
+        """Delete temporary files a killed write left (``<name>.partial-<8 hex>``, this dataset's
+        own naming scheme only), beside the file or inside any of its version folders."""
+        base = get_filepath_str(self._filepath, self._protocol)
+        name = self._filepath.name
+        for pattern in (f"{base}.partial-*", f"{base}/*/{name}.partial-*"):
+            for orphan in self._fs.glob(pattern):
+                if PARTIAL_SUFFIX.search(str(orphan)) and str(orphan).rsplit("/", 1)[-1].startswith(name):
+                    self._fs.rm(orphan)
+
     def _write_bytes(self, payload: bytes) -> None:
+        self._remove_orphans()
         path = get_filepath_str(self._get_save_path(), self._protocol)
         parent = path.rsplit("/", 1)[0] if "/" in path else "."
         self._fs.makedirs(parent, exist_ok=True)
@@ -129,9 +161,33 @@ class NpzDataset(_FileDataset):
         bad = [k for k, v in arrays.items() if v.dtype == object]
         if bad:
             raise DatasetError(f"NpzDataset refuses object arrays (keys {bad}): store numbers or strings")
+        if self._require_finite:
+            bad = [k for k, v in arrays.items() if v.dtype.kind in "fc" and not np.all(np.isfinite(v))]
+            if bad:
+                raise DatasetError(
+                    f"{self._filepath}: arrays {bad} hold NaN or inf and are not written; the stage "
+                    "that computed them failed numerically (check its inputs and parameters)"
+                )
+        if self._lineage is not None:
+            arrays[LINEAGE_KEY] = np.array(json.dumps(self._lineage, sort_keys=True, default=float))
         buf = io.BytesIO()
         np.savez(buf, **arrays)
         self._write_bytes(buf.getvalue())
+
+    def read_lineage(self) -> dict[str, Any] | None:
+        """The lineage record stored with the artifact at its load version (read without loading
+        the other arrays), or ``None`` for an artifact written before lineage was recorded."""
+        raw = self._read_bytes()
+        try:
+            with np.load(io.BytesIO(raw), allow_pickle=False) as npz:
+                if LINEAGE_KEY not in npz.files:
+                    return None
+                return json.loads(str(npz[LINEAGE_KEY]))
+        except (ValueError, OSError, EOFError, zipfile.BadZipFile) as exc:
+            raise DatasetError(
+                f"{self._filepath} is not a readable .npz file ({exc}); delete it and rerun the "
+                "pipeline that produces it"
+            ) from exc
 
     def preview(self, nrows: int = 50) -> TablePreview:
         """kedro-viz table preview: one row per array (the first ``nrows``) with its shape, dtype,
@@ -172,9 +228,17 @@ class TorchPayloadDataset(_FileDataset):
                 "lstm pipeline"
             ) from exc
 
+    def read_lineage(self) -> dict[str, Any] | None:
+        """The lineage record stored in the payload (``None`` if it predates lineage)."""
+        payload = self.load()
+        raw = payload.get(LINEAGE_KEY) if isinstance(payload, dict) else None
+        return None if raw is None else json.loads(raw)
+
     def save(self, data: dict[str, Any]) -> None:
         import torch
 
+        if self._lineage is not None and isinstance(data, dict):
+            data = {**data, LINEAGE_KEY: json.dumps(self._lineage, sort_keys=True, default=float)}
         buf = io.BytesIO()
         torch.save(data, buf)
         self._write_bytes(buf.getvalue())

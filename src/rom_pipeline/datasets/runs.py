@@ -13,12 +13,20 @@ It is resumable: a run whose ``meta.json`` carries the same fingerprint is kept 
 run is written into a temporary folder that is renamed into place only when complete, so an
 interrupted stage never leaves a half-written run. Runs that no longer belong to the plan (or whose
 parameters changed) are removed first, so old and new runs never mix.
+
+Ownership: the dataset deletes only what it wrote itself, recognised by its naming scheme: a run
+folder ``<split>_<k>`` (three or more digits) holding nothing but the run files and its marker
+``meta.json``, or a temporary folder ``<run_id>.partial-<8 hex>``. Any other folder is left alone
+(and never loaded); a foreign folder in the way of a planned run stops the save before any work.
+Wall times go to ``timings.csv`` beside the runs, never into a run's files, so identical work gives
+identical files.
 """
 from __future__ import annotations
 
 import io
 import json
 import logging
+import re
 import shutil
 import uuid
 from collections.abc import Mapping
@@ -35,6 +43,18 @@ from rom_pipeline.parallel import ExecutionConfig, map_as_completed
 
 logger = logging.getLogger(__name__)
 RUN_FILES = ("particles.npz", "density.npz", "meta.json")
+RUN_NAME = re.compile(r"[a-z]+_\d{3,}")
+PARTIAL_NAME = re.compile(r"[a-z]+_\d{3,}\.partial-[0-9a-f]{8}")
+REBUILD = "rerun `kedro run --pipelines=simulation` (it recomputes only that run)"
+
+
+def owned_run_folder(folder: Path) -> bool:
+    """Whether ``folder`` is a run folder this dataset wrote: named ``<split>_<k>``, holding its
+    ``meta.json`` marker and nothing but run files (a temporary ``.partial-`` file included)."""
+    if not folder.is_dir() or not RUN_NAME.fullmatch(folder.name):
+        return False
+    names = [p.name for p in folder.iterdir()]
+    return "meta.json" in names and all(n in RUN_FILES or ".partial-" in n for n in names)
 
 
 class SimulationPlan(dict):
@@ -127,19 +147,46 @@ class SimulationRunsDataset(AbstractDataset[SimulationPlan, RunCollection]):
 
     # ------------------------------------------------------------------ helpers
     def _complete_runs(self) -> dict[str, str]:
-        """``{run_id: fingerprint}`` of every complete run on disk."""
+        """``{run_id: fingerprint}`` of every complete run on disk (own naming scheme only)."""
         done: dict[str, str] = {}
         if not self._path.is_dir():
             return done
         for d in sorted(self._path.iterdir()):
-            if not d.is_dir() or ".partial-" in d.name:
+            if not d.is_dir() or not RUN_NAME.fullmatch(d.name):
                 continue
             if all((d / f).is_file() for f in RUN_FILES):
                 try:
                     done[d.name] = json.loads((d / "meta.json").read_text())["fingerprint"]
-                except (ValueError, KeyError):
+                except (ValueError, KeyError, TypeError):
                     continue
         return done
+
+    def _check_complete(self) -> list[str]:
+        """Run ids on disk, each complete and readable; an incomplete or corrupt run is refused
+        by name (it would otherwise silently drop out of every later stage)."""
+        if not self._path.is_dir():
+            return []
+        runs, problems = [], []
+        for d in sorted(self._path.iterdir()):
+            if not d.is_dir() or not RUN_NAME.fullmatch(d.name):
+                continue
+            if any(p.name not in RUN_FILES for p in d.iterdir()):
+                continue  # holds files this pipeline never writes: not a run folder
+            missing = [f for f in RUN_FILES if not (d / f).is_file()]
+            if missing:
+                problems.append(f"{d / missing[0]} is missing")
+                continue
+            try:
+                json.loads((d / "meta.json").read_text())["fingerprint"]
+            except (ValueError, KeyError, TypeError) as exc:
+                problems.append(f"{d / 'meta.json'} is corrupt ({type(exc).__name__}: {exc})")
+                continue
+            runs.append(d.name)
+        if problems:
+            raise DatasetError(
+                "Incomplete or corrupt simulation runs: " + "; ".join(problems) + f". Fix: {REBUILD}."
+            )
+        return runs
 
     def _write_run(self, run_id: str, result: dict[str, Any]) -> None:
         missing = [part for part in ("particles", "density", "meta") if part not in result]
@@ -156,6 +203,10 @@ class SimulationRunsDataset(AbstractDataset[SimulationPlan, RunCollection]):
             _write_npz(tmp / "density.npz", result["density"])
             (tmp / "meta.json").write_text(json.dumps(result["meta"], indent=1, default=float))
             if final.exists():
+                if not owned_run_folder(final):
+                    raise DatasetError(
+                        f"{final} is not a run folder this pipeline wrote; move it out of {self._path}"
+                    )
                 shutil.rmtree(final)
             tmp.rename(final)
         except BaseException:
@@ -164,7 +215,7 @@ class SimulationRunsDataset(AbstractDataset[SimulationPlan, RunCollection]):
 
     # ------------------------------------------------------------------ Kedro API
     def load(self) -> RunCollection:
-        runs = sorted(self._complete_runs())
+        runs = self._check_complete()
         if not runs:
             raise DatasetError(
                 f"No simulation runs in {self._path}: build them first with "
@@ -177,15 +228,26 @@ class SimulationRunsDataset(AbstractDataset[SimulationPlan, RunCollection]):
             raise DatasetError("SimulationRunsDataset saves a mapping run_id -> task")
         execution = getattr(data, "execution", ExecutionConfig())
         self._path.mkdir(parents=True, exist_ok=True)
-        for leftover in self._path.glob("*.partial-*"):
-            shutil.rmtree(leftover, ignore_errors=True)
+        folders = [d for d in sorted(self._path.iterdir()) if d.is_dir()]
+        foreign = [d for d in folders if d.name in data and not owned_run_folder(d)]
+        if foreign:  # checked before anything is deleted or simulated
+            raise DatasetError(
+                f"{', '.join(str(d) for d in foreign)}: in the way of planned runs but not written by "
+                "this pipeline (a run folder holds only particles.npz, density.npz and meta.json); "
+                f"move it out of {self._path} and rerun"
+            )
+        for d in folders:
+            if PARTIAL_NAME.fullmatch(d.name):  # left by a killed run: never complete
+                shutil.rmtree(d, ignore_errors=True)
+            elif not RUN_NAME.fullmatch(d.name) or not owned_run_folder(d):
+                logger.warning("%s is not a run folder of this pipeline: left untouched and never loaded", d)
         on_disk = self._complete_runs()
         for run_id, fp in on_disk.items():
             if run_id not in data or data[run_id].fingerprint != fp:
                 logger.info("Removing stale run %s (not in the current plan or parameters changed)", run_id)
                 shutil.rmtree(self._path / run_id)
-        for d in self._path.iterdir():  # incomplete folders from an interrupted older layout
-            if d.is_dir() and d.name not in on_disk and d.name not in data:
+        for d in folders:  # own run folders left incomplete by an interrupted older layout
+            if d.exists() and d.name not in on_disk and owned_run_folder(d):
                 shutil.rmtree(d, ignore_errors=True)
         todo = [rid for rid, task in data.items() if on_disk.get(rid) != task.fingerprint]
         reused = len(data) - len(todo)
@@ -199,6 +261,17 @@ class SimulationRunsDataset(AbstractDataset[SimulationPlan, RunCollection]):
             _run_task, pairs, execution, label=f"simulate {self._path.name}"
         ):
             self._write_run(rid, result)
+            if "timing" in result:
+                self._record_timing(rid, result["timing"])
+
+    def _record_timing(self, run_id: str, timing: dict[str, float]) -> None:
+        """Append a run's wall time to ``timings.csv`` (kept out of the run's own files)."""
+        path = self._path / "timings.csv"
+        header = not path.exists()
+        with path.open("a") as f:
+            if header:
+                f.write("run_id,seconds\n")
+            f.write(f"{run_id},{float(timing.get('seconds', float('nan'))):.4f}\n")
 
     def _exists(self) -> bool:
         return bool(self._complete_runs())
