@@ -207,40 +207,69 @@ def neighbourhood_sums_and_forces(
     neg_inv_long, neg_inv_short = -1.0 / l_long, -1.0 / l_short
     long_is_attraction = la >= lr
     repulsion, attraction = Cr / lr, Ca / la
+    # sqrt is correctly rounded, so r <= radius implies d2 <= radius^2 (1 + 2^-51)
+    reject_sq = radius * radius * (1.0 + 1e-12)
+    # a's force pairs are gathered first and weighted in a separate, branch-free loop: the
+    # exp's then overlap instead of waiting on mispredicted "inside the cut-off?" branches
+    partner = np.empty(n, dtype=np.int64)
+    away = np.empty((n, 2), dtype=np.float64)  # x_b - x_a (minimal image)
+    distance = np.empty(n, dtype=np.float64)
     for cell in range(nx * ny):
-        for q in table[cell]:
-            if q < 0:
-                break
-            if q < cell:
-                continue  # this cell pair is visited from q
-            for p in range(start[cell], start[cell + 1]):
-                a = order[p]
+        for p in range(start[cell], start[cell + 1]):
+            a = order[p]
+            m = 0
+            for q in table[cell]:
+                if q < 0:
+                    break
+                if q < cell:
+                    continue  # this cell pair is visited from q
                 for p2 in range(p + 1 if q == cell else start[q], start[q + 1]):
                     b = order[p2]
                     i, j = (a, b) if a < b else (b, a)
-                    dx, dy, r = _displacement(x, i, j, Lx, Ly, inv_Lx, inv_Ly, periodic)
+                    dx = x[j, 0] - x[i, 0]
+                    dy = x[j, 1] - x[i, 1]
+                    if periodic:
+                        dx -= Lx * np.rint(dx * inv_Lx)
+                        dy -= Ly * np.rint(dy * inv_Ly)
+                    d2 = dx * dx + dy * dy
+                    if d2 > reject_sq:
+                        continue  # certainly beyond the radius: skip the square root
+                    r = math.sqrt(d2)
                     if r <= align_radius:
                         for k in range(c):
-                            summed[i, k] += values[j, k]
-                            summed[j, k] += values[i, k]
+                            summed[a, k] += values[b, k]
+                            summed[b, k] += values[a, k]
+                    # kept only if 0 < r <= force_radius (the slot is reused otherwise)
+                    partner[m] = b
+                    away[m, 0], away[m, 1] = (dx, dy) if a == i else (-dx, -dy)
+                    distance[m] = r
                     if 0.0 < r <= force_radius:
-                        e_long = math.exp(r * neg_inv_long)
-                        if power:
-                            e_short = e_long
-                            for _ in range(power - 1):
-                                e_short *= e_long
-                        else:
-                            e_short = math.exp(r * neg_inv_short)
-                        if long_is_attraction:
-                            f = repulsion * e_short - attraction * e_long
-                        else:
-                            f = repulsion * e_long - attraction * e_short
-                        w = f / r
-                        # pair (i, j): F_i -= f (x_j - x_i)/r and F_j += f (x_j - x_i)/r
-                        forces[i, 0] -= w * dx
-                        forces[i, 1] -= w * dy
-                        forces[j, 0] += w * dx
-                        forces[j, 1] += w * dy
+                        m += 1
+            # pair (a, b) at distance r: F_a += f(r) (x_a - x_b)/r, F_b -= the same
+            fax = 0.0
+            fay = 0.0
+            for k in range(m):
+                r = distance[k]
+                e_long = math.exp(r * neg_inv_long)
+                if power:
+                    e_short = e_long
+                    for _ in range(power - 1):
+                        e_short *= e_long
+                else:
+                    e_short = math.exp(r * neg_inv_short)
+                if long_is_attraction:
+                    f = repulsion * e_short - attraction * e_long
+                else:
+                    f = repulsion * e_long - attraction * e_short
+                w = f / r
+                wdx = w * away[k, 0]
+                wdy = w * away[k, 1]
+                fax -= wdx
+                fay -= wdy
+                forces[partner[k], 0] += wdx
+                forces[partner[k], 1] += wdy
+            forces[a, 0] += fax
+            forces[a, 1] += fay
     return summed, forces
 
 
