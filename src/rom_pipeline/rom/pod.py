@@ -300,6 +300,12 @@ def _top_eigenpairs_krylov(
         stagnant = residual_norm <= 1e-10 * theta[0] and residual_norm > 0.5 * previous
         # a basis of the whole space makes this a dense eigendecomposition: nothing left to add
         if bound <= tol or residual_norm <= floor * theta[0] or stagnant or basis.shape[1] == n:
+            logger.info(
+                "POD: block Krylov (block %d) converged at dimension %d, %d passes over the "
+                "snapshots; residual %.1e theta_1, angle bound %.1e rad",
+                b, basis.shape[1], basis.shape[1] // b + (basis.shape[1] % b > 0),
+                residual_norm / theta[0], bound,
+            )
             return theta[:k], ritz
         previous = residual_norm
         if basis.shape[1] >= max_dim:
