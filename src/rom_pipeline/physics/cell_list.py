@@ -333,3 +333,35 @@ def vicsek_step(x, headings, speeds, dtheta, dt, R, force_radius, Lx, Ly, period
         x_new[i, 0], x_new[i, 1] = xn, yn
         headings_new[i, 0], headings_new[i, 1] = hx, hy
     return x_new, headings_new, speeds_new
+
+
+@numba.njit(cache=True)
+def vicsek_steps(x, headings, speeds, noise, first_step, save_every, positions, velocities, dt, R,
+                 force_radius, Lx, Ly, periodic, steering, kicking, mu_t, Ca, Cr, la, lr):
+    """``noise.shape[0]`` consecutive :func:`vicsek_step` s in one call (no per-step Python).
+
+    noise : (S, N) the angles of steps first_step + 1 ... first_step + S (drawn by the caller in
+    one call, which gives the generator's same stream as S draws of N). A step k that is a
+    multiple of ``save_every`` is written to positions[k // save_every] and
+    velocities[k // save_every] (arrays (T, N, 2), velocity = speed * heading).
+    Returns (x, headings, speeds, fast_step, fast_speed): the first step whose largest speed
+    exceeds R / (2 dt) with ``kicking`` (variable speed), and that speed; -1 and 0 if none.
+    """
+    fast_step = -1
+    fast_speed = 0.0
+    n = x.shape[0]
+    for s in range(noise.shape[0]):
+        x, headings, speeds = vicsek_step(x, headings, speeds, noise[s], dt, R, force_radius, Lx,
+                                          Ly, periodic, steering, kicking, mu_t, Ca, Cr, la, lr)
+        step = first_step + s + 1
+        if kicking and fast_step < 0:
+            top = speeds.max()
+            if top * dt > R / 2:
+                fast_step, fast_speed = step, top
+        if step % save_every == 0:
+            frame = step // save_every
+            for i in range(n):
+                for axis in range(2):
+                    positions[frame, i, axis] = x[i, axis]
+                    velocities[frame, i, axis] = speeds[i] * headings[i, axis]
+    return x, headings, speeds, fast_step, fast_speed

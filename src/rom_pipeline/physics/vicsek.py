@@ -31,7 +31,7 @@ import numpy as np
 
 from rom_pipeline.physics import _checks
 from rom_pipeline.physics.boundaries import BOUNDARIES, place_in_box, reflect_into_box, wrap_periodic
-from rom_pipeline.physics.cell_list import vicsek_step
+from rom_pipeline.physics.cell_list import vicsek_steps
 from rom_pipeline.physics.forces import morse_forces_from_pairs
 from rom_pipeline.physics.neighbours import brute_force_pairs, neighbour_pairs, neighbourhood_sum
 
@@ -175,11 +175,11 @@ def simulate_vicsek(
     velocities[0] = speeds[:, None] * headings
     warned_fast = False
 
-    def draw_noise() -> np.ndarray:
-        # the run's only random numbers: one array of N angles per step
+    def draw_noise(*steps: int) -> np.ndarray:
+        # the run's only random numbers: N angles per step; (S, N) at once is the same stream
         if noise_kind == "uniform":
-            return rng.uniform(-eta / 2.0, eta / 2.0, size=n)
-        return rng.normal(0.0, sigma, size=n)
+            return rng.uniform(-eta / 2.0, eta / 2.0, size=(*steps, n))
+        return rng.normal(0.0, sigma, size=(*steps, n))
 
     if find_pairs is None:
         x = np.ascontiguousarray(x)
@@ -194,37 +194,50 @@ def simulate_vicsek(
             force_params["mu_t"] if use_forces else 0.0, *morse,
         )
 
-    for step in range(1, n_steps + 1):
-        if find_pairs is None:
-            x, headings, speeds = vicsek_step(x, headings, speeds, draw_noise(), dt, *compiled)
-        else:
-            i, j, dx, r = find_pairs(x, query_radius, Lx, Ly, periodic)
-            # pairs beyond R (found for the force cut-off) get weight 0 instead of being filtered
-            aligned = (r <= R).astype(np.float64) if query_radius > R else None
-            aligned_sum = neighbourhood_sum(headings, i, j, weights=aligned)
-            new_headings = _unit(aligned_sum, fallback=headings)
-
-            if use_forces:
-                F = morse_forces_from_pairs(
-                    n, i, j, dx, r,
-                    force_params["Ca"], force_params["Cr"], force_params["la"],
-                    force_params["lr"], rcut=force_params["rcut"],
+        # compiled blocks of steps, each with its noise drawn in one call (a few MB at most)
+        block = max(1, min(256, 2**18 // n))
+        for first in range(0, n_steps, block):
+            noise = draw_noise(min(block, n_steps - first))
+            x, headings, speeds, fast_step, fast_speed = vicsek_steps(
+                x, headings, speeds, noise, first, save_every, positions, velocities, dt, *compiled
+            )
+            if fast_step > 0 and not warned_fast:
+                logger.warning(
+                    "variable speed: max speed %.3g gives speed*dt > R/2 = %.3g at step %d; "
+                    "agents may skip neighbours (speeds are not relaxed in this mode).",
+                    fast_speed, R / 2, fast_step,
                 )
-                if speed_mode == "constant_with_forces":
-                    steered = new_headings + force_params["mu_t"] * _unit(F, fallback=None)
-                    new_headings = _unit(steered, fallback=new_headings)
-                else:
-                    kicked = speeds[:, None] * headings + (dt * force_params["mu_t"]) * F
-                    speeds = np.hypot(kicked[:, 0], kicked[:, 1])
+                warned_fast = True
 
-            angle = np.arctan2(new_headings[:, 1], new_headings[:, 0]) + draw_noise()
-            headings = np.column_stack((np.cos(angle), np.sin(angle)))
+    # the NumPy step of the "kdtree" and "brute_force" methods (the cell list ran above)
+    for step in range(1, n_steps + 1) if find_pairs is not None else ():
+        i, j, dx, r = find_pairs(x, query_radius, Lx, Ly, periodic)
+        # pairs beyond R (found for the force cut-off) get weight 0 instead of being filtered
+        aligned = (r <= R).astype(np.float64) if query_radius > R else None
+        aligned_sum = neighbourhood_sum(headings, i, j, weights=aligned)
+        new_headings = _unit(aligned_sum, fallback=headings)
 
-            x = x + (dt * speeds)[:, None] * headings
-            if periodic:
-                x = wrap_periodic(x, Lx, Ly)
+        if use_forces:
+            F = morse_forces_from_pairs(
+                n, i, j, dx, r,
+                force_params["Ca"], force_params["Cr"], force_params["la"], force_params["lr"],
+                rcut=force_params["rcut"],
+            )
+            if speed_mode == "constant_with_forces":
+                steered = new_headings + force_params["mu_t"] * _unit(F, fallback=None)
+                new_headings = _unit(steered, fallback=new_headings)
             else:
-                x, headings = reflect_into_box(x, headings, Lx, Ly)
+                kicked = speeds[:, None] * headings + (dt * force_params["mu_t"]) * F
+                speeds = np.hypot(kicked[:, 0], kicked[:, 1])
+
+        angle = np.arctan2(new_headings[:, 1], new_headings[:, 0]) + draw_noise()
+        headings = np.column_stack((np.cos(angle), np.sin(angle)))
+
+        x = x + (dt * speeds)[:, None] * headings
+        if periodic:
+            x = wrap_periodic(x, Lx, Ly)
+        else:
+            x, headings = reflect_into_box(x, headings, Lx, Ly)
 
         if not warned_fast and speed_mode == "variable" and speeds.max() * dt > R / 2:
             logger.warning(
