@@ -53,6 +53,8 @@ SOLVERS = ("gram", "krylov")
 REFERENCE_KINDS = ("mean", "first", "median")
 # Rows of the snapshot buffer handed to one dsyrk call (about 64 MB at 64 x 64 grids).
 _BUFFER_BYTES = 64 * 2**20
+# Rows of the kept snapshots multiplied at once by the Krylov solver (fits a core's L2/L3 share).
+_SLAB_BYTES = 2 * 2**20
 
 
 class DensityTransform:
@@ -274,10 +276,15 @@ def _top_eigenpairs_krylov(
     if b < 1 or k + b > n:
         raise np.linalg.LinAlgError(f"k={k} leaves no room for a Krylov block in dimension {n}")
 
+    # rows per product: X_s^T (X_s v) re-reads the slab X_s from cache, not from memory
+    slab = max(1, _SLAB_BYTES // (8 * n))
+
     def apply(v: np.ndarray) -> np.ndarray:
         out = np.zeros_like(v)
         for chunk in chunks:  # fixed order: bit-reproducible
-            out += chunk.T @ (chunk @ v)
+            for start in range(0, chunk.shape[0], slab):
+                rows = chunk[start : start + slab]
+                out += rows.T @ (rows @ v)
         return out
 
     # the residual of A applied in float64 cannot go below about eps ||A|| sqrt(n k): reaching
