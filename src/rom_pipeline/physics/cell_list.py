@@ -4,7 +4,8 @@ The box is cut into ``nx x ny`` cells of side >= the search radius, so every pai
 radius lies in the same or an adjacent cell (a 3 x 3 block, wrapped on a torus). Along an axis
 with fewer than 3 cells the adjacent offsets are de-duplicated ({0} for one cell, {0, +1} for two),
 which is where naive cell lists double-count when L < 3R; each unordered pair i < j is then
-visited exactly once, from its lower index.
+visited exactly once (from its lower index in :func:`cell_list_pair_arrays`, from the lower cell
+of each adjacent cell pair in :func:`neighbourhood_sums_and_forces`).
 
 Distances are computed exactly as in :mod:`rom_pipeline.physics.neighbours`: ``d = x_j - x_i``
 with i < j, minimal image ``d - L rint(d (1/L))`` on a torus, ``r = sqrt(dx^2 + dy^2)``, and a pair
@@ -185,9 +186,9 @@ def neighbourhood_sums_and_forces(
     align_radius <= 0 skips the sums (summed = values); force_radius <= 0 skips the forces (F = 0).
     Returns (summed (N, c), F (N, 2)). Parameters are assumed validated.
 
-    The pair weight is computed in the loop with a scalar ``exp``: measured against collecting
-    the pairs and calling NumPy's vectorised ``exp``, this single pass without pair arrays was
-    about twice as fast at N = 300 (the arrays' memory traffic costs more than the ``exp``).
+    The pair weight uses a scalar ``exp`` inside the kernel: on the shared 2-core machine this
+    was about twice as fast at N = 300 as collecting the pairs and calling NumPy's vectorised
+    ``exp`` (the pair arrays' memory traffic cost more than the ``exp``).
     """
     n, c = values.shape
     summed = values.copy()
