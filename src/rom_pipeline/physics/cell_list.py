@@ -200,7 +200,8 @@ def neighbourhood_sums_and_forces(
     table = _neighbour_cells(nx, ny, periodic)
     inv_Lx, inv_Ly = 1.0 / Lx, 1.0 / Ly
     # e^{-r/l_short} = (e^{-r/l_long})^k when l_long / l_short is an integer k <= 8 (3, 4, 5 in
-    # the thesis regimes): one exp per pair instead of two, exact up to a few ulp
+    # the thesis regimes): one exp per pair instead of two, equal to the second exp to about
+    # (r / l_short + k) eps relative
     l_long, l_short = max(la, lr), min(la, lr)
     power = int(round(l_long / l_short))
     if not (1 <= power <= 8 and abs(l_long / l_short - power) <= 1e-12 * power):
