@@ -1,12 +1,15 @@
-"""Speed of the Vicsek-Morse simulator against a pure-Python per-particle loop.
+"""Speed of the Vicsek-Morse simulator: compiled cell list vs the KD-tree path vs a Python loop.
 
 Regimes of science.md §1.4 (L = 25, R = 4, dt = 0.04, gaussian noise with match_variance,
 mu_t = 0.3, speed mode "constant_with_forces"): gas with N = 100 and crystal with N = 300, from a
 uniform IC. For each regime it prints ms per step and particle-steps per second of
-``simulate_vicsek``, both over the first steps from the IC and in the settled state that follows
-(the crystal contracts into one cluster, where every pair is within the force cut-off), and the
-ratio against the naive loop of ``tests/physics/naive_reference.py`` (a few steps timed and
-extrapolated per step) measured in the same run. Single-threaded BLAS, one process.
+``simulate_vicsek`` with the default ``neighbour_method="cell_list"`` (numba kernel, compiled
+and cached before timing), both over the first steps from the IC and in the settled state that
+follows (the crystal contracts into one cluster, where every pair is within the force cut-off),
+and two ratios measured in the same run on the same states: against the previous default
+``neighbour_method="kdtree"`` (SciPy KD-tree + sparse sums; timed interleaved with the cell list,
+best of ``repeats``) and against the naive loop of ``tests/physics/naive_reference.py`` (a few
+steps timed and extrapolated per step). Single-threaded BLAS, one process.
 
     .venv/bin/python benchmarks/bench_simulation.py [--quick]
 """
@@ -40,16 +43,25 @@ REGIMES = {
 }
 
 
+METHODS = ("cell_list", "kdtree")
+
+
 def _time_vectorised(x0, theta0, regime, n_steps, repeats):
-    best, out = math.inf, None
+    """Best seconds per step of each neighbour method (runs interleaved, so load drifts on a
+    shared machine hit both alike), and the cell-list run's output."""
+    best, out = dict.fromkeys(METHODS, math.inf), None
     for _ in range(repeats):
-        start = time.perf_counter()
-        out = simulate_vicsek(
-            x0, theta0, n_steps=n_steps, v0=regime["v0"], eta=regime["eta"],
-            forces=regime["forces"], rng=np.random.default_rng(0), save_every=n_steps, **COMMON,
-        )
-        best = min(best, time.perf_counter() - start)
-    return best / n_steps, out
+        for method in METHODS:
+            start = time.perf_counter()
+            result = simulate_vicsek(
+                x0, theta0, n_steps=n_steps, v0=regime["v0"], eta=regime["eta"],
+                forces=regime["forces"], rng=np.random.default_rng(0), save_every=n_steps,
+                neighbour_method=method, **COMMON,
+            )
+            best[method] = min(best[method], time.perf_counter() - start)
+            if method == "cell_list":
+                out = result
+    return {method: seconds / n_steps for method, seconds in best.items()}, out
 
 
 def _time_naive(x0, theta0, regime, n_steps):
@@ -74,8 +86,13 @@ def main() -> None:
     args = parser.parse_args()
     n_steps, naive_steps, repeats = (40, 1, 1) if args.quick else (500, 3, 3)
 
+    print(f"load average before: {os.getloadavg()[0]:.2f} on {os.cpu_count()} cores")
+    # compile (or load from the numba cache) before anything is timed
+    warm = np.random.default_rng(2)
+    simulate_vicsek(sample_positions("uniform", 10, 25.0, 25.0, warm), sample_headings(10, warm),
+                    n_steps=2, v0=2.0, eta=0.1, forces=REGIMES["gas"]["forces"], rng=warm, **COMMON)
     print(f"{'regime':<8} {'N':>4} {'phase':<9} {'ms/step':>8} {'particle-steps/s':>17} "
-          f"{'naive ms/step':>14} {'speed-up':>9}")
+          f"{'kdtree ms/step':>15} {'vs kdtree':>10} {'naive ms/step':>14} {'vs naive':>9}")
     for name, regime in REGIMES.items():
         n = regime["n"] // 4 if args.quick else regime["n"]
         rng = np.random.default_rng(1)
@@ -88,8 +105,11 @@ def main() -> None:
         settled, _ = _time_vectorised(x_settled, np.arctan2(v[:, 1], v[:, 0]), regime, n_steps,
                                       repeats)
         for phase, per_step in (("from IC", first), ("settled", settled)):
-            print(f"{name:<8} {n:>4} {phase:<9} {per_step * 1e3:>8.3f} {n / per_step:>17,.0f} "
-                  f"{naive * 1e3:>14.1f} {naive / per_step:>8.0f}x")
+            fast, tree = per_step["cell_list"], per_step["kdtree"]
+            print(f"{name:<8} {n:>4} {phase:<9} {fast * 1e3:>8.3f} {n / fast:>17,.0f} "
+                  f"{tree * 1e3:>15.3f} {tree / fast:>9.2f}x {naive * 1e3:>14.1f} "
+                  f"{naive / fast:>8.0f}x")
+    print(f"load average after: {os.getloadavg()[0]:.2f}")
 
 
 if __name__ == "__main__":

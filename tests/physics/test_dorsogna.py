@@ -109,11 +109,12 @@ def test_alignment_term_relaxes_velocity_difference_exponentially():
 def test_result_independent_of_neighbour_method(integrator):
     x0, theta0 = _ic(30, 5.0, seed=6)
     params = dict(BASE, Lx=5.0, Ly=5.0, alignment_strength=0.5, R=1.0)
-    tree = simulate_dorsogna(x0, theta0, n_steps=50, dt=0.01, integrator=integrator, **params)
-    brute = simulate_dorsogna(x0, theta0, n_steps=50, dt=0.01, integrator=integrator,
-                              neighbour_method="brute_force", **params)
-    np.testing.assert_allclose(tree["positions"], brute["positions"], atol=1e-10)
-    np.testing.assert_allclose(tree["velocities"], brute["velocities"], atol=1e-10)
+    cells = simulate_dorsogna(x0, theta0, n_steps=50, dt=0.01, integrator=integrator, **params)
+    for method in ("kdtree", "brute_force"):
+        other = simulate_dorsogna(x0, theta0, n_steps=50, dt=0.01, integrator=integrator,
+                                  neighbour_method=method, **params)
+        np.testing.assert_allclose(cells["positions"], other["positions"], atol=1e-10)
+        np.testing.assert_allclose(cells["velocities"], other["velocities"], atol=1e-10)
 
 
 def test_noise_rotates_velocity_keeps_speed_and_is_reproducible():

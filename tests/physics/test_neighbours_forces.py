@@ -6,8 +6,18 @@ import math
 import numpy as np
 import pytest
 
-from rom_pipeline.physics.forces import morse_forces, morse_pair_magnitude
-from rom_pipeline.physics.neighbours import brute_force_pairs, neighbour_pairs, neighbourhood_sum
+from rom_pipeline.physics.forces import (
+    morse_forces,
+    morse_forces_and_neighbourhood_sums,
+    morse_forces_from_pairs,
+    morse_pair_magnitude,
+)
+from rom_pipeline.physics.neighbours import (
+    brute_force_pairs,
+    cell_list_pairs,
+    neighbour_pairs,
+    neighbourhood_sum,
+)
 
 MORSE = dict(Ca=3.0, Cr=3.0, la=2.0, lr=0.5)
 
@@ -29,10 +39,11 @@ def _sorted(pairs):
     ],
 )
 @pytest.mark.parametrize("periodic", [True, False])
-def test_kdtree_pairs_equal_brute_force(n, radius, Lx, Ly, periodic):
+@pytest.mark.parametrize("find_pairs", [neighbour_pairs, cell_list_pairs])
+def test_kdtree_and_cell_list_pairs_equal_brute_force(find_pairs, n, radius, Lx, Ly, periodic):
     rng = np.random.default_rng(n)
     x = rng.uniform(0, 1, (n, 2)) * [Lx, Ly]
-    tree = _sorted(neighbour_pairs(x, radius, Lx, Ly, periodic))
+    tree = _sorted(find_pairs(x, radius, Lx, Ly, periodic))
     brute = _sorted(brute_force_pairs(x, radius, Lx, Ly, periodic))
     assert tree[0].size > 0
     np.testing.assert_array_equal(tree[0], brute[0])
@@ -42,23 +53,72 @@ def test_kdtree_pairs_equal_brute_force(n, radius, Lx, Ly, periodic):
     assert np.all(tree[0] < tree[1])
 
 
-def test_pair_straddling_periodic_boundary_is_found_with_minimal_image():
+@pytest.mark.parametrize("find_pairs", [neighbour_pairs, cell_list_pairs])
+def test_pair_straddling_periodic_boundary_is_found_with_minimal_image(find_pairs):
     L = 10.0
     x = np.array([[0.1, 5.0], [L - 0.1, 5.2], [5.0, 5.0]])
-    i, j, dx, r = neighbour_pairs(x, 1.0, L, L, periodic=True)
+    i, j, dx, r = find_pairs(x, 1.0, L, L, periodic=True)
     assert list(zip(i, j)) == [(0, 1)]
     np.testing.assert_allclose(dx[0], [-0.2, 0.2], atol=1e-12)
     np.testing.assert_allclose(r[0], math.hypot(0.2, 0.2), rtol=1e-12)
-    i, j, _, _ = neighbour_pairs(x, 1.0, L, L, periodic=False)
+    i, j, _, _ = find_pairs(x, 1.0, L, L, periodic=False)
     assert i.size == 0
 
 
-def test_position_equal_to_box_length_is_wrapped_not_rejected():
+@pytest.mark.parametrize("find_pairs", [neighbour_pairs, cell_list_pairs])
+def test_position_equal_to_box_length_is_wrapped_not_rejected(find_pairs):
     L = 10.0
     x = np.array([[L, 3.0], [0.2, 3.0], [-1e-17, 3.0]])
-    i, j, dx, r = _sorted(neighbour_pairs(x, 0.5, L, L, periodic=True))
+    i, j, dx, r = _sorted(find_pairs(x, 0.5, L, L, periodic=True))
     assert list(zip(i, j)) == [(0, 1), (0, 2), (1, 2)]
     np.testing.assert_allclose(r, [0.2, 0.0, 0.2], atol=1e-12)
+
+
+def test_cell_list_without_a_box_handles_far_apart_and_coincident_agents():
+    # non-periodic cells cover the data's bounding box (capped in number): a cluster, a far
+    # outlier and coincident points must still give exactly the brute-force pairs
+    rng = np.random.default_rng(5)
+    x = np.vstack([rng.normal(0.0, 0.5, (120, 2)), [[1e4, -3e3], [0.0, 0.0], [0.0, 0.0]]])
+    cells = _sorted(cell_list_pairs(x, 0.3, 1.0, 1.0, periodic=False))
+    brute = _sorted(brute_force_pairs(x, 0.3, 1.0, 1.0, periodic=False))
+    for a, b in zip(cells, brute):
+        np.testing.assert_array_equal(a, b)
+    assert np.any(cells[3] == 0.0)
+
+
+@pytest.mark.parametrize(
+    "n, align_radius, force_radius, L",
+    [
+        (300, 4.0, 10.0, 25.0),  # crystal-like: force cut-off beyond the alignment radius, L < 3 rcut
+        (200, 4.0, 2.5, 25.0),  # alignment radius beyond the force cut-off
+        (80, 1.5, 3.0, 6.0),
+        (40, 4.0, 0.0, 7.0),  # alignment only
+        (40, 0.0, 3.0, 7.0),  # forces only
+    ],
+)
+@pytest.mark.parametrize("periodic", [True, False])
+def test_cell_list_sums_and_forces_match_brute_force_oracle(
+    n, align_radius, force_radius, L, periodic
+):
+    # the oracle: brute-force pairs, the sparse neighbourhood sum and the bincount force sum
+    rng = np.random.default_rng(n)
+    x = rng.uniform(0, L, (n, 2))
+    x[1] = x[0]  # coincident agents align but exert no force
+    values = rng.normal(size=(n, 3))
+    summed, F = morse_forces_and_neighbourhood_sums(
+        x, values, align_radius, force_radius, L, L, periodic, **MORSE
+    )
+    i, j, dx, r = brute_force_pairs(x, max(align_radius, force_radius), L, L, periodic)
+    expected_sum = neighbourhood_sum(values, i, j, weights=(r <= align_radius).astype(float))
+    expected_F = np.zeros((n, 2))
+    if force_radius > 0:
+        expected_F = morse_forces_from_pairs(n, i, j, dx, r, rcut=force_radius, **MORSE)
+    np.testing.assert_allclose(summed, expected_sum, rtol=1e-12, atol=1e-12)
+    np.testing.assert_allclose(F, expected_F, rtol=1e-12, atol=1e-12 * np.abs(expected_F).max())
+    assert np.all(np.isfinite(F))
+    if force_radius > 0:
+        assert np.abs(F).max() > 0
+        np.testing.assert_allclose(F.sum(axis=0), 0.0, atol=1e-11 * np.abs(F).max())
 
 
 def test_neighbourhood_sum_matches_dense_adjacency():

@@ -46,26 +46,62 @@ def _naive_run(x0, theta0, *, n_steps, dt, v0, R, Lx, Ly, boundary, eta, speed_m
     return np.array(x), np.array(speeds)[:, None] * np.array(headings)
 
 
+@pytest.mark.parametrize("neighbour_method", ["cell_list", "kdtree"])
 @pytest.mark.parametrize("speed_mode", ["constant", "constant_with_forces", "variable"])
 @pytest.mark.parametrize("boundary", ["periodic", "reflecting"])
-def test_matches_per_particle_reference(speed_mode, boundary):
+def test_matches_per_particle_reference(speed_mode, boundary, neighbour_method):
     # a small box (L < 3R for the force cut-off 3.0) exercises wrap-around pairs
     x0, theta0 = _random_ic(25, 6.0, 5.0)
     params = dict(n_steps=15, dt=0.04, v0=2.0, R=1.5, Lx=6.0, Ly=5.0, boundary=boundary,
                   eta=0.5, speed_mode=speed_mode, forces=FORCES)
-    out = _run(x0, theta0, rng_seed=5, **params)
+    out = _run(x0, theta0, rng_seed=5, neighbour_method=neighbour_method, **params)
     x_ref, v_ref = _naive_run(x0, theta0, seed=5, **params)
     np.testing.assert_allclose(out["positions"][-1], x_ref, atol=1e-9)
     np.testing.assert_allclose(out["velocities"][-1], v_ref, atol=1e-9)
+    # one step has no chaotic amplification: it matches the reference to round-off
+    one = _run(x0, theta0, rng_seed=5, neighbour_method=neighbour_method, **dict(params, n_steps=1))
+    x_ref, v_ref = _naive_run(x0, theta0, seed=5, **dict(params, n_steps=1))
+    np.testing.assert_allclose(one["positions"][-1], x_ref, rtol=0, atol=1e-12)
+    np.testing.assert_allclose(one["velocities"][-1], v_ref, rtol=0, atol=1e-12)
 
 
 @pytest.mark.parametrize("speed_mode", ["constant_with_forces", "variable"])
 def test_result_independent_of_neighbour_method(speed_mode):
     x0, theta0 = _random_ic(40, 6.0, 5.0, seed=2)
-    tree = _run(x0, theta0, n_steps=40, speed_mode=speed_mode)
-    brute = _run(x0, theta0, n_steps=40, speed_mode=speed_mode, neighbour_method="brute_force")
-    np.testing.assert_allclose(tree["positions"], brute["positions"], atol=1e-9)
-    np.testing.assert_allclose(tree["velocities"], brute["velocities"], atol=1e-9)
+    cells = _run(x0, theta0, n_steps=40, speed_mode=speed_mode)
+    for method in ("kdtree", "brute_force"):
+        other = _run(x0, theta0, n_steps=40, speed_mode=speed_mode, neighbour_method=method)
+        np.testing.assert_allclose(cells["positions"], other["positions"], atol=1e-9)
+        np.testing.assert_allclose(cells["velocities"], other["velocities"], atol=1e-9)
+
+
+def _crystal_run(seed):
+    """A few hundred steps of a dense N = 300 crystal-like run (every pair inside the cut-off)."""
+    rng = np.random.default_rng(seed)
+    x0 = 12.5 + rng.normal(0.0, 2.0, (300, 2))
+    return simulate_vicsek(
+        x0, rng.uniform(0, 2 * np.pi, 300), n_steps=60, dt=0.04, v0=2.0, R=4.0, Lx=25.0, Ly=25.0,
+        boundary="periodic", noise_kind="gaussian", eta=0.1, match_variance=True,
+        speed_mode="constant_with_forces",
+        forces=dict(Ca=3.0, Cr=3.0, la=2.0, lr=0.5, mu_t=0.3), rng=rng, save_every=20,
+    )
+
+
+def test_runs_are_bit_identical_in_parallel_worker_processes():
+    # the compiled kernel has no threads and a fixed summation order: a run computed in another
+    # process, next to other runs, equals the one computed here bit for bit
+    import concurrent.futures
+    import multiprocessing
+
+    seeds = [11, 12, 13]
+    here = [_crystal_run(seed) for seed in seeds]
+    context = multiprocessing.get_context("spawn")
+    with concurrent.futures.ProcessPoolExecutor(max_workers=2, mp_context=context) as pool:
+        there = list(pool.map(_crystal_run, seeds))
+    for a, b in zip(here, there):
+        np.testing.assert_array_equal(a["positions"], b["positions"])
+        np.testing.assert_array_equal(a["velocities"], b["velocities"])
+    assert not np.array_equal(here[0]["positions"][-1], here[1]["positions"][-1])
 
 
 def test_alignment_across_periodic_boundary():

@@ -335,3 +335,76 @@ def test_small_buffer_and_route_switch_mid_stream_give_the_same_basis(monkeypatc
     np.testing.assert_allclose(streamed.singular_values_[:6], reference.singular_values_[:6], rtol=1e-12)
     mu, s, v = svd_oracle(runs)
     assert np.max(subspace_angles(streamed.modes_, v[:, :6])) < 1e-8
+
+
+# ----------------------------------------------------------------- the "krylov" solver (leading modes)
+@pytest.mark.parametrize("case", sorted(CASES))
+def test_krylov_solver_equals_numpy_svd(case):
+    rng = np.random.default_rng(7)
+    runs = CASES[case](rng)
+    r = 6
+    basis = PODBasis(fixed_modes=r, solver="krylov").fit([lambda run=run: run for run in runs])
+    mu, s, v = svd_oracle(runs)
+    assert basis.route_ == "krylov"
+    assert np.max(subspace_angles(basis.modes_, v[:, :r])) < 1e-8
+    assert np.allclose(np.abs(np.sum(basis.modes_ * v[:, :r], axis=0)), 1.0, atol=1e-10)
+    assert np.allclose(basis.modes_.T @ basis.modes_, np.eye(r), atol=1e-12)
+    assert np.allclose(basis.mean_, mu, rtol=0, atol=1e-12 * np.abs(mu).max())
+    # only the leading spectrum is computed; its energy is relative to the exact total
+    np.testing.assert_allclose(basis.singular_values_, s[:r], rtol=1e-10)
+    np.testing.assert_allclose(basis.cumulative_energy_, (np.cumsum(s**2) / np.sum(s**2))[:r],
+                               rtol=1e-12)
+
+
+def test_krylov_solver_resolves_a_near_degenerate_pair_at_the_cut():
+    # modes r and r+1 have nearly equal energy: the top-r subspace is ill-conditioned (gap 1e-3
+    # relative), the case where a loose iterative solver drifts; the angle must still be < 1e-8
+    rng = np.random.default_rng(21)
+    n_cells, r = 144, 5
+    q = np.linalg.qr(rng.standard_normal((n_cells, n_cells)))[0]
+    scales = np.r_[10.0, 8.0, 6.0, 4.0, 3.0, 2.997, 2.0, 0.5 ** np.arange(n_cells - 7)]
+    runs = []
+    for _ in range(4):
+        amplitudes = rng.standard_normal((400, n_cells))
+        amplitudes = (amplitudes - amplitudes.mean(0)) / amplitudes.std(0)
+        runs.append((amplitudes * scales) @ q.T.reshape(n_cells, 12, 12).reshape(n_cells, -1))
+    runs = [run.reshape(400, 12, 12) + 3.0 for run in runs]
+    mu, s, v = svd_oracle(runs)
+    assert (s[r - 1] - s[r]) / s[0] < 1e-2
+    basis = PODBasis(fixed_modes=r, solver="krylov").fit(runs)
+    assert np.max(subspace_angles(basis.modes_, v[:, :r])) < 1e-8
+    np.testing.assert_allclose(basis.singular_values_, s[:r], rtol=1e-10)
+
+
+def test_krylov_chunks_and_runs_give_the_same_basis_bit_for_bit(monkeypatch):
+    import rom_pipeline.rom.pod as pod
+
+    rng = np.random.default_rng(16)
+    runs = structured_runs(rng, 5, 23, 8, 8, noise=1e-2)
+    reference = PODBasis(fixed_modes=6, solver="krylov").fit(runs)
+    again = PODBasis(fixed_modes=6, solver="krylov").fit([lambda run=run: run for run in runs])
+    np.testing.assert_array_equal(again.modes_, reference.modes_)  # reproducible
+    monkeypatch.setattr(pod, "_BUFFER_BYTES", 8 * 64 * 7)  # 7-row chunks, split inside runs
+    chunked = PODBasis(fixed_modes=6, solver="krylov").fit(runs)
+    np.testing.assert_allclose(chunked.modes_, reference.modes_, atol=1e-11)
+    mu, s, v = svd_oracle(runs)
+    assert np.max(subspace_angles(chunked.modes_, v[:, :6])) < 1e-8
+    np.testing.assert_allclose(chunked.mean_, mu, rtol=0, atol=1e-12 * np.abs(mu).max())
+
+
+def test_krylov_solver_round_trips_and_rejects_what_it_cannot_do():
+    rng = np.random.default_rng(17)
+    runs = structured_runs(rng, 2, 40, 8, 8)
+    basis = PODBasis(fixed_modes=4, solver="krylov").fit(runs)
+    rebuilt = PODBasis.from_arrays(basis.to_arrays())
+    assert rebuilt.solver == "krylov" and rebuilt.route_ == "krylov"
+    np.testing.assert_array_equal(rebuilt.modes_, basis.modes_)
+    legacy = {key: value for key, value in PODBasis(fixed_modes=4).fit(runs).to_arrays().items()
+              if key != "solver"}
+    assert PODBasis.from_arrays(legacy).solver == "gram"  # files written before the option
+    with pytest.raises(ValueError, match="fixed_modes"):
+        PODBasis(pod_energy=0.9, solver="krylov").fit(runs)
+    with pytest.raises(ValueError, match="solver"):
+        PODBasis(fixed_modes=4, solver="lanczos").fit(runs)
+    with pytest.raises(ValueError, match="solver='gram'"):
+        PODBasis(fixed_modes=63, solver="krylov").fit(runs)

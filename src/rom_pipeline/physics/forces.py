@@ -18,6 +18,7 @@ from __future__ import annotations
 import numpy as np
 
 from rom_pipeline.physics import _checks
+from rom_pipeline.physics.cell_list import neighbourhood_sums_and_forces
 from rom_pipeline.physics.neighbours import neighbour_pairs
 
 
@@ -106,3 +107,34 @@ def morse_forces(
     rcut = _checks.positive_float("rcut", rcut)
     i, j, dx, r = neighbour_pairs(x, rcut, Lx, Ly, periodic)
     return morse_forces_from_pairs(np.shape(x)[0], i, j, dx, r, Ca, Cr, la, lr)
+
+
+def morse_forces_and_neighbourhood_sums(
+    x: np.ndarray,
+    values: np.ndarray,
+    align_radius: float,
+    force_radius: float,
+    Lx: float,
+    Ly: float,
+    periodic: bool,
+    Ca: float,
+    Cr: float,
+    la: float,
+    lr: float,
+) -> tuple[np.ndarray, np.ndarray]:
+    """Neighbourhood sums and Morse forces from one compiled cell-list pass (the simulators' step).
+
+    summed_i = v_i + sum_{j != i, r_ij <= align_radius} v_j, as
+    :func:`~rom_pipeline.physics.neighbours.neighbourhood_sum` with 0/1 weights;
+    F_i = -sum_{j != i, 0 < r_ij <= force_radius} f(r_ij) (x_j - x_i)/r_ij, as
+    :func:`morse_forces_from_pairs`. Distances are minimal-image when ``periodic``.
+
+    x : (N, 2) positions, wrapped onto [0, Lx) x [0, Ly) when ``periodic``; values : (N, c).
+    align_radius <= 0 skips the sums (summed = values), force_radius <= 0 the forces (F = 0).
+    Returns (summed (N, c), F (N, 2)). Parameters are assumed validated.
+    """
+    return neighbourhood_sums_and_forces(
+        np.ascontiguousarray(x, dtype=np.float64), np.ascontiguousarray(values, dtype=np.float64),
+        float(align_radius), float(force_radius), float(Lx), float(Ly), bool(periodic),
+        float(Ca), float(Cr), float(la), float(lr),
+    )

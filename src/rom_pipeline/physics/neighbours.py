@@ -5,9 +5,10 @@ minimal-image distance on a torus, so a pair straddling a periodic boundary coun
 smaller than the search radius (L < 3R, where naive cell lists double-count) is handled.
 
 ``neighbour_pairs`` uses ``scipy.spatial.cKDTree`` (periodic via ``boxsize``);
-``brute_force_pairs`` is the O(N^2) oracle used by the tests. Both keep a pair exactly when the
-distance computed here from the minimal-image displacement satisfies r <= radius, so they agree
-bit for bit on the pair set.
+``cell_list_pairs`` a compiled cell list (:mod:`rom_pipeline.physics.cell_list`);
+``brute_force_pairs`` is the O(N^2) oracle used by the tests. All three keep a pair exactly when
+the distance computed from the minimal-image displacement x_j - x_i (i < j) satisfies
+r <= radius, so they agree bit for bit on the pair set and its geometry.
 """
 
 from __future__ import annotations
@@ -18,6 +19,7 @@ from scipy.spatial import cKDTree
 
 from rom_pipeline.physics import _checks
 from rom_pipeline.physics.boundaries import wrap_periodic
+from rom_pipeline.physics.cell_list import cell_list_pair_arrays
 
 # The KD-tree is queried with a slightly larger radius, then pairs are filtered with the distance
 # computed below, so floating-point differences between the tree's and our distance never change
@@ -90,6 +92,17 @@ def neighbour_pairs(
         i, j = np.where(swap, j, i), np.where(swap, i, j)
     dx, r = _pair_geometry(x, i, j, Lx, Ly, periodic)
     return _within(i, j, dx, r, radius)
+
+
+def cell_list_pairs(
+    x: np.ndarray, radius: float, Lx: float, Ly: float, periodic: bool
+) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """:func:`neighbour_pairs` (same contract) through the compiled cell list of
+    :mod:`rom_pipeline.physics.cell_list`; pairs come grouped by i ascending."""
+    x, radius, Lx, Ly = _validate(x, radius, Lx, Ly)
+    if periodic:
+        x = wrap_periodic(x, Lx, Ly)
+    return cell_list_pair_arrays(np.ascontiguousarray(x), radius, Lx, Ly, bool(periodic))
 
 
 def brute_force_pairs(
