@@ -585,3 +585,19 @@ def test_num_threads_applies_while_fitting_and_is_restored(runs, monkeypatch):
         torch.set_num_threads(before)
     with pytest.raises(ValueError, match="num_threads must be an integer >= 1"):
         LSTMForecaster(num_threads=0)
+
+
+@pytest.mark.parametrize("residual", [False, True])
+def test_linear_skip_starts_from_the_least_squares_autoregression(runs, residual):
+    # A learning rate of 1e-12 leaves the initial network in place after one epoch.
+    model = LSTMForecaster(lag=3, linear_skip=True, residual=residual, learning_rate=1e-12,
+                           validation_fraction=0.3, **{**TINY, "max_epochs": 1}).fit(runs)
+    train = [runs[i] for i in model.training_runs_]
+    # Oracle: ordinary least squares y_k = c + Σ_j A_j y_{k−j} in physical units (a z-score
+    # is an affine change of variables, so both fits predict the same states).
+    X, Y, _ = latent_windows(train, 3)
+    design = np.hstack([np.ones((len(X), 1)), X.reshape(len(X), -1)])
+    coef, *_ = np.linalg.lstsq(design, Y, rcond=None)
+    X_val = latent_windows([runs[i] for i in model.validation_runs_], 3)[0]
+    expected = np.hstack([np.ones((len(X_val), 1)), X_val.reshape(len(X_val), -1)]) @ coef
+    np.testing.assert_allclose(model.predict_next(X_val), expected, rtol=1e-4, atol=1e-4)

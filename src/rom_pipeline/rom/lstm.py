@@ -147,6 +147,8 @@ class LSTMForecaster:
             step slower, hence 1.
         linear_skip: add a linear autoregressive path A · vec(window) (no bias) beside the LSTM's
             head, trained jointly: the model is a linear MVAR plus a nonlinear LSTM correction.
+            Training starts from the least-squares linear model of the training windows (A and
+            the head's bias from ``numpy.linalg.lstsq``, the head's weight 0).
         normalize_input: per-mode z-score from the training windows (else m = 0, s = 1).
         batch_size, learning_rate, weight_decay: Adam mini-batch training.
         max_epochs, patience: epoch budget and early-stopping patience (epochs without an
@@ -410,6 +412,8 @@ class LSTMForecaster:
             with torch.random.fork_rng(devices=cuda_devices):
                 torch.manual_seed(self.seed)
                 self.module_ = self._new_module(r).to(device)
+                if self.linear_skip:
+                    self._init_linear_path(train_seq[:, :self.lag], train_seq[:, self.lag])
                 self._train(train_seq, val_windows, val_targets, val_runs, device)
         finally:
             torch.use_deterministic_algorithms(previous_deterministic[0],
@@ -426,6 +430,28 @@ class LSTMForecaster:
             self.device_,
         )
         return self
+
+    @torch.no_grad()
+    def _init_linear_path(self, windows: torch.Tensor, targets: torch.Tensor) -> None:
+        """Start ``linear_skip`` from the least-squares linear model of the training windows.
+
+        With the sequence the network reads, s (n, m·r) flattened (the window, or its increments
+        for ``differences``), and the head's target t = ẑ_k (direct) or ẑ_k − z_{k−1}
+        (``residual``/``differences``), [A b] = argmin ‖[s 1][A b]ᵀ − t‖² (``numpy.linalg.lstsq``).
+        The skip weight is set to A, the head's bias to b and its weight to 0, so the untrained
+        network is that linear autoregression and the LSTM learns a correction to it.
+        """
+        w = windows.double().cpu().numpy()
+        t = targets.double().cpu().numpy()
+        seq = np.diff(w, axis=1) if self.differences else w
+        if self.residual or self.differences:
+            t = t - w[:, -1]
+        design = np.hstack([seq.reshape(len(seq), -1), np.ones((len(seq), 1))])
+        coef, *_ = np.linalg.lstsq(design, t, rcond=None)
+        module = self.module_
+        module.skip.weight.copy_(torch.as_tensor(coef[:-1].T, dtype=module.skip.weight.dtype))
+        module.head.weight.zero_()
+        module.head.bias.copy_(torch.as_tensor(coef[-1], dtype=module.head.bias.dtype))
 
     def _train(self, train_seq, val_windows, val_targets, val_runs, device) -> None:
         module = self.module_
