@@ -247,8 +247,8 @@ class MVARConfig(_Block):
 class LSTMConfig(_Block):
     """``rom.models.lstm``: the :class:`~rom_pipeline.rom.lstm.LSTMForecaster` arguments.
 
-    Every default here equals the constructor's (tests/rom/test_lstm.py checks it); the base
-    YAML sets none of them, so each default lives in the constructor and this mirror only.
+    Every default here equals the constructor's (tests/rom/test_lstm.py checks it). The base
+    YAML sets only the default experiment's selected departures from them, never a default.
     """
 
     enabled: bool = True
@@ -266,8 +266,8 @@ class LSTMConfig(_Block):
     batch_size: int = Field(256, ge=1)
     learning_rate: float = Field(1e-3, gt=0)
     weight_decay: float = Field(1e-5, ge=0)
-    max_epochs: int = Field(100, ge=1)
-    patience: int = Field(10, ge=1, description="epochs without a better selection metric")
+    max_epochs: int = Field(60, ge=1)
+    patience: int = Field(12, ge=1, description="epochs without a better selection metric")
     gradient_clip: float | None = Field(1.0, gt=0, description="null: no clipping")
     lr_patience: int = Field(5, ge=0, description="epochs before the plateau schedule cuts the LR")
     lr_factor: float = Field(0.5, gt=0, lt=1)
@@ -288,7 +288,7 @@ class LSTMConfig(_Block):
         "mode's training std",
     )
     clip_rollout: float | None = Field(
-        None, ge=0, description="bound closed-loop states to the training range +- this fraction"
+        0.1, ge=0, description="bound closed-loop states to the training range +- this fraction"
     )
     device: Literal["auto", "cpu", "cuda"] = "auto"
     seed: int = Field(0, ge=0)

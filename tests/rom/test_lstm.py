@@ -195,7 +195,7 @@ def test_residual_output_adds_increment_to_last_input(runs, residual):
 
 
 def test_diverging_rollout_returns_non_finite_without_raising(runs):
-    model = LSTMForecaster(lag=3, residual=True, **TINY).fit(runs)
+    model = LSTMForecaster(lag=3, residual=True, clip_rollout=None, **TINY).fit(runs)
     with torch.no_grad():
         model.module_.head.bias.fill_(3e38)  # near float32 max: overflows on the 2nd step
     forecast = model.rollout(runs[0][:3], 5)
@@ -326,7 +326,8 @@ def test_clip_rollout_keeps_closed_loop_states_inside_the_widened_training_range
     with clip_rollout=0.1 every state stays within the training range ± 10 % of it."""
     rng = np.random.default_rng(3)
     runs = [np.cumsum(rng.normal(size=(40, 2)), axis=0) * 0.1 for _ in range(4)]
-    free = LSTMForecaster(lag=2, hidden_units=4, num_layers=1, max_epochs=1, seed=0).fit(runs)
+    free = LSTMForecaster(lag=2, hidden_units=4, num_layers=1, max_epochs=1, seed=0,
+                          clip_rollout=None).fit(runs)
     bounded = LSTMForecaster.from_payload(
         {**free.save_payload(), "hyperparameters": {**free.get_hyperparameters(), "clip_rollout": 0.1}}
     )
@@ -350,7 +351,9 @@ def test_clip_rollout_keeps_closed_loop_states_inside_the_widened_training_range
 
 # --------------------------------------------------------------------------- difference form
 def test_difference_form_keeps_every_constant_state_and_reads_only_increments(runs):
-    model = LSTMForecaster(lag=3, differences=True, dropout=0.0, **TINY).fit(runs)
+    # no bound: the constant states below lie outside the training range on purpose
+    model = LSTMForecaster(lag=3, differences=True, dropout=0.0, clip_rollout=None,
+                           **TINY).fit(runs)
     rng = np.random.default_rng(3)
     for level in rng.normal(scale=2.0, size=(4, 3)):  # any constant state, seen in training or not
         seed = np.repeat(level[None], 3, axis=0)
@@ -514,10 +517,14 @@ def test_config_defaults_are_the_constructor_defaults():
     config = {k: f.default for k, f in LSTMConfig.model_fields.items() if k != "enabled"}
     assert config == {k: p.default for k, p in signature.items()}
     assert list(SEARCH_KEYS["lstm"]) == list(signature)
-    # The base YAML repeats none of them, so the defaults cannot drift apart again.
+    # The base YAML repeats none of them (it only departs from them), so the defaults cannot
+    # drift apart again.
     root = Path(__file__).resolve().parents[2]
     base = yaml.safe_load((root / "conf/base/parameters_rom.yml").read_text())
-    assert base["rom"]["models"]["lstm"] == {"enabled": True}
+    block = dict(base["rom"]["models"]["lstm"])
+    assert block.pop("enabled") is True
+    assert set(block) <= set(signature)
+    assert all(value != signature[key].default for key, value in block.items())
 
 
 @pytest.mark.parametrize(
