@@ -278,6 +278,12 @@ class MVARConfig(_Block):
 
 
 class LSTMConfig(_Block):
+    """``rom.models.lstm``: the :class:`~rom_pipeline.rom.lstm.LSTMForecaster` arguments.
+
+    Every default here equals the constructor's (tests/rom/test_lstm.py checks it). The base
+    YAML sets only the default experiment's selected departures from them, never a default.
+    """
+
     enabled: bool = True
     lag: int = Field(5, ge=1)
     hidden_units: int = Field(64, ge=1)
@@ -293,21 +299,45 @@ class LSTMConfig(_Block):
     batch_size: int = Field(256, ge=1)
     learning_rate: float = Field(1e-3, gt=0)
     weight_decay: float = Field(1e-5, ge=0)
-    max_epochs: int = Field(100, ge=1)
-    patience: int = Field(10, ge=1)
-    gradient_clip: float = Field(1.0, gt=0)
+    max_epochs: int = Field(60, ge=1)
+    patience: int = Field(12, ge=1, description="epochs without a better selection metric")
+    gradient_clip: float | None = Field(1.0, gt=0, description="null: no clipping")
+    lr_patience: int = Field(5, ge=0, description="epochs before the plateau schedule cuts the LR")
+    lr_factor: float = Field(0.5, gt=0, lt=1)
     validation_fraction: float = Field(0.2, gt=0, lt=1)
-    selection: Literal["rollout", "one_step"] = "rollout"
+    selection: Literal["skill", "rollout", "one_step"] = Field(
+        "skill", description="checkpoint: closed-loop skill vs the training climatology "
+        "(skill), closed-loop latent R2 (rollout) or one-step validation loss (one_step)",
+    )
     rollout_horizon: int | None = Field(
         None, ge=1, description="closed-loop validation steps per held-out run (null: whole run)"
     )
-    multi_step: int = Field(1, ge=1)
-    noise_std: float = Field(0.0, ge=0)
+    multi_step: int = Field(
+        1, ge=1, description="k: train on the mean loss of k closed-loop steps (backprop "
+        "through the unroll)",
+    )
+    noise_std: float = Field(
+        0.0, ge=0, description="Gaussian noise on the training inputs, in units of each "
+        "mode's training std",
+    )
     clip_rollout: float | None = Field(
-        None, ge=0, description="bound closed-loop states to the training range +- this fraction"
+        0.1, ge=0, description="bound closed-loop states to the training range +- this fraction"
     )
     device: Literal["auto", "cpu", "cuda"] = "auto"
-    seed: int = 0
+    seed: int = Field(0, ge=0)
+    scheduled_sampling: float | None = Field(
+        None, ge=0, le=1, description="with multi_step > 1: final probability (reached "
+        "linearly) that a fed-back frame is the prediction, not the truth; null: always",
+    )
+    validate_every: int = Field(
+        1, ge=1, description="closed-loop validation every k epochs (and at the last)"
+    )
+    linear_skip: bool = Field(
+        False, description="add a linear autoregressive path A vec(window) beside the LSTM head"
+    )
+    num_threads: int | None = Field(
+        1, ge=1, description="torch CPU threads while fitting/predicting (null: torch's choice)"
+    )
 
     @model_validator(mode="after")
     def _differences_form(self) -> LSTMConfig:
@@ -315,6 +345,10 @@ class LSTMConfig(_Block):
             raise ValueError("differences = true already predicts an increment: set residual = false")
         if self.differences and self.lag < 2:
             raise ValueError(f"differences = true needs lag >= 2 (the window's increments), got {self.lag}")
+        if self.scheduled_sampling is not None and self.multi_step == 1:
+            raise ValueError(f"scheduled_sampling = {self.scheduled_sampling} needs multi_step >= 2 "
+                             "(it mixes true and predicted frames in the k-step unroll); set "
+                             "multi_step or scheduled_sampling = null")
         return self
 
 
@@ -367,6 +401,7 @@ SEARCH_KEYS = {
         "differences", "normalize_input", "batch_size", "learning_rate", "weight_decay",
         "max_epochs", "patience", "gradient_clip", "lr_patience", "lr_factor", "validation_fraction", "rollout_horizon",
         "selection", "multi_step", "noise_std", "clip_rollout", "device", "seed",
+        "scheduled_sampling", "validate_every", "linear_skip", "num_threads",
     ),
 }
 

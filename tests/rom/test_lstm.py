@@ -14,6 +14,7 @@ from rom_pipeline.rom.lstm import (
     LOG_COLUMNS,
     LSTMForecaster,
     closed_loop_r2,
+    closed_loop_skill,
     count_lstm_parameters,
 )
 
@@ -194,7 +195,7 @@ def test_residual_output_adds_increment_to_last_input(runs, residual):
 
 
 def test_diverging_rollout_returns_non_finite_without_raising(runs):
-    model = LSTMForecaster(lag=3, residual=True, **TINY).fit(runs)
+    model = LSTMForecaster(lag=3, residual=True, clip_rollout=None, **TINY).fit(runs)
     with torch.no_grad():
         model.module_.head.bias.fill_(3e38)  # near float32 max: overflows on the 2nd step
     forecast = model.rollout(runs[0][:3], 5)
@@ -325,7 +326,8 @@ def test_clip_rollout_keeps_closed_loop_states_inside_the_widened_training_range
     with clip_rollout=0.1 every state stays within the training range ± 10 % of it."""
     rng = np.random.default_rng(3)
     runs = [np.cumsum(rng.normal(size=(40, 2)), axis=0) * 0.1 for _ in range(4)]
-    free = LSTMForecaster(lag=2, hidden_units=4, num_layers=1, max_epochs=1, seed=0).fit(runs)
+    free = LSTMForecaster(lag=2, hidden_units=4, num_layers=1, max_epochs=1, seed=0,
+                          clip_rollout=None).fit(runs)
     bounded = LSTMForecaster.from_payload(
         {**free.save_payload(), "hyperparameters": {**free.get_hyperparameters(), "clip_rollout": 0.1}}
     )
@@ -349,7 +351,9 @@ def test_clip_rollout_keeps_closed_loop_states_inside_the_widened_training_range
 
 # --------------------------------------------------------------------------- difference form
 def test_difference_form_keeps_every_constant_state_and_reads_only_increments(runs):
-    model = LSTMForecaster(lag=3, differences=True, dropout=0.0, **TINY).fit(runs)
+    # no bound: the constant states below lie outside the training range on purpose
+    model = LSTMForecaster(lag=3, differences=True, dropout=0.0, clip_rollout=None,
+                           **TINY).fit(runs)
     rng = np.random.default_rng(3)
     for level in rng.normal(scale=2.0, size=(4, 3)):  # any constant state, seen in training or not
         seed = np.repeat(level[None], 3, axis=0)
@@ -393,3 +397,214 @@ def test_difference_form_round_trips_and_learns_a_damped_increment_system():
 def test_difference_form_arguments_are_checked(kwargs, message):
     with pytest.raises(ValueError, match=message):
         LSTMForecaster(**kwargs)
+
+
+# --------------------------------------------------------------------------- closed-loop training
+def test_closed_loop_skill_definition():
+    truth = [np.array([[0.0, 1.0], [2.0, 3.0]]), np.array([[1.0, 1.0], [1.0, 3.0]])]
+    forecast = [np.array([[0.0, 1.0], [1.0, 3.0]]), np.array([[1.0, 2.0], [1.0, 3.0]])]
+    c = np.array([1.0, 2.0])
+    # SSE = 1 + 1; deviations from c: (1+1+1+1) + (0+1+0+1) = 6.
+    assert closed_loop_skill(truth, forecast, c) == pytest.approx(1 - 2 / 6)
+    # Forecasting the climatology scores exactly 0, whatever the truth.
+    assert closed_loop_skill(truth, [np.broadcast_to(c, y.shape) for y in truth], c) == 0.0
+    assert closed_loop_skill(truth, [forecast[0], np.full((2, 2), np.inf)], c) == -math.inf
+
+
+def test_skill_selection_restores_the_checkpoint_of_best_skill_against_the_climatology():
+    runs = _simulate(_oscillator(), n_runs=10, K=40, noise=0.02, seed=1)
+    model = LSTMForecaster(lag=3, hidden_units=8, num_layers=1, batch_size=16,
+                           learning_rate=0.05, max_epochs=30, patience=4, selection="skill",
+                           validation_fraction=0.3, device="cpu", seed=1).fit(runs)
+    train = [runs[i] for i in model.training_runs_]
+    # Oracle climatology: the mean of every frame of the training runs (not of the windows).
+    np.testing.assert_allclose(model.climatology_, np.concatenate(train).mean(axis=0),
+                               rtol=1e-12)
+    log = model.training_log_.set_index("epoch")
+    assert log.loc[model.best_epoch_, "val_rollout_skill"] == log["val_rollout_skill"].max()
+    val = [runs[i] for i in model.validation_runs_]
+    forecast = model.rollout_batch(np.stack([y[:3] for y in val]), 37)
+    sse = sum(np.sum((y[3:] - f) ** 2) for y, f in zip(val, forecast))
+    sst = sum(np.sum((y[3:] - np.concatenate(train).mean(axis=0)) ** 2) for y in val)
+    assert log.loc[model.best_epoch_, "val_rollout_skill"] == pytest.approx(1 - sse / sst,
+                                                                            abs=1e-9)
+    assert log.loc[model.best_epoch_, "val_rollout_skill"] > 0.5  # learnt: beats climatology
+
+
+def test_input_noise_is_gaussian_in_units_of_each_modes_std_and_spares_the_targets(monkeypatch):
+    # Constant runs z-score to exactly 0, so whatever reaches the network in training is the
+    # injected noise alone; the targets must stay the clean zeros.
+    runs = [np.tile([1.0, -2.0], (30, 1)) for _ in range(4)]
+    seen = []
+    original = LSTMForecaster._unrolled_loss
+
+    def record(self, window, targets, *args):
+        seen.append((window.detach().clone(), targets.detach().clone()))
+        return original(self, window, targets, *args)
+
+    monkeypatch.setattr(LSTMForecaster, "_unrolled_loss", record)
+    LSTMForecaster(lag=3, noise_std=0.4, validation_fraction=0.0, **TINY).fit(runs)
+    inputs = torch.cat([w for w, _ in seen]).numpy()
+    assert inputs.size == 2 * 4 * 27 * 3 * 2  # 2 epochs of every window
+    assert np.std(inputs) == pytest.approx(0.4, rel=0.05)
+    assert abs(np.mean(inputs)) < 0.02
+    assert all(torch.count_nonzero(t) == 0 for _, t in seen)
+    seen.clear()
+    LSTMForecaster(lag=3, noise_std=0.0, validation_fraction=0.0, **TINY).fit(runs)
+    assert all(torch.count_nonzero(w) == 0 for w, _ in seen)
+
+
+def test_scheduled_sampling_mixes_true_and_predicted_frames(runs, fitted):
+    seq = np.stack([runs[0][k:k + 6] for k in range(12)])  # 3 inputs + 3 targets
+    normalise = lambda a: torch.as_tensor((a - fitted.mean_) / fitted.std_, dtype=torch.float32)
+    x, y = normalise(seq[:, :3]), normalise(seq[:, 3:])
+    gen = torch.Generator().manual_seed(0)
+    with torch.no_grad():
+        free = fitted._unrolled_loss(x, y, 3)
+        always_model = fitted._unrolled_loss(x, y, 3, 1.0, gen)
+        teacher = fitted._unrolled_loss(x, y, 3, 0.0, gen)
+    assert float(always_model) == pytest.approx(float(free), rel=1e-6)
+    # p = 0 feeds the true frames back: the mean of three one-step errors (teacher forcing).
+    one_step = [np.mean(((fitted.predict_next(seq[:, j:j + 3]) - seq[:, j + 3]) / fitted.std_)
+                        ** 2) for j in range(3)]
+    assert float(teacher) == pytest.approx(np.mean(one_step), rel=1e-4)
+    assert abs(float(teacher) - float(free)) > 1e-4  # the two unrolls differ on this model
+
+
+def test_scheduled_sampling_probability_rises_linearly_over_the_epochs(runs, monkeypatch):
+    probabilities = []
+    original = LSTMForecaster._unrolled_loss
+
+    def record(self, window, targets, k_steps, p_model=None, generator=None):
+        probabilities.append(p_model)
+        return original(self, window, targets, k_steps, p_model, generator)
+
+    monkeypatch.setattr(LSTMForecaster, "_unrolled_loss", record)
+    kwargs = {**TINY, "max_epochs": 5, "batch_size": 1000}  # one batch per epoch
+    LSTMForecaster(lag=3, multi_step=2, scheduled_sampling=0.8, patience=10, **kwargs).fit(runs)
+    np.testing.assert_allclose(probabilities, [0.0, 0.2, 0.4, 0.6, 0.8])
+
+
+def test_validate_every_validates_only_every_kth_and_the_last_epoch(runs, monkeypatch):
+    calls = []
+    original = LSTMForecaster.rollout_batch
+
+    def count(self, seeds, n_steps):
+        calls.append(len(seeds))
+        return original(self, seeds, n_steps)
+
+    monkeypatch.setattr(LSTMForecaster, "rollout_batch", count)
+    model = LSTMForecaster(lag=3, validate_every=3, patience=50, validation_fraction=0.3,
+                           **{**TINY, "max_epochs": 7}).fit(runs)
+    log = model.training_log_.set_index("epoch")
+    validated = log.index[log["val_rollout_skill"].notna()].tolist()
+    assert validated == [3, 6, 7]
+    assert log.loc[validated, "val_loss"].notna().all() and log["val_loss"].notna().sum() == 3
+    # one batched rollout of all 3 held-out runs per validation
+    assert calls == [3, 3, 3]
+    assert model.best_epoch_ in validated
+
+
+def test_config_defaults_are_the_constructor_defaults():
+    import inspect
+    from pathlib import Path
+
+    import yaml
+
+    from rom_pipeline.config import SEARCH_KEYS, LSTMConfig
+
+    signature = inspect.signature(LSTMForecaster).parameters
+    config = {k: f.default for k, f in LSTMConfig.model_fields.items() if k != "enabled"}
+    assert config == {k: p.default for k, p in signature.items()}
+    assert list(SEARCH_KEYS["lstm"]) == list(signature)
+    # The base YAML repeats none of them (it only departs from them), so the defaults cannot
+    # drift apart again.
+    root = Path(__file__).resolve().parents[2]
+    base = yaml.safe_load((root / "conf/base/parameters_rom.yml").read_text())
+    block = dict(base["rom"]["models"]["lstm"])
+    assert block.pop("enabled") is True
+    assert set(block) <= set(signature)
+    assert all(value != signature[key].default for key, value in block.items())
+
+
+@pytest.mark.parametrize(
+    "kwargs, message",
+    [({"scheduled_sampling": 0.5}, "scheduled_sampling=0.5 needs multi_step > 1"),
+     ({"scheduled_sampling": 1.5, "multi_step": 2}, "scheduled_sampling must be in"),
+     ({"validate_every": 0}, "validate_every must be an integer >= 1"),
+     ({"selection": "r2"}, "selection must be one of 'skill', 'rollout', 'one_step'")],
+)
+def test_closed_loop_training_arguments_are_checked(kwargs, message):
+    with pytest.raises(ValueError, match=message):
+        LSTMForecaster(**kwargs)
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")
+def test_cuda_fit_matches_its_cpu_reload(runs):
+    model = LSTMForecaster(lag=3, hidden_units=8, num_layers=1, batch_size=32, max_epochs=2,
+                           device="cuda").fit(runs)
+    assert model.device_.startswith("cuda")
+    assert next(model.module_.parameters()).is_cuda
+    on_cpu = LSTMForecaster.from_payload(model.save_payload(), device="cpu")
+    np.testing.assert_allclose(model.rollout(runs[0][:3], 20), on_cpu.rollout(runs[0][:3], 20),
+                               rtol=1e-4, atol=1e-5)
+    assert np.isfinite(model.training_log_["val_rollout_skill"]).all()
+
+
+@pytest.mark.parametrize("differences", [False, True])
+def test_linear_skip_adds_a_linear_map_of_the_read_window(runs, differences):
+    model = LSTMForecaster(lag=3, linear_skip=True, differences=differences, **TINY).fit(runs)
+    plain = LSTMForecaster(lag=3, differences=differences, **TINY).fit(runs)
+    read = 2 if differences else 3  # frames the network reads: increments or states
+    assert model.n_parameters_ - plain.n_parameters_ == read * 3 * 3
+    with torch.no_grad():
+        model.module_.head.weight.zero_()
+        model.module_.head.bias.zero_()
+    A = model.module_.skip.weight.detach().numpy().astype(np.float64)  # (r, read·r)
+    windows = latent_windows(runs, 3)[0][:20]
+    z = (windows - model.mean_) / model.std_
+    seq = np.diff(z, axis=1) if differences else z
+    # Oracle: with a zero head the network is exactly the linear map of the flattened sequence
+    # (the difference form adds it to the last state and subtracts its value at zero: nothing).
+    out = seq.reshape(20, -1) @ A.T + (z[:, -1] if differences else 0.0)
+    np.testing.assert_allclose(model.predict_next(windows), out * model.std_ + model.mean_,
+                               rtol=1e-5, atol=1e-5)
+
+
+def test_num_threads_applies_while_fitting_and_is_restored(runs, monkeypatch):
+    seen = []
+    original = LSTMForecaster._unrolled_loss
+
+    def record(self, *args):
+        seen.append(torch.get_num_threads())
+        return original(self, *args)
+
+    monkeypatch.setattr(LSTMForecaster, "_unrolled_loss", record)
+    before = torch.get_num_threads()  # 1 under this module's fixture
+    torch.set_num_threads(2)
+    try:
+        LSTMForecaster(lag=3, num_threads=1, **TINY).fit(runs)
+        assert set(seen) == {1} and torch.get_num_threads() == 2
+        seen.clear()
+        LSTMForecaster(lag=3, num_threads=None, **TINY).fit(runs)
+        assert set(seen) == {2}
+    finally:
+        torch.set_num_threads(before)
+    with pytest.raises(ValueError, match="num_threads must be an integer >= 1"):
+        LSTMForecaster(num_threads=0)
+
+
+@pytest.mark.parametrize("residual", [False, True])
+def test_linear_skip_starts_from_the_least_squares_autoregression(runs, residual):
+    # A learning rate of 1e-12 leaves the initial network in place after one epoch.
+    model = LSTMForecaster(lag=3, linear_skip=True, residual=residual, learning_rate=1e-12,
+                           validation_fraction=0.3, **{**TINY, "max_epochs": 1}).fit(runs)
+    train = [runs[i] for i in model.training_runs_]
+    # Oracle: ordinary least squares y_k = c + Σ_j A_j y_{k−j} in physical units (a z-score
+    # is an affine change of variables, so both fits predict the same states).
+    X, Y, _ = latent_windows(train, 3)
+    design = np.hstack([np.ones((len(X), 1)), X.reshape(len(X), -1)])
+    coef, *_ = np.linalg.lstsq(design, Y, rcond=None)
+    X_val = latent_windows([runs[i] for i in model.validation_runs_], 3)[0]
+    expected = np.hstack([np.ones((len(X_val), 1)), X_val.reshape(len(X_val), -1)]) @ coef
+    np.testing.assert_allclose(model.predict_next(X_val), expected, rtol=1e-4, atol=1e-4)

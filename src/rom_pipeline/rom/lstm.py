@@ -8,16 +8,37 @@ Model, in per-mode z-scored units z = (y − m) / s (m, s from the training wind
     ẑ_k = z_{k−1} + o    (``residual=True``: the head predicts the normalised increment)
     ẑ_k = z_{k−1} + F(Δz) − F(0)   (``differences=True``: F is the LSTM + head above run on the
                         w − 1 increments Δz of the window; a constant window predicts itself)
+    o  += A · vec(window)           (``linear_skip=True``: a linear autoregressive path beside the
+                        LSTM, so the network is an MVAR-like linear map plus a nonlinear correction)
     ŷ_k = m + s ⊙ ẑ_k
 
 Training minimises the MSE in normalised units with Adam (weight decay), gradient-norm clipping and
-a plateau learning-rate schedule. Checkpoints are selected, and training is stopped early, on
-held-out *whole runs*: by default on the closed-loop latent R² of rollouts seeded with each
-held-out run's first true window (the earlier code selected on one-step loss, which rewarded models
-whose rollouts diverge).
+a plateau learning-rate schedule. Three training methods target closed-loop (rollout) skill rather
+than the one-step map, each a constructor key (and a ``rom.models.lstm`` / search key):
+
+* ``noise_std`` σ: the training windows are corrupted, z̃ = z + σ ε with ε ~ N(0, I) in
+  normalised units, i.e. noise of σ times each mode's training std, so the model learns to pull
+  perturbed states back onto the data (targets stay clean);
+* ``multi_step`` k: the loss is the mean MSE of k closed-loop steps, each prediction fed back as
+  the newest input, with the gradient through all k steps (backpropagation through the rollout);
+* ``scheduled_sampling`` p: with ``multi_step`` k > 1, each fed-back frame is the model's own
+  prediction with probability p_e and the true frame otherwise, per window and step; p_e rises
+  linearly from 0 in the first epoch to p at ``max_epochs`` (Bengio et al. 2015).
+
+Checkpoints are selected, and training is stopped early, on held-out *whole runs*. The default
+``selection="skill"`` scores the closed-loop rollouts of the held-out runs, each seeded with its
+first true window, against the climatology forecast ȳ_clim (the mean latent state of the training
+runs; ≈ 0 in centred POD coordinates)::
+
+    skill = 1 − Σ_runs Σ_k ‖y_k − ŷ_k‖² / Σ_runs Σ_k ‖y_k − ȳ_clim‖²
+
+so a checkpoint that predicts the mean scores 0 and only forecasts that beat the climatology score
+above it. ``validate_every`` k validates every k-th epoch (and the last), all held-out rollouts in
+one batch.
 """
 from __future__ import annotations
 
+import contextlib
 import copy
 import logging
 import math
@@ -34,7 +55,9 @@ from rom_pipeline.rom.latent import latent_windows
 
 logger = logging.getLogger(__name__)
 
-LOG_COLUMNS = ["epoch", "train_loss", "val_loss", "val_rollout_r2", "lr", "seconds"]
+LOG_COLUMNS = ["epoch", "train_loss", "val_loss", "val_rollout_r2", "val_rollout_skill", "lr",
+               "seconds"]
+SELECTIONS = ("skill", "rollout", "one_step")
 PAYLOAD_FORMAT = "rom_pipeline.LSTMForecaster/1"
 _PREDICT_CHUNK = 16384
 
@@ -68,12 +91,13 @@ class SequenceToOneLSTM(nn.Module):
     the window's w − 1 increments and its output for an all-zero increment sequence is subtracted,
     so every constant state is an exact fixed point in eval mode: the nonlinear counterpart of the
     MVAR's error-correction rank 0 (no drift, every shape neutral unless the increments say
-    otherwise).
+    otherwise). With ``linear_skip_frames`` = the length of the read sequence, a bias-free linear
+    map of the flattened sequence is added to the head's output.
     """
 
     def __init__(self, n_modes: int, hidden_units: int, num_layers: int, dropout: float = 0.0,
                  use_layer_norm: bool = True, residual: bool = False,
-                 differences: bool = False) -> None:
+                 differences: bool = False, linear_skip_frames: int = 0) -> None:
         super().__init__()
         # nn.LSTM applies dropout only between stacked layers; with one layer it would just warn.
         self.lstm = nn.LSTM(n_modes, hidden_units, num_layers, batch_first=True,
@@ -82,11 +106,19 @@ class SequenceToOneLSTM(nn.Module):
         self.head = nn.Linear(hidden_units, n_modes)
         self.residual = residual
         self.differences = differences
+        # linear_skip_frames > 0: a linear map of the flattened sequence the LSTM reads (its
+        # length in frames) is added to the head output, no bias (the head has one)
+        self.skip = (nn.Linear(linear_skip_frames * n_modes, n_modes, bias=False)
+                     if linear_skip_frames else None)
 
     def _read(self, sequence: torch.Tensor) -> torch.Tensor:
-        """LSTM -> last hidden state of the top layer -> (LayerNorm) -> head: (batch, r)."""
+        """LSTM -> last hidden state of the top layer -> (LayerNorm) -> head (+ linear skip):
+        (batch, r)."""
         hidden, _ = self.lstm(sequence)
-        return self.head(self.norm(hidden[:, -1]))
+        out = self.head(self.norm(hidden[:, -1]))
+        if self.skip is not None:
+            out = out + self.skip(sequence.flatten(1))
+        return out
 
     def forward(self, windows: torch.Tensor) -> torch.Tensor:
         """windows (batch, w, r), oldest first -> next state (batch, r), normalised units."""
@@ -109,6 +141,14 @@ class LSTMForecaster:
         residual: predict the normalised increment z_k − z_{k−1} instead of z_k.
         differences: read the window's increments and predict an increment that is zero for a
             constant window (module docstring); needs lag >= 2, excludes ``residual``.
+        num_threads: torch intra-op CPU threads while fitting and predicting (restored after;
+            ``None``: leave torch's setting). The small recurrent matrices of this model gain
+            little from a second thread, and on a shared machine spinning threads make every
+            step slower, hence 1.
+        linear_skip: add a linear autoregressive path A · vec(window) (no bias) beside the LSTM's
+            head, trained jointly: the model is a linear MVAR plus a nonlinear LSTM correction.
+            Training starts from the least-squares linear model of the training windows (A and
+            the head's bias from ``numpy.linalg.lstsq``, the head's weight 0).
         normalize_input: per-mode z-score from the training windows (else m = 0, s = 1).
         batch_size, learning_rate, weight_decay: Adam mini-batch training.
         max_epochs, patience: epoch budget and early-stopping patience (epochs without an
@@ -118,10 +158,20 @@ class LSTMForecaster:
         validation_fraction: share of whole runs held out when no validation trajectories are
             given: ceil(fraction · n_runs) runs picked by a permutation seeded with ``seed``.
         rollout_horizon: closed-loop validation steps per held-out run (``None``: the whole run).
-        selection: ``"rollout"`` (closed-loop latent R², maximised) or ``"one_step"``
-            (one-step validation MSE, minimised) for checkpoint selection and early stopping.
-        multi_step: k > 1 trains on k-step unrolled predictions, loss averaged over the k steps.
-        noise_std: std of Gaussian noise added to training inputs, in normalised units.
+        selection: checkpoint selection and early stopping on the held-out runs: ``"skill"``
+            (closed-loop skill against the training climatology, maximised; module docstring),
+            ``"rollout"`` (closed-loop latent R² against each run's own mean, maximised) or
+            ``"one_step"`` (one-step validation MSE, minimised).
+        multi_step: k > 1 trains on k-step unrolled predictions, loss averaged over the k steps,
+            gradient through the whole unroll.
+        noise_std: std σ of the Gaussian noise added to the training inputs, in normalised units
+            (σ × each mode's training std); targets are never noised.
+        scheduled_sampling: final probability p ∈ [0, 1] that a fed-back frame of the k-step
+            unroll is the model's prediction rather than the true frame (needs multi_step > 1;
+            p rises linearly from 0 over the epochs; 1.0 with ``multi_step`` is the pure
+            closed-loop unroll from the first epoch, which is what ``None`` means).
+        validate_every: validate (one-step loss and closed-loop rollouts) every k-th epoch and
+            at the last one; ``patience`` and ``lr_patience`` stay counted in epochs.
         clip_rollout: if set, every closed-loop state is clamped per mode to the training range
             [min, max] widened by ``clip_rollout`` × (max − min) on each side, so a rollout can
             leave the data it was trained on only by that margin (None: no bound). One-step
@@ -132,6 +182,8 @@ class LSTMForecaster:
     Attributes (after ``fit``):
         module_: the trained :class:`SequenceToOneLSTM` (best checkpoint restored).
         mean_, std_: (r,) normalisation statistics of the training windows.
+        climatology_: (r,) mean latent state of all frames of the training runs, the reference
+            forecast of ``selection="skill"``.
         training_log_: one row per epoch with columns ``LOG_COLUMNS``.
         best_epoch_: epoch (1-based) of the restored checkpoint.
         n_parameters_: trainable parameter count.
@@ -156,19 +208,23 @@ class LSTMForecaster:
         batch_size: int = 256,
         learning_rate: float = 1e-3,
         weight_decay: float = 1e-5,
-        max_epochs: int = 100,
-        patience: int = 10,
+        max_epochs: int = 60,
+        patience: int = 12,
         gradient_clip: float | None = 1.0,
         lr_patience: int = 5,
         lr_factor: float = 0.5,
         validation_fraction: float = 0.2,
         rollout_horizon: int | None = None,
-        selection: str = "rollout",
+        selection: str = "skill",
         multi_step: int = 1,
         noise_std: float = 0.0,
-        clip_rollout: float | None = None,
+        clip_rollout: float | None = 0.1,
         device: str = "auto",
         seed: int = 0,
+        scheduled_sampling: float | None = None,
+        validate_every: int = 1,
+        linear_skip: bool = False,
+        num_threads: int | None = 1,
     ) -> None:
         self.lag = lag
         self.hidden_units = hidden_units
@@ -194,6 +250,10 @@ class LSTMForecaster:
         self.clip_rollout = clip_rollout
         self.device = device
         self.seed = seed
+        self.scheduled_sampling = scheduled_sampling
+        self.validate_every = validate_every
+        self.linear_skip = linear_skip
+        self.num_threads = num_threads
         self._check_hyperparameters()
 
     # ------------------------------------------------------------------ hyper-parameters
@@ -203,13 +263,16 @@ class LSTMForecaster:
 
     def _check_hyperparameters(self) -> None:
         for key in ("lag", "hidden_units", "num_layers", "batch_size", "max_epochs", "patience",
-                    "multi_step"):
+                    "multi_step", "validate_every"):
             _check_int(key, getattr(self, key), minimum=1)
         _check_int("lr_patience", self.lr_patience, minimum=0)
         _check_int("seed", self.seed, minimum=0)
         if self.rollout_horizon is not None:
             _check_int("rollout_horizon", self.rollout_horizon, minimum=1)
-        for key in ("use_layer_norm", "residual", "differences", "normalize_input"):
+        if self.num_threads is not None:
+            _check_int("num_threads", self.num_threads, minimum=1)
+        for key in ("use_layer_norm", "residual", "differences", "normalize_input",
+                    "linear_skip"):
             if not isinstance(getattr(self, key), (bool, np.bool_)):
                 raise ValueError(f"{key} must be True or False, got {getattr(self, key)!r}")
         if self.differences and self.residual:
@@ -235,14 +298,38 @@ class LSTMForecaster:
         if self.gradient_clip is not None:
             _check_range("gradient_clip", self.gradient_clip, 0.0, math.inf,
                          "> 0 (or None to disable clipping)", lo_open=True)
-        if self.selection not in ("rollout", "one_step"):
+        if self.selection not in SELECTIONS:
             raise ValueError(
-                f"selection must be 'rollout' or 'one_step', got {self.selection!r}"
+                f"selection must be one of {', '.join(map(repr, SELECTIONS))}, got "
+                f"{self.selection!r}"
             )
+        if self.scheduled_sampling is not None:
+            _check_range("scheduled_sampling", self.scheduled_sampling, 0.0, 1.0,
+                         "in [0, 1] (or None: always feed the predictions back)")
+            if self.multi_step == 1:
+                raise ValueError(
+                    f"scheduled_sampling={self.scheduled_sampling!r} needs multi_step > 1 (it "
+                    "chooses between true and predicted frames inside the k-step unroll); set "
+                    "multi_step >= 2 or scheduled_sampling None"
+                )
         _resolve_device(self.device)
+
+    def _new_module(self, n_modes: int) -> SequenceToOneLSTM:
+        read_frames = self.lag - 1 if self.differences else self.lag
+        return SequenceToOneLSTM(n_modes, self.hidden_units, self.num_layers, self.dropout,
+                                 self.use_layer_norm, self.residual, self.differences,
+                                 linear_skip_frames=read_frames if self.linear_skip else 0)
 
     # ------------------------------------------------------------------ training
     def fit(
+        self,
+        trajectories: Sequence[np.ndarray],
+        validation_trajectories: Sequence[np.ndarray] | None = None,
+    ) -> LSTMForecaster:
+        with _torch_threads(self.num_threads):
+            return self._fit(trajectories, validation_trajectories)
+
+    def _fit(
         self,
         trajectories: Sequence[np.ndarray],
         validation_trajectories: Sequence[np.ndarray] | None = None,
@@ -256,9 +343,9 @@ class LSTMForecaster:
                 (never a split of overlapping windows, which would leak).
 
         Returns:
-            self, with ``module_`` holding the best checkpoint. One row per epoch (epoch,
-            train_loss, val_loss, val_rollout_r2, lr, seconds) is logged and kept in
-            ``training_log_``; losses are MSEs in normalised units.
+            self, with ``module_`` holding the best checkpoint. One row per epoch
+            (``LOG_COLUMNS``; validation columns NaN on epochs that are not validated) is logged
+            and kept in ``training_log_``; losses are MSEs in normalised units.
 
         Raises:
             ValueError: on non-finite or mis-shaped runs, runs not longer than the lag (plus
@@ -292,6 +379,7 @@ class LSTMForecaster:
         self.n_modes_ = r
         X_one, _, _ = latent_windows(train_runs, self.lag)
         self._set_normalisation(X_one.reshape(-1, r), device)
+        self.climatology_ = np.concatenate(train_runs).mean(axis=0)
         del X_one
         # Multi-step targets: windows of length w + k - 1 plus their target give the k-step
         # sequences [z_{k-w} ... z_{k+k'-1}]; windows still never cross runs.
@@ -323,10 +411,9 @@ class LSTMForecaster:
                 torch.use_deterministic_algorithms(True)
             with torch.random.fork_rng(devices=cuda_devices):
                 torch.manual_seed(self.seed)
-                self.module_ = SequenceToOneLSTM(
-                    r, self.hidden_units, self.num_layers, self.dropout, self.use_layer_norm,
-                    self.residual, self.differences,
-                ).to(device)
+                self.module_ = self._new_module(r).to(device)
+                if self.linear_skip:
+                    self._init_linear_path(train_seq[:, :self.lag], train_seq[:, self.lag])
                 self._train(train_seq, val_windows, val_targets, val_runs, device)
         finally:
             torch.use_deterministic_algorithms(previous_deterministic[0],
@@ -344,15 +431,39 @@ class LSTMForecaster:
         )
         return self
 
+    @torch.no_grad()
+    def _init_linear_path(self, windows: torch.Tensor, targets: torch.Tensor) -> None:
+        """Start ``linear_skip`` from the least-squares linear model of the training windows.
+
+        With the sequence the network reads, s (n, m·r) flattened (the window, or its increments
+        for ``differences``), and the head's target t = ẑ_k (direct) or ẑ_k − z_{k−1}
+        (``residual``/``differences``), [A b] = argmin ‖[s 1][A b]ᵀ − t‖² (``numpy.linalg.lstsq``).
+        The skip weight is set to A, the head's bias to b and its weight to 0, so the untrained
+        network is that linear autoregression and the LSTM learns a correction to it.
+        """
+        w = windows.double().cpu().numpy()
+        t = targets.double().cpu().numpy()
+        seq = np.diff(w, axis=1) if self.differences else w
+        if self.residual or self.differences:
+            t = t - w[:, -1]
+        design = np.hstack([seq.reshape(len(seq), -1), np.ones((len(seq), 1))])
+        coef, *_ = np.linalg.lstsq(design, t, rcond=None)
+        module = self.module_
+        module.skip.weight.copy_(torch.as_tensor(coef[:-1].T, dtype=module.skip.weight.dtype))
+        module.head.weight.zero_()
+        module.head.bias.copy_(torch.as_tensor(coef[-1], dtype=module.head.bias.dtype))
+
     def _train(self, train_seq, val_windows, val_targets, val_runs, device) -> None:
         module = self.module_
         w, k_steps = self.lag, self.multi_step
         optimizer = torch.optim.Adam(module.parameters(), lr=self.learning_rate,
                                      weight_decay=self.weight_decay)
-        maximise = self.selection == "rollout" and bool(val_runs)
+        maximise = self.selection in ("skill", "rollout") and bool(val_runs)
+        # patience and lr_patience are in epochs; the metric is seen every validate_every epochs
+        every = self.validate_every
         scheduler = torch.optim.lr_scheduler.ReduceLROnPlateau(
             optimizer, mode="max" if maximise else "min", factor=self.lr_factor,
-            patience=self.lr_patience,
+            patience=math.ceil(self.lr_patience / every),
         )
         order_gen = torch.Generator().manual_seed(self.seed)
         noise_gen = torch.Generator(device=device).manual_seed(self.seed + 1)
@@ -364,6 +475,11 @@ class LSTMForecaster:
             tic = time.perf_counter()
             module.train()
             order = torch.randperm(n_train, generator=order_gen).to(device)
+            # scheduled sampling: share of fed-back frames that are predictions, 0 -> p linearly
+            p_model = None
+            if self.scheduled_sampling is not None:
+                p_model = self.scheduled_sampling * (
+                    (epoch - 1) / (self.max_epochs - 1) if self.max_epochs > 1 else 1.0)
             loss_sum = torch.zeros((), device=device)
             for start in range(0, n_train, self.batch_size):
                 batch = train_seq[order[start:start + self.batch_size]]
@@ -372,7 +488,7 @@ class LSTMForecaster:
                     window = window + self.noise_std * torch.randn(
                         window.shape, generator=noise_gen, device=device
                     )
-                loss = self._unrolled_loss(window, targets, k_steps)
+                loss = self._unrolled_loss(window, targets, k_steps, p_model, noise_gen)
                 optimizer.zero_grad(set_to_none=True)
                 loss.backward()
                 if self.gradient_clip is not None:
@@ -381,37 +497,46 @@ class LSTMForecaster:
                 loss_sum += loss.detach() * batch.shape[0]
             train_loss = float(loss_sum) / n_train
 
-            val_loss = val_r2 = math.nan
-            if val_runs:
+            validate = not val_runs or epoch % every == 0 or epoch == self.max_epochs
+            val_loss = val_r2 = val_skill = math.nan
+            if val_runs and validate:
                 val_loss = self._one_step_mse(val_windows, val_targets)
-                val_r2 = self._closed_loop_r2(val_runs)
+                val_r2, val_skill = self._closed_loop_scores(val_runs)
+            lr = optimizer.param_groups[0]["lr"]
+            row = {"epoch": epoch, "train_loss": train_loss, "val_loss": val_loss,
+                   "val_rollout_r2": val_r2, "val_rollout_skill": val_skill, "lr": lr,
+                   "seconds": time.perf_counter() - tic}
+            rows.append(row)
+            logger.info(
+                "LSTM epoch %3d  train_loss %.3e  val_loss %.3e  val_rollout_r2 %.4f  "
+                "val_rollout_skill %.4f  lr %.1e  %.2f s", epoch, train_loss, val_loss, val_r2,
+                val_skill, lr, row["seconds"],
+            )
+            if not math.isfinite(train_loss):
+                logger.warning("LSTM: training loss is %s at epoch %d; stopping", train_loss,
+                               epoch)
+                if best_state is None:
+                    best_state, best_epoch = copy.deepcopy(module.state_dict()), epoch
+                break
+            if not validate:
+                continue
+
             if not val_runs:
                 metric = train_loss
-            elif maximise:
+            elif self.selection == "skill":
+                metric = val_skill if math.isfinite(val_skill) else -math.inf
+            elif self.selection == "rollout":
                 metric = val_r2 if math.isfinite(val_r2) else -math.inf
             else:
                 metric = val_loss if math.isfinite(val_loss) else math.inf
-            lr = optimizer.param_groups[0]["lr"]
             scheduler.step(metric)
-            row = {"epoch": epoch, "train_loss": train_loss, "val_loss": val_loss,
-                   "val_rollout_r2": val_r2, "lr": lr, "seconds": time.perf_counter() - tic}
-            rows.append(row)
-            logger.info(
-                "LSTM epoch %3d  train_loss %.3e  val_loss %.3e  val_rollout_r2 %.4f  lr %.1e  "
-                "%.2f s", epoch, train_loss, val_loss, val_r2, lr, row["seconds"],
-            )
-
             improved = best_metric is None or (metric > best_metric if maximise
                                                else metric < best_metric)
             if improved:
                 best_metric, best_epoch, stale = metric, epoch, 0
                 best_state = copy.deepcopy(module.state_dict())
             else:
-                stale += 1
-            if not math.isfinite(train_loss):
-                logger.warning("LSTM: training loss is %s at epoch %d; stopping", train_loss,
-                               epoch)
-                break
+                stale += every if val_runs else 1
             if stale >= self.patience:
                 logger.info("LSTM: early stop at epoch %d (no improvement for %d epochs)",
                             epoch, stale)
@@ -422,14 +547,26 @@ class LSTMForecaster:
         self.best_epoch_ = best_epoch
         self.training_log_ = pd.DataFrame(rows, columns=LOG_COLUMNS)
 
-    def _unrolled_loss(self, window: torch.Tensor, targets: torch.Tensor, k_steps: int):
-        """Mean MSE of k closed-loop predictions from ``window`` against targets (B, k, r)."""
+    def _unrolled_loss(self, window: torch.Tensor, targets: torch.Tensor, k_steps: int,
+                       p_model: float | None = None,
+                       generator: torch.Generator | None = None) -> torch.Tensor:
+        """Mean MSE of k closed-loop predictions from ``window`` against targets (B, k, r).
+
+        Each step's prediction is fed back as the newest frame (gradient through the unroll);
+        with ``p_model`` (scheduled sampling) each window of the batch feeds back its prediction
+        with probability ``p_model`` and the true frame ``targets[:, step]`` otherwise.
+        """
         loss = 0.0
         for step in range(k_steps):
             prediction = self.module_(window)
             loss = loss + nn.functional.mse_loss(prediction, targets[:, step])
             if step + 1 < k_steps:
-                window = torch.cat((window[:, 1:], prediction[:, None]), dim=1)
+                fed_back = prediction
+                if p_model is not None:
+                    use_model = torch.rand((window.shape[0], 1), generator=generator,
+                                           device=window.device) < p_model
+                    fed_back = torch.where(use_model, prediction, targets[:, step])
+                window = torch.cat((window[:, 1:], fed_back[:, None]), dim=1)
         return loss / k_steps
 
     @torch.inference_mode()
@@ -441,19 +578,23 @@ class LSTMForecaster:
             sq += ((pred - targets[start:start + _PREDICT_CHUNK]) ** 2).sum(dtype=torch.float64)
         return float(sq) / targets.numel()
 
-    def _closed_loop_r2(self, runs: Sequence[np.ndarray]) -> float:
-        """Pooled closed-loop latent R² over runs, each seeded with its first true window.
+    def _closed_loop_scores(self, runs: Sequence[np.ndarray]) -> tuple[float, float]:
+        """(closed-loop latent R², skill against the climatology) over the held-out runs.
 
-        R² = 1 − Σ_runs Σ_k ‖y_k − ŷ_k‖² / Σ_runs Σ_k ‖y_k − ȳ_run‖², with ȳ_run the per-mode
-        mean of the run's forecast block; −inf when a rollout is non-finite.
+        Every run is seeded with its first true window and rolled out ``rollout_horizon`` steps
+        (default: to its end), all runs in one batched rollout. R² is :func:`closed_loop_r2`
+        (against each run's own mean), skill is :func:`closed_loop_skill` against
+        ``climatology_``; both −inf when a rollout is non-finite.
         """
         horizons = [run.shape[0] - self.lag for run in runs]
         if self.rollout_horizon is not None:
             horizons = [min(h, self.rollout_horizon) for h in horizons]
         seeds = np.stack([run[: self.lag] for run in runs])
         forecast = self.rollout_batch(seeds, max(horizons))
-        return closed_loop_r2([run[self.lag:self.lag + h] for run, h in zip(runs, horizons)],
-                              [forecast[i, :h] for i, h in enumerate(horizons)])
+        truth = [run[self.lag:self.lag + h] for run, h in zip(runs, horizons)]
+        predicted = [forecast[i, :h] for i, h in enumerate(horizons)]
+        return (closed_loop_r2(truth, predicted),
+                closed_loop_skill(truth, predicted, self.climatology_))
 
     # ------------------------------------------------------------------ normalisation
     def _set_normalisation(self, frames: np.ndarray, device: torch.device) -> None:
@@ -520,9 +661,10 @@ class LSTMForecaster:
         self.module_.eval()
         device = self._mean_t.device
         out = []
-        for start in range(0, windows.shape[0], _PREDICT_CHUNK):
-            z = self._to_normalised_tensor(windows[start:start + _PREDICT_CHUNK], device)
-            out.append(self._to_physical(self.module_(z)))
+        with _torch_threads(self.num_threads):
+            for start in range(0, windows.shape[0], _PREDICT_CHUNK):
+                z = self._to_normalised_tensor(windows[start:start + _PREDICT_CHUNK], device)
+                out.append(self._to_physical(self.module_(z)))
         return np.concatenate(out) if out else np.zeros((0, self.n_modes_))
 
     def rollout(self, seed_window: np.ndarray, n_steps: int) -> np.ndarray:
@@ -545,12 +687,13 @@ class LSTMForecaster:
         window = self._to_normalised_tensor(seed_windows, self._mean_t.device)
         out = torch.empty((window.shape[0], int(n_steps), self.n_modes_),
                           dtype=window.dtype, device=window.device)
-        for step in range(int(n_steps)):
-            prediction = self.module_(window)
-            if self._bounds_t is not None:
-                prediction = torch.clamp(prediction, *self._bounds_t)
-            out[:, step] = prediction
-            window = torch.cat((window[:, 1:], prediction[:, None]), dim=1)
+        with _torch_threads(self.num_threads):
+            for step in range(int(n_steps)):
+                prediction = self.module_(window)
+                if self._bounds_t is not None:
+                    prediction = torch.clamp(prediction, *self._bounds_t)
+                out[:, step] = prediction
+                window = torch.cat((window[:, 1:], prediction[:, None]), dim=1)
         return self._to_physical(out)
 
     # ------------------------------------------------------------------ persistence
@@ -569,6 +712,7 @@ class LSTMForecaster:
             "std": torch.as_tensor(self.std_, dtype=torch.float64),
             "lower": torch.as_tensor(self.lower_, dtype=torch.float64),
             "upper": torch.as_tensor(self.upper_, dtype=torch.float64),
+            "climatology": torch.as_tensor(self.climatology_, dtype=torch.float64),
             "best_epoch": int(self.best_epoch_),
             "n_parameters": int(self.n_parameters_),
             "validation_runs": [int(i) for i in self.validation_runs_],
@@ -592,9 +736,7 @@ class LSTMForecaster:
         model = cls(**hyper)
         torch_device = torch.device(_resolve_device(device))
         r = int(payload["n_modes"])
-        model.module_ = SequenceToOneLSTM(r, model.hidden_units, model.num_layers, model.dropout,
-                                          model.use_layer_norm, model.residual,
-                                          model.differences)
+        model.module_ = model._new_module(r)
         model.module_.load_state_dict(payload["state_dict"])
         model.module_.to(torch_device).eval()
         model.n_modes_ = r
@@ -602,6 +744,8 @@ class LSTMForecaster:
         model.std_ = payload["std"].numpy().astype(np.float64)
         model.lower_ = payload["lower"].numpy().astype(np.float64)
         model.upper_ = payload["upper"].numpy().astype(np.float64)
+        # payloads written before the climatology was stored: the training windows' mean
+        model.climatology_ = payload.get("climatology", payload["mean"]).numpy().astype(np.float64)
         model._set_normalisation_tensors(torch_device)
         model.best_epoch_ = int(payload["best_epoch"])
         model.n_parameters_ = int(payload["n_parameters"])
@@ -618,6 +762,7 @@ _HYPERPARAMETERS = (
     "normalize_input", "batch_size", "learning_rate", "weight_decay", "max_epochs", "patience",
     "gradient_clip", "lr_patience", "lr_factor", "validation_fraction", "rollout_horizon",
     "selection", "multi_step", "noise_std", "clip_rollout", "device", "seed",
+    "scheduled_sampling", "validate_every", "linear_skip", "num_threads",
 )
 
 
@@ -637,6 +782,31 @@ def closed_loop_r2(truth: Sequence[np.ndarray], forecast: Sequence[np.ndarray]) 
             return -math.inf
         num += float(np.sum((y - y_hat) ** 2))
         den += float(np.sum((y - y.mean(axis=0)) ** 2))
+    if den <= 0.0:
+        return 1.0 if num == 0.0 else -math.inf
+    return 1.0 - num / den
+
+
+def closed_loop_skill(truth: Sequence[np.ndarray], forecast: Sequence[np.ndarray],
+                      climatology: np.ndarray) -> float:
+    """Pooled skill against a climatology forecast: 1 − Σ ‖y − ŷ‖² / Σ ‖y − c‖².
+
+    Args:
+        truth, forecast: matching lists of (H_i, r) blocks.
+        climatology: (r,) the constant reference forecast c (the training runs' mean state).
+
+    Returns:
+        The skill (1: perfect, 0: as good as forecasting c, < 0: worse); −inf if any forecast
+        value is non-finite; 1 or −inf if every truth equals c.
+    """
+    c = np.asarray(climatology, dtype=np.float64)
+    num = den = 0.0
+    for y, y_hat in zip(truth, forecast):
+        y_hat = np.asarray(y_hat, dtype=np.float64)
+        if not np.all(np.isfinite(y_hat)):
+            return -math.inf
+        num += float(np.sum((y - y_hat) ** 2))
+        den += float(np.sum((y - c) ** 2))
     if den <= 0.0:
         return 1.0 if num == 0.0 else -math.inf
     return 1.0 - num / den
@@ -670,6 +840,19 @@ def _as_runs(key: str, trajectories: Sequence[np.ndarray]) -> list[np.ndarray]:
         if not np.all(np.isfinite(run)):
             raise ValueError(f"{key}[{i}] contains non-finite values")
     return runs
+
+
+@contextlib.contextmanager
+def _torch_threads(n_threads: int | None):
+    """Run the block with ``torch.set_num_threads(n_threads)`` (None: unchanged), then restore."""
+    previous = torch.get_num_threads()
+    if n_threads is not None and n_threads != previous:
+        torch.set_num_threads(n_threads)
+    try:
+        yield
+    finally:
+        if torch.get_num_threads() != previous:
+            torch.set_num_threads(previous)
 
 
 def _resolve_device(device: str) -> str:

@@ -17,7 +17,8 @@ logger = logging.getLogger(__name__)
 
 def train_lstm(latent_dataset: dict, parameters: dict[str, Any]) -> tuple[dict, pd.DataFrame, dict]:
     """Train on whole training runs, holding out whole runs for validation; the checkpoint is chosen
-    by closed-loop skill on the held-out runs. Returns the payload, the training log and a summary."""
+    by ``selection`` (default: closed-loop skill against the training climatology) on the held-out
+    runs. Returns the payload, the training log and a summary."""
     cfg = validate_parameters(parameters).rom.models.lstm
     hyper = cfg.model_dump(exclude={"enabled"})
     trajectories = list(unpack_trajectories(latent_dataset).values())
@@ -33,6 +34,7 @@ def train_lstm(latent_dataset: dict, parameters: dict[str, Any]) -> tuple[dict, 
         "epochs_run": int(log["epoch"].max()),
         "best_val_loss": float(best["val_loss"]),
         "best_val_rollout_r2": float(best["val_rollout_r2"]),
+        "best_val_rollout_skill": float(best["val_rollout_skill"]),
         "validation_runs": [int(i) for i in model.validation_runs_],
         "device": str(model.device_),
         "fit_seconds": float(model.fit_seconds_),
