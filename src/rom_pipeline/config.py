@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import itertools
 import math
+import re
 from typing import Any, Literal
 
 from pydantic import (
@@ -440,6 +441,29 @@ class SearchConfig(_Block):
 
 
 # --------------------------------------------------------------------------- experiment
+EXPERIMENT_NAME = re.compile(r"[A-Za-z0-9_][A-Za-z0-9_.-]*")
+
+
+def validate_experiment_name(name: Any) -> str:
+    """The name of a named run (``kedro run --params experiment=NAME``), checked.
+
+    A name becomes the output folder ``<data_root>/<NAME>/`` and the MLflow run name, so it is one
+    plain folder name: letters, digits, ``_``, ``-`` and ``.``, not starting with ``.`` or ``-``
+    (no path separators, never empty). A number is taken as its text.
+
+    Raises:
+        ConfigError: naming the value and what to use instead.
+    """
+    text = str(name) if isinstance(name, int) and not isinstance(name, bool) else name
+    if not isinstance(text, str) or not EXPERIMENT_NAME.fullmatch(text):
+        raise ConfigError(
+            f"experiment = {name!r}: a run name must be a plain folder name (letters, digits, "
+            "'_', '-', '.'; no '/' or spaces, not empty, not starting with '.' or '-'), e.g. "
+            "--params experiment=mvar_only"
+        )
+    return text
+
+
 class ExecutionBlock(_Block):
     """``execution``: where independent work runs (see :mod:`rom_pipeline.parallel`)."""
 
@@ -458,6 +482,9 @@ class ExecutionBlock(_Block):
 
 
 class ExperimentConfig(_Block):
+    # ``kedro run --params experiment=NAME``: a named run, whose outputs go to <data_root>/NAME/
+    # (rom_pipeline.settings.ExperimentConfigLoader); None: the environment's experiment.
+    experiment: str | None = None
     sim: SimConfig = SimConfig()
     test_sim: TestSimConfig = TestSimConfig()
     model: ModelConfig = ModelConfig()
@@ -472,6 +499,11 @@ class ExperimentConfig(_Block):
     eval: EvalConfig = EvalConfig()
     execution: ExecutionBlock = ExecutionBlock()
     search: SearchConfig = SearchConfig()
+
+    @field_validator("experiment", mode="before")
+    @classmethod
+    def _experiment_name(cls, v: Any) -> Any:
+        return None if v is None else validate_experiment_name(v)
 
     @property
     def dt_rom(self) -> float:

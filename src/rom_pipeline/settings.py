@@ -3,16 +3,55 @@ import os
 
 from kedro.config import OmegaConfigLoader
 
-from rom_pipeline.hooks import MissingInputsHooks, ProvenanceHooks, ValidationHooks
+from rom_pipeline import console  # noqa: F401  (quiets the libraries; see rom_pipeline.console)
+from rom_pipeline.config import validate_experiment_name
+from rom_pipeline.hooks import (
+    IntentHooks,
+    MissingInputsHooks,
+    ProvenanceHooks,
+    RunSummaryHooks,
+    ValidationHooks,
+)
 from rom_pipeline.runner import KeepClusterHooks
 from rom_pipeline.tracking import TrackingHooks
 
+
+class ExperimentConfigLoader(OmegaConfigLoader):
+    """Kedro's loader, plus named runs: ``kedro run --params experiment=NAME``.
+
+    A named run sets the ``experiment`` global to ``NAME``, so every catalog path
+    (``${globals:data_root}/${globals:experiment}/...``) lands in ``<data_root>/NAME/`` and never
+    touches another run's outputs; ``run_name`` (the MLflow run name, ``conf/base/mlflow.yml``)
+    becomes ``NAME`` and ``environment_experiment`` keeps the environment's own experiment, which
+    stays the MLflow experiment. Kedro forbids ``${runtime_params:...}`` in globals, hence this
+    subclass rather than a resolver in every catalog entry. Without the parameter nothing changes
+    (``run_name`` is null: kedro-mlflow names the run after the pipelines).
+    """
+
+    def __init__(self, *args, **kwargs):
+        super().__init__(*args, **kwargs)
+        globals_ = dict(self._globals or {})
+        globals_.setdefault("environment_experiment", globals_.get("experiment"))
+        globals_.setdefault("run_name", None)
+        name = (self.runtime_params or {}).get("experiment")
+        if name is not None:
+            name = validate_experiment_name(name)  # before any work: a bad name is a ConfigError
+            globals_.update(experiment=name, run_name=name)
+        self._globals = globals_
+
+    def __getitem__(self, key: str):
+        if key == "globals" and "_globals" in vars(self):  # not while the base class reads them
+            return dict(self._globals)
+        return super().__getitem__(key)
+
+
 # Hooks run last-in-first-out: validation first, then the missing-input check, then the rest.
 HOOKS = (
-    ProvenanceHooks(), KeepClusterHooks(), TrackingHooks(), MissingInputsHooks(), ValidationHooks()
+    RunSummaryHooks(), ProvenanceHooks(), KeepClusterHooks(), TrackingHooks(), MissingInputsHooks(),
+    IntentHooks(), ValidationHooks(),
 )
 
-CONFIG_LOADER_CLASS = OmegaConfigLoader
+CONFIG_LOADER_CLASS = ExperimentConfigLoader
 CONFIG_LOADER_ARGS = {
     "base_env": "base",
     "default_run_env": "local",

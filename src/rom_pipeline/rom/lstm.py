@@ -246,6 +246,7 @@ class LSTMForecaster:
         self,
         trajectories: Sequence[np.ndarray],
         validation_trajectories: Sequence[np.ndarray] | None = None,
+        progress: Any = None,
     ) -> LSTMForecaster:
         """Train on latent runs, each (K_i, r), and keep the best validation checkpoint.
 
@@ -254,6 +255,7 @@ class LSTMForecaster:
             validation_trajectories: held-out runs (K_j, r). When ``None``,
                 ceil(validation_fraction · n_runs) whole runs of ``trajectories`` are held out
                 (never a split of overlapping windows, which would leak).
+            progress: optional callback, called with no argument after every epoch.
 
         Returns:
             self, with ``module_`` holding the best checkpoint. One row per epoch (epoch,
@@ -327,7 +329,7 @@ class LSTMForecaster:
                     r, self.hidden_units, self.num_layers, self.dropout, self.use_layer_norm,
                     self.residual, self.differences,
                 ).to(device)
-                self._train(train_seq, val_windows, val_targets, val_runs, device)
+                self._train(train_seq, val_windows, val_targets, val_runs, device, progress)
         finally:
             torch.use_deterministic_algorithms(previous_deterministic[0],
                                                warn_only=previous_deterministic[1])
@@ -344,7 +346,7 @@ class LSTMForecaster:
         )
         return self
 
-    def _train(self, train_seq, val_windows, val_targets, val_runs, device) -> None:
+    def _train(self, train_seq, val_windows, val_targets, val_runs, device, progress=None) -> None:
         module = self.module_
         w, k_steps = self.lag, self.multi_step
         optimizer = torch.optim.Adam(module.parameters(), lr=self.learning_rate,
@@ -396,7 +398,9 @@ class LSTMForecaster:
             row = {"epoch": epoch, "train_loss": train_loss, "val_loss": val_loss,
                    "val_rollout_r2": val_r2, "lr": lr, "seconds": time.perf_counter() - tic}
             rows.append(row)
-            logger.info(
+            if progress is not None:
+                progress()
+            logger.debug(
                 "LSTM epoch %3d  train_loss %.3e  val_loss %.3e  val_rollout_r2 %.4f  lr %.1e  "
                 "%.2f s", epoch, train_loss, val_loss, val_r2, lr, row["seconds"],
             )
