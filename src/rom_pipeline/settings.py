@@ -38,6 +38,7 @@ class ExperimentConfigLoader(OmegaConfigLoader):
             name = validate_experiment_name(name)  # before any work: a bad name is a ConfigError
             globals_.update(experiment=name, run_name=name)
         self._globals = globals_
+        self._globals_oc = None  # the globals resolver's cache of the old values
 
     def __getitem__(self, key: str):
         if key == "globals" and "_globals" in vars(self):  # not while the base class reads them
