@@ -231,3 +231,99 @@ def test_lstm_reports_one_progress_call_per_epoch():
     model = LSTMForecaster(lag=2, hidden_units=4, num_layers=1, max_epochs=3, patience=10,
                            batch_size=16, seed=0).fit(runs, progress=lambda: calls.append(1))
     assert len(calls) == len(model.training_log_) == 3
+
+
+# ---------------------------------------------------------------------- housekeeping
+def test_mlflow_store_is_anchored_at_the_project_root(monkeypatch, tmp_path):
+    monkeypatch.delenv("ROM_DATA_ROOT", raising=False)
+    monkeypatch.delenv("MLFLOW_TRACKING_URI", raising=False)
+    monkeypatch.delenv("MLFLOW_ARTIFACT_LOCATION", raising=False)
+    monkeypatch.chdir(PROJECT / "notebooks")  # where a notebook runs
+    server = _loader("test", None)["mlflow"]
+    assert server["server"]["mlflow_tracking_uri"] == f"sqlite:///{PROJECT}/data/mlflow.db"
+    assert server["tracking"]["experiment"]["create_experiment_kwargs"]["artifact_location"] == \
+        f"{PROJECT}/data/mlartifacts"
+    monkeypatch.setenv("ROM_DATA_ROOT", str(tmp_path))  # an absolute root is kept as given
+    assert _loader("test", None)["mlflow"]["server"]["mlflow_tracking_uri"] == \
+        f"sqlite:///{tmp_path}/mlflow.db"
+
+
+def test_notebook_outputs_are_ignored_by_git():
+    proc = subprocess.run(["git", "check-ignore", "notebooks/data/mlflow.db"], cwd=PROJECT,
+                          capture_output=True, text=True)
+    assert proc.returncode == 0 and proc.stdout.strip() == "notebooks/data/mlflow.db"
+
+
+def _umask() -> int:
+    mask = os.umask(0o022)
+    os.umask(mask)
+    return mask
+
+
+def test_animations_and_generated_configs_get_normal_permissions(tmp_path):
+    import stat
+
+    from rom_pipeline.evaluation import plots
+    from rom_pipeline.legacy import write_environment
+
+    expected = 0o666 & ~_umask()
+    truth = np.random.default_rng(0).random((3, 6, 6))
+    gif = plots.write_comparison_animation(truth, {"MVAR": truth}, np.arange(3.0),
+                                           tmp_path / "a.gif", dpi=30, panel_inches=1.0)
+    assert stat.S_IMODE(gif.stat().st_mode) == expected
+    written = write_environment(tmp_path / "conf", "perm", {"globals.yml": "experiment: perm\n"})
+    assert [stat.S_IMODE(Path(p).stat().st_mode) for p in written] == [expected]
+    assert sorted(os.listdir(tmp_path / "conf" / "perm")) == ["globals.yml"]  # no temp file left
+
+
+def _fake_versions(root: Path, experiment: str, name: str, folder: str, versions: list[str]) -> None:
+    for v in versions:
+        path = root / experiment / folder / name / v / name
+        path.parent.mkdir(parents=True)
+        path.write_bytes(b"x" * 1000)
+
+
+def test_prune_keeps_the_newest_and_the_referenced_versions(tmp_path, monkeypatch):
+    import json
+
+    from rom_pipeline.prune import main, prune
+
+    monkeypatch.setenv("ROM_DATA_ROOT", str(tmp_path))
+    stamps = [f"2026-11-{d:02d}T10.00.00.000Z" for d in range(1, 6)]
+    _fake_versions(tmp_path, "test", "pod_basis.npz", "rom_common", stamps)
+    _fake_versions(tmp_path, "test", "latent_dataset.npz", "rom_common", stamps[:2])
+    _fake_versions(tmp_path, "test", "mvar_model.npz", "MVAR", stamps[1:4])
+    (tmp_path / "test" / "summary.json").write_text(json.dumps(
+        {"models": {}, "artifact_versions": {"pod_basis": stamps[0], "mvar.model": stamps[1]}}))
+
+    planned = prune("test", keep=2, dry_run=True)
+    assert {(v.dataset, v.version) for v in planned} == {
+        ("pod_basis", stamps[1]), ("pod_basis", stamps[2]),  # stamps[0] is referenced
+    }  # latent_dataset has only 2; mvar.model: stamps[1] referenced, 2 newest kept
+    assert all(v.size_bytes == 1000 for v in planned)
+    assert all(v.path.is_dir() for v in planned)  # dry run: nothing deleted
+
+    removed = prune("test", keep=2)
+    assert removed == planned
+    left = sorted(p.name for p in (tmp_path / "test/rom_common/pod_basis.npz").iterdir())
+    assert left == [stamps[0], stamps[3], stamps[4]]
+    assert len(list((tmp_path / "test/MVAR/mvar_model.npz").iterdir())) == 3
+    assert prune("test", keep=2) == []  # idempotent
+
+    with pytest.raises(ValueError, match="keep = 0"):
+        prune("test", keep=0)
+    assert main(["--env", "test", "--keep", "0"]) == 2
+
+
+def test_prune_command_prints_only_its_report(tmp_path):
+    stamps = [f"2026-11-{d:02d}T10.00.00.000Z" for d in range(1, 4)]
+    _fake_versions(tmp_path, "named", "latent_dataset.npz", "rom_common", stamps)
+    proc = _run(PYTHON, "-m", "rom_pipeline.prune", "--env", "test", "--experiment", "named",
+                "--keep", "1", "--dry-run", env={"ROM_DATA_ROOT": str(tmp_path)})
+    assert proc.returncode == 0, proc.stderr
+    lines = proc.stdout.splitlines()
+    assert lines[:2] == [f"would remove {tmp_path}/named/rom_common/latent_dataset.npz/{s} (0.0 MB)"
+                         for s in stamps[:2]]
+    assert lines[2].startswith("would remove 2 old version(s)") and len(lines) == 3
+    assert len(list((tmp_path / "named/rom_common/latent_dataset.npz").iterdir())) == 3
+

@@ -36,7 +36,7 @@ import os
 import re
 import subprocess
 import sys
-import tempfile
+import uuid
 from pathlib import Path
 from typing import Any
 
@@ -679,9 +679,11 @@ def render_environment(name: str, parameters: dict[str, Any], header: list[str])
 
 
 def _atomic_write(path: Path, text: str) -> None:
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    # Mode "x" on a fresh unique name, not mkstemp, whose 0600 mode the moved file would keep:
+    # the environment gets the permissions of any file the user writes (0666 less the umask).
+    tmp = path.parent / f".{path.name}.{uuid.uuid4().hex}.tmp"
     try:
-        with os.fdopen(fd, "w") as fh:
+        with open(tmp, "x") as fh:
             fh.write(text)
         os.replace(tmp, path)
     except BaseException:

@@ -1,5 +1,6 @@
 """Project settings (see https://docs.kedro.org/en/stable/configure/configuration_basics/)."""
 import os
+from pathlib import Path
 
 from kedro.config import OmegaConfigLoader
 
@@ -14,6 +15,9 @@ from rom_pipeline.hooks import (
 )
 from rom_pipeline.runner import KeepClusterHooks
 from rom_pipeline.tracking import TrackingHooks
+
+
+PROJECT_PATH = Path(__file__).resolve().parents[2]
 
 
 class ExperimentConfigLoader(OmegaConfigLoader):
@@ -58,5 +62,11 @@ CONFIG_LOADER_ARGS = {
     "default_run_env": "local",
     "merge_strategy": {"parameters": "soft", "globals": "soft"},
     # ${env_or:NAME,default}: lets a cluster job or a test point the data root elsewhere.
-    "custom_resolvers": {"env_or": lambda name, default=None: os.environ.get(name, default)},
+    "custom_resolvers": {
+        "env_or": lambda name, default=None: os.environ.get(name, default),
+        # ${from_project_root:PATH}: PATH made absolute from the project root, for the settings
+        # Kedro does not anchor itself (the MLflow store): a notebook in notebooks/ then uses
+        # data/mlflow.db like `kedro run`, never notebooks/data/mlflow.db.
+        "from_project_root": lambda path: str(PROJECT_PATH / path),
+    },
 }

@@ -18,7 +18,7 @@ from __future__ import annotations
 import logging
 import math
 import os
-import tempfile
+import uuid
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 
@@ -691,8 +691,8 @@ def write_comparison_animation(
     fig.draw_without_rendering()
     fig.set_layout_engine("none")
     path.parent.mkdir(parents=True, exist_ok=True)
-    handle, temp_name = tempfile.mkstemp(dir=path.parent, prefix=f".{path.stem}.", suffix=".tmp.gif")
-    os.close(handle)
+    # A fresh unique name, not mkstemp: mkstemp's file is mode 0600 and would keep it after the move.
+    temp_name = str(path.parent / f".{path.stem}.{uuid.uuid4().hex}.tmp.gif")
     writer = PillowWriter(fps=fps)
     try:
         # setup/finish by hand rather than writer.saving(): that context calls finish() even
