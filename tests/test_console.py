@@ -327,3 +327,17 @@ def test_prune_command_prints_only_its_report(tmp_path):
     assert lines[2].startswith("would remove 2 old version(s)") and len(lines) == 3
     assert len(list((tmp_path / "named/rom_common/latent_dataset.npz").iterdir())) == 3
 
+
+
+@pytest.mark.skipif(__import__("importlib").util.find_spec("mlflow") is None, reason="mlflow extra")
+def test_mlflow_ui_command_needs_no_activated_venv():
+    from rom_pipeline.tracking import ui_command
+
+    command = ui_command("sqlite:////x/mlflow.db", port=5001)
+    assert command[:4] == [sys.executable, "-m", "mlflow", "ui"]
+    assert command[4:] == ["--backend-store-uri", "sqlite:////x/mlflow.db", "--host", "127.0.0.1",
+                           "--port", "5001"]
+    # the interpreter finds MLflow's CLI with a PATH that has no venv on it
+    proc = subprocess.run([*command[:3], "--version"], env={"PATH": "/usr/bin:/bin"},
+                          capture_output=True, text=True, timeout=300)
+    assert proc.returncode == 0 and "version" in proc.stdout
