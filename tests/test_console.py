@@ -13,7 +13,7 @@ import pandas as pd
 import pytest
 
 from rom_pipeline.config import ConfigError, validate_experiment_name, validate_parameters
-from rom_pipeline.hooks import disabled_requested_models, ignored_intents, run_summary_lines
+from rom_pipeline.hooks import ignored_intents, run_summary_lines
 from tests.conftest import PROJECT, with_overrides
 
 PYTHON = sys.executable
@@ -170,21 +170,23 @@ def test_pod_energy_ignored_under_fixed_modes_is_reported(test_params):
     assert ignored_intents(with_overrides(changed, **{"rom.fixed_modes": None})) == []
 
 
-def test_disabled_model_pipeline_is_named_and_registered_empty(test_params, monkeypatch):
+def test_disabled_model_pipeline_only_says_it_is_skipped(test_params, monkeypatch, caplog):
     from kedro.framework.project import configure_project
 
     from rom_pipeline import hooks
     from rom_pipeline.pipeline_registry import register_pipelines
 
     configure_project("rom_pipeline")
-
     off = with_overrides(test_params, **{"rom.models.lstm.enabled": False})
-    assert disabled_requested_models(["simulation", "lstm", "mvar"], off) == ["lstm"]
-    assert disabled_requested_models(None, off) == []
     monkeypatch.setitem(hooks._ACTIVE, "params", off)
     pipelines = register_pipelines()
-    assert len(pipelines["lstm"].nodes) == 0 and len(pipelines["mvar"].nodes) > 0
-    assert not any(n.namespace == "lstm" for n in pipelines["__default__"].nodes)
+    (node,) = pipelines["lstm"].nodes
+    assert node.name == "lstm_disabled" and node.inputs == ["parameters"] and node.outputs == []
+    with caplog.at_level("WARNING", logger="rom_pipeline"):
+        assert node.run({"parameters": off}) == {}
+    assert "The lstm pipeline is skipped: rom.models.lstm.enabled is false" in caplog.text
+    assert len(pipelines["mvar"].nodes) > 1
+    assert not any((n.namespace or "").startswith("lstm") for n in pipelines["__default__"].nodes)
 
 
 # ---------------------------------------------------------------------- run summary

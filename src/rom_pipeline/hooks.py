@@ -69,18 +69,11 @@ def ignored_intents(params: dict[str, Any], runtime_params: dict[str, Any] | Non
     return messages
 
 
-def disabled_requested_models(pipeline_names: list[str] | None, params: dict[str, Any]) -> list[str]:
-    """The model pipelines named in ``--pipelines`` whose ``rom.models.<name>.enabled`` is false."""
-    from rom_pipeline.pipelines.models import MODEL_NAMES, enabled_models
-
-    enabled = set(enabled_models(params))
-    return [n for n in (pipeline_names or []) if n in MODEL_NAMES and n not in enabled]
-
-
 class IntentHooks:
-    """Warn where the user's intent is ignored: an ineffective setting (:func:`ignored_intents`),
-    or ``--pipelines=<model>`` for a disabled model. The registry gives a disabled model an
-    empty pipeline, so it is *skipped*, never trained and then left out of the evaluation."""
+    """Warn, once per run, about settings that cannot take effect (:func:`ignored_intents`).
+
+    (``--pipelines=<model>`` for a disabled model is answered by the pipeline registry: it runs
+    one node that says the model is skipped.)"""
 
     def __init__(self) -> None:
         self._params: dict[str, Any] = {}
@@ -91,16 +84,6 @@ class IntentHooks:
         self._params = _merge(dict(context.config_loader["parameters"]), runtime)
         for message in ignored_intents(self._params, runtime):
             logger.warning(message)
-
-    @hook_impl
-    def before_pipeline_run(self, run_params: dict[str, Any], pipeline, catalog) -> None:
-        for name in disabled_requested_models(run_params.get("pipeline_names"), self._params):
-            env = run_params.get("env")
-            logger.warning(
-                "The %s pipeline is skipped: rom.models.%s.enabled is false in environment '%s'. "
-                "To train and evaluate it, run with --params rom.models.%s.enabled=true%s.",
-                name, name, env or "local", name, f" --env {env}" if env else "",
-            )
 
 
 class MissingInputsHooks:
