@@ -16,6 +16,12 @@ Who does what:
 No catalog entry depends on kedro-mlflow, so the project runs unchanged without the extra: with
 MLflow absent, or no MLflow run active, the hooks do nothing.
 
+Why a hook and not kedro-mlflow's ``MlflowArtifactDataset`` / ``MlflowMetricsHistoryDataset``:
+those wrap catalog entries, so every figure and table entry would name a kedro-mlflow class and
+the catalog would fail to load without the optional extra; the metrics here are derived from
+``summary.json`` (one entry) rather than being datasets of their own; and the one-batch parameter
+logging above has no kedro-mlflow equivalent. The hook keeps the extra optional in ~40 lines.
+
 Command line: ``python -m rom_pipeline.tracking table [--tracking-uri URI] [--env ENV]`` prints
 one row per tracked run of every experiment with its headline metrics;
 ``python -m rom_pipeline.tracking ui [--env ENV] [--port 5000]`` serves the MLflow UI on the same
