@@ -483,8 +483,9 @@ class ExecutionBlock(_Block):
 
 class ExperimentConfig(_Block):
     # ``kedro run --params experiment=NAME``: a named run, whose outputs go to <data_root>/NAME/
-    # (rom_pipeline.settings.ExperimentConfigLoader); None: the environment's experiment.
-    experiment: str | None = None
+    # (rom_pipeline.settings.ExperimentConfigLoader); None: the environment's experiment. Not a
+    # science parameter, so left out of dumps (config_used.yaml, generated environments).
+    experiment: str | None = Field(None, exclude=True)
     sim: SimConfig = SimConfig()
     test_sim: TestSimConfig = TestSimConfig()
     model: ModelConfig = ModelConfig()

@@ -123,7 +123,8 @@ def test_usage_examples_leave_three_separate_complete_result_folders(tmp_path: P
         assert proc.stdout == ""  # logs and bars go to stderr
         err = "".join(proc.stderr.split())  # rich wraps long lines, even inside a path
         assert f"Comparisonreport:{tmp_path / name / 'report' / 'comparison_table.md'}" in err
-    assert sorted(p.name for p in tmp_path.iterdir() if p.is_dir()) == sorted(USAGE_EXAMPLES)
+    folders = {p.name for p in tmp_path.iterdir() if p.is_dir()} - {"mlartifacts"}  # MLflow's
+    assert folders == set(USAGE_EXAMPLES)
     for name, (_, models) in USAGE_EXAMPLES.items():
         exp = tmp_path / name
         assert {p.name for p in exp.iterdir() if p.name in ("MVAR", "LSTM")} == models
@@ -136,7 +137,6 @@ def test_usage_examples_leave_three_separate_complete_result_folders(tmp_path: P
         assert set(summary["models"]) == models
         model_artifacts = {k.split(".")[0].upper() for k in summary["artifact_versions"] if k.endswith(".model")}
         assert model_artifacts == models
-        assert yaml_load(exp / "config_used.yaml")["experiment"] == name
     # the MLflow runs carry the names, inside the environment's MLflow experiment
     from mlflow.tracking import MlflowClient
 
@@ -157,12 +157,6 @@ def test_bad_run_name_stops_before_any_work(tmp_path: Path):
     assert proc.returncode != 0
     assert "plainfoldername" in "".join(proc.stderr.split())
     assert not any(tmp_path.iterdir())
-
-
-def yaml_load(path: Path):
-    import yaml
-
-    return yaml.safe_load(path.read_text())
 
 
 def test_invalid_parameters_stop_before_any_work(tmp_path: Path):
