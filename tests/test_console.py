@@ -57,6 +57,7 @@ def test_known_harmless_warnings_are_dropped_but_others_kept():
         "    color_warning('Add type hints to the `predict` method again', 1, 'yellow')\n"
         "warnings.warn('register_new_resolver() is deprecated and will be removed')\n"
         "warnings.warn(\"One or more dataset names contain '.' characters, which is not\")\n"
+        "warnings.warn('Port 8787 is already in use. Perhaps you already have a cluster running?')\n"
         "warnings.warn('a warning worth reading')\n"
     )
     proc = _run(PYTHON, "-c", code)
@@ -64,7 +65,7 @@ def test_known_harmless_warnings_are_dropped_but_others_kept():
     err = " ".join(proc.stderr.split())
     assert "a warning worth reading" in err
     assert "Add type hints" not in err and "register_new_resolver" not in err
-    assert "dataset names contain" not in err
+    assert "dataset names contain" not in err and "already in use" not in err
 
 
 def test_driver_script_on_stdout_is_exactly_the_script():

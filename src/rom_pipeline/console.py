@@ -10,11 +10,13 @@ module is also the earliest point at which the project can quiet the libraries:
   processes); MLflow leaves its loggers to ours (``MLFLOW_CONFIGURE_LOGGING=false``) instead of
   printing its own INFO lines. ``conf/logging.yml`` sends library records to ``info.log`` and
   only warnings to the console. A variable the user set wins.
-- :func:`silence_known_warnings` drops three warnings that carry no information for a user:
+- :func:`silence_known_warnings` drops four warnings that carry no information for a user:
   OmegaConf's ``register_new_resolver()`` deprecation (raised inside Kedro and kedro-mlflow),
   MLflow's colour-escaped "Add type hints to the `predict` method" (raised as kedro-mlflow
   defines its model class), and Kedro's "dataset names contain '.'" (our model outputs are
-  namespaced ``mvar.*``/``lstm.*`` on purpose; the evaluation pipeline reads them by full name).
+  namespaced ``mvar.*``/``lstm.*`` on purpose; the evaluation pipeline reads them by full name),
+  and Dask's "Port 8787 is already in use" (another cluster on the machine holds the default
+  dashboard port; ours moves to a free one, which nothing here uses).
 """
 from __future__ import annotations
 
@@ -35,6 +37,7 @@ KNOWN_HARMLESS_WARNINGS = (
     r"register_new_resolver\(\) is deprecated",
     r"(?s).*Add type hints to the `predict` method",
     r"One or more dataset names contain '\.' characters",
+    r"Port \d+ is already in use",
 )
 
 
