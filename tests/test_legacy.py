@@ -16,6 +16,7 @@ from rom_pipeline.legacy import (
     convert_legacy,
     environment_name,
     load_legacy_file,
+    report_summary,
 )
 from tests.conftest import PROJECT
 
@@ -338,3 +339,45 @@ def test_cli_run_converts_then_runs_kedro(tmp_path, monkeypatch):
     changed = _old_file(tmp_path, {**TINY, "density": {"nx": 20, "ny": 20, "bandwidth": 1.5}})
     refused = runner.invoke(cli, ["run", str(changed), "--project-dir", str(tmp_path)])
     assert refused.exit_code != 0 and "--force" in refused.output and len(calls) == 2
+
+
+def test_report_summary_counts_every_kind_and_names_the_unsupported():
+    report = ["mapped: a = 1 -> b", "ignored: c = 2 (why)", "mapped: d = 3 -> e",
+              "unsupported: test_ic.gaussian.extrapolation_variance = [1.5] (not supported)"]
+    text, unsupported = report_summary(report)
+    assert text == ("Summary: 1 ignored, 2 mapped, 1 unsupported (cannot be honoured: "
+                    "test_ic.gaussian.extrapolation_variance)")
+    assert unsupported == ["test_ic.gaussian.extrapolation_variance"]
+    assert report_summary(report[:2]) == ("Summary: 1 ignored, 1 mapped", [])
+
+
+def test_cli_convert_ends_with_the_summary_line(tmp_path):
+    result = CliRunner().invoke(cli, ["convert", str(_old_file(tmp_path)), "--env", "mine",
+                                      "--project-dir", str(tmp_path)])
+    assert result.exit_code == 0, result.output
+    summary = [line for line in result.stdout.splitlines() if line.startswith("Summary: ")]
+    assert summary == [report_summary(convert_legacy(TINY)[1])[0]]
+    assert "unsupported" not in summary[0]
+
+
+@needs_seed
+@pytest.mark.parametrize("command", ["convert", "run"])
+def test_cli_stops_when_settings_cannot_be_honoured_unless_allow_partial(tmp_path, monkeypatch, command):
+    calls = []
+
+    class Done:
+        returncode = 0
+
+    monkeypatch.setattr("rom_pipeline.legacy.subprocess.run", lambda *a, **k: calls.append(a) or Done())
+    old = str(SEED / "best_run_extended_test.yaml")
+    args = [command, old, "--env", "partial", "--project-dir", str(tmp_path)]
+    refused = CliRunner().invoke(cli, args)
+    assert refused.exit_code == 1
+    assert "4 setting(s) of the old file cannot be honoured" in refused.output
+    assert "--allow-partial" in refused.output
+    assert "4 unsupported (cannot be honoured: test_ic.gaussian.extrapolation_" in refused.stdout
+    assert not (tmp_path / "conf").exists() and calls == []
+    allowed = CliRunner().invoke(cli, [*args, "--allow-partial"])
+    assert allowed.exit_code == 0, allowed.output
+    assert (tmp_path / "conf" / "partial" / "parameters.yml").is_file()
+    assert len(calls) == (1 if command == "run" else 0)

@@ -536,6 +536,10 @@ class ExecutionBlock(_Block):
 
 
 class ExperimentConfig(_Block):
+    # ``kedro run --params experiment=NAME``: a named run, whose outputs go to <data_root>/NAME/
+    # (rom_pipeline.settings.ExperimentConfigLoader); None: the environment's experiment. Not a
+    # science parameter, so left out of dumps (config_used.yaml, generated environments).
+    experiment: str | None = Field(None, exclude=True)
     sim: SimConfig = SimConfig()
     test_sim: TestSimConfig = TestSimConfig()
     model: ModelConfig = ModelConfig()
@@ -550,6 +554,11 @@ class ExperimentConfig(_Block):
     eval: EvalConfig = EvalConfig()
     execution: ExecutionBlock = ExecutionBlock()
     search: SearchConfig = SearchConfig()
+
+    @field_validator("experiment", mode="before")
+    @classmethod
+    def _experiment_name(cls, v: Any) -> Any:
+        return None if v is None else validate_experiment_name(v)
 
     @property
     def dt_rom(self) -> float:
@@ -656,18 +665,21 @@ def _format_errors(exc: ValidationError) -> str:
 EXPERIMENT_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]*")
 
 
-def validate_experiment_name(name: Any) -> str:
-    """``globals.experiment``: a simple folder name under the data root (letters, digits, ``_``,
-    ``.``, ``-``; no path separator, not empty, not ``.``/``..``).
+def validate_experiment_name(name: Any, source: str = "globals.yml") -> str:
+    """An experiment or run name (``globals.experiment``, or ``kedro run --params experiment=NAME``),
+    checked: it becomes the folder ``<data_root>/<NAME>/`` and the MLflow run name, so it is one
+    plain folder name (letters, digits, ``_``, ``.``, ``-``, starting with a letter or digit; no path
+    separator, no ``..``, not empty).
 
     Raises:
-        ConfigError: naming the value and the fix.
+        ConfigError: naming the value, where it came from (``source``) and the fix.
     """
     if not isinstance(name, str) or not EXPERIMENT_NAME.fullmatch(name) or ".." in name:
         raise ConfigError(
-            f"experiment = {name!r} (globals.yml): must be a simple folder name (letters, digits, "
-            "_ . -, starting with a letter or digit; no '/', no '..', not empty), because outputs "
-            "go to <data_root>/<experiment>/; set e.g. `experiment: my_run` in conf/<env>/globals.yml"
+            f"experiment = {name!r} ({source}): must be a simple folder name, i.e. a plain folder name "
+            "(letters, digits, _ . -, starting with a letter or digit; no '/', no '..', not empty), "
+            "because outputs go to <data_root>/<experiment>/; set e.g. `experiment: my_run` in "
+            "conf/<env>/globals.yml, or name one run with --params experiment=my_run"
         )
     return name
 

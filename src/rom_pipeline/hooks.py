@@ -1,4 +1,5 @@
-"""Project hooks: validate parameters before any work starts, and remember them for the registry."""
+"""Project hooks: validate parameters before any work starts (and remember them for the registry),
+say when a setting the user made cannot take effect, and end a run with its results."""
 from __future__ import annotations
 
 import logging
@@ -6,7 +7,7 @@ from typing import Any
 
 from kedro.framework.hooks import hook_impl
 
-from rom_pipeline.config import validate_parameters
+from rom_pipeline.config import ROMConfig, validate_parameters
 
 logger = logging.getLogger(__name__)
 _ACTIVE: dict[str, Any] = {}
@@ -43,6 +44,46 @@ class ValidationHooks:
         _ACTIVE["env"] = context.env
         validate_parameters(params)  # raises ConfigError naming key, value and fix
         logger.info("Parameters of environment '%s' validated", context.env or "local")
+
+
+# ---------------------------------------------------------------------- ignored intent
+def ignored_intents(params: dict[str, Any], runtime_params: dict[str, Any] | None = None) -> list[str]:
+    """One message per setting that this run's other settings make ineffective.
+
+    - ``rom.pod_energy`` while ``rom.fixed_modes`` is set (``fixed_modes`` wins): reported when
+      ``pod_energy`` differs from its default or was passed on the command line.
+
+    ``params`` are the merged parameters, ``runtime_params`` those given with ``--params``.
+    """
+    messages = []
+    rom = params.get("rom") or {}
+    given = ((runtime_params or {}).get("rom") or {})
+    energy, modes = rom.get("pod_energy"), rom.get("fixed_modes")
+    default_energy = ROMConfig.model_fields["pod_energy"].default
+    if modes is not None and energy is not None and ("pod_energy" in given or energy != default_energy):
+        messages.append(
+            f"rom.pod_energy = {energy} has no effect: rom.fixed_modes = {modes} sets the number "
+            "of POD modes and takes priority. To choose the modes by energy, also set "
+            f"rom.fixed_modes to null, e.g. --params \"rom.fixed_modes=null,rom.pod_energy={energy}\""
+        )
+    return messages
+
+
+class IntentHooks:
+    """Warn, once per run, about settings that cannot take effect (:func:`ignored_intents`).
+
+    (``--pipelines=<model>`` for a disabled model is answered by the pipeline registry: it runs
+    one node that says the model is skipped.)"""
+
+    def __init__(self) -> None:
+        self._params: dict[str, Any] = {}
+
+    @hook_impl
+    def after_context_created(self, context) -> None:
+        runtime = getattr(context, "_runtime_params", None) or {}
+        self._params = _merge(dict(context.config_loader["parameters"]), runtime)
+        for message in ignored_intents(self._params, runtime):
+            logger.warning(message)
 
 
 class MissingInputsHooks:
@@ -124,9 +165,80 @@ class ProvenanceHooks:
         if dataset_name != "summary" or not isinstance(data, dict) or self._catalog is None:
             return
         versions = dict(self._versions)
+        from rom_pipeline.pipelines.models import MODEL_NAMES, enabled_models
+
+        disabled = {f"{m}.model" for m in set(MODEL_NAMES) - set(enabled_models())}
         for name in SHARED_ARTIFACTS:
-            if name not in versions:
+            if name not in versions and name not in disabled:  # a disabled model's old artifact
                 version = self._version(name, loaded=True)
                 if version:
                     versions[name] = version
         data["artifact_versions"] = versions
+
+
+# ---------------------------------------------------------------------- end-of-run summary
+def _filepath(catalog, name: str) -> str | None:
+    """Where catalog entry ``name`` is stored, or None (not a file dataset, or not in the catalog)."""
+    try:
+        described = catalog[name]._describe()
+    except Exception:  # not in this catalog, or a dataset that does not describe itself
+        return None
+    path = described.get("filepath") or described.get("path")
+    return None if path is None else str(path)
+
+
+def run_summary_lines(test_results: dict[str, Any], paths: dict[str, str | None],
+                      report: str | None) -> list[str]:
+    """The lines that end a run: per model, its mean pooled R² per shift mode over the test runs,
+    its diverged runs and where its results are; then where the comparison report is.
+
+    ``test_results`` maps a model's namespace (``mvar``) to its ``test_results`` table,
+    ``paths`` maps it to that table's file.
+    """
+    from pathlib import Path
+
+    from rom_pipeline.evaluation.report import summary_dict
+
+    lines = []
+    for name, table in test_results.items():
+        for model, block in summary_dict(table, None)["models"].items():
+            r2 = ", ".join(
+                f"{mode} {value:.4f}" if value is not None else f"{mode} n/a"
+                for mode, value in block["r2_pooled_mean"].items()
+            )
+            diverged = sum(block["n_diverged"].values())
+            folder = Path(paths[name]).parent if paths.get(name) else "?"
+            lines.append(f"{model}: mean pooled R² {r2} over {block['n_runs']} test runs"
+                         f"{f', {diverged} diverged' if diverged else ''}; results in {folder}/")
+    if report:
+        lines.append(f"Comparison report: {report}")
+    return lines
+
+
+class RunSummaryHooks:
+    """End a run with its results: each model evaluated in this run (headline scores, folder) and
+    the comparison report when the evaluation ran. Nothing is printed for a run that evaluated
+    nothing (e.g. ``--pipelines=simulation``)."""
+
+    def __init__(self) -> None:
+        self._results: dict[str, Any] = {}
+        self._report_saved = False
+
+    @hook_impl
+    def before_pipeline_run(self, run_params: dict[str, Any], pipeline, catalog) -> None:
+        self._results, self._report_saved = {}, False
+
+    @hook_impl
+    def after_dataset_saved(self, dataset_name: str, data: Any) -> None:
+        namespace, _, stem = dataset_name.rpartition(".")
+        if stem == "test_results" and namespace:
+            self._results[namespace] = data
+        elif dataset_name == "comparison_markdown":
+            self._report_saved = True
+
+    @hook_impl
+    def after_pipeline_run(self, run_params: dict[str, Any], pipeline, catalog) -> None:
+        paths = {name: _filepath(catalog, f"{name}.test_results") for name in self._results}
+        report = _filepath(catalog, "comparison_markdown") if self._report_saved else None
+        for line in run_summary_lines(self._results, paths, report):
+            logger.info(line)

@@ -36,7 +36,7 @@ import os
 import re
 import subprocess
 import sys
-import tempfile
+import uuid
 from pathlib import Path
 from typing import Any
 
@@ -726,9 +726,11 @@ def render_environment(name: str, parameters: dict[str, Any], header: list[str])
 
 
 def _atomic_write(path: Path, text: str) -> None:
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    # Mode "x" on a fresh unique name, not mkstemp, whose 0600 mode the moved file would keep:
+    # the environment gets the permissions of any file the user writes (0666 less the umask).
+    tmp = path.parent / f".{path.name}.{uuid.uuid4().hex}.tmp"
     try:
-        with os.fdopen(fd, "w") as fh:
+        with open(tmp, "x") as fh:
             fh.write(text)
         os.replace(tmp, path)
     except BaseException:
@@ -791,11 +793,47 @@ def _project_dir(given: str | None) -> Path:
     return find_kedro_project(Path.cwd()) or Path.cwd()
 
 
+def report_summary(report: list[str]) -> tuple[str, list[str]]:
+    """The report's last line, and the keys of the requests that cannot be honoured.
+
+    Returns:
+        ``("Summary: 3 default, 2 ignored, 12 mapped, 2 unsupported (cannot be honoured: ...)",
+        ["test_ic.gaussian.extrapolation_positions", ...])``: one count per kind of decision
+        (alphabetical, ``unsupported`` last); the unsupported keys are those of the ``unsupported:`` lines.
+    """
+    kinds: dict[str, int] = {}
+    for line in report:
+        kind = line.split(":", 1)[0]
+        kinds[kind] = kinds.get(kind, 0) + 1
+    unsupported = [line.removeprefix("unsupported: ").split(" = ", 1)[0]
+                   for line in report if line.startswith("unsupported: ")]
+    order = sorted(kinds, key=lambda kind: (kind == "unsupported", kind))
+    text = "Summary: " + (", ".join(f"{kinds[kind]} {kind}" for kind in order) or "nothing to report")
+    if unsupported:
+        text += f" (cannot be honoured: {', '.join(unsupported)})"
+    return text, unsupported
+
+
+def _refuse_partial(unsupported: list[str], allow_partial: bool, what: str) -> None:
+    if unsupported and not allow_partial:
+        raise click.ClickException(
+            f"{len(unsupported)} setting(s) of the old file cannot be honoured "
+            f"({', '.join(unsupported)}; see the report above); nothing was {what}. Rerun with "
+            "--allow-partial to go ahead without them."
+        )
+
+
 # ---------------------------------------------------------------------- command line
 @click.group(help="Convert or run users' legacy experiment YAML files as Kedro environments.")
 def cli() -> None:
     pass
 
+
+_allow_partial_option = click.option(
+    "--allow-partial", is_flag=True,
+    help="go ahead when some settings cannot be honoured (the report's 'unsupported' lines); "
+         "without it the command stops with a non-zero exit status",
+)
 
 _project_option = click.option(
     "--project-dir", type=click.Path(file_okay=False), default=None,
@@ -807,15 +845,22 @@ _project_option = click.option(
 @click.argument("old_file", type=click.Path(exists=True, dir_okay=False))
 @click.option("--env", default=None, help="environment name (default: experiment_name, else the file stem)")
 @click.option("--force", is_flag=True, help="overwrite an existing environment")
+@_allow_partial_option
 @_project_option
-def convert(old_file: str, env: str | None, force: bool, project_dir: str | None) -> None:
+def convert(old_file: str, env: str | None, force: bool, allow_partial: bool,
+            project_dir: str | None) -> None:
     root = _project_dir(project_dir)
     try:
         name, files, report = convert_file(Path(old_file), env)
-        written = write_environment(root / "conf", name, files, force=force)
     except (LegacyConversionError, ConfigError, FileExistsError, OSError) as exc:
         raise click.ClickException(str(exc)) from None
-    click.echo("\n".join(report))
+    summary, unsupported = report_summary(report)
+    click.echo("\n".join([*report, summary]))
+    _refuse_partial(unsupported, allow_partial, "written")
+    try:
+        written = write_environment(root / "conf", name, files, force=force)
+    except (FileExistsError, OSError) as exc:
+        raise click.ClickException(str(exc)) from None
     for path in written:
         click.echo(f"wrote {path}")
 
@@ -828,20 +873,25 @@ def convert(old_file: str, env: str | None, force: bool, project_dir: str | None
 @click.argument("old_file", type=click.Path(exists=True, dir_okay=False))
 @click.option("--env", default=None, help="environment name (default: experiment_name, else the file stem)")
 @click.option("--force", is_flag=True, help="overwrite an existing, different environment")
+@_allow_partial_option
 @_project_option
 @click.argument("kedro_args", nargs=-1, type=click.UNPROCESSED)
-def run(old_file: str, env: str | None, force: bool, project_dir: str | None,
-        kedro_args: tuple[str, ...]) -> None:
+def run(old_file: str, env: str | None, force: bool, allow_partial: bool,
+        project_dir: str | None, kedro_args: tuple[str, ...]) -> None:
     root = _project_dir(project_dir)
     try:
         name, files, report = convert_file(Path(old_file), env)
+        summary, unsupported = report_summary(report)
         env_dir = root / "conf" / name
         current = {f: (env_dir / f).read_text() for f in files if (env_dir / f).is_file()}
         if current == files:
             click.echo(f"{env_dir} is up to date")
+            click.echo(summary)
+            _refuse_partial(unsupported, allow_partial, "run")
         else:
+            click.echo("\n".join([*report, summary]))
+            _refuse_partial(unsupported, allow_partial, "written or run")
             write_environment(root / "conf", name, files, force=force)
-            click.echo("\n".join(report))
             click.echo(f"wrote {env_dir}")
     except (LegacyConversionError, ConfigError, FileExistsError, OSError) as exc:
         raise click.ClickException(str(exc)) from None

@@ -26,12 +26,13 @@ import logging
 import re
 import shutil
 import threading
-import time
 from collections import deque
 from collections.abc import Callable, Iterable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from typing import Any, TypeVar
+
+from rom_pipeline.progress import progress_bar
 
 logger = logging.getLogger(__name__)
 T = TypeVar("T")
@@ -306,49 +307,32 @@ def _n_workers(client) -> int:
     return max(1, len(client.scheduler_info().get("workers", {})))
 
 
-class _Progress:
-    """Logs ``done / total`` and the rate about every 10 %."""
-
-    def __init__(self, label: str, total: int):
-        self.label, self.total = label, total
-        self.step = max(1, total // 10)
-        self.start = time.perf_counter()
-
-    def __call__(self, done: int) -> None:
-        if done % self.step == 0 or done == self.total:
-            elapsed = time.perf_counter() - self.start
-            logger.info(
-                "%s: %d/%d done (%.2f per s, %.1f s elapsed)",
-                self.label, done, self.total, done / max(elapsed, 1e-9), elapsed,
-            )
-
-
 def map_as_completed(
     fn: Callable[[T], R], items: Iterable[T], config: ExecutionConfig, label: str = "tasks"
 ) -> Iterator[tuple[T, R]]:
     """Yield ``(item, fn(item))`` for every item, in completion order.
 
-    Progress (done / total and rate) is logged about every 10 %.
+    A progress bar (:mod:`rom_pipeline.progress`) counts the finished items.
     """
     items = list(items)
     if not items:
         return
-    progress = _Progress(label, len(items))
-    if not config.parallel:
-        for done, item in enumerate(items, 1):
-            yield item, fn(item)
-            progress(done)
-        return
+    with progress_bar(label, len(items)) as advance:
+        if not config.parallel:
+            for item in items:
+                yield item, fn(item)
+                advance()
+            return
 
-    from distributed import as_completed
+        from distributed import as_completed
 
-    with dask_client(config) as client:
-        futures = client.map(fn, items, pure=False)
-        index = {f.key: i for i, f in enumerate(futures)}
-        for done, (future, result) in enumerate(as_completed(futures, with_results=True), 1):
-            yield items[index[future.key]], result
-            future.release()
-            progress(done)
+        with dask_client(config) as client:
+            futures = client.map(fn, items, pure=False)
+            index = {f.key: i for i, f in enumerate(futures)}
+            for future, result in as_completed(futures, with_results=True):
+                yield items[index[future.key]], result
+                future.release()
+                advance()
 
 
 def map_ordered(
@@ -368,32 +352,30 @@ def map_ordered(
     items = list(items)
     if not items:
         return
-    progress = _Progress(label, len(items))
-    if not config.parallel:
-        for done, item in enumerate(items, 1):
-            yield fn(item)
-            progress(done)
-        return
+    with progress_bar(label, len(items)) as advance:
+        if not config.parallel:
+            for item in items:
+                yield fn(item)
+                advance()
+            return
 
-    with dask_client(config) as client:
-        window = max_pending or 2 * _n_workers(client)
-        pending: deque = deque()
-        upcoming = iter(items)
-        for item in upcoming:
-            pending.append(client.submit(fn, item, pure=False))
-            if len(pending) >= window:
-                break
-        done = 0
-        while pending:
-            future = pending.popleft()
-            result = future.result()
-            future.release()
-            nxt = next(upcoming, _END)
-            if nxt is not _END:
-                pending.append(client.submit(fn, nxt, pure=False))
-            done += 1
-            progress(done)
-            yield result
+        with dask_client(config) as client:
+            window = max_pending or 2 * _n_workers(client)
+            pending: deque = deque()
+            upcoming = iter(items)
+            for item in upcoming:
+                pending.append(client.submit(fn, item, pure=False))
+                if len(pending) >= window:
+                    break
+            while pending:
+                future = pending.popleft()
+                result = future.result()
+                future.release()
+                nxt = next(upcoming, _END)
+                if nxt is not _END:
+                    pending.append(client.submit(fn, nxt, pure=False))
+                advance()
+                yield result
 
 
 _END = object()

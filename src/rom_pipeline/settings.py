@@ -1,25 +1,77 @@
 """Project settings (see https://docs.kedro.org/en/stable/configure/configuration_basics/)."""
 import os
+from pathlib import Path
 
 from kedro.config import OmegaConfigLoader
 
-from rom_pipeline.hooks import MissingInputsHooks, ProvenanceHooks, ValidationHooks
+from rom_pipeline import console  # noqa: F401  (quiets the libraries; see rom_pipeline.console)
+from rom_pipeline.config import validate_experiment_name
+from rom_pipeline.hooks import (
+    IntentHooks,
+    MissingInputsHooks,
+    ProvenanceHooks,
+    RunSummaryHooks,
+    ValidationHooks,
+)
 from rom_pipeline.integrity import IntegrityHooks, LoadVersionHooks
 from rom_pipeline.runner import KeepClusterHooks
 from rom_pipeline.tracking import TrackingHooks
 
-# Hooks run last-in-first-out: validation first, then the missing-input check, then integrity
-# (paths, sbatch, the experiment's write lock, lineage of the inputs), then the rest.
+
+PROJECT_PATH = Path(__file__).resolve().parents[2]
+
+
+class ExperimentConfigLoader(OmegaConfigLoader):
+    """Kedro's loader, plus named runs: ``kedro run --params experiment=NAME``.
+
+    A named run sets the ``experiment`` global to ``NAME``, so every catalog path
+    (``${globals:data_root}/${globals:experiment}/...``) lands in ``<data_root>/NAME/`` and never
+    touches another run's outputs; ``run_name`` (the MLflow run name, ``conf/base/mlflow.yml``)
+    becomes ``NAME`` and ``environment_experiment`` keeps the environment's own experiment, which
+    stays the MLflow experiment. Kedro forbids ``${runtime_params:...}`` in globals, hence this
+    subclass rather than a resolver in every catalog entry. Without the parameter nothing changes
+    (``run_name`` is null: kedro-mlflow names the run after the pipelines).
+    """
+
+    def __init__(self, *args, **kwargs):
+        super().__init__(*args, **kwargs)
+        globals_ = dict(self._globals or {})
+        globals_.setdefault("environment_experiment", globals_.get("experiment"))
+        globals_.setdefault("run_name", None)
+        name = (self.runtime_params or {}).get("experiment")
+        if name is not None:
+            if isinstance(name, int) and not isinstance(name, bool):
+                name = str(name)  # Kedro parses --params experiment=42 as a number
+            name = validate_experiment_name(name, "--params experiment")  # before any work: a bad name is a ConfigError
+            globals_.update(experiment=name, run_name=name)
+        self._globals = globals_
+        self._globals_oc = None  # the globals resolver's cache of the old values
+
+    def __getitem__(self, key: str):
+        if key == "globals" and "_globals" in vars(self):  # not while the base class reads them
+            return dict(self._globals)
+        return super().__getitem__(key)
+
+
+# Hooks run last-in-first-out: validation first, then the disabled-model and missing-input
+# checks, then integrity (paths, sbatch, the experiment's write lock, lineage of the inputs), then
+# the rest.
 HOOKS = (
-    ProvenanceHooks(), KeepClusterHooks(), TrackingHooks(), IntegrityHooks(), MissingInputsHooks(),
-    LoadVersionHooks(), ValidationHooks(),
+    RunSummaryHooks(), ProvenanceHooks(), KeepClusterHooks(), TrackingHooks(), IntegrityHooks(),
+    MissingInputsHooks(), LoadVersionHooks(), IntentHooks(), ValidationHooks(),
 )
 
-CONFIG_LOADER_CLASS = OmegaConfigLoader
+CONFIG_LOADER_CLASS = ExperimentConfigLoader
 CONFIG_LOADER_ARGS = {
     "base_env": "base",
     "default_run_env": "local",
     "merge_strategy": {"parameters": "soft", "globals": "soft"},
     # ${env_or:NAME,default}: lets a cluster job or a test point the data root elsewhere.
-    "custom_resolvers": {"env_or": lambda name, default=None: os.environ.get(name, default)},
+    "custom_resolvers": {
+        "env_or": lambda name, default=None: os.environ.get(name, default),
+        # ${from_project_root:PATH}: PATH made absolute from the project root, for the settings
+        # Kedro does not anchor itself (the MLflow store): a notebook in notebooks/ then uses
+        # data/mlflow.db like `kedro run`, never notebooks/data/mlflow.db.
+        "from_project_root": lambda path: str(PROJECT_PATH / path),
+    },
 }

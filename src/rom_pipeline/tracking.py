@@ -16,8 +16,16 @@ Who does what:
 No catalog entry depends on kedro-mlflow, so the project runs unchanged without the extra: with
 MLflow absent, or no MLflow run active, the hooks do nothing.
 
+Why a hook and not kedro-mlflow's ``MlflowArtifactDataset`` / ``MlflowMetricsHistoryDataset``:
+those wrap catalog entries, so every figure and table entry would name a kedro-mlflow class and
+the catalog would fail to load without the optional extra; the metrics here are derived from
+``summary.json`` (one entry) rather than being datasets of their own; and the one-batch parameter
+logging above has no kedro-mlflow equivalent. The hook keeps the extra optional in ~40 lines.
+
 Command line: ``python -m rom_pipeline.tracking table [--tracking-uri URI] [--env ENV]`` prints
-one row per tracked run of every experiment with its headline metrics.
+one row per tracked run of every experiment with its headline metrics;
+``python -m rom_pipeline.tracking ui [--env ENV] [--port 5000]`` serves the MLflow UI on the same
+store.
 """
 from __future__ import annotations
 
@@ -27,6 +35,7 @@ import logging
 import math
 import os
 import re
+import subprocess
 import sys
 from collections.abc import Mapping, Sequence
 from pathlib import Path
@@ -247,10 +256,23 @@ def format_table(table: pd.DataFrame, fmt: str = "markdown", digits: int = 4) ->
     return "\n".join(lines)
 
 
+def ui_command(tracking_uri: str, host: str = "127.0.0.1", port: int = 5000) -> list[str]:
+    """The MLflow UI on ``tracking_uri``, started with this interpreter (``python -m mlflow``),
+    so it works from ``.venv/bin/python`` without an activated venv (``kedro mlflow ui`` looks
+    ``mlflow`` up on PATH)."""
+    return [sys.executable, "-m", "mlflow", "ui", "--backend-store-uri", tracking_uri,
+            "--host", host, "--port", str(port)]
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m rom_pipeline.tracking",
                                      description="Tracked MLflow runs of rom_pipeline.")
     sub = parser.add_subparsers(dest="command", required=True)
+    ui = sub.add_parser("ui", help="serve the MLflow UI on the project's tracking store")
+    ui.add_argument("--tracking-uri", default=None, help="MLflow store (default: as for table)")
+    ui.add_argument("--env", default=None, help="Kedro environment whose mlflow.yml to read")
+    ui.add_argument("--host", default="127.0.0.1")
+    ui.add_argument("--port", type=int, default=5000)
     table = sub.add_parser("table", help="print every experiment's runs with headline metrics")
     table.add_argument("--tracking-uri", default=None,
                        help="MLflow store or server (default: the project's mlflow.yml, which "
@@ -264,6 +286,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         print("MLflow is not installed: pip install -e '.[mlflow]'", file=sys.stderr)
         return 2
     uri = args.tracking_uri or os.environ.get("MLFLOW_TRACKING_URI") or default_tracking_uri(args.env)
+    if args.command == "ui":
+        command = ui_command(uri, args.host, args.port)
+        print(f"MLflow UI on {uri}: http://{args.host}:{args.port}", file=sys.stderr)
+        return subprocess.call(command)
     result = headline_table(uri, args.experiment)
     if result.empty:
         print(f"no tracked runs at {uri}", file=sys.stderr)

@@ -122,21 +122,54 @@ def test_model_pipelines_run_alone_from_shared_artifacts(full_run: Path):
     assert {p: p.stat().st_mtime_ns for p in (exp / "train").rglob("*.npz")} == runs_before
 
 
-@pytest.mark.parametrize(
-    "flags,folders",
-    [
-        ("rom.models.lstm.enabled=false", {"MVAR"}),
-        ("rom.models.mvar.enabled=false", {"LSTM"}),
-    ],
-    ids=["mvar_only", "lstm_only"],
-)
-def test_usage_examples_honour_enable_flags(tmp_path: Path, flags: str, folders: set[str]):
-    kedro_run(tmp_path, "--params", flags)
-    exp = tmp_path / "test"
-    present = {p.name for p in exp.iterdir() if p.name in ("MVAR", "LSTM")}
-    assert present == folders
-    results = pd.read_csv(exp / "report" / "all_test_results.csv")
-    assert set(results["model"]) == folders
+# The seed's three usage examples, as the README gives them: each a named run in its own folder.
+USAGE_EXAMPLES = {
+    "mvar_only": ("experiment=mvar_only,rom.models.lstm.enabled=false", {"MVAR"}),
+    "lstm_only": ("experiment=lstm_only,rom.models.mvar.enabled=false", {"LSTM"}),
+    "both": ("experiment=both", {"MVAR", "LSTM"}),
+}
+
+
+def test_usage_examples_leave_three_separate_complete_result_folders(tmp_path: Path):
+    for name, (params, _) in USAGE_EXAMPLES.items():
+        proc = kedro_run(tmp_path, "--params", params)
+        assert proc.stdout == ""  # logs and bars go to stderr
+        err = "".join(proc.stderr.split())  # rich wraps long lines, even inside a path
+        assert f"Comparisonreport:{tmp_path / name / 'report' / 'comparison_table.md'}" in err
+    folders = {p.name for p in tmp_path.iterdir() if p.is_dir()} - {"mlartifacts"}  # MLflow's
+    assert folders == set(USAGE_EXAMPLES)
+    for name, (_, models) in USAGE_EXAMPLES.items():
+        exp = tmp_path / name
+        assert {p.name for p in exp.iterdir() if p.name in ("MVAR", "LSTM")} == models
+        for model in models:
+            assert (exp / model / "test_results.csv").is_file()
+        assert (exp / "report" / "comparison_table.md").is_file()
+        results = pd.read_csv(exp / "report" / "all_test_results.csv")
+        assert set(results["model"]) == models
+        summary = json.loads((exp / "summary.json").read_text())
+        assert set(summary["models"]) == models
+        model_artifacts = {k.split(".")[0].upper() for k in summary["artifact_versions"] if k.endswith(".model")}
+        assert model_artifacts == models
+    # the MLflow runs carry the names, inside the environment's MLflow experiment
+    from mlflow.tracking import MlflowClient
+
+    client = MlflowClient(tracking_uri=os.environ["MLFLOW_TRACKING_URI"])
+    exp_id = client.get_experiment_by_name("test").experiment_id
+    names = {r.info.run_name for r in client.search_runs([exp_id], max_results=1000)}
+    assert set(USAGE_EXAMPLES) <= names
+
+    # a disabled model's pipeline is skipped, with a message, and trains nothing
+    proc = kedro_run(tmp_path, "--pipelines=lstm", "--params", USAGE_EXAMPLES["mvar_only"][0])
+    err = "".join(proc.stderr.split())
+    assert "Thelstmpipelineisskipped:rom.models.lstm.enabledisfalse" in err
+    assert not (tmp_path / "mvar_only" / "LSTM").exists()
+
+
+def test_bad_run_name_stops_before_any_work(tmp_path: Path):
+    proc = kedro_run(tmp_path, "--params", "experiment=../elsewhere", check=False)
+    assert proc.returncode != 0
+    assert "plainfoldername" in "".join(proc.stderr.split())
+    assert not any(tmp_path.iterdir())
 
 
 def test_invalid_parameters_stop_before_any_work(tmp_path: Path):

@@ -461,7 +461,7 @@ def evaluate_forecaster(forecaster, pod, run: TestRun, config: EvaluationConfig)
                 columns=list(R2_VS_TIME_COLUMNS),
             )
         )
-        logger.info(
+        logger.debug(
             "%s on %s (%s shifts): R²_pooled = %.4f (POD ceiling %.4f), valid time %.2f s",
             model, run.run_id, mode, row["r2_pooled"], r2_ceiling, row["valid_time"],
         )

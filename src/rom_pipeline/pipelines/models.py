@@ -17,6 +17,7 @@ from kedro.pipeline import Node, Pipeline
 
 from rom_pipeline.config import validate_parameters
 from rom_pipeline.datasets.runs import RunCollection
+from rom_pipeline.progress import track
 from rom_pipeline.rom.forecaster import LatentForecaster
 from rom_pipeline.rom.pod import PODBasis
 
@@ -83,7 +84,9 @@ def evaluate_forecaster_on_tests(
     forecaster = load_forecaster(model_artifact)
     pod = PODBasis.from_arrays(pod_basis)
     results, r2_t, per_run = evaluate_many(
-        forecaster, pod, test_runs_for_evaluation(test_runs, parameters), evaluation_config(parameters)
+        forecaster, pod, track(test_runs_for_evaluation(test_runs, parameters), "evaluating test runs",
+                               total=len(test_runs)),
+        evaluation_config(parameters),
     )
     predictions: dict[str, np.ndarray] = {}
     for run_id, res in per_run.items():

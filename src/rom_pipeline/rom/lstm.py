@@ -325,14 +325,16 @@ class LSTMForecaster:
         self,
         trajectories: Sequence[np.ndarray],
         validation_trajectories: Sequence[np.ndarray] | None = None,
+        progress: Any = None,
     ) -> LSTMForecaster:
         with _torch_threads(self.num_threads):
-            return self._fit(trajectories, validation_trajectories)
+            return self._fit(trajectories, validation_trajectories, progress)
 
     def _fit(
         self,
         trajectories: Sequence[np.ndarray],
         validation_trajectories: Sequence[np.ndarray] | None = None,
+        progress: Any = None,
     ) -> LSTMForecaster:
         """Train on latent runs, each (K_i, r), and keep the best validation checkpoint.
 
@@ -341,6 +343,7 @@ class LSTMForecaster:
             validation_trajectories: held-out runs (K_j, r). When ``None``,
                 ceil(validation_fraction · n_runs) whole runs of ``trajectories`` are held out
                 (never a split of overlapping windows, which would leak).
+            progress: optional callback, called with no argument after every epoch.
 
         Returns:
             self, with ``module_`` holding the best checkpoint. One row per epoch
@@ -414,7 +417,7 @@ class LSTMForecaster:
                 self.module_ = self._new_module(r).to(device)
                 if self.linear_skip:
                     self._init_linear_path(train_seq[:, :self.lag], train_seq[:, self.lag])
-                self._train(train_seq, val_windows, val_targets, val_runs, device)
+                self._train(train_seq, val_windows, val_targets, val_runs, device, progress)
         finally:
             torch.use_deterministic_algorithms(previous_deterministic[0],
                                                warn_only=previous_deterministic[1])
@@ -453,7 +456,7 @@ class LSTMForecaster:
         module.head.weight.zero_()
         module.head.bias.copy_(torch.as_tensor(coef[-1], dtype=module.head.bias.dtype))
 
-    def _train(self, train_seq, val_windows, val_targets, val_runs, device) -> None:
+    def _train(self, train_seq, val_windows, val_targets, val_runs, device, progress=None) -> None:
         module = self.module_
         w, k_steps = self.lag, self.multi_step
         optimizer = torch.optim.Adam(module.parameters(), lr=self.learning_rate,
@@ -507,7 +510,9 @@ class LSTMForecaster:
                    "val_rollout_r2": val_r2, "val_rollout_skill": val_skill, "lr": lr,
                    "seconds": time.perf_counter() - tic}
             rows.append(row)
-            logger.info(
+            if progress is not None:
+                progress()
+            logger.debug(
                 "LSTM epoch %3d  train_loss %.3e  val_loss %.3e  val_rollout_r2 %.4f  "
                 "val_rollout_skill %.4f  lr %.1e  %.2f s", epoch, train_loss, val_loss, val_r2,
                 val_skill, lr, row["seconds"],

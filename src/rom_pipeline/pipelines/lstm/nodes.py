@@ -9,6 +9,7 @@ from matplotlib.figure import Figure
 
 from rom_pipeline.config import validate_parameters
 from rom_pipeline.evaluation import plots
+from rom_pipeline.progress import progress_bar
 from rom_pipeline.rom.latent import unpack_trajectories
 from rom_pipeline.rom.lstm import LSTMForecaster
 
@@ -22,7 +23,8 @@ def train_lstm(latent_dataset: dict, parameters: dict[str, Any]) -> tuple[dict, 
     cfg = validate_parameters(parameters).rom.models.lstm
     hyper = cfg.model_dump(exclude={"enabled"})
     trajectories = list(unpack_trajectories(latent_dataset).values())
-    model = LSTMForecaster(**hyper).fit(trajectories)
+    with progress_bar("LSTM epochs", total=cfg.max_epochs) as advance:
+        model = LSTMForecaster(**hyper).fit(trajectories, progress=advance)
     log = model.training_log_
     best = log.loc[log["epoch"] == model.best_epoch_].iloc[0]
     summary = {
