@@ -309,6 +309,10 @@ class ROMConfig(_Block):
     models: ModelsConfig = ModelsConfig()
 
 
+# Lead-time windows of the reports (s after the forecast start): 0-2, 2-5, 5-10, 10-20, 20-end.
+STANDARD_LEAD_WINDOWS = (0.0, 2.0, 5.0, 10.0, 20.0)
+
+
 class EvalConfig(_Block):
     forecast_start: float | None = Field(
         None, gt=0, description="seconds from the start of a test run; default sim.T"
@@ -322,6 +326,10 @@ class EvalConfig(_Block):
     )
     animation_max_frames: int = Field(120, ge=2)
     order_parameters: bool = True
+    lead_windows: list[float] | None = Field(
+        None, description="edges [s after the forecast start] of the lead-time R2 windows "
+        "[e0, e1), ..., [e_last, end]; null: 0, 2, 5, 10, 20 without the edges past the horizon",
+    )
 
 
 # --------------------------------------------------------------------------- search
@@ -481,6 +489,15 @@ class ExperimentConfig(_Block):
     def forecast_start(self) -> float:
         return self.eval.forecast_start if self.eval.forecast_start is not None else self.sim.T
 
+    @property
+    def lead_windows(self) -> tuple[float, ...]:
+        """Edges of the lead-time windows: ``eval.lead_windows``, or (null) the standard
+        ``STANDARD_LEAD_WINDOWS`` edges that fall inside the forecast horizon."""
+        if self.eval.lead_windows is not None:
+            return tuple(float(e) for e in self.eval.lead_windows)
+        horizon = self.test_sim.T - self.forecast_start
+        return tuple(e for e in STANDARD_LEAD_WINDOWS if e < horizon)
+
     def shared_lag(self) -> int:
         if self.rom.lag is not None:
             return self.rom.lag
@@ -534,6 +551,13 @@ class ExperimentConfig(_Block):
                 f"rom.models.mvar.coint_rank = {rank} exceeds rom.fixed_modes = {modes}: use "
                 f"0..{modes}, or null for the unrestricted levels model"
             )
+        if self.eval.lead_windows is not None:
+            from rom_pipeline.evaluation.protocol import check_lead_windows
+
+            try:
+                check_lead_windows(self.eval.lead_windows, self.test_sim.T - self.forecast_start)
+            except ValueError as exc:
+                problems.append(str(exc))
         k0 = int(round(self.forecast_start / self.dt_rom))
         max_lag = max(v for v in lags.values())
         if k0 < max_lag:

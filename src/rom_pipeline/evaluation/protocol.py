@@ -11,8 +11,13 @@ For one test run with ROM frames k = 0..T−1 at times t_k (uniform step Δt_ROM
 4. Lift the forecast with the shifts of each requested shift mode, clamp, restore the mass
    M0 = ΔxΔy Σρ_{k0−1} (the last conditioning frame), and score it against ρ_{k0..T−1}.
 
+The forecast block (steps 3-4) is one function, :func:`forecast_block`; the hyper-parameter
+search scores held-out training runs through it too.
+
 Shift modes (shift-aligned bases only; otherwise a single mode ``"none"`` is scored):
-    ``"oracle"``: the true shifts s_k of the forecast frames (uses the future; an upper bound).
+    ``"oracle"`` ("co-moving shape (true track)"): the true shifts s_k of the forecast frames. It
+        uses the future track, so it measures how well the co-moving shape is forecast, not
+        where the swarm goes.
     ``"hold"``: s_{k0−1} for every forecast frame.
     ``"extrapolate"``: s_{k0−1} + (k − k0 + 1)(s_{k0−1} − s_{k0−2}), the last two conditioning
         shifts extended linearly in time (the step taken as the minimal periodic image),
@@ -31,6 +36,7 @@ import pandas as pd
 from rom_pipeline.evaluation.metrics import (
     latent_r2,
     mass_violation,
+    mse,
     negativity_fraction,
     r2_cumulative,
     r2_per_snapshot,
@@ -43,16 +49,38 @@ from rom_pipeline.evaluation.postprocess import CLAMP_MODES, MASS_MODES, clamp, 
 
 __all__ = [
     "SHIFT_MODES",
+    "SHIFT_MODE_LABELS",
+    "BlockForecast",
     "EvaluationConfig",
     "EvaluationResult",
+    "ForecastBlock",
+    "ModeForecast",
     "TestRun",
     "evaluate_forecaster",
     "evaluate_many",
+    "forecast_block",
+    "forecast_shifts",
+    "check_lead_windows",
+    "forecast_start_index",
+    "lead_window_names",
+    "lead_window_r2",
+    "lift_forecast",
+    "teacher_forced",
 ]
 
 logger = logging.getLogger(__name__)
 
 SHIFT_MODES = ("oracle", "hold", "extrapolate")
+
+#: What each shift mode measures, for every human-facing report (the keys stay for compatibility).
+SHIFT_MODE_LABELS = {
+    "oracle": "co-moving shape (true track): the forecast shape placed on the true future track; "
+              "measures the shape forecast alone, not where the swarm goes",
+    "hold": "lab frame, track held: the forecast shape placed at the last seed position",
+    "extrapolate": "lab frame, track extrapolated: the forecast shape moved on with the last "
+                   "seed velocity",
+    "none": "no shift alignment: the forecast lives in the lab frame",
+}
 
 # Columns of the long R²-vs-time table, in order.
 R2_VS_TIME_COLUMNS = (
@@ -146,6 +174,9 @@ class EvaluationConfig:
         order_parameters: compute the truth's order parameters when particles are given.
         divergence_factor: a rollout is diverged when non-finite or when
             max|ŷ| > divergence_factor · max|y| (y the run's true latent trajectory).
+        lead_windows: increasing edges e_0 < e_1 < ... (s after the forecast start, e_0 >= 0) of
+            the lead-time windows [e_i, e_{i+1}) and [e_last, end] scored by pooled R²
+            (``r2_lead_<a>_<b>``); empty for none.
     """
 
     forecast_start: float
@@ -155,8 +186,11 @@ class EvaluationConfig:
     valid_r2_threshold: float = 0.5
     order_parameters: bool = True
     divergence_factor: float = 1e6
+    lead_windows: tuple[float, ...] = ()
 
     def __post_init__(self) -> None:
+        self.lead_windows = tuple(float(e) for e in self.lead_windows)
+        check_lead_windows(self.lead_windows)
         if not np.isfinite(self.forecast_start) or self.forecast_start < 0:
             raise ValueError(
                 f"eval.forecast_start must be a non-negative number of seconds, "
@@ -185,6 +219,26 @@ class EvaluationConfig:
             raise ValueError(
                 f"eval.divergence_factor must be positive, got {self.divergence_factor!r}"
             )
+
+
+def check_lead_windows(edges, horizon: float | None = None) -> None:
+    """Refuse lead-window edges that are not finite, not >= 0, not strictly increasing, or (given
+    the forecast ``horizon`` in s) not inside it: every window must hold a forecast frame."""
+    edges = [float(e) for e in edges]
+    if any(not np.isfinite(e) for e in edges) or (edges and edges[0] < 0) or any(
+        b <= a for a, b in zip(edges, edges[1:])
+    ):
+        raise ValueError(
+            f"eval.lead_windows = {edges}: give strictly increasing, finite edges >= 0 in seconds "
+            "after the forecast start, e.g. [0, 2, 5, 10, 20] for the windows 0-2, 2-5, 5-10, "
+            "10-20 and 20 s to the end"
+        )
+    if horizon is not None and edges and edges[-1] >= horizon:
+        raise ValueError(
+            f"eval.lead_windows = {edges}: the last window starts at {edges[-1]:g} s but the "
+            f"forecast covers only {horizon:g} s (test_sim.T - eval.forecast_start); drop the "
+            f"edges >= {horizon:g} s or raise test_sim.T"
+        )
 
 
 @dataclass
@@ -221,27 +275,28 @@ def _uniform_step(times: np.ndarray, run_id: str) -> float:
     return dt
 
 
-def _forecast_start_index(config: EvaluationConfig, dt: float, lag: int, T: int, run_id: str) -> int:
-    """k0 = number of conditioning frames, checked against the lag and the run length."""
-    k0 = int(round(config.forecast_start / dt))
+def forecast_start_index(forecast_start: float, dt: float, lag: int, T: int, run_id: str) -> int:
+    """k0 = round(forecast_start / Δt_ROM) conditioning frames, checked against the seed length
+    ``lag`` (k0 ≥ lag) and the run length T (k0 < T: at least one forecast frame)."""
+    k0 = int(round(forecast_start / dt))
     if k0 < lag:
         raise ValueError(
-            f"eval.forecast_start = {config.forecast_start} s gives {k0} conditioning frame(s) "
+            f"eval.forecast_start = {forecast_start} s gives {k0} conditioning frame(s) "
             f"at Δt_ROM = {dt:g} s, but the forecaster needs a seed of lag = {lag} frames: "
             f"set eval.forecast_start >= {lag * dt:g} s"
         )
     if k0 >= T:
         raise ValueError(
-            f"eval.forecast_start = {config.forecast_start} s leaves no forecast frame in run "
+            f"eval.forecast_start = {forecast_start} s leaves no forecast frame in run "
             f"{run_id!r} ({T} frames, last at {(T - 1) * dt:g} s after the start): lower it"
         )
     return k0
 
 
-def _forecast_shifts(
+def forecast_shifts(
     mode: str, true_shifts: np.ndarray | None, k0: int, T: int, grid_shape: tuple[int, int]
 ) -> np.ndarray | None:
-    """(T − k0, 2) integer shifts of the forecast frames for one shift mode."""
+    """(T − k0, 2) integer shifts of the forecast frames for one shift mode (None for ``"none"``)."""
     if mode == "none":
         return None
     n_f = T - k0
@@ -250,6 +305,8 @@ def _forecast_shifts(
     last = true_shifts[k0 - 1]
     if mode == "hold":
         return np.repeat(last[None, :], n_f, axis=0)
+    if mode != "extrapolate":
+        raise ValueError(f"unknown shift mode {mode!r}; use one of {SHIFT_MODES} or 'none'")
     # extrapolate: minimal-image step between the last two conditioning shifts, so a blob
     # crossing the periodic seam keeps its velocity.
     n = np.asarray(grid_shape, dtype=np.int64)
@@ -272,6 +329,299 @@ def _order_parameter_series(run: TestRun, k0: int) -> dict[str, np.ndarray]:
     }
 
 
+# ---------------------------------------------------------------------- the forecast block
+@dataclass
+class ForecastBlock:
+    """The truth side of one run's forecast block: everything that does not depend on the model.
+
+    Built once per run (and shared by every forecaster scored on it, e.g. all search candidates).
+
+    Attributes:
+        run: the run on the ROM time grid.
+        k0: conditioning frames; the forecast covers frames k0..T−1 (n_f = T − k0 of them).
+        latent: (T, r) true latent trajectory y_k = restrict(ρ_k) with each frame's own shift;
+            a basis with r' < r modes reads its first r' columns (modes are nested).
+        true_shifts: (T, 2) integer shifts estimated on the truth, or None without alignment.
+        truth: (n_f, ny, nx) float64 true density of the forecast frames.
+        times: (n_f,) times of the forecast frames (s).
+        lead_time: (n_f,) times − times[0] (s): 0 at the first forecast frame.
+        target_mass: M0 = ΔxΔy Σρ_{k0−1}, the mass of the last conditioning frame.
+        grid_shape: (ny, nx).
+    """
+
+    run: TestRun
+    k0: int
+    latent: np.ndarray
+    true_shifts: np.ndarray | None
+    truth: np.ndarray
+    times: np.ndarray
+    lead_time: np.ndarray
+    target_mass: float
+    grid_shape: tuple[int, int]
+    _ceiling: dict[int, np.ndarray] = field(default_factory=dict, repr=False)
+
+    @classmethod
+    def prepare(
+        cls, pod, run: TestRun, config: EvaluationConfig, seed_length: int,
+        latent: np.ndarray | None = None,
+    ) -> ForecastBlock:
+        """Estimate the run's true shifts, restrict it, and cut it at ``config.forecast_start``.
+
+        Args:
+            pod: the fitted basis (all stored modes).
+            run: the run.
+            config: protocol settings (``forecast_start``, ``shift_modes``).
+            seed_length: the longest seed window that will be taken from the block (the lag).
+            latent: (T, r) precomputed restriction of ``run.density`` (e.g. the stored
+                trajectory of a training run); None restricts here.
+
+        Raises:
+            ValueError: if the run's grid differs from the basis, the forecast start leaves fewer
+                than ``seed_length`` conditioning frames (or fewer than 2 for ``extrapolate``) or
+                no forecast frame.
+        """
+        density = np.asarray(run.density, dtype=np.float64)
+        T = density.shape[0]
+        grid_shape = tuple(int(g) for g in pod.grid_shape_)
+        if density.shape[1:] != grid_shape:
+            raise ValueError(
+                f"TestRun {run.run_id!r}: density grid {density.shape[1:]} differs from the POD "
+                f"grid {grid_shape}; use the training KDE grid for the test runs"
+            )
+        dt = _uniform_step(run.times, run.run_id)
+        k0 = forecast_start_index(config.forecast_start, dt, int(seed_length), T, run.run_id)
+        aligned = bool(pod.shift_align)
+        if aligned and "extrapolate" in config.shift_modes and k0 < 2:
+            raise ValueError(
+                f"eval.forecast_start = {config.forecast_start} s gives {k0} conditioning "
+                f"frame(s); eval.shift_modes 'extrapolate' needs 2: set eval.forecast_start >= "
+                f"{2 * dt:g} s"
+            )
+        true_shifts = np.asarray(pod.estimate_shifts(density), dtype=np.int64) if aligned else None
+        if latent is None:
+            latent = pod.restrict(density, shifts=true_shifts)
+        times = run.times[k0:]
+        return cls(
+            run=run, k0=k0, latent=np.asarray(latent, dtype=np.float64), true_shifts=true_shifts,
+            truth=density[k0:], times=times, lead_time=times - times[0],
+            target_mass=run.cell_area * float(density[k0 - 1].sum()), grid_shape=grid_shape,
+        )
+
+    @property
+    def n_forecast(self) -> int:
+        return self.truth.shape[0]
+
+    @property
+    def oracle_shifts(self) -> np.ndarray | None:
+        """(n_f, 2) true shifts of the forecast frames (None without alignment)."""
+        return None if self.true_shifts is None else self.true_shifts[self.k0:]
+
+    def shift_modes(self, config: EvaluationConfig) -> tuple[str, ...]:
+        """The scored shift modes: ``config.shift_modes`` when aligned, else ``("none",)``."""
+        return config.shift_modes if self.true_shifts is not None else ("none",)
+
+    def ceiling(self, basis) -> np.ndarray:
+        """(n_f, ny, nx) lift of the true latent forecast frames with r' = ``basis.n_modes_``
+        modes and oracle shifts, no post-processing: the best any r'-mode forecast can reach."""
+        r = int(basis.n_modes_)
+        if r not in self._ceiling:
+            with np.errstate(all="ignore"):
+                self._ceiling[r] = np.asarray(
+                    basis.lift(self.latent[self.k0:, :r], shifts=self.oracle_shifts),
+                    dtype=np.float64,
+                )
+        return self._ceiling[r]
+
+
+def lift_forecast(basis, y_pred: np.ndarray, block: ForecastBlock, mode: str) -> np.ndarray:
+    """(n_f, ny, nx) density of a latent forecast ``y_pred`` (n_f, r') placed by shift mode
+    ``mode``: ρ̂_k = lift(ŷ_k, s_k) with s_k from :func:`forecast_shifts`. The one place a shift
+    mode turns a latent forecast into densities (a new mode adds a branch here)."""
+    shifts = forecast_shifts(mode, block.true_shifts, block.k0, block.latent.shape[0],
+                             block.grid_shape)
+    return np.asarray(basis.lift(y_pred, shifts=shifts), dtype=np.float64)
+
+
+def lead_window_r2(
+    truth: np.ndarray, pred: np.ndarray, lead_time: np.ndarray, edges: tuple[float, ...]
+) -> dict[str, float]:
+    """Pooled R² (:func:`r2_pooled`) of the frames in each lead-time window, keyed by
+    :func:`lead_window_names`. Windows are [e_i, e_{i+1}) and the last [e_last, end]; a window
+    with no frame is NaN."""
+    out = {}
+    bounds = (*edges, np.inf)
+    for name, lo, hi in zip(lead_window_names(edges), bounds[:-1], bounds[1:]):
+        inside = (lead_time >= lo) & (lead_time < hi)
+        out[name] = r2_pooled(truth[inside], pred[inside]) if inside.any() else float("nan")
+    return out
+
+
+def lead_window_names(edges: tuple[float, ...]) -> list[str]:
+    """Column names ``r2_lead_<a>_<b>`` of the lead windows [a, b) and ``r2_lead_<a>_end``."""
+    ends = [f"{e:g}" for e in edges[1:]] + ["end"]
+    return [f"r2_lead_{a:g}_{b}" for a, b in zip(edges, ends)]
+
+
+@dataclass
+class ModeForecast:
+    """One shift mode of a scored forecast.
+
+    Attributes:
+        shift_mode: the mode.
+        prediction: (n_f, ny, nx) post-processed forecast density (NaN everywhere if diverged).
+        diverged: the rollout diverged or its lifted density is non-finite.
+        scores: ``r2_pooled``, ``r2_snapshot_mean``, ``r2_latent``, ``mse`` (mean over frames
+            and cells of (ρ − ρ̂)²), ``rmse``, ``mass_violation_max``, ``negativity_fraction``,
+            ``valid_time`` and one ``r2_lead_<a>_<b>`` per lead window (NaN when diverged).
+        r2_t, r2_cumulative: (n_f,) per-frame and cumulative R².
+        rel: ``{"l1", "l2", "linf"}`` (n_f,) per-frame relative errors.
+    """
+
+    shift_mode: str
+    prediction: np.ndarray
+    diverged: bool
+    scores: dict[str, float]
+    r2_t: np.ndarray
+    r2_cumulative: np.ndarray
+    rel: dict[str, np.ndarray]
+
+
+@dataclass
+class BlockForecast:
+    """Output of :func:`forecast_block`.
+
+    Attributes:
+        y_pred: (n_f, r') closed-loop latent forecast.
+        forecast_seconds: wall time of the rollout.
+        latent_diverged: non-finite rollout or max|ŷ| > divergence_factor · max|y|.
+        modes: one :class:`ModeForecast` per scored shift mode, in order.
+    """
+
+    y_pred: np.ndarray
+    forecast_seconds: float
+    latent_diverged: bool
+    modes: list[ModeForecast]
+
+
+def _score_density(
+    block: ForecastBlock, pred: np.ndarray, y_true: np.ndarray, y_pred: np.ndarray,
+    config: EvaluationConfig,
+) -> tuple[dict[str, float], np.ndarray, np.ndarray, dict[str, np.ndarray]]:
+    truth, times = block.truth, block.times
+    r2_t = r2_per_snapshot(truth, pred)
+    scores = {
+        "r2_pooled": r2_pooled(truth, pred),
+        "r2_snapshot_mean": float(np.mean(r2_t)),
+        "r2_latent": latent_r2(y_true, y_pred),
+        "rmse": rmse(truth, pred),
+        "mass_violation_max": mass_violation(truth, pred, block.run.cell_area),
+        "negativity_fraction": negativity_fraction(pred),
+        "valid_time": valid_prediction_time(times, r2_t, config.valid_r2_threshold),
+        "mse": mse(truth, pred),
+        **lead_window_r2(truth, pred, block.lead_time, config.lead_windows),
+    }
+    return scores, r2_t, r2_cumulative(truth, pred), relative_errors(truth, pred)
+
+
+def forecast_block(
+    forecaster, basis, block: ForecastBlock, config: EvaluationConfig,
+) -> BlockForecast:
+    """The one forecast block (science.md §8): seed, roll out, lift, post-process, score.
+
+    With r' = ``basis.n_modes_`` and y = ``block.latent[:, :r']`` (T, r'):
+
+    1. seed: the true window y_{k0−lag..k0−1} (lag = ``forecaster.lag``);
+    2. roll out closed loop n_f = T − k0 steps: ŷ (n_f, r');
+    3. for every scored shift mode: lift ρ̂ = :func:`lift_forecast` (n_f, ny, nx);
+    4. post-process: ``clamp`` (``config.clamp_mode``), then restore the mass M0 of the last
+       conditioning frame (``config.mass_postprocess``);
+    5. score ρ̂ against ``block.truth`` and ŷ against y_{k0..T−1}.
+
+    Evaluation and hyper-parameter search both score through this function, so a forecast
+    scores the same wherever it is scored. A diverged forecast (non-finite or
+    max|ŷ| > divergence_factor · max|y|, or a non-finite density) gets NaN scores; it does not
+    raise.
+
+    Raises:
+        ValueError: if the forecaster returns the wrong shape.
+    """
+    name = str(getattr(forecaster, "name", type(forecaster).__name__))
+    r, lag, k0 = int(basis.n_modes_), int(forecaster.lag), block.k0
+    y = block.latent[:, :r]
+    n_f = block.n_forecast
+    seed = y[k0 - lag:k0].copy()
+    tic = time.perf_counter()
+    with np.errstate(all="ignore"):
+        y_pred = np.asarray(forecaster.rollout(seed, n_f), dtype=np.float64)
+    forecast_seconds = time.perf_counter() - tic
+    if y_pred.shape != (n_f, r):
+        raise ValueError(
+            f"forecaster {name!r}.rollout returned shape {y_pred.shape}; expected ({n_f}, {r}) "
+            "(n_steps, n_modes)"
+        )
+    scale = float(np.max(np.abs(y))) or 1.0
+    with np.errstate(all="ignore"):
+        latent_diverged = bool(
+            not np.all(np.isfinite(y_pred))
+            or np.max(np.abs(y_pred)) > config.divergence_factor * scale
+        )
+    if latent_diverged:
+        logger.warning("%s on %s: closed-loop rollout diverged", name, block.run.run_id)
+
+    modes = []
+    nan_series = np.full(n_f, np.nan)
+    for mode in block.shift_modes(config):
+        diverged = latent_diverged
+        pred = None
+        if not diverged:
+            with np.errstate(all="ignore"):
+                pred = lift_forecast(basis, y_pred, block, mode)
+                diverged = not np.all(np.isfinite(pred))
+                if not diverged:
+                    pred = clamp(pred, config.clamp_mode)
+                    pred = mass_postprocess(pred, config.mass_postprocess, block.target_mass,
+                                            cell_area=block.run.cell_area)
+                    diverged = not np.all(np.isfinite(pred))
+            if diverged:
+                logger.warning(
+                    "%s on %s (%s shifts): non-finite density after lifting/post-processing",
+                    name, block.run.run_id, mode,
+                )
+        if diverged:
+            scores = dict.fromkeys(
+                ("r2_pooled", "r2_snapshot_mean", "r2_latent", "rmse", "mass_violation_max",
+                 "negativity_fraction", "valid_time", "mse",
+                 *lead_window_names(config.lead_windows)),
+                float("nan"),
+            )
+            modes.append(ModeForecast(
+                mode, np.full_like(block.truth, np.nan), True, scores, nan_series,
+                nan_series, {"l1": nan_series, "l2": nan_series, "linf": nan_series}))
+        else:
+            scores, r2_t, r2_cum, rel = _score_density(block, pred, y[k0:], y_pred, config)
+            modes.append(ModeForecast(mode, pred, False, scores, r2_t, r2_cum, rel))
+    return BlockForecast(y_pred, forecast_seconds, latent_diverged, modes)
+
+
+def teacher_forced(forecaster, basis, block: ForecastBlock) -> np.ndarray:
+    """(n_f, r') one-step predictions ``predict_next`` of the true windows y_{k−lag..k−1}
+    ending just before each forecast frame k = k0..T−1 (NaN-free only if the model is)."""
+    r, lag, k0 = int(basis.n_modes_), int(forecaster.lag), block.k0
+    y = block.latent[:, :r]
+    T, n_f = y.shape[0], block.n_forecast
+    windows = np.lib.stride_tricks.sliding_window_view(y, lag, axis=0)[k0 - lag:T - lag]
+    windows = np.ascontiguousarray(windows.transpose(0, 2, 1))  # (n_f, lag, r), oldest first
+    with np.errstate(all="ignore"):
+        y_one = np.asarray(forecaster.predict_next(windows), dtype=np.float64)
+    if y_one.shape != (n_f, r):
+        raise ValueError(
+            f"forecaster {getattr(forecaster, 'name', forecaster)!r}.predict_next returned shape "
+            f"{y_one.shape}; expected ({n_f}, {r})"
+        )
+    return y_one
+
+
+# ---------------------------------------------------------------------- evaluation
 def evaluate_forecaster(forecaster, pod, run: TestRun, config: EvaluationConfig) -> EvaluationResult:
     """Score one latent forecaster on one unseen test run (science.md §8).
 
@@ -283,15 +633,16 @@ def evaluate_forecaster(forecaster, pod, run: TestRun, config: EvaluationConfig)
         config: protocol settings.
 
     Returns:
-        An :class:`EvaluationResult`. Metrics per shift mode: ``r2_pooled``,
-        ``r2_snapshot_mean``, ``r2_latent``, ``r2_pod_ceiling`` (pooled R² of
-        lift(restrict(ρ)) with oracle shifts, no post-processing: the best any latent forecast
-        can reach), ``r2_one_step`` (teacher forced: predict_next on true windows ending before
-        each forecast frame, lifted with oracle shifts, no post-processing), ``rel_{l1,l2,linf}
-        _{mean,end}``, ``rmse``, ``mass_violation_max``, ``negativity_fraction``, ``valid_time``
-        (s), ``diverged``, ``forecast_seconds`` (wall time of the rollout), and the truth's
-        ``polarisation_mean``, ``milling_mean``, ``nematic_mean`` (NaN without particles).
-        A diverged forecast has NaN skill metrics and does not raise.
+        An :class:`EvaluationResult`. Metrics per shift mode: the scores of :func:`forecast_block`
+        (``r2_pooled``, ``r2_snapshot_mean``, ``r2_latent``, ``mse``, ``rmse``,
+        ``mass_violation_max``, ``negativity_fraction``, ``valid_time`` (s), ``r2_lead_*``),
+        ``r2_pod_ceiling`` (pooled R² of lift(restrict(ρ)) with oracle shifts, no
+        post-processing: the best any latent forecast can reach), ``r2_one_step`` (teacher
+        forced: predict_next on true windows ending before each forecast frame, lifted with
+        oracle shifts, no post-processing), ``rel_{l1,l2,linf}_{mean,end}``, ``diverged``,
+        ``forecast_seconds`` (wall time of the rollout), and the truth's ``polarisation_mean``,
+        ``milling_mean``, ``nematic_mean`` (NaN without particles). A diverged forecast has NaN
+        skill metrics and does not raise.
 
     Raises:
         ValueError: if ``eval.forecast_start`` leaves fewer than ``lag`` conditioning frames
@@ -299,179 +650,98 @@ def evaluate_forecaster(forecaster, pod, run: TestRun, config: EvaluationConfig)
             differs from the basis, or if the forecaster returns the wrong shape.
     """
     model = str(forecaster.name)
-    lag = int(forecaster.lag)
-    density = np.asarray(run.density, dtype=np.float64)
-    T = density.shape[0]
-    grid_shape = tuple(int(g) for g in pod.grid_shape_)
-    if density.shape[1:] != grid_shape:
-        raise ValueError(
-            f"TestRun {run.run_id!r}: density grid {density.shape[1:]} differs from the POD "
-            f"grid {grid_shape}; use the training KDE grid for the test runs"
-        )
-    dt = _uniform_step(run.times, run.run_id)
-    k0 = _forecast_start_index(config, dt, lag, T, run.run_id)
-    aligned = bool(pod.shift_align)
-    shift_modes = config.shift_modes if aligned else ("none",)
-    if "extrapolate" in shift_modes and k0 < 2:
-        raise ValueError(
-            f"eval.forecast_start = {config.forecast_start} s gives {k0} conditioning frame(s); "
-            f"eval.shift_modes 'extrapolate' needs 2: set eval.forecast_start >= {2 * dt:g} s"
-        )
-
-    true_shifts = np.asarray(pod.estimate_shifts(density), dtype=np.int64) if aligned else None
-    latent = np.asarray(pod.restrict(density, shifts=true_shifts), dtype=np.float64)
-    r = latent.shape[1]
-    n_f = T - k0
-    truth_f = density[k0:]
-    times_f = run.times[k0:]
-    lead_time = times_f - times_f[0]
-    oracle_shifts = true_shifts[k0:] if aligned else None
-
-    # Closed-loop forecast from the true seed window.
-    seed = latent[k0 - lag:k0].copy()
-    tic = time.perf_counter()
-    with np.errstate(all="ignore"):
-        y_pred = np.asarray(forecaster.rollout(seed, n_f), dtype=np.float64)
-    forecast_seconds = time.perf_counter() - tic
-    if y_pred.shape != (n_f, r):
-        raise ValueError(
-            f"forecaster {model!r}.rollout returned shape {y_pred.shape}; expected ({n_f}, {r}) "
-            "(n_steps, n_modes)"
-        )
-    scale = float(np.max(np.abs(latent))) or 1.0
-    with np.errstate(all="ignore"):
-        latent_diverged = bool(
-            not np.all(np.isfinite(y_pred))
-            or np.max(np.abs(y_pred)) > config.divergence_factor * scale
-        )
-    if latent_diverged:
-        logger.warning("%s on %s: closed-loop rollout diverged", model, run.run_id)
-
-    # Diagnostics that do not depend on the rollout.
-    with np.errstate(all="ignore"):
-        ceiling_density = np.asarray(pod.lift(latent[k0:], shifts=oracle_shifts), dtype=np.float64)
-        ceiling_t = r2_per_snapshot(truth_f, ceiling_density)
-        r2_ceiling = r2_pooled(truth_f, ceiling_density)
-        windows = np.lib.stride_tricks.sliding_window_view(latent, lag, axis=0)[k0 - lag:T - lag]
-        windows = np.ascontiguousarray(windows.transpose(0, 2, 1))  # (n_f, lag, r), oldest first
-        y_one = np.asarray(forecaster.predict_next(windows), dtype=np.float64)
-        if y_one.shape != (n_f, r):
-            raise ValueError(
-                f"forecaster {model!r}.predict_next returned shape {y_one.shape}; expected "
-                f"({n_f}, {r})"
-            )
-        if np.all(np.isfinite(y_one)):
-            one_step_density = pod.lift(y_one, shifts=oracle_shifts)
-            r2_one_step = r2_pooled(truth_f, one_step_density)
-        else:
-            r2_one_step = float("nan")
-
-    nan_series = np.full(n_f, np.nan)
-    if config.order_parameters and run.positions is not None:
-        order = _order_parameter_series(run, k0)
-    else:
-        order = {"polarisation": nan_series, "milling": nan_series, "nematic": nan_series}
-
-    target_mass = run.cell_area * float(density[k0 - 1].sum())
-    metrics_rows: list[dict] = []
-    tables: list[pd.DataFrame] = []
-    first_prediction: np.ndarray | None = None
-    for mode in shift_modes:
-        shifts = _forecast_shifts(mode, true_shifts, k0, T, grid_shape)
-        diverged = latent_diverged
-        pred = None
-        if not diverged:
-            with np.errstate(all="ignore"):
-                pred = np.asarray(pod.lift(y_pred, shifts=shifts), dtype=np.float64)
-                diverged = not np.all(np.isfinite(pred))
-                if not diverged:
-                    pred = clamp(pred, config.clamp_mode)
-                    pred = mass_postprocess(
-                        pred, config.mass_postprocess, target_mass, cell_area=run.cell_area
-                    )
-                    diverged = not np.all(np.isfinite(pred))
-            if diverged:
-                logger.warning(
-                    "%s on %s (%s shifts): non-finite density after lifting/post-processing",
-                    model, run.run_id, mode,
-                )
-        if diverged:
-            pred = np.full_like(truth_f, np.nan)
-            r2_t = r2_cum = nan_series
-            rel = {"l1": nan_series, "l2": nan_series, "linf": nan_series}
-            skill = dict.fromkeys(
-                ("r2_pooled", "r2_snapshot_mean", "r2_latent", "rmse", "mass_violation_max",
-                 "negativity_fraction", "valid_time"),
-                float("nan"),
-            )
-        else:
-            r2_t = r2_per_snapshot(truth_f, pred)
-            r2_cum = r2_cumulative(truth_f, pred)
-            rel = relative_errors(truth_f, pred)
-            skill = {
-                "r2_pooled": r2_pooled(truth_f, pred),
-                "r2_snapshot_mean": float(np.mean(r2_t)),
-                "r2_latent": latent_r2(latent[k0:], y_pred),
-                "rmse": rmse(truth_f, pred),
-                "mass_violation_max": mass_violation(truth_f, pred, run.cell_area),
-                "negativity_fraction": negativity_fraction(pred),
-                "valid_time": valid_prediction_time(times_f, r2_t, config.valid_r2_threshold),
-            }
-        if first_prediction is None:
-            first_prediction = pred
-        row = {
-            "run_id": run.run_id,
-            "family": run.family,
-            "model": model,
-            "shift_mode": mode,
-            "forecast_start": float(run.times[k0] - run.times[0]),
-            "n_forecast_frames": n_f,
-            **skill,
-            "r2_pod_ceiling": r2_ceiling,
-            "r2_one_step": r2_one_step,
-        }
-        for p in ("l1", "l2", "linf"):
-            row[f"rel_{p}_mean"] = float(np.mean(rel[p]))
-            row[f"rel_{p}_end"] = float(rel[p][-1])
-        row.update(
-            diverged=diverged,
-            forecast_seconds=forecast_seconds,
-            polarisation_mean=float(np.mean(order["polarisation"])),
-            milling_mean=float(np.mean(order["milling"])),
-            nematic_mean=float(np.mean(order["nematic"])),
-        )
-        metrics_rows.append(row)
-        tables.append(
-            pd.DataFrame(
-                {
-                    "model": model,
-                    "run_id": run.run_id,
-                    "family": run.family,
-                    "shift_mode": mode,
-                    "time": times_f,
-                    "lead_time": lead_time,
-                    "r2": r2_t,
-                    "r2_cumulative": r2_cum,
-                    "r2_pod_ceiling": ceiling_t,
-                    "rel_l2": rel["l2"],
-                    "polarisation": order["polarisation"],
-                    "milling": order["milling"],
-                    "nematic": order["nematic"],
-                },
-                columns=list(R2_VS_TIME_COLUMNS),
-            )
-        )
+    block = ForecastBlock.prepare(pod, run, config, seed_length=int(forecaster.lag))
+    forecast = forecast_block(forecaster, pod, block, config)
+    r2_ceiling, ceiling_t, r2_one_step = _diagnostics(forecaster, pod, block)
+    order = _truth_order(run, block, config)
+    metrics_rows = [_metrics_row(model, block, forecast, m, r2_ceiling, r2_one_step, order)
+                    for m in forecast.modes]
+    tables = [_r2_vs_time(model, block, m, ceiling_t, order) for m in forecast.modes]
+    for row in metrics_rows:
         logger.info(
             "%s on %s (%s shifts): R²_pooled = %.4f (POD ceiling %.4f), valid time %.2f s",
-            model, run.run_id, mode, row["r2_pooled"], r2_ceiling, row["valid_time"],
+            model, run.run_id, row["shift_mode"], row["r2_pooled"], r2_ceiling, row["valid_time"],
         )
-
     return EvaluationResult(
         metrics=metrics_rows,
         r2_vs_time=pd.concat(tables, ignore_index=True),
-        prediction=first_prediction.astype(np.float32),
-        truth_forecast=truth_f.astype(np.float32),
-        forecast_times=times_f.copy(),
+        prediction=forecast.modes[0].prediction.astype(np.float32),
+        truth_forecast=block.truth.astype(np.float32),
+        forecast_times=block.times.copy(),
+    )
+
+
+def _diagnostics(forecaster, pod, block: ForecastBlock) -> tuple[float, np.ndarray, float]:
+    """POD ceiling (pooled and per frame) and the teacher-forced one-step density R²."""
+    truth_f = block.truth
+    with np.errstate(all="ignore"):
+        ceiling_density = block.ceiling(pod)
+        ceiling_t = r2_per_snapshot(truth_f, ceiling_density)
+        r2_ceiling = r2_pooled(truth_f, ceiling_density)
+        y_one = teacher_forced(forecaster, pod, block)
+        if np.all(np.isfinite(y_one)):
+            r2_one_step = r2_pooled(truth_f, pod.lift(y_one, shifts=block.oracle_shifts))
+        else:
+            r2_one_step = float("nan")
+    return r2_ceiling, ceiling_t, r2_one_step
+
+
+def _truth_order(run: TestRun, block: ForecastBlock, config: EvaluationConfig):
+    if config.order_parameters and run.positions is not None:
+        return _order_parameter_series(run, block.k0)
+    nan_series = np.full(block.n_forecast, np.nan)
+    return {"polarisation": nan_series, "milling": nan_series, "nematic": nan_series}
+
+
+def _metrics_row(model, block, forecast, mode_forecast, r2_ceiling, r2_one_step, order) -> dict:
+    run, m = block.run, mode_forecast
+    scores = dict(m.scores)
+    mse_value = scores.pop("mse")
+    leads = {k: scores.pop(k) for k in list(scores) if k.startswith("r2_lead_")}
+    row = {
+        "run_id": run.run_id,
+        "family": run.family,
+        "model": model,
+        "shift_mode": m.shift_mode,
+        "forecast_start": float(run.times[block.k0] - run.times[0]),
+        "n_forecast_frames": block.n_forecast,
+        **scores,
+        "r2_pod_ceiling": r2_ceiling,
+        "r2_one_step": r2_one_step,
+    }
+    for p in ("l1", "l2", "linf"):
+        row[f"rel_{p}_mean"] = float(np.mean(m.rel[p]))
+        row[f"rel_{p}_end"] = float(m.rel[p][-1])
+    row.update(
+        diverged=m.diverged,
+        forecast_seconds=forecast.forecast_seconds,
+        polarisation_mean=float(np.mean(order["polarisation"])),
+        milling_mean=float(np.mean(order["milling"])),
+        nematic_mean=float(np.mean(order["nematic"])),
+        mse=mse_value,
+        **leads,
+    )
+    return row
+
+
+def _r2_vs_time(model, block, m: ModeForecast, ceiling_t, order) -> pd.DataFrame:
+    return pd.DataFrame(
+        {
+            "model": model,
+            "run_id": block.run.run_id,
+            "family": block.run.family,
+            "shift_mode": m.shift_mode,
+            "time": block.times,
+            "lead_time": block.lead_time,
+            "r2": m.r2_t,
+            "r2_cumulative": m.r2_cumulative,
+            "r2_pod_ceiling": ceiling_t,
+            "rel_l2": m.rel["l2"],
+            "polarisation": order["polarisation"],
+            "milling": order["milling"],
+            "nematic": order["nematic"],
+        },
+        columns=list(R2_VS_TIME_COLUMNS),
     )
 
 

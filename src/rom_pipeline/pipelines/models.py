@@ -63,6 +63,7 @@ def evaluation_config(parameters: dict[str, Any]):
         forecast_start=cfg.forecast_start, clamp_mode=cfg.eval.clamp_mode,
         mass_postprocess=cfg.eval.mass_postprocess, shift_modes=shift_modes,
         valid_r2_threshold=cfg.eval.valid_r2_threshold, order_parameters=cfg.eval.order_parameters,
+        lead_windows=cfg.lead_windows,
     )
 
 
