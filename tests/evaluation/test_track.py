@@ -3,7 +3,13 @@ import numpy as np
 import pytest
 from statsmodels.tsa.api import VAR
 
-from rom_pipeline.evaluation.track import TrackModel, lab_frame_mean, lab_frame_members, track_increments
+from rom_pipeline.evaluation.track import (
+    TrackModel,
+    lab_frame_mean,
+    lab_frame_members,
+    track_increments,
+    translated_ensemble_scores,
+)
 
 GRID = (40, 48)
 
@@ -123,3 +129,20 @@ def test_bad_input_is_refused():
         TrackModel(order=2).fit([np.zeros((4, 2))], GRID)
     rebuilt = TrackModel.from_arrays(model.to_arrays())
     np.testing.assert_array_equal(rebuilt.coefs_, model.coefs_)
+
+
+def test_translated_ensemble_scores_equal_the_scores_of_the_full_ensemble():
+    from rom_pipeline.evaluation.scores import frame_scores
+
+    rng = np.random.default_rng(9)
+    shape = rng.random((7, 8, 10))
+    truth = rng.random((7, 8, 10))
+    shifts = rng.normal(scale=3.0, size=(4, 7, 2))
+    double = lambda x: 2.0 * x  # noqa: E731
+    chunked = translated_ensemble_scores(truth, shape, shifts, postprocess=double, chunk=3)
+    full = frame_scores(truth, 2.0 * lab_frame_members(shape, shifts))
+    for key in ("crps", "energy", "mse_mean", "variance"):
+        np.testing.assert_allclose(chunked[key], full[key], rtol=1e-12)
+    # one shape for every frame
+    one = translated_ensemble_scores(truth, shape[0], shifts, chunk=5)
+    np.testing.assert_allclose(one["crps"], frame_scores(truth, lab_frame_members(np.repeat(shape[:1], 7, 0), shifts))["crps"], rtol=1e-12)

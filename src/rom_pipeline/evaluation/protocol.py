@@ -21,7 +21,16 @@ Shift modes (shift-aligned bases only; otherwise a single mode ``"none"`` is sco
     ``"hold"``: s_{k0−1} for every forecast frame.
     ``"extrapolate"``: s_{k0−1} + (k − k0 + 1)(s_{k0−1} − s_{k0−2}), the last two conditioning
         shifts extended linearly in time (the step taken as the minimal periodic image),
-        rounded and wrapped modulo the grid into (−n/2, n/2] like ``PODBasis.estimate_shifts``.
+        wrapped modulo the grid into (−n/2, n/2] like ``PODBasis.estimate_shifts`` (and rounded
+        to whole cells for integer tracks).
+    ``"lab_ensemble"``: no future information. A model of the track fitted on the training runs
+        (:class:`rom_pipeline.evaluation.track.TrackModel`) gives the Gaussian law of the
+        displacement after s_{k0−1}; the scored density is the ensemble mean, the co-moving
+        forecast convolved exactly with that law in Fourier space, and ``eval.ensemble_size``
+        seeded members (the forecast shape on sampled tracks) get the proper scores of
+        :mod:`rom_pipeline.evaluation.scores` (fair CRPS and energy score, as skill against the
+        climatological shape at uniformly random positions and against the held track, and the
+        spread/skill ratio).
 """
 from __future__ import annotations
 
@@ -46,6 +55,8 @@ from rom_pipeline.evaluation.metrics import (
     valid_prediction_time,
 )
 from rom_pipeline.evaluation.postprocess import CLAMP_MODES, MASS_MODES, clamp, mass_postprocess
+from rom_pipeline.evaluation.scores import skill, spread_skill_ratio
+from rom_pipeline.evaluation.track import lab_frame_mean, translated_ensemble_scores
 
 __all__ = [
     "SHIFT_MODES",
@@ -70,7 +81,7 @@ __all__ = [
 
 logger = logging.getLogger(__name__)
 
-SHIFT_MODES = ("oracle", "hold", "extrapolate")
+SHIFT_MODES = ("oracle", "hold", "extrapolate", "lab_ensemble")
 
 #: What each shift mode measures, for every human-facing report (the keys stay for compatibility).
 SHIFT_MODE_LABELS = {
@@ -79,13 +90,21 @@ SHIFT_MODE_LABELS = {
     "hold": "lab frame, track held: the forecast shape placed at the last seed position",
     "extrapolate": "lab frame, track extrapolated: the forecast shape moved on with the last "
                    "seed velocity",
+    "lab_ensemble": "lab frame, track forecast (no future information): the ensemble mean of the "
+                    "forecast shape over the predicted law of the track",
     "none": "no shift alignment: the forecast lives in the lab frame",
 }
+
+# Per-frame ensemble scores of the lab_ensemble mode (NaN in the other modes' rows).
+ENSEMBLE_FRAME_COLUMNS = (
+    "crps", "crps_climatology", "crps_hold", "energy", "energy_climatology", "energy_hold",
+    "ensemble_variance", "ensemble_mean_mse",
+)
 
 # Columns of the long R²-vs-time table, in order.
 R2_VS_TIME_COLUMNS = (
     "model", "run_id", "family", "shift_mode", "time", "lead_time", "r2", "r2_cumulative",
-    "r2_pod_ceiling", "rel_l2", "polarisation", "milling", "nematic",
+    "r2_pod_ceiling", "rel_l2", "polarisation", "milling", "nematic", *ENSEMBLE_FRAME_COLUMNS,
 )
 
 
@@ -177,6 +196,10 @@ class EvaluationConfig:
         lead_windows: increasing edges e_0 < e_1 < ... (s after the forecast start, e_0 >= 0) of
             the lead-time windows [e_i, e_{i+1}) and [e_last, end] scored by pooled R²
             (``r2_lead_<a>_<b>``); empty for none.
+        ensemble_size: members M >= 1 of the ``lab_ensemble`` mode (the spread/skill ratio
+            needs M >= 2).
+        ensemble_seed: seed of the sampled tracks (members) and of the climatology's random
+            positions.
     """
 
     forecast_start: float
@@ -187,8 +210,17 @@ class EvaluationConfig:
     order_parameters: bool = True
     divergence_factor: float = 1e6
     lead_windows: tuple[float, ...] = ()
+    ensemble_size: int = 20
+    ensemble_seed: int = 0
 
     def __post_init__(self) -> None:
+        if isinstance(self.ensemble_size, bool) or int(self.ensemble_size) != self.ensemble_size \
+                or self.ensemble_size < 1:
+            raise ValueError(
+                f"eval.ensemble_size is {self.ensemble_size!r}; the lab-frame ensemble needs an "
+                "integer number of members >= 1 (e.g. 20)"
+            )
+        self.ensemble_size = int(self.ensemble_size)
         self.lead_windows = tuple(float(e) for e in self.lead_windows)
         check_lead_windows(self.lead_windows)
         if not np.isfinite(self.forecast_start) or self.forecast_start < 0:
@@ -296,7 +328,9 @@ def forecast_start_index(forecast_start: float, dt: float, lag: int, T: int, run
 def forecast_shifts(
     mode: str, true_shifts: np.ndarray | None, k0: int, T: int, grid_shape: tuple[int, int]
 ) -> np.ndarray | None:
-    """(T − k0, 2) integer shifts of the forecast frames for one shift mode (None for ``"none"``)."""
+    """(T − k0, 2) shifts of the forecast frames for one shift mode (None for ``"none"``); integer
+    tracks give integer shifts, sub-pixel tracks real ones. ``"lab_ensemble"`` has no single track
+    (see :func:`lift_forecast`)."""
     if mode == "none":
         return None
     n_f = T - k0
@@ -309,9 +343,14 @@ def forecast_shifts(
         raise ValueError(f"unknown shift mode {mode!r}; use one of {SHIFT_MODES} or 'none'")
     # extrapolate: minimal-image step between the last two conditioning shifts, so a blob
     # crossing the periodic seam keeps its velocity.
+    m = np.arange(1, n_f + 1, dtype=np.float64)[:, None]
+    if not np.issubdtype(true_shifts.dtype, np.integer):  # sub-pixel track: no rounding
+        n = np.asarray(grid_shape, dtype=np.float64)
+        step = np.mod(last - true_shifts[k0 - 2] + n / 2, n) - n / 2
+        wrapped = np.mod(last[None, :] + m * step[None, :], n)
+        return np.where(wrapped > n / 2, wrapped - n, wrapped)
     n = np.asarray(grid_shape, dtype=np.int64)
     step = np.mod(last - true_shifts[k0 - 2] + n // 2, n) - n // 2
-    m = np.arange(1, n_f + 1, dtype=np.float64)[:, None]
     wrapped = np.mod(np.rint(last[None, :] + m * step[None, :]).astype(np.int64), n)
     return np.where(wrapped > n // 2, wrapped - n, wrapped)  # the basis' (-n/2, n/2] convention
 
@@ -347,6 +386,9 @@ class ForecastBlock:
         lead_time: (n_f,) times − times[0] (s): 0 at the first forecast frame.
         target_mass: M0 = ΔxΔy Σρ_{k0−1}, the mass of the last conditioning frame.
         grid_shape: (ny, nx).
+        track_mean, track_cov: (n_f, 2) mean and (n_f, 2, 2) covariance of the forecast
+            frames' shifts under the track model (``lab_ensemble`` only, else None).
+        member_shifts: (M, n_f, 2) sampled shifts of the ensemble members (``lab_ensemble``).
     """
 
     run: TestRun
@@ -359,11 +401,15 @@ class ForecastBlock:
     target_mass: float
     grid_shape: tuple[int, int]
     _ceiling: dict[int, np.ndarray] = field(default_factory=dict, repr=False)
+    track_mean: np.ndarray | None = field(default=None, repr=False)
+    track_cov: np.ndarray | None = field(default=None, repr=False)
+    member_shifts: np.ndarray | None = field(default=None, repr=False)
+    _climatology: dict[int, dict[str, np.ndarray]] = field(default_factory=dict, repr=False)
 
     @classmethod
     def prepare(
         cls, pod, run: TestRun, config: EvaluationConfig, seed_length: int,
-        latent: np.ndarray | None = None,
+        latent: np.ndarray | None = None, track_model=None,
     ) -> ForecastBlock:
         """Estimate the run's true shifts, restrict it, and cut it at ``config.forecast_start``.
 
@@ -374,6 +420,8 @@ class ForecastBlock:
             seed_length: the longest seed window that will be taken from the block (the lag).
             latent: (T, r) precomputed restriction of ``run.density`` (e.g. the stored
                 trajectory of a training run); None restricts here.
+            track_model: a fitted :class:`rom_pipeline.evaluation.track.TrackModel` (training
+                tracks only); required by the ``lab_ensemble`` shift mode.
 
         Raises:
             ValueError: if the run's grid differs from the basis, the forecast start leaves fewer
@@ -391,20 +439,41 @@ class ForecastBlock:
         dt = _uniform_step(run.times, run.run_id)
         k0 = forecast_start_index(config.forecast_start, dt, int(seed_length), T, run.run_id)
         aligned = bool(pod.shift_align)
+        if "lab_ensemble" in config.shift_modes:
+            if not aligned:
+                raise ValueError(
+                    "eval.shift_modes asks for 'lab_ensemble' but the POD basis has no shift "
+                    "alignment (rom.shift_align: false): without alignment the forecast already "
+                    "lives in the lab frame; drop 'lab_ensemble' or set rom.shift_align: true"
+                )
+            if track_model is None:
+                raise ValueError(
+                    "eval.shift_modes 'lab_ensemble' needs a track model fitted on the training "
+                    "shifts (evaluation.track.TrackModel); pass track_model="
+                )
         if aligned and "extrapolate" in config.shift_modes and k0 < 2:
             raise ValueError(
                 f"eval.forecast_start = {config.forecast_start} s gives {k0} conditioning "
                 f"frame(s); eval.shift_modes 'extrapolate' needs 2: set eval.forecast_start >= "
                 f"{2 * dt:g} s"
             )
-        true_shifts = np.asarray(pod.estimate_shifts(density), dtype=np.int64) if aligned else None
+        true_shifts = np.asarray(pod.estimate_shifts(density)) if aligned else None  # int or sub-pixel
         if latent is None:
             latent = pod.restrict(density, shifts=true_shifts)
         times = run.times[k0:]
+        track = {}
+        if aligned and "lab_ensemble" in config.shift_modes:
+            n_f, last = T - k0, true_shifts[k0 - 1].astype(np.float64)
+            mean, cov = track_model.displacement_law(true_shifts[:k0], n_f)
+            samples = track_model.sample_displacements(
+                true_shifts[:k0], n_f, config.ensemble_size, seed=config.ensemble_seed
+            )
+            track = {"track_mean": last + mean, "track_cov": cov, "member_shifts": last + samples}
         return cls(
             run=run, k0=k0, latent=np.asarray(latent, dtype=np.float64), true_shifts=true_shifts,
             truth=density[k0:], times=times, lead_time=times - times[0],
             target_mass=run.cell_area * float(density[k0 - 1].sum()), grid_shape=grid_shape,
+            **track,
         )
 
     @property
@@ -436,7 +505,13 @@ class ForecastBlock:
 def lift_forecast(basis, y_pred: np.ndarray, block: ForecastBlock, mode: str) -> np.ndarray:
     """(n_f, ny, nx) density of a latent forecast ``y_pred`` (n_f, r') placed by shift mode
     ``mode``: ρ̂_k = lift(ŷ_k, s_k) with s_k from :func:`forecast_shifts`. The one place a shift
-    mode turns a latent forecast into densities (a new mode adds a branch here)."""
+    mode turns a latent forecast into densities (a new mode adds a branch here).
+
+    ``"lab_ensemble"``: E[S_{−s} g_k] with g_k = lift(ŷ_k) in the co-moving frame and s ~
+    N(block.track_mean_k, block.track_cov_k) (:func:`rom_pipeline.evaluation.track.lab_frame_mean`)."""
+    if mode == "lab_ensemble":
+        shape = np.asarray(basis.lift(y_pred, shifts=None), dtype=np.float64)
+        return lab_frame_mean(shape, block.track_mean, block.track_cov)
     shifts = forecast_shifts(mode, block.true_shifts, block.k0, block.latent.shape[0],
                              block.grid_shape)
     return np.asarray(basis.lift(y_pred, shifts=shifts), dtype=np.float64)
@@ -475,6 +550,7 @@ class ModeForecast:
             ``valid_time`` and one ``r2_lead_<a>_<b>`` per lead window (NaN when diverged).
         r2_t, r2_cumulative: (n_f,) per-frame and cumulative R².
         rel: ``{"l1", "l2", "linf"}`` (n_f,) per-frame relative errors.
+        ensemble: ``lab_ensemble`` only: (n_f,) per-frame ``ENSEMBLE_FRAME_COLUMNS``; else None.
     """
 
     shift_mode: str
@@ -484,6 +560,7 @@ class ModeForecast:
     r2_t: np.ndarray
     r2_cumulative: np.ndarray
     rel: dict[str, np.ndarray]
+    ensemble: dict[str, np.ndarray] | None = None
 
 
 @dataclass
@@ -594,13 +671,81 @@ def forecast_block(
                  *lead_window_names(config.lead_windows)),
                 float("nan"),
             )
+            ensemble = None
+            if mode == "lab_ensemble":
+                scores.update(dict.fromkeys(ENSEMBLE_SCORES, float("nan")))
+                ensemble = dict.fromkeys(ENSEMBLE_FRAME_COLUMNS, nan_series)
             modes.append(ModeForecast(
                 mode, np.full_like(block.truth, np.nan), True, scores, nan_series,
-                nan_series, {"l1": nan_series, "l2": nan_series, "linf": nan_series}))
+                nan_series, {"l1": nan_series, "l2": nan_series, "linf": nan_series}, ensemble))
         else:
             scores, r2_t, r2_cum, rel = _score_density(block, pred, y[k0:], y_pred, config)
-            modes.append(ModeForecast(mode, pred, False, scores, r2_t, r2_cum, rel))
+            ensemble = None
+            if mode == "lab_ensemble":
+                ensemble = _ensemble_scores(basis, y_pred, block, config)
+                scores.update(_ensemble_summary(ensemble, config.ensemble_size))
+            modes.append(ModeForecast(mode, pred, False, scores, r2_t, r2_cum, rel, ensemble))
     return BlockForecast(y_pred, forecast_seconds, latent_diverged, modes)
+
+
+#: Scalar ensemble scores of the ``lab_ensemble`` mode (means over the forecast frames).
+ENSEMBLE_SCORES = (
+    "crps", "energy_score", "crps_skill_climatology", "energy_skill_climatology",
+    "crps_skill_hold", "energy_skill_hold", "spread_skill",
+)
+
+
+def _postprocessor(block: ForecastBlock, config: EvaluationConfig):
+    def post(frames: np.ndarray) -> np.ndarray:
+        return mass_postprocess(clamp(frames, config.clamp_mode), config.mass_postprocess,
+                                block.target_mass, cell_area=block.run.cell_area)
+    return post
+
+
+def _ensemble_scores(basis, y_pred: np.ndarray, block: ForecastBlock, config: EvaluationConfig):
+    """Per-frame scores (``ENSEMBLE_FRAME_COLUMNS``) of the lab-frame ensemble and its references.
+
+    Members: the co-moving forecast lift(ŷ_k) on the sampled tracks ``block.member_shifts``.
+    Climatology: the lifted training-mean co-moving state (zero latent state) at M independent,
+    uniformly random positions per frame (the same for every model on this block). Hold: the
+    forecast shape at s_{k0−1}, a single (deterministic) member. Every member is post-processed
+    like the scored forecasts (clamp, mass restoration).
+    """
+    post = _postprocessor(block, config)
+    shape = np.asarray(basis.lift(y_pred, shifts=None), dtype=np.float64)
+    model = translated_ensemble_scores(block.truth, shape, block.member_shifts, post)
+    r = int(basis.n_modes_)
+    if r not in block._climatology:
+        rng = np.random.default_rng([config.ensemble_seed, 1])
+        n = np.asarray(block.grid_shape, dtype=np.float64)
+        positions = rng.uniform(-n / 2, n / 2, size=(config.ensemble_size, block.n_forecast, 2))
+        climatology_shape = np.asarray(basis.lift(np.zeros((1, r)), shifts=None), dtype=np.float64)[0]
+        block._climatology[r] = translated_ensemble_scores(block.truth, climatology_shape, positions, post)
+    climatology = block._climatology[r]
+    held = np.repeat(block.true_shifts[block.k0 - 1][None].astype(np.float64), block.n_forecast, axis=0)
+    hold = translated_ensemble_scores(block.truth, shape, held[None], post)
+    return {
+        "crps": model["crps"], "crps_climatology": climatology["crps"], "crps_hold": hold["crps"],
+        "energy": model["energy"], "energy_climatology": climatology["energy"],
+        "energy_hold": hold["energy"], "ensemble_variance": model["variance"],
+        "ensemble_mean_mse": model["mse_mean"],
+    }
+
+
+def _ensemble_summary(ensemble: dict[str, np.ndarray], n_members: int) -> dict[str, float]:
+    """Scalar ``ENSEMBLE_SCORES`` from the per-frame scores: skills are 1 − mean S / mean S_ref."""
+    crps, energy = float(np.mean(ensemble["crps"])), float(np.mean(ensemble["energy"]))
+    spread = (spread_skill_ratio(ensemble["ensemble_variance"], ensemble["ensemble_mean_mse"], n_members)
+              if n_members >= 2 else float("nan"))
+    return {
+        "crps": crps,
+        "energy_score": energy,
+        "crps_skill_climatology": skill(crps, float(np.mean(ensemble["crps_climatology"]))),
+        "energy_skill_climatology": skill(energy, float(np.mean(ensemble["energy_climatology"]))),
+        "crps_skill_hold": skill(crps, float(np.mean(ensemble["crps_hold"]))),
+        "energy_skill_hold": skill(energy, float(np.mean(ensemble["energy_hold"]))),
+        "spread_skill": spread,
+    }
 
 
 def teacher_forced(forecaster, basis, block: ForecastBlock) -> np.ndarray:
@@ -622,7 +767,9 @@ def teacher_forced(forecaster, basis, block: ForecastBlock) -> np.ndarray:
 
 
 # ---------------------------------------------------------------------- evaluation
-def evaluate_forecaster(forecaster, pod, run: TestRun, config: EvaluationConfig) -> EvaluationResult:
+def evaluate_forecaster(
+    forecaster, pod, run: TestRun, config: EvaluationConfig, track_model=None
+) -> EvaluationResult:
     """Score one latent forecaster on one unseen test run (science.md §8).
 
     Args:
@@ -631,6 +778,7 @@ def evaluate_forecaster(forecaster, pod, run: TestRun, config: EvaluationConfig)
             ``shift_align``, ``grid_shape_``, ``n_modes_``).
         run: the test run on the ROM time grid.
         config: protocol settings.
+        track_model: the training-run track model, needed by the ``lab_ensemble`` shift mode.
 
     Returns:
         An :class:`EvaluationResult`. Metrics per shift mode: the scores of :func:`forecast_block`
@@ -650,7 +798,8 @@ def evaluate_forecaster(forecaster, pod, run: TestRun, config: EvaluationConfig)
             differs from the basis, or if the forecaster returns the wrong shape.
     """
     model = str(forecaster.name)
-    block = ForecastBlock.prepare(pod, run, config, seed_length=int(forecaster.lag))
+    block = ForecastBlock.prepare(pod, run, config, seed_length=int(forecaster.lag),
+                                  track_model=track_model)
     forecast = forecast_block(forecaster, pod, block, config)
     r2_ceiling, ceiling_t, r2_one_step = _diagnostics(forecaster, pod, block)
     order = _truth_order(run, block, config)
@@ -725,6 +874,7 @@ def _metrics_row(model, block, forecast, mode_forecast, r2_ceiling, r2_one_step,
 
 
 def _r2_vs_time(model, block, m: ModeForecast, ceiling_t, order) -> pd.DataFrame:
+    ensemble = m.ensemble or dict.fromkeys(ENSEMBLE_FRAME_COLUMNS, np.full(block.n_forecast, np.nan))
     return pd.DataFrame(
         {
             "model": model,
@@ -740,13 +890,14 @@ def _r2_vs_time(model, block, m: ModeForecast, ceiling_t, order) -> pd.DataFrame
             "polarisation": order["polarisation"],
             "milling": order["milling"],
             "nematic": order["nematic"],
+            **ensemble,
         },
         columns=list(R2_VS_TIME_COLUMNS),
     )
 
 
 def evaluate_many(
-    forecaster, pod, runs: Iterable[TestRun], config: EvaluationConfig
+    forecaster, pod, runs: Iterable[TestRun], config: EvaluationConfig, track_model=None
 ) -> tuple[pd.DataFrame, pd.DataFrame, dict[str, EvaluationResult]]:
     """Run :func:`evaluate_forecaster` on every test run.
 
@@ -761,7 +912,7 @@ def evaluate_many(
     for run in runs:
         if run.run_id in results:
             raise ValueError(f"two test runs share run_id {run.run_id!r}; run ids must be unique")
-        results[run.run_id] = evaluate_forecaster(forecaster, pod, run, config)
+        results[run.run_id] = evaluate_forecaster(forecaster, pod, run, config, track_model)
     if not results:
         raise ValueError("evaluate_many got no test runs; check the test simulation outputs")
     test_results = pd.DataFrame([row for res in results.values() for row in res.metrics])

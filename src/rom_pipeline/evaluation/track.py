@@ -37,7 +37,7 @@ import numpy as np
 
 from rom_pipeline.rom.shifts import fourier_shift
 
-__all__ = ["TrackModel", "lab_frame_mean", "lab_frame_members", "track_increments"]
+__all__ = ["TrackModel", "lab_frame_mean", "lab_frame_members", "track_increments", "translated_ensemble_scores"]
 
 
 def track_increments(shifts: np.ndarray, grid_shape: tuple[int, int]) -> np.ndarray:
@@ -175,8 +175,10 @@ class TrackModel:
             raise ValueError(f"eval.ensemble_size must be an integer >= 1, got {n_members!r}")
         p = self.order
         rng = np.random.default_rng(seed)
-        chol = np.linalg.cholesky(self.noise_cov_ + 1e-300 * np.eye(2))
-        noise = rng.standard_normal((int(n_members), n_steps, 2)) @ chol.T
+        # symmetric square root: also valid for a singular (e.g. noise-free) covariance
+        w, v = np.linalg.eigh(self.noise_cov_)
+        root = v * np.sqrt(np.clip(w, 0.0, None))
+        noise = rng.standard_normal((int(n_members), n_steps, 2)) @ root.T
         history = np.repeat(self._recent(conditioning_shifts)[None], n_members, axis=0)  # (M, p, 2) newest first
         total = np.zeros((n_members, 2))
         out = np.empty((n_members, n_steps, 2))
@@ -259,3 +261,51 @@ def lab_frame_members(shape: np.ndarray, member_shifts: np.ndarray) -> np.ndarra
         raise ValueError(f"member_shifts must have shape (M, {shape.shape[0]}, 2), got {member_shifts.shape}")
     frames = np.broadcast_to(shape[None], (M,) + shape.shape).reshape(M * n, *shape.shape[1:])
     return fourier_shift(frames, -member_shifts.reshape(M * n, 2)).reshape((M,) + shape.shape)
+
+
+def translated_ensemble_scores(
+    truth: np.ndarray,
+    shape: np.ndarray,
+    member_shifts: np.ndarray,
+    postprocess=None,
+    chunk: int = 32,
+) -> dict[str, np.ndarray]:
+    """Per-frame proper scores of the ensemble ``x_m,h = post(S_{-s_m,h} g_h)``, built and scored a
+    chunk of frames at a time (an (M, n, ny, nx) ensemble is never held in memory).
+
+    Args:
+        truth: (n, ny, nx) observed frames.
+        shape: (n, ny, nx) co-moving frames ``g_h``, or (ny, nx) for one shape at every frame.
+        member_shifts: (M, n, 2) alignment shifts of the members (cells).
+        postprocess: callable (k, ny, nx) -> (k, ny, nx) applied to every member's frames (e.g.
+            clamp and mass restoration); None for none.
+        chunk: frames per chunk.
+
+    Returns:
+        :func:`rom_pipeline.evaluation.scores.frame_scores` of the whole ensemble: ``crps``,
+        ``energy``, ``mse_mean``, ``variance``, each (n,).
+    """
+    from rom_pipeline.evaluation.scores import frame_scores
+
+    truth = np.asarray(truth, dtype=np.float64)
+    n = truth.shape[0]
+    shape = np.asarray(shape, dtype=np.float64)
+    if shape.ndim == 2:
+        shape = np.broadcast_to(shape[None], truth.shape)
+    member_shifts = np.asarray(member_shifts, dtype=np.float64)
+    M = member_shifts.shape[0]
+    if shape.shape != truth.shape or member_shifts.shape != (M, n, 2) or M < 1:
+        raise ValueError(
+            f"need shape {truth.shape} (or one frame) and member_shifts (M >= 1, {n}, 2); got "
+            f"{shape.shape} and {member_shifts.shape}"
+        )
+    parts: dict[str, list[np.ndarray]] = {}
+    for start in range(0, n, chunk):
+        sl = slice(start, min(start + chunk, n))
+        members = lab_frame_members(np.ascontiguousarray(shape[sl]), member_shifts[:, sl])
+        if postprocess is not None:
+            k = members.shape[1]
+            members = postprocess(members.reshape(M * k, *truth.shape[1:])).reshape(members.shape)
+        for key, value in frame_scores(truth[sl], members).items():
+            parts.setdefault(key, []).append(value)
+    return {key: np.concatenate(values) for key, values in parts.items()}
