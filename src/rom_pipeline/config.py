@@ -303,6 +303,10 @@ class ROMConfig(_Block):
     density_transform_eps: float = Field(1e-10, gt=0)
     shift_align: bool = False
     shift_align_ref: Literal["mean", "first", "median"] = "mean"
+    shift_method: Literal["integer", "subpixel"] = Field(
+        "integer", description="integer: whole-cell rolls; subpixel: continuous shifts applied in "
+        "Fourier space (rom_pipeline.rom.shifts)",
+    )
     lag: int | None = Field(
         None, ge=1, description="lag of the shared latent dataset (default: the MVAR lag)"
     )
@@ -319,13 +323,16 @@ class EvalConfig(_Block):
     )
     clamp_mode: Literal["none", "clamp", "clamp_renormalise"] = "none"
     mass_postprocess: Literal["none", "scale", "simplex"] = "none"
-    shift_modes: list[Literal["oracle", "hold", "extrapolate"]] = ["oracle", "hold"]
+    shift_modes: list[Literal["oracle", "hold", "extrapolate", "lab_ensemble"]] = ["oracle", "hold"]
     valid_r2_threshold: float = 0.5
     snapshot_times: list[float] = Field(
         [], description="times [s] shown in the snapshot grid (default: 4 evenly spaced)"
     )
     animation_max_frames: int = Field(120, ge=2)
     order_parameters: bool = True
+    ensemble_size: int = Field(20, ge=1, description="members of the lab_ensemble shift mode")
+    ensemble_seed: int = Field(0, description="seed of the sampled tracks and climatology positions")
+    track_order: int = Field(1, ge=1, description="VAR order of the track model (shift increments)")
     lead_windows: list[float] | None = Field(
         None, description="edges [s after the forecast start] of the lead-time R2 windows "
         "[e0, e1), ..., [e_last, end]; null: 0, 2, 5, 10, 20 without the edges past the horizon",
@@ -551,6 +558,20 @@ class ExperimentConfig(_Block):
                 f"rom.models.mvar.coint_rank = {rank} exceeds rom.fixed_modes = {modes}: use "
                 f"0..{modes}, or null for the unrestricted levels model"
             )
+        if "lab_ensemble" in self.eval.shift_modes:
+            if not self.rom.shift_align:
+                problems.append(
+                    "eval.shift_modes asks for 'lab_ensemble' but rom.shift_align is false: without "
+                    "alignment the forecast already lives in the lab frame; drop 'lab_ensemble' or "
+                    "set rom.shift_align: true"
+                )
+            k0_track = int(round(self.forecast_start / self.dt_rom))
+            if k0_track < self.eval.track_order + 1:
+                problems.append(
+                    f"eval.track_order = {self.eval.track_order} needs {self.eval.track_order + 1} "
+                    f"conditioning frames but eval.forecast_start = {self.forecast_start} s gives "
+                    f"{k0_track}: raise eval.forecast_start or lower eval.track_order"
+                )
         if self.eval.lead_windows is not None:
             from rom_pipeline.evaluation.protocol import check_lead_windows
 

@@ -63,13 +63,33 @@ def evaluation_config(parameters: dict[str, Any]):
         forecast_start=cfg.forecast_start, clamp_mode=cfg.eval.clamp_mode,
         mass_postprocess=cfg.eval.mass_postprocess, shift_modes=shift_modes,
         valid_r2_threshold=cfg.eval.valid_r2_threshold, order_parameters=cfg.eval.order_parameters,
-        lead_windows=cfg.lead_windows,
+        lead_windows=cfg.lead_windows, ensemble_size=cfg.eval.ensemble_size,
+        ensemble_seed=cfg.eval.ensemble_seed,
     )
+
+
+def training_track_model(latent_dataset: dict, pod: PODBasis, parameters: dict[str, Any]):
+    """The track model of the ``lab_ensemble`` shift mode, fitted on the TRAINING runs' alignment
+    shifts (stored with their latent trajectories); None when that mode is not scored."""
+    from rom_pipeline.evaluation.track import TrackModel
+    from rom_pipeline.rom.latent import unpack_trajectories
+
+    cfg = validate_parameters(parameters)
+    if not (cfg.rom.shift_align and "lab_ensemble" in cfg.eval.shift_modes):
+        return None
+    if "shifts" not in latent_dataset:
+        raise ValueError(
+            "latent_dataset holds no training shifts; re-run the pod pipeline with rom.shift_align: true "
+            "before scoring eval.shift_modes 'lab_ensemble'"
+        )
+    tracks = list(unpack_trajectories(latent_dataset, key="shifts").values())
+    return TrackModel(order=cfg.eval.track_order).fit(tracks, pod.grid_shape_)
 
 
 def evaluate_forecaster_on_tests(
     model_artifact: Any,
     pod_basis: dict,
+    latent_dataset: dict,
     test_runs: RunCollection,
     parameters: dict[str, Any],
     load_forecaster: Callable[[Any], LatentForecaster],
@@ -78,13 +98,15 @@ def evaluate_forecaster_on_tests(
 
     Returns ``test_results`` (one row per run × shift mode), ``r2_vs_time`` (long format) and the
     predicted density movies ``{run_id: (T_f, ny, nx)}`` (first shift mode) with their times.
+    ``latent_dataset`` supplies the training shifts of the ``lab_ensemble`` track model.
     """
     from rom_pipeline.evaluation.protocol import evaluate_many
 
     forecaster = load_forecaster(model_artifact)
     pod = PODBasis.from_arrays(pod_basis)
     results, r2_t, per_run = evaluate_many(
-        forecaster, pod, test_runs_for_evaluation(test_runs, parameters), evaluation_config(parameters)
+        forecaster, pod, test_runs_for_evaluation(test_runs, parameters), evaluation_config(parameters),
+        track_model=training_track_model(latent_dataset, pod, parameters),
     )
     predictions: dict[str, np.ndarray] = {}
     for run_id, res in per_run.items():
@@ -105,7 +127,7 @@ def model_pipeline(
         [
             Node(
                 evaluate,
-                ["model", "pod_basis", "test.runs", "parameters"],
+                ["model", "pod_basis", "latent_dataset", "test.runs", "parameters"],
                 ["test_results", "r2_vs_time", "predictions"],
                 name="evaluate_on_test_runs",
             )
