@@ -107,3 +107,17 @@ def test_unknown_method_and_fractional_integer_shifts_are_refused():
     with pytest.raises(ValueError, match="set rom.shift_method: subpixel"):
         apply_shifts(frames, np.full((1, 2), 0.5), method="integer")
     assert SHIFT_METHODS == ("integer", "subpixel")
+
+
+def test_sub_pixel_alignment_clips_the_fourier_ringing_of_a_sharp_density():
+    from rom_pipeline.rom.shifts import align_densities
+
+    frames = np.zeros((1, 16, 16))
+    frames[0, 6:10, 6:10] = 1.0  # a box: its Fourier translation rings below zero
+    ringing = apply_shifts(frames, np.array([[0.5, 0.3]]), method="subpixel")
+    assert ringing.min() < -1e-3
+    aligned = align_densities(frames, np.array([[0.5, 0.3]]), "subpixel")
+    assert aligned.min() == 0.0
+    np.testing.assert_array_equal(aligned, np.maximum(ringing, 0.0))
+    np.testing.assert_array_equal(align_densities(frames, np.array([[2, 3]]), "integer"),
+                                  apply_shifts(frames, np.array([[2, 3]])))

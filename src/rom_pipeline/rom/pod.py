@@ -46,7 +46,7 @@ import numpy as np
 from scipy.linalg import blas, eigh_tridiagonal, eigvalsh_tridiagonal, lapack
 
 from rom_pipeline.parallel import ExecutionConfig, keep_cluster, map_ordered
-from rom_pipeline.rom.shifts import apply_shifts, check_shift_method, estimate_shifts
+from rom_pipeline.rom.shifts import align_densities, apply_shifts, check_shift_method, estimate_shifts
 
 logger = logging.getLogger(__name__)
 
@@ -261,7 +261,7 @@ def _aligned_rows(
     """(T, ny, nx) raw frames -> (T, ny*nx) snapshot rows: shifted onto ``reference`` (when
     given) and transformed."""
     if reference is not None:
-        frames = apply_shifts(frames, estimate_shifts(frames, reference, shift_method), method=shift_method)
+        frames = align_densities(frames, estimate_shifts(frames, reference, shift_method), shift_method)
     return transform.forward(frames.reshape(frames.shape[0], -1))
 
 
@@ -579,7 +579,7 @@ class PODBasis:
         if shifts is None and self.shift_align:
             shifts = estimate_shifts(frames, self.reference_, self.shift_method)
         if shifts is not None:
-            frames = apply_shifts(frames, shifts, method=self.shift_method)
+            frames = align_densities(frames, shifts, self.shift_method)
         x = DensityTransform(self.transform, self.transform_eps).forward(frames.reshape(frames.shape[0], -1))
         return (x - self.mean_) @ self.modes_
 

@@ -14,7 +14,7 @@ from matplotlib.figure import Figure
 from rom_pipeline import __version__
 from rom_pipeline.config import validate_parameters
 from rom_pipeline.datasets.runs import RunCollection
-from rom_pipeline.evaluation import plots, report
+from rom_pipeline.evaluation import plots, plots_skill, report
 
 
 def collect_test_results(*test_results: pd.DataFrame) -> pd.DataFrame:
@@ -26,6 +26,7 @@ SHIFT_MODE_LABELS = {
     "oracle": "true (oracle) shifts for every forecast frame",
     "hold": "predicted shifts: last conditioning shift held",
     "extrapolate": "predicted shifts: linear extrapolation of the conditioning shifts",
+    "lab_ensemble": "predicted track law (no future information): ensemble mean of the shape over it",
     "none": "no shift alignment",
 }
 
@@ -52,6 +53,21 @@ def plot_r2_curves(*r2_vs_time: pd.DataFrame) -> Figure:
     """R²(t) of every model on the same axes, one panel per IC family, with the POD ceiling."""
     curves = pd.concat(r2_vs_time, ignore_index=True)
     return plots.plot_r2_curves(curves, shift_mode=_primary_shift_mode(curves))
+
+
+def ensemble_skill(parameters: dict[str, Any], *r2_vs_time: pd.DataFrame) -> tuple[pd.DataFrame, Figure]:
+    """Skill of the lab-frame ensemble per lead window (``eval.lead_windows``) and its figure;
+    an empty table and a figure saying so when ``lab_ensemble`` was not scored."""
+    cfg = validate_parameters(parameters)
+    curves = pd.concat(r2_vs_time, ignore_index=True)
+    if "lab_ensemble" not in set(curves["shift_mode"]):
+        fig = Figure(figsize=(6, 2))
+        fig.text(0.5, 0.5, "lab_ensemble not scored (eval.shift_modes / rom.shift_align)", ha="center")
+        return pd.DataFrame(columns=["model", "lead_start", "lead_end", "n_frames",
+                                     *plots_skill.SKILL_COLUMNS]), fig
+    edges = cfg.lead_windows or (0.0,)
+    table = plots_skill.skill_by_lead(curves, edges, n_members=cfg.eval.ensemble_size)
+    return table, plots_skill.plot_skill_vs_lead(table)
 
 
 def plot_metric_bars(all_test_results: pd.DataFrame) -> Figure:

@@ -18,6 +18,8 @@ def create_pipeline(models: list[str] | None = None, **kwargs) -> Pipeline:
                  ["comparison_table", "comparison_markdown"], name="build_comparison"),
             Node(nodes.plot_r2_curves, curves, "r2_curves_plot", name="plot_r2_curves"),
             Node(nodes.plot_metric_bars, "all_test_results", "metric_bars_plot", name="plot_metric_bars"),
+            Node(nodes.ensemble_skill, ["parameters", *curves],
+                 ["ensemble_skill_by_lead", "ensemble_skill_plot"], name="ensemble_skill"),
             Node(nodes.snapshot_figures, ["test.runs", "parameters", *summaries, *predictions],
                  ["snapshot_grid_plot", "comparison_animations"], name="snapshot_figures"),
             Node(nodes.summarise_experiment,
@@ -28,6 +30,6 @@ def create_pipeline(models: list[str] | None = None, **kwargs) -> Pipeline:
         parameters={"parameters"},
         inputs={"test.runs", "pod_summary", *results, *curves, *summaries, *predictions},
         outputs={"all_test_results", "comparison_table", "comparison_markdown", "r2_curves_plot",
-                 "metric_bars_plot", "snapshot_grid_plot", "comparison_animations", "summary",
+                 "metric_bars_plot", "ensemble_skill_by_lead", "ensemble_skill_plot", "snapshot_grid_plot", "comparison_animations", "summary",
                  "config_used"},
     )
