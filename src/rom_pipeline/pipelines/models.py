@@ -20,7 +20,7 @@ from rom_pipeline.datasets.runs import RunCollection
 from rom_pipeline.rom.forecaster import LatentForecaster
 from rom_pipeline.rom.pod import PODBasis
 
-SHARED_INPUTS = {"latent_dataset", "pod_basis", "test.runs"}
+SHARED_INPUTS = {"latent_dataset", "train_latent", "pod_basis", "test.runs"}
 MODEL_NAMES = ("mvar", "lstm")
 
 
@@ -68,28 +68,29 @@ def evaluation_config(parameters: dict[str, Any]):
     )
 
 
-def training_track_model(latent_dataset: dict, pod: PODBasis, parameters: dict[str, Any]):
+def training_track_model(train_latent: dict, pod: PODBasis, parameters: dict[str, Any]):
     """The track model of the ``lab_ensemble`` shift mode, fitted on the TRAINING runs' alignment
-    shifts (stored with their latent trajectories); None when that mode is not scored."""
+    shifts (stored with their latent trajectories in ``train_latent``); None when that mode is not
+    scored."""
     from rom_pipeline.evaluation.track import TrackModel
     from rom_pipeline.rom.latent import unpack_trajectories
 
     cfg = validate_parameters(parameters)
     if not (cfg.rom.shift_align and "lab_ensemble" in cfg.eval.shift_modes):
         return None
-    if "shifts" not in latent_dataset:
+    if "shifts" not in train_latent:
         raise ValueError(
-            "latent_dataset holds no training shifts; re-run the pod pipeline with rom.shift_align: true "
+            "train_latent holds no training shifts; re-run the pod pipeline with rom.shift_align: true "
             "before scoring eval.shift_modes 'lab_ensemble'"
         )
-    tracks = list(unpack_trajectories(latent_dataset, key="shifts").values())
+    tracks = list(unpack_trajectories(train_latent, key="shifts").values())
     return TrackModel(order=cfg.eval.track_order).fit(tracks, pod.grid_shape_)
 
 
 def evaluate_forecaster_on_tests(
     model_artifact: Any,
     pod_basis: dict,
-    latent_dataset: dict,
+    train_latent: dict,
     test_runs: RunCollection,
     parameters: dict[str, Any],
     load_forecaster: Callable[[Any], LatentForecaster],
@@ -98,7 +99,7 @@ def evaluate_forecaster_on_tests(
 
     Returns ``test_results`` (one row per run × shift mode), ``r2_vs_time`` (long format) and the
     predicted density movies ``{run_id: (T_f, ny, nx)}`` (first shift mode) with their times.
-    ``latent_dataset`` supplies the training shifts of the ``lab_ensemble`` track model.
+    ``train_latent`` supplies the training shifts of the ``lab_ensemble`` track model.
     """
     from rom_pipeline.evaluation.protocol import evaluate_many
 
@@ -106,7 +107,7 @@ def evaluate_forecaster_on_tests(
     pod = PODBasis.from_arrays(pod_basis)
     results, r2_t, per_run = evaluate_many(
         forecaster, pod, test_runs_for_evaluation(test_runs, parameters), evaluation_config(parameters),
-        track_model=training_track_model(latent_dataset, pod, parameters),
+        track_model=training_track_model(train_latent, pod, parameters),
     )
     predictions: dict[str, np.ndarray] = {}
     for run_id, res in per_run.items():
@@ -127,7 +128,7 @@ def model_pipeline(
         [
             Node(
                 evaluate,
-                ["model", "pod_basis", "latent_dataset", "test.runs", "parameters"],
+                ["model", "pod_basis", "train_latent", "test.runs", "parameters"],
                 ["test_results", "r2_vs_time", "predictions"],
                 name="evaluate_on_test_runs",
             )
