@@ -123,7 +123,7 @@ def test_usage_examples_honour_enable_flags(tmp_path: Path, flags: str, folders:
     present = {p.name for p in exp.iterdir() if p.name in ("MVAR", "LSTM")}
     assert present == folders
     results = pd.read_csv(exp / "report" / "all_test_results.csv")
-    assert set(results["model"]) == folders
+    assert set(results["model"]) == folders | {"climatology", "persistence"}
 
 
 def test_invalid_parameters_stop_before_any_work(tmp_path: Path):

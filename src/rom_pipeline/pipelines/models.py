@@ -98,7 +98,8 @@ def evaluate_forecaster_on_tests(
     """Score one forecaster on every unseen test run with the shared protocol (science.md §8).
 
     Returns ``test_results`` (one row per run × shift mode), ``r2_vs_time`` (long format) and the
-    predicted density movies ``{run_id: (T_f, ny, nx)}`` (first shift mode) with their times.
+    predicted density movies ``{run_id: (T_f, ny, nx)}`` (first shift mode) with their times
+    (``{run_id}__times``) and the true density of the same frames (``{run_id}__truth``).
     ``train_latent`` supplies the training shifts of the ``lab_ensemble`` track model.
     """
     from rom_pipeline.evaluation.protocol import evaluate_many
@@ -113,6 +114,7 @@ def evaluate_forecaster_on_tests(
     for run_id, res in per_run.items():
         predictions[run_id] = np.asarray(res.prediction, dtype=np.float32)
         predictions[f"{run_id}__times"] = np.asarray(res.forecast_times)
+        predictions[f"{run_id}__truth"] = np.asarray(res.truth_forecast, dtype=np.float32)
     return results, r2_t, predictions
 
 

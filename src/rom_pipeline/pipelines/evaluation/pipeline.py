@@ -13,12 +13,16 @@ def create_pipeline(models: list[str] | None = None, **kwargs) -> Pipeline:
     predictions = [f"{m}.predictions" for m in models]
     return Pipeline(
         [
-            Node(nodes.collect_test_results, results, "all_test_results", name="collect_test_results"),
+            Node(nodes.score_baselines, ["train_latent", "pod_basis", "test.runs", "parameters"],
+                 ["baseline_test_results", "baseline_r2_vs_time"], name="score_baselines"),
+            Node(nodes.collect_test_results, ["baseline_test_results", *results],
+                 "all_test_results", name="collect_test_results"),
             Node(nodes.build_comparison, "all_test_results",
                  ["comparison_table", "comparison_markdown"], name="build_comparison"),
-            Node(nodes.plot_r2_curves, curves, "r2_curves_plot", name="plot_r2_curves"),
+            Node(nodes.plot_r2_curves, [*curves, "baseline_r2_vs_time"], "r2_curves_plot",
+                 name="plot_r2_curves"),
             Node(nodes.plot_metric_bars, "all_test_results", "metric_bars_plot", name="plot_metric_bars"),
-            Node(nodes.ensemble_skill, ["parameters", *curves],
+            Node(nodes.ensemble_skill, ["parameters", *curves, "baseline_r2_vs_time"],
                  ["ensemble_skill_by_lead", "ensemble_skill_plot"], name="ensemble_skill"),
             Node(nodes.snapshot_figures, ["test.runs", "parameters", *summaries, *predictions],
                  ["snapshot_grid_plot", "comparison_animations"], name="snapshot_figures"),
@@ -28,8 +32,8 @@ def create_pipeline(models: list[str] | None = None, **kwargs) -> Pipeline:
         ],
         namespace="evaluation",
         parameters={"parameters"},
-        inputs={"test.runs", "pod_summary", *results, *curves, *summaries, *predictions},
-        outputs={"all_test_results", "comparison_table", "comparison_markdown", "r2_curves_plot",
+        inputs={"test.runs", "pod_summary", "train_latent", "pod_basis", *results, *curves, *summaries, *predictions},
+        outputs={"baseline_test_results", "baseline_r2_vs_time", "all_test_results", "comparison_table", "comparison_markdown", "r2_curves_plot",
                  "metric_bars_plot", "ensemble_skill_by_lead", "ensemble_skill_plot", "snapshot_grid_plot", "comparison_animations", "summary",
                  "config_used"},
     )
