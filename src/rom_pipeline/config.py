@@ -405,7 +405,8 @@ class SearchConfig(_Block):
     holdout_fraction: float = Field(0.25, gt=0, lt=1, description="holdout: share of runs held out")
     seed: int = Field(0, ge=0, description="seeds the permutation of runs into folds")
     forecast_start: float | None = Field(
-        None, gt=0, description="seconds; null: eval.forecast_start, raised to the largest lag"
+        None, gt=0, description="seconds; null: eval.forecast_start (both null: the largest lag), "
+        "raised to the largest lag"
     )
     shift_mode: Literal["oracle", "hold", "extrapolate"] = "oracle"
     modes: SearchModesConfig = SearchModesConfig()

@@ -32,8 +32,10 @@ def create_pipeline(models: list[str] | None = None, **kwargs) -> Pipeline:
         ],
         namespace="evaluation",
         parameters={"parameters"},
-        inputs={"test.runs", "pod_summary", "train_latent", "pod_basis", *results, *curves, *summaries, *predictions},
-        outputs={"baseline_test_results", "baseline_r2_vs_time", "all_test_results", "comparison_table", "comparison_markdown", "r2_curves_plot",
-                 "metric_bars_plot", "ensemble_skill_by_lead", "ensemble_skill_plot", "snapshot_grid_plot", "comparison_animations", "summary",
+        inputs={"test.runs", "pod_summary", "train_latent", "pod_basis", *results, *curves,
+                *summaries, *predictions},
+        outputs={"baseline_test_results", "baseline_r2_vs_time", "all_test_results",
+                 "comparison_table", "comparison_markdown", "r2_curves_plot", "metric_bars_plot",
+                 "ensemble_skill_by_lead", "ensemble_skill_plot", "snapshot_grid_plot", "comparison_animations", "summary",
                  "config_used"},
     )
