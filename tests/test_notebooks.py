@@ -178,6 +178,9 @@ def test_model_comparison_notebook(kernel_spec_manager, data_root):
     assert any("# Model comparison" in md for md in rich_outputs(nb, "text/markdown"))
     tables = "".join(rich_outputs(nb, "text/html"))
     assert "r2_pooled_mean" in tables
+    # skill against both baselines per shift mode, and R² by lead-time window
+    assert "skill_vs_climatology" in tables and "skill_vs_persistence" in tables
+    assert "co-moving shape (true track)" in tables and "0–2 s" in tables
     comparison = pd.read_csv(data_root / "test" / "report" / "comparison_table.csv")
     for family in set(comparison["family"]):
         assert family in tables

@@ -22,6 +22,8 @@ from rom_pipeline import tracking  # noqa: E402
 def test_summary_metrics_flatten_models_modes_and_pod():
     summary = {
         "models": {"MVAR": {"r2_pooled_mean": {"oracle": 0.8, "hold": None},
+                            "skill_vs_climatology_mean": {"oracle": 0.25, "hold": -0.5},
+                            "r2_lead_mean": {"oracle": {"0_2": 0.9, "2_end": None}},
                             "n_diverged": {"oracle": 0, "hold": 1}, "n_runs": 2,
                             "training": {"fit_seconds": 0.5, "lag": 3, "model": "MVAR",
                                          "train_r2": float("nan")}}},
@@ -29,6 +31,8 @@ def test_summary_metrics_flatten_models_modes_and_pod():
     }
     assert tracking.summary_metrics(summary) == {
         "MVAR.r2_pooled_mean.oracle": 0.8, "MVAR.n_diverged.oracle": 0.0,
+        "MVAR.skill_vs_climatology_mean.oracle": 0.25, "MVAR.skill_vs_climatology_mean.hold": -0.5,
+        "MVAR.r2_lead_mean.oracle.0_2": 0.9,
         "MVAR.n_diverged.hold": 1.0, "MVAR.n_runs": 2.0, "MVAR.training.lag": 3.0,
         "MVAR.fit_seconds": 0.5, "pod.n_modes": 6.0, "pod.energy_captured": 0.97,
     }

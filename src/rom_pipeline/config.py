@@ -370,10 +370,18 @@ class ROMConfig(_Block):
     density_transform_eps: float = Field(1e-10, gt=0)
     shift_align: bool = False
     shift_align_ref: Literal["mean", "first", "median"] = "mean"
+    shift_method: Literal["integer", "subpixel"] = Field(
+        "integer", description="integer: whole-cell rolls; subpixel: continuous shifts applied in "
+        "Fourier space (rom_pipeline.rom.shifts)",
+    )
     lag: int | None = Field(
         None, ge=1, description="lag of the shared latent dataset (default: the MVAR lag)"
     )
     models: ModelsConfig = ModelsConfig()
+
+
+# Lead-time windows of the reports (s after the forecast start): 0-2, 2-5, 5-10, 10-20, 20-end.
+STANDARD_LEAD_WINDOWS = (0.0, 2.0, 5.0, 10.0, 20.0)
 
 
 class EvalConfig(_Block):
@@ -382,13 +390,20 @@ class EvalConfig(_Block):
     )
     clamp_mode: Literal["none", "clamp", "clamp_renormalise"] = "none"
     mass_postprocess: Literal["none", "scale", "simplex"] = "none"
-    shift_modes: list[Literal["oracle", "hold", "extrapolate"]] = ["oracle", "hold"]
+    shift_modes: list[Literal["oracle", "hold", "extrapolate", "lab_ensemble"]] = ["oracle", "hold"]
     valid_r2_threshold: float = 0.5
     snapshot_times: list[float] = Field(
         [], description="times [s] shown in the snapshot grid (default: 4 evenly spaced)"
     )
     animation_max_frames: int = Field(120, ge=2)
     order_parameters: bool = True
+    ensemble_size: int = Field(20, ge=1, description="members of the lab_ensemble shift mode")
+    ensemble_seed: int = Field(0, description="seed of the sampled tracks and climatology positions")
+    track_order: int = Field(1, ge=1, description="VAR order of the track model (shift increments)")
+    lead_windows: list[float] | None = Field(
+        None, description="edges [s after the forecast start] of the lead-time R2 windows "
+        "[e0, e1), ..., [e_last, end]; null: 0, 2, 5, 10, 20 without the edges past the horizon",
+    )
 
 
 # --------------------------------------------------------------------------- search
@@ -458,7 +473,8 @@ class SearchConfig(_Block):
     holdout_fraction: float = Field(0.25, gt=0, lt=1, description="holdout: share of runs held out")
     seed: int = Field(0, ge=0, description="seeds the permutation of runs into folds")
     forecast_start: float | None = Field(
-        None, gt=0, description="seconds; null: eval.forecast_start, raised to the largest lag"
+        None, gt=0, description="seconds; null: eval.forecast_start (both null: the largest lag), "
+        "raised to the largest lag"
     )
     shift_mode: Literal["oracle", "hold", "extrapolate"] = "oracle"
     modes: SearchModesConfig = SearchModesConfig()
@@ -568,6 +584,15 @@ class ExperimentConfig(_Block):
     def forecast_start(self) -> float:
         return self.eval.forecast_start if self.eval.forecast_start is not None else self.sim.T
 
+    @property
+    def lead_windows(self) -> tuple[float, ...]:
+        """Edges of the lead-time windows: ``eval.lead_windows``, or (null) the standard
+        ``STANDARD_LEAD_WINDOWS`` edges that fall inside the forecast horizon."""
+        if self.eval.lead_windows is not None:
+            return tuple(float(e) for e in self.eval.lead_windows)
+        horizon = self.test_sim.T - self.forecast_start
+        return tuple(e for e in STANDARD_LEAD_WINDOWS if e < horizon)
+
     def shared_lag(self) -> int:
         if self.rom.lag is not None:
             return self.rom.lag
@@ -627,6 +652,27 @@ class ExperimentConfig(_Block):
                 f"rom.models.mvar.coint_rank = {rank} exceeds rom.fixed_modes = {modes}: use "
                 f"0..{modes}, or null for the unrestricted levels model"
             )
+        if "lab_ensemble" in self.eval.shift_modes:
+            if not self.rom.shift_align:
+                problems.append(
+                    "eval.shift_modes asks for 'lab_ensemble' but rom.shift_align is false: without "
+                    "alignment the forecast already lives in the lab frame; drop 'lab_ensemble' or "
+                    "set rom.shift_align: true"
+                )
+            k0_track = int(round(self.forecast_start / self.dt_rom))
+            if k0_track < self.eval.track_order + 1:
+                problems.append(
+                    f"eval.track_order = {self.eval.track_order} needs {self.eval.track_order + 1} "
+                    f"conditioning frames but eval.forecast_start = {self.forecast_start} s gives "
+                    f"{k0_track}: raise eval.forecast_start or lower eval.track_order"
+                )
+        if self.eval.lead_windows is not None:
+            from rom_pipeline.evaluation.protocol import check_lead_windows
+
+            try:
+                check_lead_windows(self.eval.lead_windows, self.test_sim.T - self.forecast_start)
+            except ValueError as exc:
+                problems.append(str(exc))
         k0 = int(round(self.forecast_start / self.dt_rom))
         max_lag = max(v for v in lags.values())
         if k0 < max_lag:

@@ -52,7 +52,7 @@ TABLE_ARTIFACTS = ("comparison_table", "all_test_results", "search.results")
 TEXT_ARTIFACTS = ("comparison_markdown",)
 DICT_ARTIFACTS = ("summary", "pod_summary", "config_used", "search.best")
 # Columns of the headline table, matched against metric keys.
-HEADLINE = re.compile(r"(\.r2_pooled_mean\.|\.n_diverged\.|\.fit_seconds$|^pod\.(n_modes|energy_captured)$"
+HEADLINE = re.compile(r"(\.r2_pooled_mean\.|\.skill_vs_\w+_mean\.|\.n_diverged\.|\.fit_seconds$|^pod\.(n_modes|energy_captured)$"
                       r"|^search\..*\.score_mean$)")
 
 
@@ -77,7 +77,9 @@ def _key(*parts: Any) -> str:
 def summary_metrics(summary: Mapping[str, Any]) -> dict[str, float]:
     """Headline metrics of ``summary.json``.
 
-    ``<MODEL>.r2_pooled_mean.<shift_mode>`` and ``<MODEL>.n_diverged.<shift_mode>`` (test runs),
+    ``<MODEL>.<metric>_mean.<shift_mode>`` for every per-shift-mode mean of the summary
+    (``r2_pooled``, ``skill_vs_climatology``, ``skill_vs_persistence``, ``r2_latent``),
+    ``<MODEL>.r2_lead_mean.<shift_mode>.<window>`` and ``<MODEL>.n_diverged.<shift_mode>`` (test runs),
     ``<MODEL>.n_runs``, ``<MODEL>.fit_seconds`` and the other numbers of the model's training
     summary as ``<MODEL>.training.<key>``, and ``pod.<key>`` for the POD summary's numbers
     (``pod.n_modes``, ``pod.energy_captured``, ``pod.fit_seconds``, ...). Missing or non-finite
@@ -85,9 +87,16 @@ def summary_metrics(summary: Mapping[str, Any]) -> dict[str, float]:
     """
     out: dict[str, float] = {}
     for model, block in (summary.get("models") or {}).items():
-        for mode, value in (block.get("r2_pooled_mean") or {}).items():
-            if _number(value) is not None:
-                out[_key(model, "r2_pooled_mean", mode)] = _number(value)
+        for name, by_mode in block.items():
+            if not (name.endswith("_mean") and isinstance(by_mode, Mapping)):
+                continue
+            for mode, value in by_mode.items():
+                if isinstance(value, Mapping):  # r2_lead_mean: {mode: {window: value}}
+                    for window, v in value.items():
+                        if _number(v) is not None:
+                            out[_key(model, name, mode, window)] = _number(v)
+                elif _number(value) is not None:
+                    out[_key(model, name, mode)] = _number(value)
         for mode, value in (block.get("n_diverged") or {}).items():
             if _number(value) is not None:
                 out[_key(model, "n_diverged", mode)] = _number(value)

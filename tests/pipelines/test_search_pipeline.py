@@ -66,6 +66,7 @@ def test_scores_equal_an_independent_recomputation(searched: Path):
     """Refit one MVAR candidate per fold and score it with NumPy alone: lift with the first r'
     stored modes, undo sqrt and the stored shifts, rescale to the last seed frame's mass."""
     from rom_pipeline.rom.mvar import MVARForecaster
+    from rom_pipeline.rom.shifts import fourier_shift
 
     best = json.loads((searched / "search" / "best_configurations.json").read_text())
     table = pd.read_csv(searched / "search" / "search_results.csv")
@@ -90,8 +91,11 @@ def test_scores_equal_an_independent_recomputation(searched: Path):
             y_hat = model.rollout(y[k0 - lag:k0], len(y) - k0)
             x = y_hat @ pod["modes"][:, :r].T + pod["mean"]
             aligned = (x * x - eps).reshape(-1, ny, nx)
-            rho_hat = np.stack([np.roll(f, tuple(-s), axis=(0, 1))
-                                for f, s in zip(aligned, shifts[run_id][k0:])])
+            track = shifts[run_id][k0:]
+            if np.issubdtype(track.dtype, np.integer):
+                rho_hat = np.stack([np.roll(f, tuple(-s), axis=(0, 1)) for f, s in zip(aligned, track)])
+            else:  # sub-pixel tracks (rom.shift_method): the Fourier translation tested in tests/rom
+                rho_hat = fourier_shift(aligned, -track)
             rho = _npz(searched / "train" / run_id / "density.npz")["density"][::2].astype(float)
             rho_hat *= rho[k0 - 1].sum() / rho_hat.sum(axis=(1, 2))[:, None, None]
             truth = rho[k0:]

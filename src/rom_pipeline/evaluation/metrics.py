@@ -12,12 +12,14 @@ import numpy as np
 __all__ = [
     "latent_r2",
     "mass_violation",
+    "mse",
     "negativity_fraction",
     "r2_cumulative",
     "r2_per_snapshot",
     "r2_pooled",
     "relative_errors",
     "rmse",
+    "skill_score",
     "valid_prediction_time",
 ]
 
@@ -124,6 +126,22 @@ def relative_errors(truth: np.ndarray, pred: np.ndarray) -> dict[str, np.ndarray
         "l2": _safe_ratio(np.sqrt((err * err).sum(axis=1)), np.sqrt((t * t).sum(axis=1))),
         "linf": _safe_ratio(np.abs(err).max(axis=1), np.abs(t).max(axis=1)),
     }
+
+
+def mse(truth: np.ndarray, pred: np.ndarray) -> float:
+    """Mean squared error over all frames and cells: mean((ρ − ρ̂)²), in density units squared."""
+    t, p = _paired(truth, pred, min_ndim=1)
+    return float(np.mean((t - p) ** 2))
+
+
+def skill_score(mse_model, mse_baseline):
+    """Skill against a baseline: S = 1 − MSE_model / MSE_baseline.
+
+    1 is a perfect forecast, 0 no better than the baseline, < 0 worse. Works elementwise on
+    arrays; NaN where the baseline is perfect (MSE_baseline = 0) or either input is NaN.
+    """
+    out = 1.0 - _safe_ratio(mse_model, mse_baseline)
+    return float(out) if np.ndim(out) == 0 else out
 
 
 def rmse(truth: np.ndarray, pred: np.ndarray) -> float:

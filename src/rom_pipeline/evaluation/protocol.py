@@ -11,12 +11,26 @@ For one test run with ROM frames k = 0..T−1 at times t_k (uniform step Δt_ROM
 4. Lift the forecast with the shifts of each requested shift mode, clamp, restore the mass
    M0 = ΔxΔy Σρ_{k0−1} (the last conditioning frame), and score it against ρ_{k0..T−1}.
 
+The forecast block (steps 3-4) is one function, :func:`forecast_block`; the hyper-parameter
+search scores held-out training runs through it too.
+
 Shift modes (shift-aligned bases only; otherwise a single mode ``"none"`` is scored):
-    ``"oracle"``: the true shifts s_k of the forecast frames (uses the future; an upper bound).
+    ``"oracle"`` ("co-moving shape (true track)"): the true shifts s_k of the forecast frames. It
+        uses the future track, so it measures how well the co-moving shape is forecast, not
+        where the swarm goes.
     ``"hold"``: s_{k0−1} for every forecast frame.
     ``"extrapolate"``: s_{k0−1} + (k − k0 + 1)(s_{k0−1} − s_{k0−2}), the last two conditioning
         shifts extended linearly in time (the step taken as the minimal periodic image),
-        rounded and wrapped modulo the grid into (−n/2, n/2] like ``PODBasis.estimate_shifts``.
+        wrapped modulo the grid into (−n/2, n/2] like ``PODBasis.estimate_shifts`` (and rounded
+        to whole cells for integer tracks).
+    ``"lab_ensemble"``: no future information. A model of the track fitted on the training runs
+        (:class:`rom_pipeline.evaluation.track.TrackModel`) gives the Gaussian law of the
+        displacement after s_{k0−1}; the scored density is the ensemble mean, the co-moving
+        forecast convolved exactly with that law in Fourier space, and ``eval.ensemble_size``
+        seeded members (the forecast shape on sampled tracks) get the proper scores of
+        :mod:`rom_pipeline.evaluation.scores` (fair CRPS and energy score, as skill against the
+        climatological shape at uniformly random positions and against the held track, and the
+        spread/skill ratio).
 """
 from __future__ import annotations
 
@@ -31,6 +45,7 @@ import pandas as pd
 from rom_pipeline.evaluation.metrics import (
     latent_r2,
     mass_violation,
+    mse,
     negativity_fraction,
     r2_cumulative,
     r2_per_snapshot,
@@ -40,24 +55,56 @@ from rom_pipeline.evaluation.metrics import (
     valid_prediction_time,
 )
 from rom_pipeline.evaluation.postprocess import CLAMP_MODES, MASS_MODES, clamp, mass_postprocess
+from rom_pipeline.evaluation.scores import skill, spread_skill_ratio
+from rom_pipeline.evaluation.track import lab_frame_mean, translated_ensemble_scores
 
 __all__ = [
     "SHIFT_MODES",
+    "SHIFT_MODE_LABELS",
+    "BlockForecast",
     "EvaluationConfig",
     "EvaluationResult",
+    "ForecastBlock",
+    "ModeForecast",
     "TestRun",
     "evaluate_forecaster",
     "evaluate_many",
+    "forecast_block",
+    "forecast_shifts",
+    "check_lead_windows",
+    "forecast_start_index",
+    "lead_window_names",
+    "lead_window_r2",
+    "lift_forecast",
+    "teacher_forced",
 ]
 
 logger = logging.getLogger(__name__)
 
-SHIFT_MODES = ("oracle", "hold", "extrapolate")
+SHIFT_MODES = ("oracle", "hold", "extrapolate", "lab_ensemble")
+
+#: What each shift mode measures, for every human-facing report (the keys stay for compatibility).
+SHIFT_MODE_LABELS = {
+    "oracle": "co-moving shape (true track): the forecast shape placed on the true future track; "
+              "measures the shape forecast alone, not where the swarm goes",
+    "hold": "lab frame, track held: the forecast shape placed at the last seed position",
+    "extrapolate": "lab frame, track extrapolated: the forecast shape moved on with the last "
+                   "seed velocity",
+    "lab_ensemble": "lab frame, track forecast (no future information): the ensemble mean of the "
+                    "forecast shape over the predicted law of the track",
+    "none": "no shift alignment: the forecast lives in the lab frame",
+}
+
+# Per-frame ensemble scores of the lab_ensemble mode (NaN in the other modes' rows).
+ENSEMBLE_FRAME_COLUMNS = (
+    "crps", "crps_climatology", "crps_hold", "energy", "energy_climatology", "energy_hold",
+    "ensemble_variance", "ensemble_mean_mse",
+)
 
 # Columns of the long R²-vs-time table, in order.
 R2_VS_TIME_COLUMNS = (
     "model", "run_id", "family", "shift_mode", "time", "lead_time", "r2", "r2_cumulative",
-    "r2_pod_ceiling", "rel_l2", "polarisation", "milling", "nematic",
+    "r2_pod_ceiling", "rel_l2", "polarisation", "milling", "nematic", *ENSEMBLE_FRAME_COLUMNS,
 )
 
 
@@ -146,6 +193,13 @@ class EvaluationConfig:
         order_parameters: compute the truth's order parameters when particles are given.
         divergence_factor: a rollout is diverged when non-finite or when
             max|ŷ| > divergence_factor · max|y| (y the run's true latent trajectory).
+        lead_windows: increasing edges e_0 < e_1 < ... (s after the forecast start, e_0 >= 0) of
+            the lead-time windows [e_i, e_{i+1}) and [e_last, end] scored by pooled R²
+            (``r2_lead_<a>_<b>``); empty for none.
+        ensemble_size: members M >= 1 of the ``lab_ensemble`` mode (the spread/skill ratio
+            needs M >= 2).
+        ensemble_seed: seed of the sampled tracks (members) and of the climatology's random
+            positions.
     """
 
     forecast_start: float
@@ -155,8 +209,20 @@ class EvaluationConfig:
     valid_r2_threshold: float = 0.5
     order_parameters: bool = True
     divergence_factor: float = 1e6
+    lead_windows: tuple[float, ...] = ()
+    ensemble_size: int = 20
+    ensemble_seed: int = 0
 
     def __post_init__(self) -> None:
+        if isinstance(self.ensemble_size, bool) or int(self.ensemble_size) != self.ensemble_size \
+                or self.ensemble_size < 1:
+            raise ValueError(
+                f"eval.ensemble_size is {self.ensemble_size!r}; the lab-frame ensemble needs an "
+                "integer number of members >= 1 (e.g. 20)"
+            )
+        self.ensemble_size = int(self.ensemble_size)
+        self.lead_windows = tuple(float(e) for e in self.lead_windows)
+        check_lead_windows(self.lead_windows)
         if not np.isfinite(self.forecast_start) or self.forecast_start < 0:
             raise ValueError(
                 f"eval.forecast_start must be a non-negative number of seconds, "
@@ -185,6 +251,26 @@ class EvaluationConfig:
             raise ValueError(
                 f"eval.divergence_factor must be positive, got {self.divergence_factor!r}"
             )
+
+
+def check_lead_windows(edges, horizon: float | None = None) -> None:
+    """Refuse lead-window edges that are not finite, not >= 0, not strictly increasing, or (given
+    the forecast ``horizon`` in s) not inside it: every window must hold a forecast frame."""
+    edges = [float(e) for e in edges]
+    if any(not np.isfinite(e) for e in edges) or (edges and edges[0] < 0) or any(
+        b <= a for a, b in zip(edges, edges[1:])
+    ):
+        raise ValueError(
+            f"eval.lead_windows = {edges}: give strictly increasing, finite edges >= 0 in seconds "
+            "after the forecast start, e.g. [0, 2, 5, 10, 20] for the windows 0-2, 2-5, 5-10, "
+            "10-20 and 20 s to the end"
+        )
+    if horizon is not None and edges and edges[-1] >= horizon:
+        raise ValueError(
+            f"eval.lead_windows = {edges}: the last window starts at {edges[-1]:g} s but the "
+            f"forecast covers only {horizon:g} s (test_sim.T - eval.forecast_start); drop the "
+            f"edges >= {horizon:g} s or raise test_sim.T"
+        )
 
 
 @dataclass
@@ -221,27 +307,30 @@ def _uniform_step(times: np.ndarray, run_id: str) -> float:
     return dt
 
 
-def _forecast_start_index(config: EvaluationConfig, dt: float, lag: int, T: int, run_id: str) -> int:
-    """k0 = number of conditioning frames, checked against the lag and the run length."""
-    k0 = int(round(config.forecast_start / dt))
+def forecast_start_index(forecast_start: float, dt: float, lag: int, T: int, run_id: str) -> int:
+    """k0 = round(forecast_start / Δt_ROM) conditioning frames, checked against the seed length
+    ``lag`` (k0 ≥ lag) and the run length T (k0 < T: at least one forecast frame)."""
+    k0 = int(round(forecast_start / dt))
     if k0 < lag:
         raise ValueError(
-            f"eval.forecast_start = {config.forecast_start} s gives {k0} conditioning frame(s) "
+            f"eval.forecast_start = {forecast_start} s gives {k0} conditioning frame(s) "
             f"at Δt_ROM = {dt:g} s, but the forecaster needs a seed of lag = {lag} frames: "
             f"set eval.forecast_start >= {lag * dt:g} s"
         )
     if k0 >= T:
         raise ValueError(
-            f"eval.forecast_start = {config.forecast_start} s leaves no forecast frame in run "
+            f"eval.forecast_start = {forecast_start} s leaves no forecast frame in run "
             f"{run_id!r} ({T} frames, last at {(T - 1) * dt:g} s after the start): lower it"
         )
     return k0
 
 
-def _forecast_shifts(
+def forecast_shifts(
     mode: str, true_shifts: np.ndarray | None, k0: int, T: int, grid_shape: tuple[int, int]
 ) -> np.ndarray | None:
-    """(T − k0, 2) integer shifts of the forecast frames for one shift mode."""
+    """(T − k0, 2) shifts of the forecast frames for one shift mode (None for ``"none"``); integer
+    tracks give integer shifts, sub-pixel tracks real ones. ``"lab_ensemble"`` has no single track
+    (see :func:`lift_forecast`)."""
     if mode == "none":
         return None
     n_f = T - k0
@@ -250,11 +339,18 @@ def _forecast_shifts(
     last = true_shifts[k0 - 1]
     if mode == "hold":
         return np.repeat(last[None, :], n_f, axis=0)
+    if mode != "extrapolate":
+        raise ValueError(f"unknown shift mode {mode!r}; use one of {SHIFT_MODES} or 'none'")
     # extrapolate: minimal-image step between the last two conditioning shifts, so a blob
     # crossing the periodic seam keeps its velocity.
+    m = np.arange(1, n_f + 1, dtype=np.float64)[:, None]
+    if not np.issubdtype(true_shifts.dtype, np.integer):  # sub-pixel track: no rounding
+        n = np.asarray(grid_shape, dtype=np.float64)
+        step = np.mod(last - true_shifts[k0 - 2] + n / 2, n) - n / 2
+        wrapped = np.mod(last[None, :] + m * step[None, :], n)
+        return np.where(wrapped > n / 2, wrapped - n, wrapped)
     n = np.asarray(grid_shape, dtype=np.int64)
     step = np.mod(last - true_shifts[k0 - 2] + n // 2, n) - n // 2
-    m = np.arange(1, n_f + 1, dtype=np.float64)[:, None]
     wrapped = np.mod(np.rint(last[None, :] + m * step[None, :]).astype(np.int64), n)
     return np.where(wrapped > n // 2, wrapped - n, wrapped)  # the basis' (-n/2, n/2] convention
 
@@ -272,7 +368,408 @@ def _order_parameter_series(run: TestRun, k0: int) -> dict[str, np.ndarray]:
     }
 
 
-def evaluate_forecaster(forecaster, pod, run: TestRun, config: EvaluationConfig) -> EvaluationResult:
+# ---------------------------------------------------------------------- the forecast block
+@dataclass
+class ForecastBlock:
+    """The truth side of one run's forecast block: everything that does not depend on the model.
+
+    Built once per run (and shared by every forecaster scored on it, e.g. all search candidates).
+
+    Attributes:
+        run: the run on the ROM time grid.
+        k0: conditioning frames; the forecast covers frames k0..T−1 (n_f = T − k0 of them).
+        latent: (T, r) true latent trajectory y_k = restrict(ρ_k) with each frame's own shift;
+            a basis with r' < r modes reads its first r' columns (modes are nested).
+        true_shifts: (T, 2) integer shifts estimated on the truth, or None without alignment.
+        truth: (n_f, ny, nx) float64 true density of the forecast frames.
+        times: (n_f,) times of the forecast frames (s).
+        lead_time: (n_f,) times − times[0] (s): 0 at the first forecast frame.
+        target_mass: M0 = ΔxΔy Σρ_{k0−1}, the mass of the last conditioning frame.
+        grid_shape: (ny, nx).
+        track_mean, track_cov: (n_f, 2) mean and (n_f, 2, 2) covariance of the forecast
+            frames' shifts under the track model (``lab_ensemble`` only, else None).
+        member_shifts: (M, n_f, 2) sampled shifts of the ensemble members (``lab_ensemble``).
+    """
+
+    run: TestRun
+    k0: int
+    latent: np.ndarray
+    true_shifts: np.ndarray | None
+    truth: np.ndarray
+    times: np.ndarray
+    lead_time: np.ndarray
+    target_mass: float
+    grid_shape: tuple[int, int]
+    _ceiling: dict[int, np.ndarray] = field(default_factory=dict, repr=False)
+    track_mean: np.ndarray | None = field(default=None, repr=False)
+    track_cov: np.ndarray | None = field(default=None, repr=False)
+    member_shifts: np.ndarray | None = field(default=None, repr=False)
+    _climatology: dict[int, dict[str, np.ndarray]] = field(default_factory=dict, repr=False)
+
+    @classmethod
+    def prepare(
+        cls, pod, run: TestRun, config: EvaluationConfig, seed_length: int,
+        latent: np.ndarray | None = None, track_model=None,
+    ) -> ForecastBlock:
+        """Estimate the run's true shifts, restrict it, and cut it at ``config.forecast_start``.
+
+        Args:
+            pod: the fitted basis (all stored modes).
+            run: the run.
+            config: protocol settings (``forecast_start``, ``shift_modes``).
+            seed_length: the longest seed window that will be taken from the block (the lag).
+            latent: (T, r) precomputed restriction of ``run.density`` (e.g. the stored
+                trajectory of a training run); None restricts here.
+            track_model: a fitted :class:`rom_pipeline.evaluation.track.TrackModel` (training
+                tracks only); required by the ``lab_ensemble`` shift mode.
+
+        Raises:
+            ValueError: if the run's grid differs from the basis, the forecast start leaves fewer
+                than ``seed_length`` conditioning frames (or fewer than 2 for ``extrapolate``) or
+                no forecast frame.
+        """
+        density = np.asarray(run.density, dtype=np.float64)
+        T = density.shape[0]
+        grid_shape = tuple(int(g) for g in pod.grid_shape_)
+        if density.shape[1:] != grid_shape:
+            raise ValueError(
+                f"TestRun {run.run_id!r}: density grid {density.shape[1:]} differs from the POD "
+                f"grid {grid_shape}; use the training KDE grid for the test runs"
+            )
+        dt = _uniform_step(run.times, run.run_id)
+        k0 = forecast_start_index(config.forecast_start, dt, int(seed_length), T, run.run_id)
+        aligned = bool(pod.shift_align)
+        if "lab_ensemble" in config.shift_modes:
+            if not aligned:
+                raise ValueError(
+                    "eval.shift_modes asks for 'lab_ensemble' but the POD basis has no shift "
+                    "alignment (rom.shift_align: false): without alignment the forecast already "
+                    "lives in the lab frame; drop 'lab_ensemble' or set rom.shift_align: true"
+                )
+            if track_model is None:
+                raise ValueError(
+                    "eval.shift_modes 'lab_ensemble' needs a track model fitted on the training "
+                    "shifts (evaluation.track.TrackModel); pass track_model="
+                )
+        if aligned and "extrapolate" in config.shift_modes and k0 < 2:
+            raise ValueError(
+                f"eval.forecast_start = {config.forecast_start} s gives {k0} conditioning "
+                f"frame(s); eval.shift_modes 'extrapolate' needs 2: set eval.forecast_start >= "
+                f"{2 * dt:g} s"
+            )
+        true_shifts = np.asarray(pod.estimate_shifts(density)) if aligned else None  # int or sub-pixel
+        if latent is None:
+            latent = pod.restrict(density, shifts=true_shifts)
+        times = run.times[k0:]
+        track = {}
+        if aligned and "lab_ensemble" in config.shift_modes:
+            n_f, last = T - k0, true_shifts[k0 - 1].astype(np.float64)
+            mean, cov = track_model.displacement_law(true_shifts[:k0], n_f)
+            samples = track_model.sample_displacements(
+                true_shifts[:k0], n_f, config.ensemble_size, seed=config.ensemble_seed
+            )
+            track = {"track_mean": last + mean, "track_cov": cov, "member_shifts": last + samples}
+        return cls(
+            run=run, k0=k0, latent=np.asarray(latent, dtype=np.float64), true_shifts=true_shifts,
+            truth=density[k0:], times=times, lead_time=times - times[0],
+            target_mass=run.cell_area * float(density[k0 - 1].sum()), grid_shape=grid_shape,
+            **track,
+        )
+
+    @property
+    def n_forecast(self) -> int:
+        return self.truth.shape[0]
+
+    @property
+    def oracle_shifts(self) -> np.ndarray | None:
+        """(n_f, 2) true shifts of the forecast frames (None without alignment)."""
+        return None if self.true_shifts is None else self.true_shifts[self.k0:]
+
+    def shift_modes(self, config: EvaluationConfig) -> tuple[str, ...]:
+        """The scored shift modes: ``config.shift_modes`` when aligned, else ``("none",)``."""
+        return config.shift_modes if self.true_shifts is not None else ("none",)
+
+    def ceiling(self, basis) -> np.ndarray:
+        """(n_f, ny, nx) lift of the true latent forecast frames with r' = ``basis.n_modes_``
+        modes and oracle shifts, no post-processing: the best any r'-mode forecast can reach."""
+        r = int(basis.n_modes_)
+        if r not in self._ceiling:
+            with np.errstate(all="ignore"):
+                self._ceiling[r] = np.asarray(
+                    basis.lift(self.latent[self.k0:, :r], shifts=self.oracle_shifts),
+                    dtype=np.float64,
+                )
+        return self._ceiling[r]
+
+
+def lift_forecast(basis, y_pred: np.ndarray, block: ForecastBlock, mode: str) -> np.ndarray:
+    """(n_f, ny, nx) density of a latent forecast ``y_pred`` (n_f, r') placed by shift mode
+    ``mode``: ρ̂_k = lift(ŷ_k, s_k) with s_k from :func:`forecast_shifts`. The one place a shift
+    mode turns a latent forecast into densities (a new mode adds a branch here).
+
+    ``"lab_ensemble"``: E[S_{−s} g_k] with g_k = lift(ŷ_k) in the co-moving frame and s ~
+    N(block.track_mean_k, block.track_cov_k) (:func:`rom_pipeline.evaluation.track.lab_frame_mean`)."""
+    if mode == "lab_ensemble":
+        shape = np.asarray(basis.lift(y_pred, shifts=None), dtype=np.float64)
+        return lab_frame_mean(shape, block.track_mean, block.track_cov)
+    shifts = forecast_shifts(mode, block.true_shifts, block.k0, block.latent.shape[0],
+                             block.grid_shape)
+    return np.asarray(basis.lift(y_pred, shifts=shifts), dtype=np.float64)
+
+
+def lead_window_r2(
+    truth: np.ndarray, pred: np.ndarray, lead_time: np.ndarray, edges: tuple[float, ...]
+) -> dict[str, float]:
+    """Pooled R² (:func:`r2_pooled`) of the frames in each lead-time window, keyed by
+    :func:`lead_window_names`. Windows are [e_i, e_{i+1}) and the last [e_last, end]; a window
+    with no frame is NaN."""
+    out = {}
+    bounds = (*edges, np.inf)
+    for name, lo, hi in zip(lead_window_names(edges), bounds[:-1], bounds[1:]):
+        inside = (lead_time >= lo) & (lead_time < hi)
+        out[name] = r2_pooled(truth[inside], pred[inside]) if inside.any() else float("nan")
+    return out
+
+
+def lead_window_names(edges: tuple[float, ...]) -> list[str]:
+    """Column names ``r2_lead_<a>_<b>`` of the lead windows [a, b) and ``r2_lead_<a>_end``."""
+    ends = [f"{e:g}" for e in edges[1:]] + ["end"]
+    return [f"r2_lead_{a:g}_{b}" for a, b in zip(edges, ends)]
+
+
+@dataclass
+class ModeForecast:
+    """One shift mode of a scored forecast.
+
+    Attributes:
+        shift_mode: the mode.
+        prediction: (n_f, ny, nx) post-processed forecast density (NaN everywhere if diverged).
+        diverged: the rollout diverged or its lifted density is non-finite.
+        scores: ``r2_pooled``, ``r2_snapshot_mean``, ``r2_latent``, ``mse`` (mean over frames
+            and cells of (ρ − ρ̂)²), ``rmse``, ``mass_violation_max``, ``negativity_fraction``,
+            ``valid_time`` and one ``r2_lead_<a>_<b>`` per lead window (NaN when diverged).
+        r2_t, r2_cumulative: (n_f,) per-frame and cumulative R².
+        rel: ``{"l1", "l2", "linf"}`` (n_f,) per-frame relative errors.
+        ensemble: ``lab_ensemble`` only: (n_f,) per-frame ``ENSEMBLE_FRAME_COLUMNS``; else None.
+    """
+
+    shift_mode: str
+    prediction: np.ndarray
+    diverged: bool
+    scores: dict[str, float]
+    r2_t: np.ndarray
+    r2_cumulative: np.ndarray
+    rel: dict[str, np.ndarray]
+    ensemble: dict[str, np.ndarray] | None = None
+
+
+@dataclass
+class BlockForecast:
+    """Output of :func:`forecast_block`.
+
+    Attributes:
+        y_pred: (n_f, r') closed-loop latent forecast.
+        forecast_seconds: wall time of the rollout.
+        latent_diverged: non-finite rollout or max|ŷ| > divergence_factor · max|y|.
+        modes: one :class:`ModeForecast` per scored shift mode, in order.
+    """
+
+    y_pred: np.ndarray
+    forecast_seconds: float
+    latent_diverged: bool
+    modes: list[ModeForecast]
+
+
+def _score_density(
+    block: ForecastBlock, pred: np.ndarray, y_true: np.ndarray, y_pred: np.ndarray,
+    config: EvaluationConfig,
+) -> tuple[dict[str, float], np.ndarray, np.ndarray, dict[str, np.ndarray]]:
+    truth, times = block.truth, block.times
+    r2_t = r2_per_snapshot(truth, pred)
+    scores = {
+        "r2_pooled": r2_pooled(truth, pred),
+        "r2_snapshot_mean": float(np.mean(r2_t)),
+        "r2_latent": latent_r2(y_true, y_pred),
+        "rmse": rmse(truth, pred),
+        "mass_violation_max": mass_violation(truth, pred, block.run.cell_area),
+        "negativity_fraction": negativity_fraction(pred),
+        "valid_time": valid_prediction_time(times, r2_t, config.valid_r2_threshold),
+        "mse": mse(truth, pred),
+        **lead_window_r2(truth, pred, block.lead_time, config.lead_windows),
+    }
+    return scores, r2_t, r2_cumulative(truth, pred), relative_errors(truth, pred)
+
+
+def forecast_block(
+    forecaster, basis, block: ForecastBlock, config: EvaluationConfig,
+) -> BlockForecast:
+    """The one forecast block (science.md §8): seed, roll out, lift, post-process, score.
+
+    With r' = ``basis.n_modes_`` and y = ``block.latent[:, :r']`` (T, r'):
+
+    1. seed: the true window y_{k0−lag..k0−1} (lag = ``forecaster.lag``);
+    2. roll out closed loop n_f = T − k0 steps: ŷ (n_f, r');
+    3. for every scored shift mode: lift ρ̂ = :func:`lift_forecast` (n_f, ny, nx);
+    4. post-process: ``clamp`` (``config.clamp_mode``), then restore the mass M0 of the last
+       conditioning frame (``config.mass_postprocess``);
+    5. score ρ̂ against ``block.truth`` and ŷ against y_{k0..T−1}.
+
+    Evaluation and hyper-parameter search both score through this function, so a forecast
+    scores the same wherever it is scored. A diverged forecast (non-finite or
+    max|ŷ| > divergence_factor · max|y|, or a non-finite density) gets NaN scores; it does not
+    raise.
+
+    Raises:
+        ValueError: if the forecaster returns the wrong shape.
+    """
+    name = str(getattr(forecaster, "name", type(forecaster).__name__))
+    r, lag, k0 = int(basis.n_modes_), int(forecaster.lag), block.k0
+    y = block.latent[:, :r]
+    n_f = block.n_forecast
+    seed = y[k0 - lag:k0].copy()
+    tic = time.perf_counter()
+    with np.errstate(all="ignore"):
+        y_pred = np.asarray(forecaster.rollout(seed, n_f), dtype=np.float64)
+    forecast_seconds = time.perf_counter() - tic
+    if y_pred.shape != (n_f, r):
+        raise ValueError(
+            f"forecaster {name!r}.rollout returned shape {y_pred.shape}; expected ({n_f}, {r}) "
+            "(n_steps, n_modes)"
+        )
+    scale = float(np.max(np.abs(y))) or 1.0
+    with np.errstate(all="ignore"):
+        latent_diverged = bool(
+            not np.all(np.isfinite(y_pred))
+            or np.max(np.abs(y_pred)) > config.divergence_factor * scale
+        )
+    if latent_diverged:
+        logger.warning("%s on %s: closed-loop rollout diverged", name, block.run.run_id)
+
+    modes = []
+    nan_series = np.full(n_f, np.nan)
+    for mode in block.shift_modes(config):
+        diverged = latent_diverged
+        pred = None
+        if not diverged:
+            with np.errstate(all="ignore"):
+                pred = lift_forecast(basis, y_pred, block, mode)
+                diverged = not np.all(np.isfinite(pred))
+                if not diverged:
+                    pred = clamp(pred, config.clamp_mode)
+                    pred = mass_postprocess(pred, config.mass_postprocess, block.target_mass,
+                                            cell_area=block.run.cell_area)
+                    diverged = not np.all(np.isfinite(pred))
+            if diverged:
+                logger.warning(
+                    "%s on %s (%s shifts): non-finite density after lifting/post-processing",
+                    name, block.run.run_id, mode,
+                )
+        if diverged:
+            scores = dict.fromkeys(
+                ("r2_pooled", "r2_snapshot_mean", "r2_latent", "rmse", "mass_violation_max",
+                 "negativity_fraction", "valid_time", "mse",
+                 *lead_window_names(config.lead_windows)),
+                float("nan"),
+            )
+            ensemble = None
+            if mode == "lab_ensemble":
+                scores.update(dict.fromkeys(ENSEMBLE_SCORES, float("nan")))
+                ensemble = dict.fromkeys(ENSEMBLE_FRAME_COLUMNS, nan_series)
+            modes.append(ModeForecast(
+                mode, np.full_like(block.truth, np.nan), True, scores, nan_series,
+                nan_series, {"l1": nan_series, "l2": nan_series, "linf": nan_series}, ensemble))
+        else:
+            scores, r2_t, r2_cum, rel = _score_density(block, pred, y[k0:], y_pred, config)
+            ensemble = None
+            if mode == "lab_ensemble":
+                ensemble = _ensemble_scores(basis, y_pred, block, config)
+                scores.update(_ensemble_summary(ensemble, config.ensemble_size))
+            modes.append(ModeForecast(mode, pred, False, scores, r2_t, r2_cum, rel, ensemble))
+    return BlockForecast(y_pred, forecast_seconds, latent_diverged, modes)
+
+
+#: Scalar ensemble scores of the ``lab_ensemble`` mode (means over the forecast frames).
+ENSEMBLE_SCORES = (
+    "crps", "energy_score", "crps_skill_climatology", "energy_skill_climatology",
+    "crps_skill_hold", "energy_skill_hold", "spread_skill",
+)
+
+
+def _postprocessor(block: ForecastBlock, config: EvaluationConfig):
+    def post(frames: np.ndarray) -> np.ndarray:
+        return mass_postprocess(clamp(frames, config.clamp_mode), config.mass_postprocess,
+                                block.target_mass, cell_area=block.run.cell_area)
+    return post
+
+
+def _ensemble_scores(basis, y_pred: np.ndarray, block: ForecastBlock, config: EvaluationConfig):
+    """Per-frame scores (``ENSEMBLE_FRAME_COLUMNS``) of the lab-frame ensemble and its references.
+
+    Members: the co-moving forecast lift(ŷ_k) on the sampled tracks ``block.member_shifts``.
+    Climatology: the lifted training-mean co-moving state (zero latent state) at M independent,
+    uniformly random positions per frame (the same for every model on this block). Hold: the
+    forecast shape at s_{k0−1}, a single (deterministic) member. Every member is post-processed
+    like the scored forecasts (clamp, mass restoration).
+    """
+    post = _postprocessor(block, config)
+    shape = np.asarray(basis.lift(y_pred, shifts=None), dtype=np.float64)
+    model = translated_ensemble_scores(block.truth, shape, block.member_shifts, post)
+    r = int(basis.n_modes_)
+    if r not in block._climatology:
+        rng = np.random.default_rng([config.ensemble_seed, 1])
+        n = np.asarray(block.grid_shape, dtype=np.float64)
+        positions = rng.uniform(-n / 2, n / 2, size=(config.ensemble_size, block.n_forecast, 2))
+        climatology_shape = np.asarray(basis.lift(np.zeros((1, r)), shifts=None), dtype=np.float64)[0]
+        block._climatology[r] = translated_ensemble_scores(block.truth, climatology_shape, positions, post)
+    climatology = block._climatology[r]
+    held = np.repeat(block.true_shifts[block.k0 - 1][None].astype(np.float64), block.n_forecast, axis=0)
+    hold = translated_ensemble_scores(block.truth, shape, held[None], post)
+    return {
+        "crps": model["crps"], "crps_climatology": climatology["crps"], "crps_hold": hold["crps"],
+        "energy": model["energy"], "energy_climatology": climatology["energy"],
+        "energy_hold": hold["energy"], "ensemble_variance": model["variance"],
+        "ensemble_mean_mse": model["mse_mean"],
+    }
+
+
+def _ensemble_summary(ensemble: dict[str, np.ndarray], n_members: int) -> dict[str, float]:
+    """Scalar ``ENSEMBLE_SCORES`` from the per-frame scores: skills are 1 − mean S / mean S_ref."""
+    crps, energy = float(np.mean(ensemble["crps"])), float(np.mean(ensemble["energy"]))
+    spread = (spread_skill_ratio(ensemble["ensemble_variance"], ensemble["ensemble_mean_mse"], n_members)
+              if n_members >= 2 else float("nan"))
+    return {
+        "crps": crps,
+        "energy_score": energy,
+        "crps_skill_climatology": skill(crps, float(np.mean(ensemble["crps_climatology"]))),
+        "energy_skill_climatology": skill(energy, float(np.mean(ensemble["energy_climatology"]))),
+        "crps_skill_hold": skill(crps, float(np.mean(ensemble["crps_hold"]))),
+        "energy_skill_hold": skill(energy, float(np.mean(ensemble["energy_hold"]))),
+        "spread_skill": spread,
+    }
+
+
+def teacher_forced(forecaster, basis, block: ForecastBlock) -> np.ndarray:
+    """(n_f, r') one-step predictions ``predict_next`` of the true windows y_{k−lag..k−1}
+    ending just before each forecast frame k = k0..T−1 (NaN-free only if the model is)."""
+    r, lag, k0 = int(basis.n_modes_), int(forecaster.lag), block.k0
+    y = block.latent[:, :r]
+    T, n_f = y.shape[0], block.n_forecast
+    windows = np.lib.stride_tricks.sliding_window_view(y, lag, axis=0)[k0 - lag:T - lag]
+    windows = np.ascontiguousarray(windows.transpose(0, 2, 1))  # (n_f, lag, r), oldest first
+    with np.errstate(all="ignore"):
+        y_one = np.asarray(forecaster.predict_next(windows), dtype=np.float64)
+    if y_one.shape != (n_f, r):
+        raise ValueError(
+            f"forecaster {getattr(forecaster, 'name', forecaster)!r}.predict_next returned shape "
+            f"{y_one.shape}; expected ({n_f}, {r})"
+        )
+    return y_one
+
+
+# ---------------------------------------------------------------------- evaluation
+def evaluate_forecaster(
+    forecaster, pod, run: TestRun, config: EvaluationConfig, track_model=None
+) -> EvaluationResult:
     """Score one latent forecaster on one unseen test run (science.md §8).
 
     Args:
@@ -281,17 +778,19 @@ def evaluate_forecaster(forecaster, pod, run: TestRun, config: EvaluationConfig)
             ``shift_align``, ``grid_shape_``, ``n_modes_``).
         run: the test run on the ROM time grid.
         config: protocol settings.
+        track_model: the training-run track model, needed by the ``lab_ensemble`` shift mode.
 
     Returns:
-        An :class:`EvaluationResult`. Metrics per shift mode: ``r2_pooled``,
-        ``r2_snapshot_mean``, ``r2_latent``, ``r2_pod_ceiling`` (pooled R² of
-        lift(restrict(ρ)) with oracle shifts, no post-processing: the best any latent forecast
-        can reach), ``r2_one_step`` (teacher forced: predict_next on true windows ending before
-        each forecast frame, lifted with oracle shifts, no post-processing), ``rel_{l1,l2,linf}
-        _{mean,end}``, ``rmse``, ``mass_violation_max``, ``negativity_fraction``, ``valid_time``
-        (s), ``diverged``, ``forecast_seconds`` (wall time of the rollout), and the truth's
-        ``polarisation_mean``, ``milling_mean``, ``nematic_mean`` (NaN without particles).
-        A diverged forecast has NaN skill metrics and does not raise.
+        An :class:`EvaluationResult`. Metrics per shift mode: the scores of :func:`forecast_block`
+        (``r2_pooled``, ``r2_snapshot_mean``, ``r2_latent``, ``mse``, ``rmse``,
+        ``mass_violation_max``, ``negativity_fraction``, ``valid_time`` (s), ``r2_lead_*``),
+        ``r2_pod_ceiling`` (pooled R² of lift(restrict(ρ)) with oracle shifts, no
+        post-processing: the best any latent forecast can reach), ``r2_one_step`` (teacher
+        forced: predict_next on true windows ending before each forecast frame, lifted with
+        oracle shifts, no post-processing), ``rel_{l1,l2,linf}_{mean,end}``, ``diverged``,
+        ``forecast_seconds`` (wall time of the rollout), and the truth's ``polarisation_mean``,
+        ``milling_mean``, ``nematic_mean`` (NaN without particles). A diverged forecast has NaN
+        skill metrics and does not raise.
 
     Raises:
         ValueError: if ``eval.forecast_start`` leaves fewer than ``lag`` conditioning frames
@@ -299,184 +798,106 @@ def evaluate_forecaster(forecaster, pod, run: TestRun, config: EvaluationConfig)
             differs from the basis, or if the forecaster returns the wrong shape.
     """
     model = str(forecaster.name)
-    lag = int(forecaster.lag)
-    density = np.asarray(run.density, dtype=np.float64)
-    T = density.shape[0]
-    grid_shape = tuple(int(g) for g in pod.grid_shape_)
-    if density.shape[1:] != grid_shape:
-        raise ValueError(
-            f"TestRun {run.run_id!r}: density grid {density.shape[1:]} differs from the POD "
-            f"grid {grid_shape}; use the training KDE grid for the test runs"
-        )
-    dt = _uniform_step(run.times, run.run_id)
-    k0 = _forecast_start_index(config, dt, lag, T, run.run_id)
-    aligned = bool(pod.shift_align)
-    shift_modes = config.shift_modes if aligned else ("none",)
-    if "extrapolate" in shift_modes and k0 < 2:
-        raise ValueError(
-            f"eval.forecast_start = {config.forecast_start} s gives {k0} conditioning frame(s); "
-            f"eval.shift_modes 'extrapolate' needs 2: set eval.forecast_start >= {2 * dt:g} s"
-        )
-
-    true_shifts = np.asarray(pod.estimate_shifts(density), dtype=np.int64) if aligned else None
-    latent = np.asarray(pod.restrict(density, shifts=true_shifts), dtype=np.float64)
-    r = latent.shape[1]
-    n_f = T - k0
-    truth_f = density[k0:]
-    times_f = run.times[k0:]
-    lead_time = times_f - times_f[0]
-    oracle_shifts = true_shifts[k0:] if aligned else None
-
-    # Closed-loop forecast from the true seed window.
-    seed = latent[k0 - lag:k0].copy()
-    tic = time.perf_counter()
-    with np.errstate(all="ignore"):
-        y_pred = np.asarray(forecaster.rollout(seed, n_f), dtype=np.float64)
-    forecast_seconds = time.perf_counter() - tic
-    if y_pred.shape != (n_f, r):
-        raise ValueError(
-            f"forecaster {model!r}.rollout returned shape {y_pred.shape}; expected ({n_f}, {r}) "
-            "(n_steps, n_modes)"
-        )
-    scale = float(np.max(np.abs(latent))) or 1.0
-    with np.errstate(all="ignore"):
-        latent_diverged = bool(
-            not np.all(np.isfinite(y_pred))
-            or np.max(np.abs(y_pred)) > config.divergence_factor * scale
-        )
-    if latent_diverged:
-        logger.warning("%s on %s: closed-loop rollout diverged", model, run.run_id)
-
-    # Diagnostics that do not depend on the rollout.
-    with np.errstate(all="ignore"):
-        ceiling_density = np.asarray(pod.lift(latent[k0:], shifts=oracle_shifts), dtype=np.float64)
-        ceiling_t = r2_per_snapshot(truth_f, ceiling_density)
-        r2_ceiling = r2_pooled(truth_f, ceiling_density)
-        windows = np.lib.stride_tricks.sliding_window_view(latent, lag, axis=0)[k0 - lag:T - lag]
-        windows = np.ascontiguousarray(windows.transpose(0, 2, 1))  # (n_f, lag, r), oldest first
-        y_one = np.asarray(forecaster.predict_next(windows), dtype=np.float64)
-        if y_one.shape != (n_f, r):
-            raise ValueError(
-                f"forecaster {model!r}.predict_next returned shape {y_one.shape}; expected "
-                f"({n_f}, {r})"
-            )
-        if np.all(np.isfinite(y_one)):
-            one_step_density = pod.lift(y_one, shifts=oracle_shifts)
-            r2_one_step = r2_pooled(truth_f, one_step_density)
-        else:
-            r2_one_step = float("nan")
-
-    nan_series = np.full(n_f, np.nan)
-    if config.order_parameters and run.positions is not None:
-        order = _order_parameter_series(run, k0)
-    else:
-        order = {"polarisation": nan_series, "milling": nan_series, "nematic": nan_series}
-
-    target_mass = run.cell_area * float(density[k0 - 1].sum())
-    metrics_rows: list[dict] = []
-    tables: list[pd.DataFrame] = []
-    first_prediction: np.ndarray | None = None
-    for mode in shift_modes:
-        shifts = _forecast_shifts(mode, true_shifts, k0, T, grid_shape)
-        diverged = latent_diverged
-        pred = None
-        if not diverged:
-            with np.errstate(all="ignore"):
-                pred = np.asarray(pod.lift(y_pred, shifts=shifts), dtype=np.float64)
-                diverged = not np.all(np.isfinite(pred))
-                if not diverged:
-                    pred = clamp(pred, config.clamp_mode)
-                    pred = mass_postprocess(
-                        pred, config.mass_postprocess, target_mass, cell_area=run.cell_area
-                    )
-                    diverged = not np.all(np.isfinite(pred))
-            if diverged:
-                logger.warning(
-                    "%s on %s (%s shifts): non-finite density after lifting/post-processing",
-                    model, run.run_id, mode,
-                )
-        if diverged:
-            pred = np.full_like(truth_f, np.nan)
-            r2_t = r2_cum = nan_series
-            rel = {"l1": nan_series, "l2": nan_series, "linf": nan_series}
-            skill = dict.fromkeys(
-                ("r2_pooled", "r2_snapshot_mean", "r2_latent", "rmse", "mass_violation_max",
-                 "negativity_fraction", "valid_time"),
-                float("nan"),
-            )
-        else:
-            r2_t = r2_per_snapshot(truth_f, pred)
-            r2_cum = r2_cumulative(truth_f, pred)
-            rel = relative_errors(truth_f, pred)
-            skill = {
-                "r2_pooled": r2_pooled(truth_f, pred),
-                "r2_snapshot_mean": float(np.mean(r2_t)),
-                "r2_latent": latent_r2(latent[k0:], y_pred),
-                "rmse": rmse(truth_f, pred),
-                "mass_violation_max": mass_violation(truth_f, pred, run.cell_area),
-                "negativity_fraction": negativity_fraction(pred),
-                "valid_time": valid_prediction_time(times_f, r2_t, config.valid_r2_threshold),
-            }
-        if first_prediction is None:
-            first_prediction = pred
-        row = {
-            "run_id": run.run_id,
-            "family": run.family,
-            "model": model,
-            "shift_mode": mode,
-            "forecast_start": float(run.times[k0] - run.times[0]),
-            "n_forecast_frames": n_f,
-            **skill,
-            "r2_pod_ceiling": r2_ceiling,
-            "r2_one_step": r2_one_step,
-        }
-        for p in ("l1", "l2", "linf"):
-            row[f"rel_{p}_mean"] = float(np.mean(rel[p]))
-            row[f"rel_{p}_end"] = float(rel[p][-1])
-        row.update(
-            diverged=diverged,
-            forecast_seconds=forecast_seconds,
-            polarisation_mean=float(np.mean(order["polarisation"])),
-            milling_mean=float(np.mean(order["milling"])),
-            nematic_mean=float(np.mean(order["nematic"])),
-        )
-        metrics_rows.append(row)
-        tables.append(
-            pd.DataFrame(
-                {
-                    "model": model,
-                    "run_id": run.run_id,
-                    "family": run.family,
-                    "shift_mode": mode,
-                    "time": times_f,
-                    "lead_time": lead_time,
-                    "r2": r2_t,
-                    "r2_cumulative": r2_cum,
-                    "r2_pod_ceiling": ceiling_t,
-                    "rel_l2": rel["l2"],
-                    "polarisation": order["polarisation"],
-                    "milling": order["milling"],
-                    "nematic": order["nematic"],
-                },
-                columns=list(R2_VS_TIME_COLUMNS),
-            )
-        )
+    block = ForecastBlock.prepare(pod, run, config, seed_length=int(forecaster.lag),
+                                  track_model=track_model)
+    forecast = forecast_block(forecaster, pod, block, config)
+    r2_ceiling, ceiling_t, r2_one_step = _diagnostics(forecaster, pod, block)
+    order = _truth_order(run, block, config)
+    metrics_rows = [_metrics_row(model, block, forecast, m, r2_ceiling, r2_one_step, order)
+                    for m in forecast.modes]
+    tables = [_r2_vs_time(model, block, m, ceiling_t, order) for m in forecast.modes]
+    for row in metrics_rows:
         logger.debug(
             "%s on %s (%s shifts): R²_pooled = %.4f (POD ceiling %.4f), valid time %.2f s",
-            model, run.run_id, mode, row["r2_pooled"], r2_ceiling, row["valid_time"],
+            model, run.run_id, row["shift_mode"], row["r2_pooled"], r2_ceiling, row["valid_time"],
         )
-
     return EvaluationResult(
         metrics=metrics_rows,
         r2_vs_time=pd.concat(tables, ignore_index=True),
-        prediction=first_prediction.astype(np.float32),
-        truth_forecast=truth_f.astype(np.float32),
-        forecast_times=times_f.copy(),
+        prediction=forecast.modes[0].prediction.astype(np.float32),
+        truth_forecast=block.truth.astype(np.float32),
+        forecast_times=block.times.copy(),
+    )
+
+
+def _diagnostics(forecaster, pod, block: ForecastBlock) -> tuple[float, np.ndarray, float]:
+    """POD ceiling (pooled and per frame) and the teacher-forced one-step density R²."""
+    truth_f = block.truth
+    with np.errstate(all="ignore"):
+        ceiling_density = block.ceiling(pod)
+        ceiling_t = r2_per_snapshot(truth_f, ceiling_density)
+        r2_ceiling = r2_pooled(truth_f, ceiling_density)
+        y_one = teacher_forced(forecaster, pod, block)
+        if np.all(np.isfinite(y_one)):
+            r2_one_step = r2_pooled(truth_f, pod.lift(y_one, shifts=block.oracle_shifts))
+        else:
+            r2_one_step = float("nan")
+    return r2_ceiling, ceiling_t, r2_one_step
+
+
+def _truth_order(run: TestRun, block: ForecastBlock, config: EvaluationConfig):
+    if config.order_parameters and run.positions is not None:
+        return _order_parameter_series(run, block.k0)
+    nan_series = np.full(block.n_forecast, np.nan)
+    return {"polarisation": nan_series, "milling": nan_series, "nematic": nan_series}
+
+
+def _metrics_row(model, block, forecast, mode_forecast, r2_ceiling, r2_one_step, order) -> dict:
+    run, m = block.run, mode_forecast
+    scores = dict(m.scores)
+    mse_value = scores.pop("mse")
+    leads = {k: scores.pop(k) for k in list(scores) if k.startswith("r2_lead_")}
+    row = {
+        "run_id": run.run_id,
+        "family": run.family,
+        "model": model,
+        "shift_mode": m.shift_mode,
+        "forecast_start": float(run.times[block.k0] - run.times[0]),
+        "n_forecast_frames": block.n_forecast,
+        **scores,
+        "r2_pod_ceiling": r2_ceiling,
+        "r2_one_step": r2_one_step,
+    }
+    for p in ("l1", "l2", "linf"):
+        row[f"rel_{p}_mean"] = float(np.mean(m.rel[p]))
+        row[f"rel_{p}_end"] = float(m.rel[p][-1])
+    row.update(
+        diverged=m.diverged,
+        forecast_seconds=forecast.forecast_seconds,
+        polarisation_mean=float(np.mean(order["polarisation"])),
+        milling_mean=float(np.mean(order["milling"])),
+        nematic_mean=float(np.mean(order["nematic"])),
+        mse=mse_value,
+        **leads,
+    )
+    return row
+
+
+def _r2_vs_time(model, block, m: ModeForecast, ceiling_t, order) -> pd.DataFrame:
+    ensemble = m.ensemble or dict.fromkeys(ENSEMBLE_FRAME_COLUMNS, np.full(block.n_forecast, np.nan))
+    return pd.DataFrame(
+        {
+            "model": model,
+            "run_id": block.run.run_id,
+            "family": block.run.family,
+            "shift_mode": m.shift_mode,
+            "time": block.times,
+            "lead_time": block.lead_time,
+            "r2": m.r2_t,
+            "r2_cumulative": m.r2_cumulative,
+            "r2_pod_ceiling": ceiling_t,
+            "rel_l2": m.rel["l2"],
+            "polarisation": order["polarisation"],
+            "milling": order["milling"],
+            "nematic": order["nematic"],
+            **ensemble,
+        },
+        columns=list(R2_VS_TIME_COLUMNS),
     )
 
 
 def evaluate_many(
-    forecaster, pod, runs: Iterable[TestRun], config: EvaluationConfig
+    forecaster, pod, runs: Iterable[TestRun], config: EvaluationConfig, track_model=None
 ) -> tuple[pd.DataFrame, pd.DataFrame, dict[str, EvaluationResult]]:
     """Run :func:`evaluate_forecaster` on every test run.
 
@@ -491,7 +912,7 @@ def evaluate_many(
     for run in runs:
         if run.run_id in results:
             raise ValueError(f"two test runs share run_id {run.run_id!r}; run ids must be unique")
-        results[run.run_id] = evaluate_forecaster(forecaster, pod, run, config)
+        results[run.run_id] = evaluate_forecaster(forecaster, pod, run, config, track_model)
     if not results:
         raise ValueError("evaluate_many got no test runs; check the test simulation outputs")
     test_results = pd.DataFrame([row for res in results.values() for row in res.metrics])

@@ -23,9 +23,17 @@ import pandas as pd
 
 logger = logging.getLogger(__name__)
 
-#: Numeric metric columns of ``test_results`` in report order.
+#: The baseline forecasters every model is scored against (``rom.baselines``), by model name.
+BASELINES: tuple[str, ...] = ("climatology", "persistence")
+#: Prefix of the lead-window R² columns (``r2_lead_<a>_<b>``; their names follow eval.lead_windows).
+LEAD_PREFIX = "r2_lead_"
+
+#: Numeric metric columns of ``test_results`` in report order; the lead-window columns present
+#: in a table follow them (see :func:`metric_columns`).
 METRIC_COLUMNS: list[str] = [
     "r2_pooled",
+    "skill_vs_climatology",
+    "skill_vs_persistence",
     "r2_snapshot_mean",
     "r2_latent",
     "r2_pod_ceiling",
@@ -36,6 +44,7 @@ METRIC_COLUMNS: list[str] = [
     "rel_l1_end",
     "rel_l2_end",
     "rel_linf_end",
+    "mse",
     "rmse",
     "mass_violation_max",
     "negativity_fraction",
@@ -48,7 +57,8 @@ METRIC_COLUMNS: list[str] = [
 
 #: Metrics where a larger value is a better forecast.
 HIGHER_IS_BETTER: frozenset[str] = frozenset(
-    {"r2_pooled", "r2_snapshot_mean", "r2_latent", "r2_one_step", "valid_time"}
+    {"r2_pooled", "skill_vs_climatology", "skill_vs_persistence", "r2_snapshot_mean", "r2_latent",
+     "r2_one_step", "valid_time"}
 )
 #: Metrics where a smaller value is a better forecast. The POD ceiling and the order
 #: parameters describe the data, not the forecaster, so they have no preferred direction.
@@ -60,6 +70,7 @@ LOWER_IS_BETTER: frozenset[str] = frozenset(
         "rel_l1_end",
         "rel_l2_end",
         "rel_linf_end",
+        "mse",
         "rmse",
         "mass_violation_max",
         "negativity_fraction",
@@ -69,6 +80,48 @@ LOWER_IS_BETTER: frozenset[str] = frozenset(
 
 ALL_FAMILIES = "all"
 _KEY_COLUMNS = ("model", "run_id", "family", "shift_mode", "diverged")
+
+
+def metric_columns(frame: pd.DataFrame) -> list[str]:
+    """:data:`METRIC_COLUMNS` followed by the lead-window columns ``r2_lead_*`` of ``frame``."""
+    return METRIC_COLUMNS + [c for c in frame.columns if str(c).startswith(LEAD_PREFIX)]
+
+
+def _higher_is_better(metric: str) -> bool:
+    return metric in HIGHER_IS_BETTER or metric.startswith(LEAD_PREFIX)
+
+
+def add_skill_scores(test_results: pd.DataFrame, baselines: Iterable[str] = BASELINES) -> pd.DataFrame:
+    """``test_results`` with a column ``skill_vs_<baseline>`` per baseline:
+
+        S = 1 − MSE_model / MSE_baseline
+
+    where both MSEs are the ``mse`` of the same test run and shift mode (the baseline scored by
+    the same forecast block, see :func:`rom_pipeline.evaluation.metrics.skill_score`). A
+    baseline's own row scores exactly 0 against itself. NaN where the baseline has no row for
+    that (run, shift mode) or either MSE is NaN (a diverged forecast).
+
+    Raises:
+        ValueError: missing columns, or a baseline with no row at all (it was not scored).
+    """
+    from rom_pipeline.evaluation.metrics import skill_score
+
+    _require_columns(test_results, ["model", "run_id", "shift_mode", "mse"], "test_results")
+    out = test_results.copy()
+    for baseline in baselines:
+        ref = out.loc[out["model"] == baseline, ["run_id", "shift_mode", "mse"]]
+        if ref.empty:
+            raise ValueError(
+                f"test_results has no rows of the baseline {baseline!r} (models: "
+                f"{list(pd.unique(out['model']))}); score the baselines with the models"
+            )
+        if ref.duplicated(["run_id", "shift_mode"]).any():
+            raise ValueError(f"baseline {baseline!r} has several rows for one run and shift mode")
+        merged = out[["run_id", "shift_mode"]].merge(
+            ref.rename(columns={"mse": "_ref"}), on=["run_id", "shift_mode"], how="left")
+        out[f"skill_vs_{baseline}"] = skill_score(
+            out["mse"].to_numpy(float), merged["_ref"].to_numpy(float))
+    return out
 
 
 def _require_columns(frame: pd.DataFrame, columns: Iterable[str], argname: str) -> None:
@@ -130,7 +183,8 @@ def comparison_table(test_results: pd.DataFrame, shift_mode: str | None = None) 
 
     Returns:
         DataFrame with columns ``model``, ``family``, ``n_runs``, ``n_diverged`` and then
-        ``f"{metric}_mean"``, ``f"{metric}_std"`` for each metric in :data:`METRIC_COLUMNS`.
+        ``f"{metric}_mean"``, ``f"{metric}_std"`` for each metric of :func:`metric_columns`
+        (:data:`METRIC_COLUMNS`, then the table's lead-window columns ``r2_lead_*``).
         One row per (model, family) in sorted family order, followed by a row with
         ``family == "all"`` pooling every run of that model. Models keep their order of first
         appearance. ``n_runs`` counts rows (test runs); ``n_diverged`` counts ``diverged`` rows.
@@ -148,7 +202,8 @@ def comparison_table(test_results: pd.DataFrame, shift_mode: str | None = None) 
             f"test_results has a family named {ALL_FAMILIES!r}, which the table reserves for the "
             "pooled row; rename that IC family"
         )
-    absent = [m for m in METRIC_COLUMNS if m not in rows.columns]
+    metrics = metric_columns(rows)
+    absent = [m for m in metrics if m not in rows.columns]
     if absent:
         logger.info("comparison_table: metric column(s) %s absent, reported as NaN", absent)
     duplicated = rows.duplicated(subset=["model", "run_id"])
@@ -166,7 +221,7 @@ def comparison_table(test_results: pd.DataFrame, shift_mode: str | None = None) 
             "n_runs": int(len(group)),
             "n_diverged": int(group["diverged"].eq(True).sum()),
         }
-        for metric in METRIC_COLUMNS:
+        for metric in metrics:
             if metric in group.columns:
                 values = pd.to_numeric(group[metric], errors="coerce").to_numpy(dtype=float)
                 mean, std = _mean_std(values)
@@ -229,7 +284,7 @@ def comparison_markdown(
     if unknown:
         raise ValueError(
             f"metrics {unknown} have no '<metric>_mean'/'<metric>_std' columns in table; "
-            f"choose from {METRIC_COLUMNS}"
+            f"choose from {METRIC_COLUMNS} or the table's r2_lead_* columns"
         )
     digits = int(digits)
     header = ["model", "family", "n_runs", "n_diverged", *metrics]
@@ -250,7 +305,7 @@ def comparison_markdown(
     pooled = table[table["family"] == ALL_FAMILIES]
     best_parts = []
     for metric in metrics:
-        if metric in HIGHER_IS_BETTER:
+        if _higher_is_better(metric):
             pick = np.nanargmax
         elif metric in LOWER_IS_BETTER:
             pick = np.nanargmin
@@ -273,14 +328,22 @@ def _json_number(value: float) -> float | None:
     return value if np.isfinite(value) else None
 
 
+#: Per-model, per-shift-mode means in ``summary.json`` (and MLflow), besides ``r2_pooled``.
+SUMMARY_METRICS: tuple[str, ...] = (
+    "r2_pooled", "skill_vs_climatology", "skill_vs_persistence", "r2_latent",
+)
+
+
 def summary_dict(test_results: pd.DataFrame, extra: Mapping | None) -> dict:
     """JSON-ready headline numbers per model, merged with ``extra``.
 
     Returns:
-        ``{"models": {model: {"r2_pooled_mean": {shift_mode: float | None},
-        "n_diverged": {shift_mode: int}, "n_runs": int}}, **extra}`` where ``n_runs`` is the
-        number of distinct test runs of the model and the mean is NaN-aware. Non-finite values
-        become ``None`` (JSON has no NaN).
+        ``{"models": {model: {"<metric>_mean": {shift_mode: float | None} for every metric of
+        :data:`SUMMARY_METRICS` present in the table, "r2_lead_mean": {shift_mode: {window:
+        float | None}} (when the table has ``r2_lead_*`` columns), "n_diverged":
+        {shift_mode: int}, "n_runs": int}}, **extra}`` where ``n_runs`` is the number of
+        distinct test runs of the model and every mean is NaN-aware over its test runs.
+        Non-finite values become ``None`` (JSON has no NaN).
 
     Raises:
         ValueError: if ``extra`` has a ``"models"`` key (it would overwrite the summary).
@@ -292,19 +355,29 @@ def summary_dict(test_results: pd.DataFrame, extra: Mapping | None) -> dict:
             "extra has a 'models' key, which summary_dict reserves for the per-model summary; "
             "rename that entry"
         )
+    metrics = [m for m in SUMMARY_METRICS if m in test_results.columns]
+    leads = [c for c in test_results.columns if str(c).startswith(LEAD_PREFIX)]
+
+    def mean_of(rows: pd.DataFrame, column: str) -> float | None:
+        mean, _ = _mean_std(pd.to_numeric(rows[column], errors="coerce").to_numpy(float))
+        return _json_number(mean)
+
     models: dict = {}
     for model in pd.unique(test_results["model"]):
         of_model = test_results[test_results["model"] == model]
-        r2_by_mode = {}
-        diverged_by_mode = {}
+        block: dict = {f"{m}_mean": {} for m in metrics}
+        if leads:
+            block["r2_lead_mean"] = {}
+        block["n_diverged"] = {}
         for mode in pd.unique(of_model["shift_mode"]):
             of_mode = of_model[of_model["shift_mode"] == mode]
-            mean, _ = _mean_std(pd.to_numeric(of_mode["r2_pooled"], errors="coerce").to_numpy(float))
-            r2_by_mode[str(mode)] = _json_number(mean)
-            diverged_by_mode[str(mode)] = int(of_mode["diverged"].eq(True).sum())
-        models[str(model)] = {
-            "r2_pooled_mean": r2_by_mode,
-            "n_diverged": diverged_by_mode,
-            "n_runs": int(of_model["run_id"].nunique()),
-        }
+            for metric in metrics:
+                block[f"{metric}_mean"][str(mode)] = mean_of(of_mode, metric)
+            if leads:
+                block["r2_lead_mean"][str(mode)] = {
+                    c.removeprefix(LEAD_PREFIX): mean_of(of_mode, c) for c in leads
+                }
+            block["n_diverged"][str(mode)] = int(of_mode["diverged"].eq(True).sum())
+        block["n_runs"] = int(of_model["run_id"].nunique())
+        models[str(model)] = block
     return {"models": models, **extra}

@@ -21,7 +21,7 @@ from rom_pipeline.progress import track
 from rom_pipeline.rom.forecaster import LatentForecaster
 from rom_pipeline.rom.pod import PODBasis
 
-SHARED_INPUTS = {"latent_dataset", "pod_basis", "test.runs"}
+SHARED_INPUTS = {"latent_dataset", "train_latent", "pod_basis", "test.runs"}
 MODEL_NAMES = ("mvar", "lstm")
 
 
@@ -64,12 +64,34 @@ def evaluation_config(parameters: dict[str, Any]):
         forecast_start=cfg.forecast_start, clamp_mode=cfg.eval.clamp_mode,
         mass_postprocess=cfg.eval.mass_postprocess, shift_modes=shift_modes,
         valid_r2_threshold=cfg.eval.valid_r2_threshold, order_parameters=cfg.eval.order_parameters,
+        lead_windows=cfg.lead_windows, ensemble_size=cfg.eval.ensemble_size,
+        ensemble_seed=cfg.eval.ensemble_seed,
     )
+
+
+def training_track_model(train_latent: dict, pod: PODBasis, parameters: dict[str, Any]):
+    """The track model of the ``lab_ensemble`` shift mode, fitted on the TRAINING runs' alignment
+    shifts (stored with their latent trajectories in ``train_latent``); None when that mode is not
+    scored."""
+    from rom_pipeline.evaluation.track import TrackModel
+    from rom_pipeline.rom.latent import unpack_trajectories
+
+    cfg = validate_parameters(parameters)
+    if not (cfg.rom.shift_align and "lab_ensemble" in cfg.eval.shift_modes):
+        return None
+    if "shifts" not in train_latent:
+        raise ValueError(
+            "train_latent holds no training shifts; re-run the pod pipeline with rom.shift_align: true "
+            "before scoring eval.shift_modes 'lab_ensemble'"
+        )
+    tracks = list(unpack_trajectories(train_latent, key="shifts").values())
+    return TrackModel(order=cfg.eval.track_order).fit(tracks, pod.grid_shape_)
 
 
 def evaluate_forecaster_on_tests(
     model_artifact: Any,
     pod_basis: dict,
+    train_latent: dict,
     test_runs: RunCollection,
     parameters: dict[str, Any],
     load_forecaster: Callable[[Any], LatentForecaster],
@@ -77,7 +99,9 @@ def evaluate_forecaster_on_tests(
     """Score one forecaster on every unseen test run with the shared protocol (science.md §8).
 
     Returns ``test_results`` (one row per run × shift mode), ``r2_vs_time`` (long format) and the
-    predicted density movies ``{run_id: (T_f, ny, nx)}`` (first shift mode) with their times.
+    predicted density movies ``{run_id: (T_f, ny, nx)}`` (first shift mode) with their times
+    (``{run_id}__times``) and the true density of the same frames (``{run_id}__truth``).
+    ``train_latent`` supplies the training shifts of the ``lab_ensemble`` track model.
     """
     from rom_pipeline.evaluation.protocol import evaluate_many
 
@@ -87,11 +111,13 @@ def evaluate_forecaster_on_tests(
         forecaster, pod, track(test_runs_for_evaluation(test_runs, parameters), "evaluating test runs",
                                total=len(test_runs)),
         evaluation_config(parameters),
+        track_model=training_track_model(train_latent, pod, parameters),
     )
     predictions: dict[str, np.ndarray] = {}
     for run_id, res in per_run.items():
         predictions[run_id] = np.asarray(res.prediction, dtype=np.float32)
         predictions[f"{run_id}__times"] = np.asarray(res.forecast_times)
+        predictions[f"{run_id}__truth"] = np.asarray(res.truth_forecast, dtype=np.float32)
     return results, r2_t, predictions
 
 
@@ -107,7 +133,7 @@ def model_pipeline(
         [
             Node(
                 evaluate,
-                ["model", "pod_basis", "test.runs", "parameters"],
+                ["model", "pod_basis", "train_latent", "test.runs", "parameters"],
                 ["test_results", "r2_vs_time", "predictions"],
                 name="evaluate_on_test_runs",
             )

@@ -68,7 +68,9 @@ def pack_trajectories(
         "trajectories": np.concatenate([trajectories[r] for r in run_ids]),
     }
     if shifts is not None:
-        out["shifts"] = np.concatenate([shifts[r] for r in run_ids]).astype(np.int64)
+        # integer tracks stay int64, sub-pixel tracks float64
+        stacked = np.concatenate([shifts[r] for r in run_ids])
+        out["shifts"] = stacked.astype(np.int64 if np.issubdtype(stacked.dtype, np.integer) else np.float64)
     return out
 
 

@@ -2,9 +2,10 @@
 
 Pipeline for one density frame ``rho`` (ny, nx):
 
-1. optional shift alignment: roll the frame by the integer shift ``(dy, dx)`` that maximises its
+1. optional shift alignment: translate the frame by the shift ``(dy, dx)`` that maximises its
    periodic cross-correlation with a reference frame (temporal mean, first or median frame of the
-   training data);
+   training data): whole cells (``shift_method="integer"``, a roll) or a continuous shift applied
+   in Fourier space (``"subpixel"``); see :mod:`rom_pipeline.rom.shifts`;
 2. optional pointwise transform ``x = T(rho)``: ``raw`` (``x = rho``), ``sqrt``
    (``x = sqrt(rho + eps)``) or ``log`` (``x = log(rho + eps)``);
 3. centring with the global temporal mean ``mu`` of all transformed, aligned training frames;
@@ -45,6 +46,7 @@ import numpy as np
 from scipy.linalg import blas, eigh_tridiagonal, eigvalsh_tridiagonal, lapack
 
 from rom_pipeline.parallel import ExecutionConfig, keep_cluster, map_ordered
+from rom_pipeline.rom.shifts import align_densities, apply_shifts, check_shift_method, estimate_shifts
 
 logger = logging.getLogger(__name__)
 
@@ -121,66 +123,6 @@ def _as_frames(frames: Any, name: str = "frames") -> np.ndarray:
     if frames.ndim != 3:
         raise ValueError(f"{name} must have shape (T, ny, nx), got {frames.shape}")
     return frames
-
-
-def estimate_shifts(frames: np.ndarray, reference: np.ndarray) -> np.ndarray:
-    """Integer shifts that align each frame with a reference (periodic grid).
-
-    For every frame ``f`` the shift ``s = (dy, dx)`` maximises the periodic cross-correlation
-    ``c(s) = sum_p ref[p] f[p - s]``, i.e. ``np.roll(f, (dy, dx), axis=(0, 1))`` best matches the
-    reference. ``c`` is computed for all shifts at once with real FFTs:
-    ``c = irfft2(rfft2(ref) * conj(rfft2(f)))``. Ties go to the first maximum in C order.
-
-    Args:
-        frames: (T, ny, nx) fields.
-        reference: (ny, nx) reference field.
-
-    Returns:
-        (T, 2) int64 shifts ``(dy, dx)`` with ``-ny/2 < dy <= ny/2`` and ``-nx/2 < dx <= nx/2``.
-    """
-    frames = _as_frames(frames)
-    reference = np.asarray(reference, dtype=np.float64)
-    T, ny, nx = frames.shape
-    if reference.shape != (ny, nx):
-        raise ValueError(f"reference has shape {reference.shape}; expected the frame shape {(ny, nx)}")
-    spec = np.fft.rfft2(reference)[None] * np.conj(np.fft.rfft2(frames, axes=(1, 2)))
-    corr = np.fft.irfft2(spec, s=(ny, nx), axes=(1, 2))
-    flat = corr.reshape(T, ny * nx).argmax(axis=1)
-    dy, dx = np.divmod(flat, nx)
-    dy = np.where(dy > ny // 2, dy - ny, dy)
-    dx = np.where(dx > nx // 2, dx - nx, dx)
-    return np.stack([dy, dx], axis=1).astype(np.int64)
-
-
-def apply_shifts(frames: np.ndarray, shifts: np.ndarray, inverse: bool = False) -> np.ndarray:
-    """Roll frame ``t`` by ``shifts[t]`` (or by ``-shifts[t]`` when ``inverse``), periodically.
-
-    Equivalent to ``np.stack([np.roll(f, tuple(s), axis=(0, 1)) for f, s in zip(frames, shifts)])``
-    in one gather.
-
-    Args:
-        frames: (T, ny, nx).
-        shifts: (T, 2) integer ``(dy, dx)``.
-        inverse: undo the shifts instead.
-
-    Returns:
-        (T, ny, nx) rolled copy, dtype of ``frames``.
-    """
-    frames = np.asarray(frames)
-    if frames.ndim != 3:
-        raise ValueError(f"frames must have shape (T, ny, nx), got {frames.shape}")
-    T, ny, nx = frames.shape
-    shifts = np.asarray(shifts)
-    if shifts.shape != (T, 2):
-        raise ValueError(f"shifts must have shape (T, 2) = {(T, 2)} to match frames, got {shifts.shape}")
-    if not np.issubdtype(shifts.dtype, np.integer):
-        if not np.all(np.isfinite(shifts)) or np.any(shifts != np.round(shifts)):
-            raise ValueError("shifts must be integers (grid cells); round them or use estimate_shifts")
-        shifts = shifts.astype(np.int64)
-    s = -shifts if inverse else shifts
-    rows = (np.arange(ny)[None, :] - s[:, :1]) % ny
-    cols = (np.arange(nx)[None, :] - s[:, 1:]) % nx
-    return frames[np.arange(T)[:, None, None], rows[:, :, None], cols[:, None, :]]
 
 
 def _top_eigenpairs(
@@ -454,11 +396,13 @@ class _CentredSecondMoment:
         return snapshots
 
 
-def _aligned_rows(frames: np.ndarray, reference: np.ndarray | None, transform: DensityTransform) -> np.ndarray:
+def _aligned_rows(
+    frames: np.ndarray, reference: np.ndarray | None, transform: DensityTransform, shift_method: str = "integer"
+) -> np.ndarray:
     """(T, ny, nx) raw frames -> (T, ny*nx) snapshot rows: shifted onto ``reference`` (when
     given) and transformed."""
     if reference is not None:
-        frames = apply_shifts(frames, estimate_shifts(frames, reference))
+        frames = align_densities(frames, estimate_shifts(frames, reference, shift_method), shift_method)
     return transform.forward(frames.reshape(frames.shape[0], -1))
 
 
@@ -467,10 +411,11 @@ def _load_aligned_rows(
     grid_shape: tuple[int, int],
     reference: np.ndarray | None,
     transform: DensityTransform,
+    shift_method: str = "integer",
 ) -> np.ndarray:
     """Load run ``i`` of ``item = (i, load)`` and return its snapshot rows (T_i, ny*nx)."""
     i, load = item
-    return _aligned_rows(PODBasis._load_run(load, i, grid_shape), reference, transform)
+    return _aligned_rows(PODBasis._load_run(load, i, grid_shape), reference, transform, shift_method)
 
 
 def _run_statistic(frames: np.ndarray, kind: str) -> Any:
@@ -496,7 +441,7 @@ class PODBasis:
         pod_energy: otherwise keep the smallest ``r`` with ``sum_{k<=r} s_k^2 / sum s^2 >= pod_energy``.
         transform: ``"raw"``, ``"sqrt"`` or ``"log"`` (see :class:`DensityTransform`).
         transform_eps: ``eps`` of the transform.
-        shift_align: align frames by integer periodic shifts before the transform.
+        shift_align: align frames by periodic shifts before the transform.
         shift_align_ref: reference for alignment: ``"mean"`` (temporal mean of all raw training
             frames), ``"first"`` (first frame of the first run) or ``"median"`` (pixel-wise median
             over runs of each run's pixel-wise temporal median; exact median for a single run,
@@ -508,6 +453,8 @@ class PODBasis:
             at a fraction of the cost, but ``singular_values_`` then holds only the leading modes
             (``cumulative_energy_`` is still relative to the exact total energy), ``rank_`` counts
             only those, and ``fixed_modes`` is required.
+        shift_method: ``"integer"`` (whole-cell rolls) or ``"subpixel"`` (continuous shifts,
+            Fourier-space translation); see :mod:`rom_pipeline.rom.shifts`.
 
     Attributes (after ``fit``):
         grid_shape_: (ny, nx).
@@ -533,6 +480,7 @@ class PODBasis:
         shift_align: bool = False,
         shift_align_ref: str = "mean",
         solver: str = "gram",
+        shift_method: str = "integer",
     ):
         self.fixed_modes = fixed_modes
         self.pod_energy = pod_energy
@@ -541,6 +489,7 @@ class PODBasis:
         self.shift_align = shift_align
         self.shift_align_ref = shift_align_ref
         self.solver = solver
+        self.shift_method = shift_method
 
     # ------------------------------------------------------------------ validation helpers
     def _validate_params(self) -> DensityTransform:
@@ -564,6 +513,7 @@ class PODBasis:
             raise ValueError(
                 f"rom.shift_align_ref must be one of {REFERENCE_KINDS}, got {self.shift_align_ref!r}"
             )
+        check_shift_method(self.shift_method)
         return DensityTransform(self.transform, self.transform_eps)
 
     def _check_fitted(self) -> None:
@@ -706,11 +656,12 @@ class PODBasis:
         grid_shape = frames.shape[1:]
         if self.shift_align and reference is None:  # "first": the first frame of the first run
             reference = frames[0].copy()
-        moment.add(_aligned_rows(frames, reference if self.shift_align else None, transform))
+        moment.add(_aligned_rows(frames, reference if self.shift_align else None, transform, self.shift_method))
         del frames
         prepare = partial(
             _load_aligned_rows, grid_shape=grid_shape,
             reference=reference if self.shift_align else None, transform=transform,
+            shift_method=self.shift_method,
         )
         for rows in map_ordered(prepare, list(enumerate(loaders))[1:], execution, label="POD runs"):
             moment.add(rows)
@@ -775,13 +726,13 @@ class PODBasis:
 
     # ------------------------------------------------------------------ using the basis
     def estimate_shifts(self, frames: np.ndarray) -> np.ndarray:
-        """(T, ny, nx) raw frames -> (T, 2) int shifts aligning them to ``reference_``; zeros
-        when ``shift_align`` is False."""
+        """(T, ny, nx) raw frames -> (T, 2) shifts aligning them to ``reference_`` (int64 for the
+        integer method, float64 for sub-pixel); zeros when ``shift_align`` is False."""
         self._check_fitted()
         frames = self._check_frames(frames)
         if not self.shift_align:
             return np.zeros((frames.shape[0], 2), dtype=np.int64)
-        return estimate_shifts(frames, self.reference_)
+        return estimate_shifts(frames, self.reference_, self.shift_method)
 
     def restrict(self, frames: np.ndarray, shifts: np.ndarray | None = None) -> np.ndarray:
         """Latent coordinates ``y = Phi_r^T (T(align(rho)) - mu)``.
@@ -797,9 +748,9 @@ class PODBasis:
         self._check_fitted()
         frames = self._check_frames(frames)
         if shifts is None and self.shift_align:
-            shifts = estimate_shifts(frames, self.reference_)
+            shifts = estimate_shifts(frames, self.reference_, self.shift_method)
         if shifts is not None:
-            frames = apply_shifts(frames, shifts)
+            frames = align_densities(frames, shifts, self.shift_method)
         x = DensityTransform(self.transform, self.transform_eps).forward(frames.reshape(frames.shape[0], -1))
         return (x - self.mean_) @ self.modes_
 
@@ -824,7 +775,7 @@ class PODBasis:
             (y.shape[0],) + self.grid_shape_
         )
         if shifts is not None:
-            rho = apply_shifts(rho, shifts, inverse=True)
+            rho = apply_shifts(rho, shifts, inverse=True, method=self.shift_method)
         return rho
 
     # ------------------------------------------------------------------ persistence
@@ -840,6 +791,7 @@ class PODBasis:
             "shift_align": np.array(bool(self.shift_align)),
             "shift_align_ref": np.array(str(self.shift_align_ref)),
             "solver": np.array(str(self.solver)),
+            "shift_method": np.array(str(self.shift_method)),
             "grid_shape": np.array([ny, nx], dtype=np.int64),
             "n_modes": np.array(self.n_modes_, dtype=np.int64),
             "modes": self.modes_,
@@ -873,6 +825,8 @@ class PODBasis:
             shift_align=bool(arrays["shift_align"]),
             shift_align_ref=str(arrays["shift_align_ref"]),
             solver=str(arrays["solver"]) if "solver" in arrays else "gram",  # older files: gram
+            # bases saved before sub-pixel tracks existed were aligned by whole cells
+            shift_method=str(arrays["shift_method"]) if "shift_method" in arrays else "integer",
         )
         basis._validate_params()
         ny, nx = (int(v) for v in arrays["grid_shape"])

@@ -8,20 +8,22 @@ on unseen test runs, measured instead on training runs the candidate never saw:
    once; ``holdout``: one seeded held-out share). Windows never cross runs, so a held-out run
    contributes nothing to the fit (a split of overlapping windows would leak).
 2. Fit the candidate on the first r' latent coordinates of the other runs.
-3. For every held-out run, follow the test-run protocol (:mod:`rom_pipeline.evaluation.protocol`,
-   same steps and the same building blocks): seed the model with the true latent window ending
-   at ``forecast_start``, roll it out closed loop to the end of the run, lift the forecast with
-   the basis truncated to r' and the shifts of the scored shift mode, clamp, restore the mass of
-   the last conditioning frame, and compare with the run's true KDE density.
+3. For every held-out run, score the candidate through the test-run protocol's one forecast
+   block (:func:`rom_pipeline.evaluation.protocol.forecast_block`, the function the evaluation
+   calls): seed the model with the true latent window ending at ``forecast_start``, roll it out
+   closed loop to the end of the run, lift the forecast with the basis truncated to r' and the
+   shifts of the scored shift mode, clamp, restore the mass of the last conditioning frame, and
+   compare with the run's true KDE density.
 4. ``score`` = pooled density R² (1 − ΣΣ(ρ − ρ̂)² / ΣΣ(ρ − ρ̄)² per run), averaged over the
    held-out runs; the latent R², the teacher-forced one-step latent R² and the POD ceiling are
    kept alongside. One-step skill never ranks candidates: it rewards models whose rollouts
    diverge.
 
-Only what the score needs is computed per candidate (one rollout, one lift); the truth, its
-shifts and the POD ceiling are computed once per held-out run and r'. For the same forecast
-this gives the numbers :func:`~rom_pipeline.evaluation.protocol.evaluate_forecaster` reports
-(``r2_pooled``, ``r2_latent``, ``r2_pod_ceiling``, ``diverged``), at a fraction of its cost.
+One shift mode is scored per candidate (one rollout, one lift); the truth side of the block
+(its restriction, shifts and POD ceiling) is built once per held-out run and r'. For the same
+forecast this gives exactly the numbers
+:func:`~rom_pipeline.evaluation.protocol.evaluate_forecaster` reports (``r2_pooled``,
+``r2_latent``, ``r2_pod_ceiling``, ``diverged``).
 
 POD modes are nested: the basis with r' < r modes is the first r' columns of the stored r-mode
 basis, Φ_{r'} = Φ_r[:, :r'] (same mean, transform and alignment reference), so the r'-mode
@@ -31,6 +33,10 @@ POD and is rejected.
 
 Every candidate is scored on the same frames: the forecast starts at the same frame k0 for all of
 them (raised, if needed, to the largest lag searched), so scores of different lags are comparable.
+Where it starts is :func:`search_forecast_start`: the evaluation's ``eval.forecast_start`` when
+set (the same k0 as on the test runs); with ``eval.forecast_start`` null the evaluation seeds with
+the whole training length sim.T, which leaves no frame to forecast in a training run (those are
+only sim.T long), so the search then seeds with the protocol's shortest seed, the largest lag.
 """
 from __future__ import annotations
 
@@ -48,13 +54,12 @@ import pandas as pd
 from matplotlib.figure import Figure
 
 from rom_pipeline.evaluation.metrics import latent_r2, r2_pooled
-from rom_pipeline.evaluation.postprocess import clamp, mass_postprocess
 from rom_pipeline.evaluation.protocol import (
     EvaluationConfig,
+    ForecastBlock,
     TestRun,
-    _forecast_shifts,
-    _forecast_start_index,
-    _uniform_step,
+    forecast_block,
+    teacher_forced,
 )
 from rom_pipeline.rom.lstm import LSTMForecaster
 from rom_pipeline.rom.mvar import MVARForecaster
@@ -190,6 +195,30 @@ def run_folds(
     return folds
 
 
+def search_forecast_start(
+    search_start: float | None, eval_start: float | None, dt: float, lags: Sequence[int]
+) -> tuple[float, str]:
+    """Forecast start (s) of the held-out runs and the rule that chose it.
+
+    ``search.forecast_start`` if set; else ``eval.forecast_start`` if set (the test runs' own
+    k0); else k0 = the largest lag (``eval.forecast_start`` null means "seed with the whole
+    training length sim.T" on test runs, which would leave no forecast frame in a training run,
+    so the search seeds with the shortest window every candidate accepts). Always raised to the
+    largest lag by :func:`common_forecast_start`.
+    """
+    if search_start is not None:
+        requested, rule = float(search_start), "search.forecast_start"
+    elif eval_start is not None:
+        requested, rule = float(eval_start), "eval.forecast_start (as on the test runs)"
+    else:
+        requested, rule = 0.0, ("eval.forecast_start is null (test runs seed with sim.T, longer "
+                                "than a held-out training run allows): seed = the largest lag")
+    start = common_forecast_start(requested, dt, lags)
+    if requested > 0 and start > requested + 1e-9 * dt:
+        rule += ", raised to the largest lag"
+    return start, rule
+
+
 def common_forecast_start(forecast_start: float, dt: float, lags: Sequence[int]) -> float:
     """Forecast start (s) shared by every candidate: ``k0 · dt`` with
     ``k0 = max(round(forecast_start / dt), max(lags))`` conditioning frames, so every candidate
@@ -265,117 +294,51 @@ class SearchResult:
     run_scores: pd.DataFrame
 
 
-@dataclass
-class HeldOutRun:
-    """Everything about one held-out run that does not depend on the candidate.
+def held_out_block(pod: PODBasis, run: TestRun, stored: np.ndarray, config: EvaluationConfig,
+                   max_lag: int) -> ForecastBlock:
+    """The protocol's :class:`~rom_pipeline.evaluation.protocol.ForecastBlock` of one held-out run
+    (restricted with its true shifts, cut at ``config.forecast_start``), after checking that the
+    stored latent trajectory the candidates were fitted on is that restriction.
 
-    Attributes:
-        run_id: the run.
-        k0: conditioning frames; the forecast covers frames k0..K−1.
-        latent: (K, r) stored latent trajectory (all stored modes).
-        truth: (K − k0, ny, nx) true density of the forecast frames.
-        shifts: (K − k0, 2) shifts that lift the forecast (scored shift mode), or None.
-        oracle_shifts: (K − k0, 2) true shifts of the forecast frames, or None (no alignment).
-        target_mass: ΔxΔy Σρ_{k0−1}, the mass restored by ``mass_postprocess``.
-        cell_area: ΔxΔy.
+    Raises:
+        ValueError: if the stored trajectory is not the restriction of the run's density
+            (``train_latent`` and ``train.runs`` out of date with each other), or the
+            forecast start leaves too few conditioning frames.
     """
-
-    run_id: str
-    k0: int
-    latent: np.ndarray
-    truth: np.ndarray
-    shifts: np.ndarray | None
-    oracle_shifts: np.ndarray | None
-    target_mass: float
-    cell_area: float
-    _ceiling: dict[int, float] = field(default_factory=dict, repr=False)
-
-    @classmethod
-    def prepare(cls, pod: PODBasis, run: TestRun, stored: np.ndarray, config: EvaluationConfig,
-                max_lag: int) -> HeldOutRun:
-        """Restrict the run once, check it against the stored latent trajectory, and cut the
-        forecast block at ``config.forecast_start``.
-
-        Raises:
-            ValueError: if the stored trajectory is not the restriction of the run's density
-                (``train_latent`` and ``train.runs`` out of date with each other), or the
-                forecast start leaves too few conditioning frames.
-        """
-        density = np.asarray(run.density, dtype=np.float64)
-        K = density.shape[0]
-        dt = _uniform_step(run.times, run.run_id)
-        k0 = _forecast_start_index(config, dt, max_lag, K, run.run_id)
-        true_shifts = np.asarray(pod.estimate_shifts(density)) if pod.shift_align else None
-        latent = np.asarray(stored, dtype=np.float64)
-        restricted = pod.restrict(density, shifts=true_shifts)
-        scale = max(float(np.max(np.abs(restricted))), 1e-300)
-        if latent.shape != restricted.shape or \
-                np.max(np.abs(latent - restricted)) > _CONSISTENCY_RTOL * scale:
-            raise ValueError(
-                f"run {run.run_id!r}: the stored latent trajectory {latent.shape} is not the POD "
-                f"restriction of its density {restricted.shape}; train_latent and train.runs are "
-                "out of date with each other: rerun the pod pipeline"
-            )
-        mode = config.shift_modes[0] if pod.shift_align else "none"
-        return cls(
-            run_id=run.run_id, k0=k0, latent=latent, truth=density[k0:],
-            shifts=_forecast_shifts(mode, true_shifts, k0, K, tuple(pod.grid_shape_)),
-            oracle_shifts=None if true_shifts is None else true_shifts[k0:],
-            target_mass=run.cell_area * float(density[k0 - 1].sum()), cell_area=run.cell_area,
+    block = ForecastBlock.prepare(pod, run, config, seed_length=max_lag)
+    latent = np.asarray(stored, dtype=np.float64)
+    restricted = block.latent
+    scale = max(float(np.max(np.abs(restricted))), 1e-300)
+    if latent.shape != restricted.shape or \
+            np.max(np.abs(latent - restricted)) > _CONSISTENCY_RTOL * scale:
+        raise ValueError(
+            f"run {run.run_id!r}: the stored latent trajectory {latent.shape} is not the POD "
+            f"restriction of its density {restricted.shape}; train_latent and train.runs are "
+            "out of date with each other: rerun the pod pipeline"
         )
-
-    def pod_ceiling(self, basis: PODBasis) -> float:
-        """Pooled R² of the lifted true latent forecast block with r' modes (oracle shifts for an
-        aligned basis, no post-processing, as the protocol's ``r2_pod_ceiling``)."""
-        r = basis.n_modes_
-        if r not in self._ceiling:
-            lifted = basis.lift(self.latent[self.k0:, :r], shifts=self.oracle_shifts)
-            self._ceiling[r] = r2_pooled(self.truth, lifted)
-        return self._ceiling[r]
+    return block
 
 
-def score_forecast(model, basis: PODBasis, run: HeldOutRun, config: EvaluationConfig) -> dict[str, Any]:
-    """Closed-loop skill of one fitted forecaster on one held-out run (science.md §8 protocol).
-
-    Seed ``y_{k0−w..k0−1}`` (true, r' modes) -> rollout of K − k0 steps -> lift with ``basis``
-    (r' modes) and ``run.shifts`` -> clamp -> mass restoration -> pooled density R² against
-    the truth. A rollout is diverged when non-finite or max|ŷ| > divergence_factor · max|y|
-    (y the run's r'-mode trajectory), or when the lifted density is non-finite; its skill is
-    NaN.
+def score_forecast(model, basis: PODBasis, block: ForecastBlock,
+                   config: EvaluationConfig) -> dict[str, Any]:
+    """Closed-loop skill of one fitted forecaster on one held-out run, scored by the protocol's
+    :func:`~rom_pipeline.evaluation.protocol.forecast_block` (seed, roll out, lift with r' =
+    ``basis.n_modes_`` modes and ``config.shift_modes[0]``, post-process, score), so the numbers
+    are those the evaluation reports for the same forecast.
 
     Returns:
-        ``{"r2_pooled", "r2_latent", "r2_one_step_latent", "r2_pod_ceiling", "diverged",
-        "n_forecast_frames"}``.
+        ``{"r2_pooled", "r2_latent", "r2_one_step_latent" (teacher-forced latent R²),
+        "r2_pod_ceiling", "diverged", "n_forecast_frames"}``.
     """
-    r, lag, k0 = basis.n_modes_, int(model.lag), run.k0
-    y = run.latent[:, :r]
-    n_f = y.shape[0] - k0
-    with np.errstate(all="ignore"):
-        y_hat = np.asarray(model.rollout(y[k0 - lag:k0].copy(), n_f), dtype=np.float64)
-    if y_hat.shape != (n_f, r):
-        raise ValueError(f"{model.name}.rollout returned {y_hat.shape}; expected {(n_f, r)}")
-    windows = np.lib.stride_tricks.sliding_window_view(y, lag, axis=0)[k0 - lag:-1]
-    with np.errstate(all="ignore"):
-        y_one = np.asarray(model.predict_next(np.ascontiguousarray(windows.transpose(0, 2, 1))))
-    one_step = latent_r2(y[k0:], y_one) if np.all(np.isfinite(y_one)) else math.nan
-    scale = float(np.max(np.abs(y))) or 1.0
-    with np.errstate(all="ignore"):
-        diverged = bool(not np.all(np.isfinite(y_hat))
-                        or np.max(np.abs(y_hat)) > config.divergence_factor * scale)
-    r2_density = r2_latent = math.nan
-    if not diverged:
-        with np.errstate(all="ignore"):
-            rho = np.asarray(basis.lift(y_hat, shifts=run.shifts), dtype=np.float64)
-            if np.all(np.isfinite(rho)):
-                rho = mass_postprocess(clamp(rho, config.clamp_mode), config.mass_postprocess,
-                                       run.target_mass, cell_area=run.cell_area)
-            diverged = not np.all(np.isfinite(rho))
-        if not diverged:
-            r2_density = r2_pooled(run.truth, rho)
-            r2_latent = latent_r2(y[k0:], y_hat)
+    (scored,) = forecast_block(model, basis, block, config).modes
+    y_one = teacher_forced(model, basis, block)
+    y_true = block.latent[block.k0:, :basis.n_modes_]
+    one_step = latent_r2(y_true, y_one) if np.all(np.isfinite(y_one)) else math.nan
     return {
-        "r2_pooled": r2_density, "r2_latent": r2_latent, "r2_one_step_latent": one_step,
-        "r2_pod_ceiling": run.pod_ceiling(basis), "diverged": diverged, "n_forecast_frames": n_f,
+        "r2_pooled": scored.scores["r2_pooled"], "r2_latent": scored.scores["r2_latent"],
+        "r2_one_step_latent": one_step,
+        "r2_pod_ceiling": r2_pooled(block.truth, block.ceiling(basis)),
+        "diverged": scored.diverged, "n_forecast_frames": block.n_forecast,
     }
 
 
@@ -430,7 +393,7 @@ def grid_search(
         logger.info("search fold %d/%d: %d candidates fitted on %d runs, scoring %d held-out runs",
                     fold + 1, len(folds), len(candidates), len(train_ids), len(held_ids))
         for run_id in held_ids:
-            run = HeldOutRun.prepare(pod, load_run(run_id), trajectories[run_id], config, max_lag)
+            run = held_out_block(pod, load_run(run_id), trajectories[run_id], config, max_lag)
             for cand, model in fitted:
                 tic = time.perf_counter()
                 score = score_forecast(model, bases[cand.n_modes], run, config)

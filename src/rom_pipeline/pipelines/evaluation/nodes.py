@@ -15,32 +15,70 @@ from matplotlib.figure import Figure
 from rom_pipeline import __version__
 from rom_pipeline.config import validate_parameters
 from rom_pipeline.datasets.runs import RunCollection
-from rom_pipeline.evaluation import plots, report, report_page
+from rom_pipeline.evaluation import plots, plots_skill, protocol, report, report_page
+from rom_pipeline.evaluation.protocol import evaluate_many
+from rom_pipeline.pipelines.models import evaluation_config, test_runs_for_evaluation, training_track_model
+from rom_pipeline.rom.baselines import ClimatologyForecaster, PersistenceForecaster
+from rom_pipeline.rom.latent import unpack_trajectories
+from rom_pipeline.rom.pod import PODBasis
 
 
-def collect_test_results(*test_results: pd.DataFrame) -> pd.DataFrame:
-    """All models' per-run results in one table."""
-    return pd.concat(test_results, ignore_index=True)
+def score_baselines(
+    train_latent: dict, pod_basis: dict, test_runs: RunCollection, parameters: dict[str, Any]
+) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """Climatology (fitted on the training runs' latent trajectories) and persistence, scored on
+    every test run and shift mode through the same protocol as the models.
+
+    Returns their ``test_results`` and ``r2_vs_time`` tables (model ``climatology`` /
+    ``persistence``)."""
+    pod = PODBasis.from_arrays(pod_basis)
+    config = evaluation_config(parameters)
+    climatology = ClimatologyForecaster().fit(list(unpack_trajectories(train_latent).values()))
+    track_model = training_track_model(train_latent, pod, parameters)
+    results, curves = [], []
+    for baseline in (climatology, PersistenceForecaster()):
+        table, r2_t, _ = evaluate_many(
+            baseline, pod, test_runs_for_evaluation(test_runs, parameters), config,
+            track_model=track_model)
+        results.append(table)
+        curves.append(r2_t)
+    return pd.concat(results, ignore_index=True), pd.concat(curves, ignore_index=True)
 
 
-SHIFT_MODE_LABELS = {
-    "oracle": "true (oracle) shifts for every forecast frame",
-    "hold": "predicted shifts: last conditioning shift held",
-    "extrapolate": "predicted shifts: linear extrapolation of the conditioning shifts",
-    "none": "no shift alignment",
-}
+def collect_test_results(baseline_test_results: pd.DataFrame, *test_results: pd.DataFrame) -> pd.DataFrame:
+    """All models' and the baselines' per-run results in one table, with the skill of every row
+    against each baseline (``skill_vs_climatology``, ``skill_vs_persistence``)."""
+    table = pd.concat([*test_results, baseline_test_results], ignore_index=True)
+    return report.add_skill_scores(table)
+
+
+#: Human-facing names of the shift modes (the protocol's keys stay for compatibility).
+SHIFT_MODE_LABELS = protocol.SHIFT_MODE_LABELS
+
+_HEADLINE = ("r2_pooled", "skill_vs_climatology", "skill_vs_persistence", "r2_latent", "valid_time")
 
 
 def build_comparison(all_test_results: pd.DataFrame) -> tuple[pd.DataFrame, str]:
     """Every metric by model × IC family (mean and spread) for each shift mode, as CSV and
-    Markdown (one labelled section per shift mode)."""
+    Markdown: one labelled section per shift mode with a headline table (pooled density R²,
+    skill against climatology and persistence, latent R², valid time) and a table of the pooled
+    R² in each lead-time window."""
     tables, sections = [], []
+    leads = [c for c in all_test_results.columns if str(c).startswith(report.LEAD_PREFIX)]
     for mode in dict.fromkeys(all_test_results["shift_mode"]):
         table = report.comparison_table(all_test_results, shift_mode=mode)
         tables.append(table.assign(shift_mode=mode))
         label = SHIFT_MODE_LABELS.get(mode, mode)
-        sections.append(f"## Shift mode `{mode}` ({label})\n\n{report.comparison_markdown(table)}")
-    return pd.concat(tables, ignore_index=True), "# Model comparison\n\n" + "\n\n".join(sections) + "\n"
+        text = f"## {label.split(':')[0]} (shift mode `{mode}`)\n\n{label}.\n\n"
+        text += report.comparison_markdown(table, metrics=_HEADLINE)
+        if leads:
+            text += ("\nPooled density R² by lead time after the forecast start (s):\n\n"
+                     + report.comparison_markdown(table, metrics=leads))
+        sections.append(text)
+    intro = ("# Model comparison\n\nskill_vs_<baseline> = 1 − MSE_model / MSE_baseline on the same "
+             "test run and shift mode (0: no better than the baseline); the baselines are scored "
+             "by the same forecast block as the models.\n\n")
+    return pd.concat(tables, ignore_index=True), intro + "\n\n".join(sections) + "\n"
 
 
 def _primary_shift_mode(frame: pd.DataFrame) -> str:
@@ -50,9 +88,25 @@ def _primary_shift_mode(frame: pd.DataFrame) -> str:
 
 
 def plot_r2_curves(*r2_vs_time: pd.DataFrame) -> Figure:
-    """R²(t) of every model on the same axes, one panel per IC family, with the POD ceiling."""
+    """R²(t) of every model and baseline on the same axes, one panel per IC family, with the POD
+    ceiling."""
     curves = pd.concat(r2_vs_time, ignore_index=True)
     return plots.plot_r2_curves(curves, shift_mode=_primary_shift_mode(curves))
+
+
+def ensemble_skill(parameters: dict[str, Any], *r2_vs_time: pd.DataFrame) -> tuple[pd.DataFrame, Figure]:
+    """Skill of the lab-frame ensemble per lead window (``eval.lead_windows``) and its figure;
+    an empty table and a figure saying so when ``lab_ensemble`` was not scored."""
+    cfg = validate_parameters(parameters)
+    curves = pd.concat(r2_vs_time, ignore_index=True)
+    if "lab_ensemble" not in set(curves["shift_mode"]):
+        fig = Figure(figsize=(6, 2))
+        fig.text(0.5, 0.5, "lab_ensemble not scored (eval.shift_modes / rom.shift_align)", ha="center")
+        return pd.DataFrame(columns=["model", "lead_start", "lead_end", "n_frames",
+                                     *plots_skill.SKILL_COLUMNS]), fig
+    edges = cfg.lead_windows or (0.0,)
+    table = plots_skill.skill_by_lead(curves, edges, n_members=cfg.eval.ensemble_size)
+    return table, plots_skill.plot_skill_vs_lead(table)
 
 
 def plot_metric_bars(all_test_results: pd.DataFrame) -> Figure:
@@ -65,14 +119,13 @@ def _model_name(summary: dict) -> str:
     return str(summary["model"])
 
 
-def _movies(test_runs: RunCollection, parameters: dict[str, Any], summaries, predictions):
-    """Per test run: truth on the forecast frames, each model's prediction, forecast times."""
-    cfg = validate_parameters(parameters)
+def _movies(test_runs: RunCollection, summaries, predictions):
+    """Per test run: truth on the forecast frames and forecast times (as the protocol returned
+    them with the first model's predictions), and each model's prediction."""
     for run_id in test_runs:
         preds = {_model_name(s): p[run_id] for s, p in zip(summaries, predictions)}
         times = predictions[0][f"{run_id}__times"]
-        dens = test_runs.density(run_id)
-        truth = dens["density"][:: cfg.rom.subsample][-len(times):].astype(np.float64)
+        truth = np.asarray(predictions[0][f"{run_id}__truth"], dtype=np.float64)
         yield run_id, test_runs[run_id]["family"], truth, preds, times
 
 
@@ -87,7 +140,7 @@ def snapshot_figures(
     extent = (0.0, cfg.sim.Lx, 0.0, cfg.sim.Ly)
     figure = None
     animations: dict[str, dict] = {}
-    for run_id, family, truth, preds, times in _movies(test_runs, parameters, summaries, predictions):
+    for run_id, family, truth, preds, times in _movies(test_runs, summaries, predictions):
         if figure is None:
             snaps = cfg.eval.snapshot_times or list(np.linspace(times[0], times[-1], 4))
             snaps = [t for t in snaps if times[0] <= t <= times[-1]] or [times[0], times[-1]]
@@ -112,6 +165,11 @@ def summarise_experiment(
         "pod": pod_summary,
         "forecast_start": cfg.forecast_start,
         "test_horizon": cfg.test_sim.T,
+        "lead_windows": list(cfg.lead_windows),
+        "baselines": list(report.BASELINES),
+        "shift_mode_labels": {m: SHIFT_MODE_LABELS[m] for m in
+                              dict.fromkeys(all_test_results["shift_mode"])
+                              if m in SHIFT_MODE_LABELS},
         "n_train_runs": cfg.train_ic.run_count("train_ic"),
         "n_test_runs": cfg.test_ic.run_count("test_ic"),
     }

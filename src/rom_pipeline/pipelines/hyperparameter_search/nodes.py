@@ -1,6 +1,7 @@
 """Thin nodes of the hyper-parameter search (the science is in :mod:`rom_pipeline.rom.search`)."""
 from __future__ import annotations
 
+import dataclasses
 import logging
 import time
 from typing import Any
@@ -11,7 +12,8 @@ from matplotlib.figure import Figure
 
 from rom_pipeline.config import ExperimentConfig, validate_parameters
 from rom_pipeline.datasets.runs import RunCollection
-from rom_pipeline.evaluation.protocol import EvaluationConfig, TestRun
+from rom_pipeline.evaluation.protocol import TestRun
+from rom_pipeline.pipelines.models import evaluation_config
 from rom_pipeline.rom import search
 from rom_pipeline.rom.latent import unpack_trajectories
 from rom_pipeline.rom.pod import PODBasis
@@ -71,8 +73,8 @@ def search_hyperparameters(
         raise ValueError("search.mvar.enabled and search.lstm.enabled are both false: nothing to search")
     dt = float(train_latent["dt_rom"])
     lags = [int(c.hyperparameters["lag"]) for c in candidates]
-    requested = s.forecast_start if s.forecast_start is not None else (cfg.eval.forecast_start or 0.0)
-    forecast_start = search.common_forecast_start(requested, dt, lags)
+    forecast_start, start_rule = search.search_forecast_start(
+        s.forecast_start, cfg.eval.forecast_start, dt, lags)
     shortest = min(len(y) for y in trajectories.values())
     k0 = int(round(forecast_start / dt))
     if shortest - k0 < 2:
@@ -80,14 +82,14 @@ def search_hyperparameters(
             f"the search forecast starts at frame {k0} ({forecast_start:g} s) but the shortest "
             f"training run has {shortest} ROM frames: lower search.forecast_start or the lags"
         )
-    config = EvaluationConfig(
-        forecast_start=forecast_start, clamp_mode=cfg.eval.clamp_mode,
-        mass_postprocess=cfg.eval.mass_postprocess, shift_modes=(s.shift_mode,),
-        valid_r2_threshold=cfg.eval.valid_r2_threshold, order_parameters=False,
+    # The evaluation's own settings, with the search's start and single shift mode.
+    config = dataclasses.replace(
+        evaluation_config(parameters), forecast_start=forecast_start,
+        shift_modes=(s.shift_mode,), order_parameters=False, lead_windows=(),
     )
     folds = search.run_folds(list(trajectories), s.validation, s.n_folds, s.holdout_fraction, s.seed)
-    logger.info("search: %d candidates x %d folds (%s), forecast from %.3g s (frame %d)",
-                len(candidates), len(folds), s.validation, forecast_start, k0)
+    logger.info("search: %d candidates x %d folds (%s), forecast from %.3g s (frame %d: %s)",
+                len(candidates), len(folds), s.validation, forecast_start, k0, start_rule)
     tic = time.perf_counter()
     result = search.grid_search(trajectories, pod, _run_loader(train_runs, cfg), candidates, folds,
                                 config)
@@ -96,6 +98,7 @@ def search_hyperparameters(
         "folds": [held for _, held in folds],
         "seed": s.seed,
         "forecast_start": forecast_start,
+        "forecast_start_rule": start_rule,
         "shift_mode": s.shift_mode if pod.shift_align else "none",
         "clamp_mode": cfg.eval.clamp_mode,
         "mass_postprocess": cfg.eval.mass_postprocess,

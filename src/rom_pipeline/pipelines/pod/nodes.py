@@ -33,6 +33,7 @@ def fit_pod_basis(train_runs: RunCollection, parameters: dict[str, Any]) -> tupl
         fixed_modes=rom.fixed_modes, pod_energy=rom.pod_energy,
         transform=rom.density_transform, transform_eps=rom.density_transform_eps,
         shift_align=rom.shift_align, shift_align_ref=rom.shift_align_ref,
+        shift_method=rom.shift_method,
     )
     loaders = [partial(_subsampled_density, train_runs, r, rom.subsample) for r in train_runs]
     pod.fit(loaders, execution=cfg.execution.to_execution())

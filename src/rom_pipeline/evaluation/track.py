@@ -1,0 +1,311 @@
+"""Where the swarm goes: a model of the alignment track and the lab-frame ensemble (issue 14).
+
+The POD works in the co-moving frame: frame ``k`` is aligned by its shift ``s_k`` (cells, see
+:mod:`rom_pipeline.rom.shifts`), and a co-moving forecast ``g_k`` is placed in the lab frame by the
+inverse translation ``S_{-s_k} g_k``. Forecasting the lab frame without future information needs
+a forecast of ``s_k`` itself.
+
+Track model (fitted on TRAINING runs only). The per-step increments
+``d_k = s_k - s_{k-1}`` (minimal periodic image) follow a Gaussian VAR(p) with intercept,
+
+    d_k = c + A_1 d_{k-1} + ... + A_p d_{k-p} + e_k,    e_k ~ N(0, Sigma) i.i.d.,
+
+fitted by pooled least squares over all training runs (windows never cross runs); ``Sigma`` is
+the residual covariance with the degrees-of-freedom correction ``n - (1 + 2p)``.
+
+Displacement law. Given the last ``p`` observed increments before the forecast start ``k0``, the
+cumulative displacement ``D_h = s_{k0-1+h} - s_{k0-1} = sum_{j=1..h} d_{k0-1+j}`` (h = 1..n) is
+Gaussian; its mean and covariance follow exactly from the linear state recursion on
+``z = [d_k, ..., d_{k-p+1}, D]``: ``m_h = F m_{h-1} + b``, ``P_h = F P_{h-1} F^T + L Sigma L^T``,
+``m_0 = [observed increments, 0]``, ``P_0 = 0``.
+
+Lab-frame ensemble of a co-moving forecast ``g_h`` (n, ny, nx):
+
+* its mean is ``E[S_{-s} g_h]`` with ``s ~ N(mu_h, C_h)``, ``mu_h = s_{k0-1} + E D_h``,
+  ``C_h = Cov D_h``: exactly, on the periodic grid, the Fourier multiplier
+  ``FFT(mean_h)(k) = FFT(g_h)(k) exp(2 pi i w.mu_h - 2 pi^2 w^T C_h w)``, ``w = (k_y/n_y, k_x/n_x)``
+  (the Gaussian characteristic function; the even-axis Nyquist modes, which cannot move by a
+  fraction of a cell, take its real part);
+* member ``m`` is ``S_{-s_m} g_h`` with ``s_m`` a path of the fitted VAR driven by seeded Gaussian
+  noise (Fourier shift, so each member keeps the mass of ``g_h``).
+"""
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import numpy as np
+
+from rom_pipeline.rom.shifts import fourier_shift
+
+__all__ = ["TrackModel", "lab_frame_mean", "lab_frame_members", "track_increments", "translated_ensemble_scores"]
+
+
+def track_increments(shifts: np.ndarray, grid_shape: tuple[int, int]) -> np.ndarray:
+    """(T, 2) shifts -> (T-1, 2) increments ``s_k - s_{k-1}`` as the minimal periodic image
+    (in ``[-n/2, n/2)`` per axis), so a swarm crossing the seam keeps a small step."""
+    shifts = np.asarray(shifts, dtype=np.float64)
+    if shifts.ndim != 2 or shifts.shape[1] != 2:
+        raise ValueError(f"shifts must have shape (T, 2), got {shifts.shape}")
+    n = np.asarray(grid_shape, dtype=np.float64)
+    step = np.diff(shifts, axis=0)
+    return np.mod(step + n / 2, n) - n / 2
+
+
+class TrackModel:
+    """Gaussian VAR(p) with intercept on the shift increments (see the module docstring).
+
+    Args:
+        order: p >= 1 (config key ``eval.track_order``).
+
+    Attributes (after ``fit``):
+        intercept_: (2,) ``c``.
+        coefs_: (p, 2, 2) ``A_1..A_p``.
+        noise_cov_: (2, 2) ``Sigma``.
+        grid_shape_: (ny, nx) of the tracks.
+        n_obs_: number of fitted increments.
+    """
+
+    def __init__(self, order: int = 1):
+        if isinstance(order, bool) or int(order) != order or order < 1:
+            raise ValueError(f"eval.track_order must be a positive integer, got {order!r}")
+        self.order = int(order)
+
+    def fit(self, tracks: Sequence[np.ndarray], grid_shape: tuple[int, int]) -> TrackModel:
+        """Pooled least squares on the training tracks.
+
+        Args:
+            tracks: one (T_i, 2) array of alignment shifts per training run.
+            grid_shape: (ny, nx).
+
+        Returns:
+            self.
+        """
+        p = self.order
+        rows, targets = [], []
+        for i, track in enumerate(tracks):
+            inc = track_increments(track, grid_shape)
+            if inc.shape[0] <= p:
+                continue
+            lagged = np.lib.stride_tricks.sliding_window_view(inc, p, axis=0)[:-1]  # (n, 2, p), oldest first
+            lagged = lagged[:, :, ::-1].transpose(0, 2, 1).reshape(len(lagged), 2 * p)  # [d_{k-1}, ..., d_{k-p}]
+            rows.append(np.hstack([np.ones((len(lagged), 1)), lagged]))
+            targets.append(inc[p:])
+        n_params = 1 + 2 * p
+        n_obs = sum(len(t) for t in targets)
+        if n_obs <= n_params:
+            raise ValueError(
+                f"the track model of order {p} needs more than {n_params} increments from the training "
+                f"runs, got {n_obs}: lower eval.track_order or use longer training runs"
+            )
+        X = np.concatenate(rows)
+        Y = np.concatenate(targets)
+        beta, *_ = np.linalg.lstsq(X, Y, rcond=None)  # (1 + 2p, 2)
+        resid = Y - X @ beta
+        self.intercept_ = beta[0].copy()
+        self.coefs_ = np.ascontiguousarray(beta[1:].reshape(p, 2, 2).transpose(0, 2, 1))
+        self.noise_cov_ = resid.T @ resid / (n_obs - n_params)
+        self.grid_shape_ = (int(grid_shape[0]), int(grid_shape[1]))
+        self.n_obs_ = int(n_obs)
+        return self
+
+    def _check_fitted(self) -> None:
+        if not hasattr(self, "coefs_"):
+            raise RuntimeError("this TrackModel is not fitted yet: call fit(tracks, grid_shape) first")
+
+    def _recent(self, conditioning_shifts: np.ndarray) -> np.ndarray:
+        """(p, 2) last p increments of the conditioning shifts, newest first."""
+        conditioning_shifts = np.asarray(conditioning_shifts, dtype=np.float64)
+        if conditioning_shifts.ndim != 2 or conditioning_shifts.shape[0] < self.order + 1:
+            raise ValueError(
+                f"the track model of order {self.order} needs {self.order + 1} conditioning shifts, got "
+                f"{conditioning_shifts.shape[0] if conditioning_shifts.ndim == 2 else conditioning_shifts.shape}: "
+                "raise eval.forecast_start or lower eval.track_order"
+            )
+        inc = track_increments(conditioning_shifts[-(self.order + 1):], self.grid_shape_)
+        return inc[::-1]
+
+    def _companion(self) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """F (2p+2, 2p+2), b (2p+2,), L (2p+2, 2) of ``z_h = F z_{h-1} + b + L e_h``."""
+        p = self.order
+        size = 2 * p + 2
+        F = np.zeros((size, size))
+        F[:2, : 2 * p] = np.hstack(list(self.coefs_))
+        F[2 : 2 * p, : 2 * p - 2] = np.eye(2 * p - 2)
+        F[2 * p :, : 2 * p] = F[:2, : 2 * p]  # D_h = D_{h-1} + d_h
+        F[2 * p :, 2 * p :] = np.eye(2)
+        b = np.zeros(size)
+        b[:2] = self.intercept_
+        b[2 * p :] = self.intercept_
+        L = np.zeros((size, 2))
+        L[:2] = np.eye(2)
+        L[2 * p :] = np.eye(2)
+        return F, b, L
+
+    def displacement_law(self, conditioning_shifts: np.ndarray, n_steps: int) -> tuple[np.ndarray, np.ndarray]:
+        """Law of the cumulative displacement ``D_h``, h = 1..n_steps.
+
+        Args:
+            conditioning_shifts: (k0, 2) observed shifts before the forecast start (k0 >= p + 1).
+            n_steps: number of forecast frames.
+
+        Returns:
+            mean (n_steps, 2) and covariance (n_steps, 2, 2) of ``D_h`` (cells).
+        """
+        self._check_fitted()
+        p = self.order
+        F, b, L = self._companion()
+        Q = L @ self.noise_cov_ @ L.T
+        z = np.concatenate([self._recent(conditioning_shifts).ravel(), np.zeros(2)])
+        P = np.zeros((2 * p + 2, 2 * p + 2))
+        mean = np.empty((n_steps, 2))
+        cov = np.empty((n_steps, 2, 2))
+        for h in range(n_steps):
+            z = F @ z + b
+            P = F @ P @ F.T + Q
+            mean[h] = z[2 * p :]
+            cov[h] = P[2 * p :, 2 * p :]
+        return mean, cov
+
+    def sample_displacements(
+        self, conditioning_shifts: np.ndarray, n_steps: int, n_members: int, seed: int
+    ) -> np.ndarray:
+        """(n_members, n_steps, 2) sampled paths of ``D_h`` (seeded: the same seed gives the same paths)."""
+        self._check_fitted()
+        if isinstance(n_members, bool) or int(n_members) != n_members or n_members < 1:
+            raise ValueError(f"eval.ensemble_size must be an integer >= 1, got {n_members!r}")
+        p = self.order
+        rng = np.random.default_rng(seed)
+        # symmetric square root: also valid for a singular (e.g. noise-free) covariance
+        w, v = np.linalg.eigh(self.noise_cov_)
+        root = v * np.sqrt(np.clip(w, 0.0, None))
+        noise = rng.standard_normal((int(n_members), n_steps, 2)) @ root.T
+        history = np.repeat(self._recent(conditioning_shifts)[None], n_members, axis=0)  # (M, p, 2) newest first
+        total = np.zeros((n_members, 2))
+        out = np.empty((n_members, n_steps, 2))
+        for h in range(n_steps):
+            step = self.intercept_ + np.einsum("ij,mj->mi", self.coefs_[0], history[:, 0])
+            for i in range(1, p):
+                step = step + np.einsum("ij,mj->mi", self.coefs_[i], history[:, i])
+            step = step + noise[:, h]
+            total = total + step
+            out[:, h] = total
+            history = np.concatenate([step[:, None], history[:, :-1]], axis=1)
+        return out
+
+    def to_arrays(self) -> dict[str, np.ndarray]:
+        """Learned state as plain arrays (``np.savez``-able)."""
+        self._check_fitted()
+        return {
+            "order": np.array(self.order, dtype=np.int64),
+            "intercept": self.intercept_, "coefs": self.coefs_, "noise_cov": self.noise_cov_,
+            "grid_shape": np.array(self.grid_shape_, dtype=np.int64), "n_obs": np.array(self.n_obs_, dtype=np.int64),
+        }
+
+    @classmethod
+    def from_arrays(cls, arrays: dict[str, np.ndarray]) -> TrackModel:
+        """Inverse of :meth:`to_arrays`."""
+        model = cls(int(arrays["order"]))
+        model.intercept_ = np.asarray(arrays["intercept"], dtype=np.float64)
+        model.coefs_ = np.asarray(arrays["coefs"], dtype=np.float64)
+        model.noise_cov_ = np.asarray(arrays["noise_cov"], dtype=np.float64)
+        model.grid_shape_ = tuple(int(v) for v in arrays["grid_shape"])
+        model.n_obs_ = int(arrays["n_obs"])
+        return model
+
+
+def lab_frame_mean(shape: np.ndarray, shift_mean: np.ndarray, shift_cov: np.ndarray) -> np.ndarray:
+    """Exact expectation of ``S_{-s} g`` for ``s ~ N(shift_mean, shift_cov)``, frame by frame.
+
+    Args:
+        shape: (n, ny, nx) co-moving frames ``g``.
+        shift_mean: (n, 2) mean alignment shift (cells).
+        shift_cov: (n, 2, 2) its covariance.
+
+    Returns:
+        (n, ny, nx) expected lab-frame density (same mass as ``shape``).
+    """
+    shape = np.asarray(shape, dtype=np.float64)
+    n, ny, nx = shape.shape
+    mu = np.asarray(shift_mean, dtype=np.float64)
+    C = np.asarray(shift_cov, dtype=np.float64)
+    if mu.shape != (n, 2) or C.shape != (n, 2, 2):
+        raise ValueError(f"shift_mean must be (n, 2) and shift_cov (n, 2, 2) with n = {n}; got {mu.shape}, {C.shape}")
+    wy = (np.rint(np.fft.fftfreq(ny) * ny) / ny)[None, :, None]  # (1, ny, 1)
+    wx = (np.arange(nx // 2 + 1) / nx)[None, None, :]  # (1, 1, nx//2+1)
+    phase = 2.0 * np.pi * (wy * mu[:, 0, None, None] + wx * mu[:, 1, None, None])
+    quad = C[:, 0, 0, None, None] * wy**2 + 2.0 * C[:, 0, 1, None, None] * wy * wx + C[:, 1, 1, None, None] * wx**2
+    factor = np.exp(1j * phase - 2.0 * np.pi**2 * quad)
+    nyquist = np.zeros((ny, nx // 2 + 1), dtype=bool)
+    if ny % 2 == 0:
+        nyquist[ny // 2, :] = True
+    if nx % 2 == 0:
+        nyquist[:, nx // 2] = True
+    factor = np.where(nyquist[None], factor.real, factor)
+    return np.fft.irfft2(np.fft.rfft2(shape, axes=(1, 2)) * factor, s=(ny, nx), axes=(1, 2))
+
+
+def lab_frame_members(shape: np.ndarray, member_shifts: np.ndarray) -> np.ndarray:
+    """Members ``S_{-s_m} g`` of the lab-frame ensemble.
+
+    Args:
+        shape: (n, ny, nx) co-moving frames.
+        member_shifts: (M, n, 2) alignment shifts of each member (cells).
+
+    Returns:
+        (M, n, ny, nx) members.
+    """
+    shape = np.asarray(shape, dtype=np.float64)
+    member_shifts = np.asarray(member_shifts, dtype=np.float64)
+    M, n = member_shifts.shape[:2]
+    if member_shifts.shape != (M, shape.shape[0], 2):
+        raise ValueError(f"member_shifts must have shape (M, {shape.shape[0]}, 2), got {member_shifts.shape}")
+    frames = np.broadcast_to(shape[None], (M,) + shape.shape).reshape(M * n, *shape.shape[1:])
+    return fourier_shift(frames, -member_shifts.reshape(M * n, 2)).reshape((M,) + shape.shape)
+
+
+def translated_ensemble_scores(
+    truth: np.ndarray,
+    shape: np.ndarray,
+    member_shifts: np.ndarray,
+    postprocess=None,
+    chunk: int = 32,
+) -> dict[str, np.ndarray]:
+    """Per-frame proper scores of the ensemble ``x_m,h = post(S_{-s_m,h} g_h)``, built and scored a
+    chunk of frames at a time (an (M, n, ny, nx) ensemble is never held in memory).
+
+    Args:
+        truth: (n, ny, nx) observed frames.
+        shape: (n, ny, nx) co-moving frames ``g_h``, or (ny, nx) for one shape at every frame.
+        member_shifts: (M, n, 2) alignment shifts of the members (cells).
+        postprocess: callable (k, ny, nx) -> (k, ny, nx) applied to every member's frames (e.g.
+            clamp and mass restoration); None for none.
+        chunk: frames per chunk.
+
+    Returns:
+        :func:`rom_pipeline.evaluation.scores.frame_scores` of the whole ensemble: ``crps``,
+        ``energy``, ``mse_mean``, ``variance``, each (n,).
+    """
+    from rom_pipeline.evaluation.scores import frame_scores
+
+    truth = np.asarray(truth, dtype=np.float64)
+    n = truth.shape[0]
+    shape = np.asarray(shape, dtype=np.float64)
+    if shape.ndim == 2:
+        shape = np.broadcast_to(shape[None], truth.shape)
+    member_shifts = np.asarray(member_shifts, dtype=np.float64)
+    M = member_shifts.shape[0]
+    if shape.shape != truth.shape or member_shifts.shape != (M, n, 2) or M < 1:
+        raise ValueError(
+            f"need shape {truth.shape} (or one frame) and member_shifts (M >= 1, {n}, 2); got "
+            f"{shape.shape} and {member_shifts.shape}"
+        )
+    parts: dict[str, list[np.ndarray]] = {}
+    for start in range(0, n, chunk):
+        sl = slice(start, min(start + chunk, n))
+        members = lab_frame_members(np.ascontiguousarray(shape[sl]), member_shifts[:, sl])
+        if postprocess is not None:
+            k = members.shape[1]
+            members = postprocess(members.reshape(M * k, *truth.shape[1:])).reshape(members.shape)
+        for key, value in frame_scores(truth[sl], members).items():
+            parts.setdefault(key, []).append(value)
+    return {key: np.concatenate(values) for key, values in parts.items()}

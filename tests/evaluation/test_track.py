@@ -1,0 +1,148 @@
+"""Track model and lab-frame ensemble (evaluation/track.py)."""
+import numpy as np
+import pytest
+from statsmodels.tsa.api import VAR
+
+from rom_pipeline.evaluation.track import (
+    TrackModel,
+    lab_frame_mean,
+    lab_frame_members,
+    track_increments,
+    translated_ensemble_scores,
+)
+
+GRID = (40, 48)
+
+
+def simulate_track(n, c, A, Sigma, seed, start=(0.0, 0.0)):
+    """Alignment shifts whose increments follow d_k = c + A d_{k-1} + e_k, wrapped onto the grid."""
+    rng = np.random.default_rng(seed)
+    chol = np.linalg.cholesky(Sigma)
+    d = np.zeros(2)
+    s = [np.array(start, dtype=float)]
+    for _ in range(n):
+        d = c + A @ d + chol @ rng.standard_normal(2)
+        s.append(s[-1] + d)
+    s = np.array(s)
+    n_grid = np.array(GRID, dtype=float)
+    return np.mod(s + n_grid / 2, n_grid) - n_grid / 2  # wrapped like estimated shifts
+
+
+C_TRUE = np.array([0.05, -0.02])
+A_TRUE = np.array([[0.6, 0.1], [-0.05, 0.4]])
+SIGMA_TRUE = np.array([[0.04, 0.01], [0.01, 0.09]])
+
+
+def test_increments_take_the_minimal_periodic_image():
+    shifts = np.array([[19.5, -23.0], [-19.5, 23.5], [-18.0, 22.0]])
+    np.testing.assert_allclose(track_increments(shifts, GRID), [[1.0, -1.5], [1.5, -1.5]])
+
+
+def test_fit_matches_statsmodels_var_on_one_run():
+    track = simulate_track(600, C_TRUE, A_TRUE, SIGMA_TRUE, seed=0, start=(15.0, -20.0))
+    inc = track_increments(track, GRID)
+    model = TrackModel(order=2).fit([track], GRID)
+    oracle = VAR(inc).fit(2, trend="c")
+    np.testing.assert_allclose(model.intercept_, oracle.intercept, atol=1e-10)
+    np.testing.assert_allclose(model.coefs_, oracle.coefs, atol=1e-10)
+    np.testing.assert_allclose(model.noise_cov_, oracle.sigma_u, atol=1e-10)
+
+
+def test_pooled_fit_recovers_the_generating_process():
+    tracks = [simulate_track(400, C_TRUE, A_TRUE, SIGMA_TRUE, seed=s) for s in range(10)]
+    model = TrackModel(order=1).fit(tracks, GRID)
+    np.testing.assert_allclose(model.coefs_[0], A_TRUE, atol=0.05)
+    np.testing.assert_allclose(model.noise_cov_, SIGMA_TRUE, atol=0.01)
+    assert model.n_obs_ == 10 * 399
+
+
+def test_displacement_law_is_exact_for_a_random_walk_and_matches_its_samples():
+    model = TrackModel(order=1)
+    model.intercept_ = np.array([0.3, -0.1])
+    model.coefs_ = np.zeros((1, 2, 2))
+    model.noise_cov_ = SIGMA_TRUE.copy()
+    model.grid_shape_ = GRID
+    model.n_obs_ = 1
+    cond = np.array([[0.0, 0.0], [1.0, 1.0]])
+    mean, cov = model.displacement_law(cond, 5)
+    h = np.arange(1, 6)
+    np.testing.assert_allclose(mean, h[:, None] * model.intercept_[None], atol=1e-14)
+    np.testing.assert_allclose(cov, h[:, None, None] * SIGMA_TRUE[None], atol=1e-14)
+    # a persistent process: the exact law against 40 000 sampled paths
+    model.coefs_ = A_TRUE[None].copy()
+    mean, cov = model.displacement_law(cond, 6)
+    paths = model.sample_displacements(cond, 6, 40000, seed=3)
+    np.testing.assert_allclose(paths.mean(axis=0), mean, atol=0.03)
+    emp_cov = np.einsum("mhi,mhj->hij", paths - paths.mean(0), paths - paths.mean(0)) / (len(paths) - 1)
+    np.testing.assert_allclose(emp_cov, cov, rtol=0.05, atol=0.005)
+    assert mean[0] == pytest.approx(model.intercept_ + A_TRUE @ np.array([1.0, 1.0]))
+    # seeded: reproducible
+    np.testing.assert_array_equal(model.sample_displacements(cond, 6, 3, seed=7), model.sample_displacements(cond, 6, 3, seed=7))
+
+
+def gaussian_density(centre, cov, grid=GRID):
+    """Normalised anisotropic Gaussian, summed over periodic images, sampled on the grid."""
+    ny, nx = grid
+    y = np.arange(ny)[:, None, None, None] + ny * np.arange(-1, 2)[None, None, :, None]
+    x = np.arange(nx)[None, :, None, None] + nx * np.arange(-1, 2)[None, None, None, :]
+    dy, dx = y - centre[0], x - centre[1]
+    inv = np.linalg.inv(cov)
+    q = inv[0, 0] * dy**2 + 2 * inv[0, 1] * dy * dx + inv[1, 1] * dx**2
+    return (np.exp(-q / 2) / (2 * np.pi * np.sqrt(np.linalg.det(cov)))).sum(axis=(2, 3))
+
+
+def test_lab_frame_mean_is_the_exact_gaussian_convolution():
+    shape = gaussian_density((20.0, 24.0), 2.5**2 * np.eye(2))[None]
+    mu = np.array([[3.3, -5.6]])
+    C = np.array([[[1.5, 0.4], [0.4, 0.8]]])
+    mean = lab_frame_mean(shape, mu, C)
+    # placing by -s: the blob moves to centre - mu and its covariance grows by C
+    expected = gaussian_density((20.0 - 3.3, 24.0 + 5.6), 2.5**2 * np.eye(2) + C[0])
+    assert np.max(np.abs(mean - expected[None])) < 1e-8 * expected.max()
+    assert mean.sum() == pytest.approx(shape.sum(), rel=1e-13)
+    # zero covariance: the mean is the shape translated by -mu
+    members = lab_frame_members(shape, mu[None])
+    np.testing.assert_allclose(lab_frame_mean(shape, mu, np.zeros((1, 2, 2))), members[0], atol=1e-13)
+
+
+def test_lab_frame_mean_is_the_limit_of_the_members():
+    shape = gaussian_density((10.0, 30.0), np.array([[4.0, 1.0], [1.0, 6.0]]))[None].repeat(2, axis=0)
+    rng = np.random.default_rng(5)
+    mu = np.array([[1.0, 2.0], [-3.0, 0.5]])
+    C = np.array([[[2.0, 0.3], [0.3, 1.0]], [[0.5, 0.0], [0.0, 3.0]]])
+    draws = mu[None] + np.einsum("hij,mhj->mhi", np.linalg.cholesky(C), rng.standard_normal((4000, 2, 2)))
+    members = lab_frame_members(shape, draws)
+    np.testing.assert_allclose(members.sum(axis=(2, 3)), shape.sum(axis=(1, 2))[None].repeat(4000, 0), rtol=1e-12)
+    mean = lab_frame_mean(shape, mu, C)
+    assert np.max(np.abs(members.mean(axis=0) - mean)) < 0.03 * mean.max()
+
+
+def test_bad_input_is_refused():
+    with pytest.raises(ValueError, match="eval.track_order must be a positive integer"):
+        TrackModel(order=0)
+    model = TrackModel(order=3).fit([simulate_track(50, C_TRUE, A_TRUE, SIGMA_TRUE, seed=1)], GRID)
+    with pytest.raises(ValueError, match="needs 4 conditioning shifts.*eval.forecast_start"):
+        model.displacement_law(np.zeros((3, 2)), 4)
+    with pytest.raises(ValueError, match="eval.ensemble_size must be an integer >= 1, got 0"):
+        model.sample_displacements(np.zeros((5, 2)), 4, 0, seed=0)
+    with pytest.raises(ValueError, match="lower eval.track_order"):
+        TrackModel(order=2).fit([np.zeros((4, 2))], GRID)
+    rebuilt = TrackModel.from_arrays(model.to_arrays())
+    np.testing.assert_array_equal(rebuilt.coefs_, model.coefs_)
+
+
+def test_translated_ensemble_scores_equal_the_scores_of_the_full_ensemble():
+    from rom_pipeline.evaluation.scores import frame_scores
+
+    rng = np.random.default_rng(9)
+    shape = rng.random((7, 8, 10))
+    truth = rng.random((7, 8, 10))
+    shifts = rng.normal(scale=3.0, size=(4, 7, 2))
+    double = lambda x: 2.0 * x  # noqa: E731
+    chunked = translated_ensemble_scores(truth, shape, shifts, postprocess=double, chunk=3)
+    full = frame_scores(truth, 2.0 * lab_frame_members(shape, shifts))
+    for key in ("crps", "energy", "mse_mean", "variance"):
+        np.testing.assert_allclose(chunked[key], full[key], rtol=1e-12)
+    # one shape for every frame
+    one = translated_ensemble_scores(truth, shape[0], shifts, chunk=5)
+    np.testing.assert_allclose(one["crps"], frame_scores(truth, lab_frame_members(np.repeat(shape[:1], 7, 0), shifts))["crps"], rtol=1e-12)
