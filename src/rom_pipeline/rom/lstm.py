@@ -167,9 +167,9 @@ class LSTMForecaster:
         noise_std: std σ of the Gaussian noise added to the training inputs, in normalised units
             (σ × each mode's training std); targets are never noised.
         scheduled_sampling: final probability p ∈ [0, 1] that a fed-back frame of the k-step
-            unroll is the model's prediction rather than the true frame (needs multi_step > 1;
-            p rises linearly from 0 over the epochs; 1.0 with ``multi_step`` is the pure
-            closed-loop unroll from the first epoch, which is what ``None`` means).
+            unroll is the model's prediction rather than the true frame (needs multi_step > 1).
+            The probability rises linearly from 0 (teacher forcing) in epoch 1 to p at
+            ``max_epochs``. ``None``: every fed-back frame is a prediction from the first epoch.
         validate_every: validate (one-step loss and closed-loop rollouts) every k-th epoch and
             at the last one; ``patience`` and ``lr_patience`` stay counted in epochs.
         clip_rollout: if set, every closed-loop state is clamped per mode to the training range
