@@ -722,9 +722,11 @@ class LSTMForecaster:
             "n_parameters": int(self.n_parameters_),
             "validation_runs": [int(i) for i in self.validation_runs_],
             "training_runs": [int(i) for i in self.training_runs_],
-            "fit_seconds": float(self.fit_seconds_),
             "device": str(self.device_),
-            "training_log": {c: [_plain(v) for v in log[c].tolist()] for c in LOG_COLUMNS},
+            # no wall times (fit_seconds_, the log's seconds): identical fits give identical
+            # payloads; the times go to the training summary and training_log.csv
+            "training_log": {c: [_plain(v) for v in log[c].tolist()] for c in LOG_COLUMNS
+                             if c != "seconds"},
         }
 
     @classmethod
@@ -756,9 +758,9 @@ class LSTMForecaster:
         model.n_parameters_ = int(payload["n_parameters"])
         model.validation_runs_ = list(payload["validation_runs"])
         model.training_runs_ = list(payload["training_runs"])
-        model.fit_seconds_ = float(payload["fit_seconds"])
+        model.fit_seconds_ = float("nan")  # wall times are not stored with the model
         model.device_ = str(torch_device)
-        model.training_log_ = pd.DataFrame(payload["training_log"], columns=LOG_COLUMNS)
+        model.training_log_ = pd.DataFrame(payload["training_log"], columns=LOG_COLUMNS)  # seconds: NaN
         return model
 
 

@@ -361,8 +361,7 @@ class MVARForecaster:
             "train_rmse": np.array(self.train_rmse_),
             "n_windows": np.array(self.n_windows_, dtype=np.int64),
             "solver": np.array(self.solver_),
-            "fit_seconds": np.array(self.fit_seconds_),
-        }
+        }  # no wall time: identical fits give identical files (fit_seconds_ goes to the summary)
 
     @classmethod
     def from_arrays(cls, arrays: dict[str, np.ndarray]) -> MVARForecaster:
@@ -370,7 +369,7 @@ class MVARForecaster:
         required = (
             "lag", "ridge_alpha", "eigenvalue_threshold", "intercept", "coef", "eigenvalues",
             "spectral_radius", "spectral_radius_before", "stability_scale", "train_r2", "train_rmse",
-            "n_windows", "solver", "fit_seconds",
+            "n_windows", "solver",
         )
         missing = [key for key in required if key not in arrays]
         if missing:
@@ -400,7 +399,7 @@ class MVARForecaster:
         model.train_rmse_ = float(arrays["train_rmse"])
         model.n_windows_ = int(arrays["n_windows"])
         model.solver_ = str(arrays["solver"])
-        model.fit_seconds_ = float(arrays["fit_seconds"])
+        model.fit_seconds_ = float("nan")  # wall times are not stored with the model
         return model
 
 

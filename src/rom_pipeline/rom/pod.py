@@ -802,8 +802,7 @@ class PODBasis:
             "rank": np.array(self.rank_, dtype=np.int64),
             "n_snapshots": np.array(self.n_snapshots_, dtype=np.int64),
             "route": np.array(self.route_),
-            "fit_seconds": np.array(float(self.fit_seconds_)),
-        }
+        }  # no wall time: identical fits give identical files (fit_seconds_ goes to pod_summary)
 
     @classmethod
     def from_arrays(cls, arrays: dict[str, np.ndarray]) -> PODBasis:
@@ -811,7 +810,7 @@ class PODBasis:
         required = (
             "fixed_modes", "pod_energy", "transform", "transform_eps", "shift_align", "shift_align_ref",
             "grid_shape", "n_modes", "modes", "singular_values", "cumulative_energy", "mean", "reference",
-            "rank", "n_snapshots", "route", "fit_seconds",
+            "rank", "n_snapshots", "route",
         )
         missing = [key for key in required if key not in arrays]
         if missing:
@@ -843,5 +842,5 @@ class PODBasis:
         basis.rank_ = int(arrays["rank"])
         basis.n_snapshots_ = int(arrays["n_snapshots"])
         basis.route_ = str(arrays["route"])
-        basis.fit_seconds_ = float(arrays["fit_seconds"])
+        basis.fit_seconds_ = float("nan")  # wall times are not stored with the basis
         return basis
