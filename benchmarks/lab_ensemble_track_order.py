@@ -13,7 +13,7 @@ from rom_pipeline.rom.latent import unpack_trajectories
 from rom_pipeline.rom.mvar import MVARForecaster
 from rom_pipeline.rom.pod import PODBasis
 from pathlib import Path
-import yaml, sys
+import sys
 sys.path.insert(0, "benchmarks")
 from shift_method_heldout import load_parameters
 cfg = validate_parameters(load_parameters("base"))
