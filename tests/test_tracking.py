@@ -111,7 +111,7 @@ def test_table_command_lists_the_run_with_the_summary_r2(tracked_run, capsys):
     uri, exp = tracked_run
     summary = json.loads((exp / "summary.json").read_text())
     r2 = summary["models"]["MVAR"]["r2_pooled_mean"]
-    assert set(r2) == {"oracle", "hold", "extrapolate"} and all(math.isfinite(v) for v in r2.values())
+    assert set(r2) == {"oracle", "hold", "extrapolate", "lab_ensemble"} and all(math.isfinite(v) for v in r2.values())
     table = tracking.headline_table(uri)
     assert list(table["experiment"]) == ["test"] and list(table["status"]) == ["FINISHED"]
     for mode, value in r2.items():
