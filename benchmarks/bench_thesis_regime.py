@@ -66,7 +66,7 @@ def persistence_results(regime: str, data_root: Path) -> pd.DataFrame:
 
     regime_data = load_regime(regime, data_root)
     results, _, _ = evaluate_many(PersistenceForecaster(), regime_data.pod, regime_data.runs,
-                                  regime_data.config)
+                                  regime_data.config, track_model=regime_data.track_model)
     return results
 
 

@@ -19,12 +19,14 @@ class RegimeArtifacts:
     trajectories: list[np.ndarray]
     runs: list[Any]  # evaluation TestRun records
     config: Any  # evaluation EvaluationConfig
+    track_model: Any = None  # evaluation.track.TrackModel when 'lab_ensemble' is scored
 
     def score(self, forecaster) -> list[float]:
         """Pooled R² of ``forecaster`` on every test run, first shift mode of ``config``."""
         from rom_pipeline.evaluation.protocol import evaluate_forecaster
 
-        return [evaluate_forecaster(forecaster, self.pod, run, self.config).metrics[0]["r2_pooled"]
+        return [evaluate_forecaster(forecaster, self.pod, run, self.config,
+                                    track_model=self.track_model).metrics[0]["r2_pooled"]
                 for run in self.runs]
 
 
@@ -39,7 +41,11 @@ def load_regime(regime: str, data_root: str | Path, oracle_only: bool = False,
     from kedro.framework.session import KedroSession
     from kedro.framework.startup import bootstrap_project
 
-    from rom_pipeline.pipelines.models import evaluation_config, test_runs_for_evaluation
+    from rom_pipeline.pipelines.models import (
+        evaluation_config,
+        test_runs_for_evaluation,
+        training_track_model,
+    )
     from rom_pipeline.rom.latent import unpack_trajectories
     from rom_pipeline.rom.pod import PODBasis
 
@@ -56,4 +62,5 @@ def load_regime(regime: str, data_root: str | Path, oracle_only: bool = False,
         if particles:
             run_params = {**params, "eval": {**params["eval"], "order_parameters": True}}
         runs = list(test_runs_for_evaluation(catalog.load("test.runs"), run_params))
-    return RegimeArtifacts(params, pod, trajectories, runs, evaluation_config(params))
+        track_model = training_track_model(catalog.load("train_latent"), pod, params)
+    return RegimeArtifacts(params, pod, trajectories, runs, evaluation_config(params), track_model)

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import os
 import shutil
+import signal
 import subprocess
 import sys
 from collections.abc import Callable
@@ -731,8 +732,14 @@ def test_a_pod_started_during_a_simulation_is_refused(data_copy):
         while not owner.exists() and sim.poll() is None and time.monotonic() < deadline:
             time.sleep(0.05)
         assert owner.exists(), "the simulation never took the lock"
+        # Pause the simulation while it holds the lock (it is fast enough to finish before a POD
+        # session starts); it resumes below and must still finish normally.
+        sim.send_signal(signal.SIGSTOP)
         train_before = _hash_tree(data_copy / "test" / "rom_common")
-        code, text = _cli(data_copy, "--pipelines=pod", "--params=train_ic.uniform.n_runs=40")
+        try:
+            code, text = _cli(data_copy, "--pipelines=pod", "--params=train_ic.uniform.n_runs=40")
+        finally:
+            sim.send_signal(signal.SIGCONT)
         assert code == 1
         assert f"is being written by another run (pid {sim.pid}" in text
         assert "--pipelines=simulation" in text  # the command of the running one
