@@ -159,11 +159,11 @@ def test_bad_run_name_stops_before_any_config_is_used():
 
 # ---------------------------------------------------------------------- ignored intent
 def test_pod_energy_ignored_under_fixed_modes_is_reported(test_params):
-    assert ignored_intents(test_params) == []  # base: fixed_modes 19, pod_energy at its default
+    assert ignored_intents(test_params) == []  # test env: fixed_modes 6, pod_energy at its default
     changed = with_overrides(test_params, **{"rom.pod_energy": 0.95})
     (message,) = ignored_intents(changed)
     assert "rom.pod_energy = 0.95 has no effect" in message
-    assert "rom.fixed_modes = 19" in message
+    assert "rom.fixed_modes = 6" in message
     assert 'rom.fixed_modes=null,rom.pod_energy=0.95' in message
     # given on the command line, even at the default value, it is the user's intent
     assert len(ignored_intents(test_params, {"rom": {"pod_energy": 0.99}})) == 1
