@@ -124,8 +124,9 @@ def main() -> None:
                              f"{run.times[-1]:g} s; pass a shorter time")
         late = truth[after]
         shifts = pod.estimate_shifts(late)
-        shape = apply_shifts(late, shifts).mean(axis=0)
-        tracked = apply_shifts(np.repeat(shape[None], len(late), axis=0), shifts, inverse=True)
+        shape = apply_shifts(late, shifts, method=pod.shift_method).mean(axis=0)
+        tracked = apply_shifts(np.repeat(shape[None], len(late), axis=0), shifts, inverse=True,
+                               method=pod.shift_method)
         bounds.append(1.0 - np.sum((late - tracked) ** 2) / total)
         err = np.sum((truth - res.prediction.astype(np.float64)) ** 2, axis=(1, 2))
         early.append(err[~after].sum() / total)
