@@ -58,6 +58,19 @@ def test_default_run_writes_every_artifact_for_both_models(full_run: Path):
     assert len(list((exp / "report" / "animations").glob("*.gif"))) == 2  # one per IC family
 
 
+def test_summary_names_the_lineage_of_the_artifacts_it_summarises(full_run: Path):
+    from rom_pipeline.datasets.files import NpzDataset
+    from rom_pipeline.lineage import fingerprint
+
+    lineage = json.loads((full_run / "summary.json").read_text())["lineage"]
+    stored = {"mvar.predictions": full_run / "MVAR" / "predicted_density.npz",
+              "lstm.predictions": full_run / "LSTM" / "predicted_density.npz",
+              "pod_basis": next((full_run / "rom_common" / "pod_basis.npz").glob("*/pod_basis.npz"))}
+    for name, path in stored.items():
+        assert lineage[name] == fingerprint(NpzDataset(filepath=str(path)).read_lineage()), name
+    assert {"parameters", "latent_dataset", "mvar.model", "lstm.model"} <= set(lineage)
+
+
 def test_animations_have_eval_animation_max_frames(full_run: Path):
     from PIL import Image
 

@@ -12,7 +12,7 @@ import numpy as np
 import pandas as pd
 from matplotlib.figure import Figure
 
-from rom_pipeline import __version__
+from rom_pipeline import __version__, lineage
 from rom_pipeline.config import validate_parameters
 from rom_pipeline.datasets.runs import RunCollection
 from rom_pipeline.evaluation import plots, plots_skill, protocol, report, report_page
@@ -176,7 +176,20 @@ def summarise_experiment(
     summary = report.summary_dict(all_test_results, extra)
     for training in training_summaries:
         summary["models"].setdefault(training["model"], {})["training"] = training
+    summary["lineage"] = _summary_lineage(cfg, [t["model"] for t in training_summaries])
     return summary, cfg.model_dump(mode="json")
+
+
+def _summary_lineage(cfg, models: list[str]) -> dict[str, str]:
+    """What ``summary.json`` was built from: the fingerprint of the validated parameters and the
+    lineage fingerprint (:mod:`rom_pipeline.lineage`) of each artifact behind its numbers, equal to
+    the one stamped inside that artifact."""
+    records = lineage.expected_records(cfg)
+    names = ["pod_basis", "latent_dataset"]
+    for model in models:
+        names += [f"{model.lower()}.model", f"{model.lower()}.predictions"]
+    return {"parameters": lineage.fingerprint(cfg.model_dump(mode="json")),
+            **{name: lineage.fingerprint(records[name]) for name in names if name in records}}
 
 
 # Figures on the report page, linked relative to data/<experiment>/report/index.html; the files
