@@ -327,15 +327,6 @@ class LSTMForecaster:
         validation_trajectories: Sequence[np.ndarray] | None = None,
         progress: Any = None,
     ) -> LSTMForecaster:
-        with _torch_threads(self.num_threads):
-            return self._fit(trajectories, validation_trajectories, progress)
-
-    def _fit(
-        self,
-        trajectories: Sequence[np.ndarray],
-        validation_trajectories: Sequence[np.ndarray] | None = None,
-        progress: Any = None,
-    ) -> LSTMForecaster:
         """Train on latent runs, each (K_i, r), and keep the best validation checkpoint.
 
         Args:
@@ -354,6 +345,16 @@ class LSTMForecaster:
             ValueError: on non-finite or mis-shaped runs, runs not longer than the lag (plus
                 ``multi_step`` − 1), or a split that leaves no training run.
         """
+        with _torch_threads(self.num_threads):
+            return self._fit(trajectories, validation_trajectories, progress)
+
+    def _fit(
+        self,
+        trajectories: Sequence[np.ndarray],
+        validation_trajectories: Sequence[np.ndarray] | None = None,
+        progress: Any = None,
+    ) -> LSTMForecaster:
+        """:meth:`fit` under the forecaster's torch thread setting."""
         started = time.perf_counter()
         self._check_hyperparameters()
         runs = _as_runs("trajectories", trajectories)
@@ -773,6 +774,21 @@ _HYPERPARAMETERS = (
 )
 
 
+def _pooled_skill(truth: Sequence[np.ndarray], forecast: Sequence[np.ndarray], reference) -> float:
+    """1 − Σ ‖y − ŷ‖² / Σ ‖y − reference(y)‖² over matching (H_i, r) blocks; −inf if any forecast
+    value is non-finite; 1 or −inf when every truth equals its reference."""
+    num = den = 0.0
+    for y, y_hat in zip(truth, forecast):
+        y_hat = np.asarray(y_hat, dtype=np.float64)
+        if not np.all(np.isfinite(y_hat)):
+            return -math.inf
+        num += float(np.sum((y - y_hat) ** 2))
+        den += float(np.sum((y - reference(y)) ** 2))
+    if den <= 0.0:
+        return 1.0 if num == 0.0 else -math.inf
+    return 1.0 - num / den
+
+
 def closed_loop_r2(truth: Sequence[np.ndarray], forecast: Sequence[np.ndarray]) -> float:
     """Pooled R² over runs: 1 − Σ ‖y − ŷ‖² / Σ ‖y − ȳ_run‖² (ȳ_run per-mode mean of each run).
 
@@ -782,16 +798,7 @@ def closed_loop_r2(truth: Sequence[np.ndarray], forecast: Sequence[np.ndarray]) 
     Returns:
         The pooled R²; −inf if any forecast value is non-finite.
     """
-    num = den = 0.0
-    for y, y_hat in zip(truth, forecast):
-        y_hat = np.asarray(y_hat, dtype=np.float64)
-        if not np.all(np.isfinite(y_hat)):
-            return -math.inf
-        num += float(np.sum((y - y_hat) ** 2))
-        den += float(np.sum((y - y.mean(axis=0)) ** 2))
-    if den <= 0.0:
-        return 1.0 if num == 0.0 else -math.inf
-    return 1.0 - num / den
+    return _pooled_skill(truth, forecast, lambda y: y.mean(axis=0))
 
 
 def closed_loop_skill(truth: Sequence[np.ndarray], forecast: Sequence[np.ndarray],
@@ -807,16 +814,7 @@ def closed_loop_skill(truth: Sequence[np.ndarray], forecast: Sequence[np.ndarray
         value is non-finite; 1 or −inf if every truth equals c.
     """
     c = np.asarray(climatology, dtype=np.float64)
-    num = den = 0.0
-    for y, y_hat in zip(truth, forecast):
-        y_hat = np.asarray(y_hat, dtype=np.float64)
-        if not np.all(np.isfinite(y_hat)):
-            return -math.inf
-        num += float(np.sum((y - y_hat) ** 2))
-        den += float(np.sum((y - c) ** 2))
-    if den <= 0.0:
-        return 1.0 if num == 0.0 else -math.inf
-    return 1.0 - num / den
+    return _pooled_skill(truth, forecast, lambda y: c)
 
 
 def held_out_runs(n_runs: int, fraction: float, seed: int) -> list[int]:
