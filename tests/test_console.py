@@ -201,7 +201,7 @@ def test_run_summary_lines_report_means_per_shift_mode():
     })
     lines = run_summary_lines({"mvar": table}, {"mvar": "data/x/MVAR/test_results.csv"},
                               "data/x/report/comparison_table.md")
-    assert lines[0] == (f"MVAR: mean pooled R² oracle {r2[0::2].mean():.4f}, hold {r2[1::2].mean():.4f}"
+    assert lines[0] == (f"MVAR: mean pooled R² true track {r2[0::2].mean():.4f}, track held {r2[1::2].mean():.4f}"
                         " over 3 test runs, 1 diverged; results in data/x/MVAR/")
     assert lines[1] == "Comparison report: data/x/report/comparison_table.md"
     assert run_summary_lines({}, {}, None) == []

@@ -197,13 +197,15 @@ def run_summary_lines(test_results: dict[str, Any], paths: dict[str, str | None]
     """
     from pathlib import Path
 
+    from rom_pipeline.evaluation.protocol import SHIFT_MODE_SHORT
     from rom_pipeline.evaluation.report import summary_dict
 
     lines = []
     for name, table in test_results.items():
         for model, block in summary_dict(table, None)["models"].items():
             r2 = ", ".join(
-                f"{mode} {value:.4f}" if value is not None else f"{mode} n/a"
+                f"{SHIFT_MODE_SHORT.get(mode, mode)} "
+                + (f"{value:.4f}" if value is not None else "n/a")
                 for mode, value in block["r2_pooled_mean"].items()
             )
             diverged = sum(block["n_diverged"].values())

@@ -95,6 +95,12 @@ SHIFT_MODE_LABELS = {
     "none": "no shift alignment: the forecast lives in the lab frame",
 }
 
+#: Short forms of :data:`SHIFT_MODE_LABELS` for one-line summaries (the console's closing lines).
+SHIFT_MODE_SHORT = {
+    "oracle": "true track", "hold": "track held", "extrapolate": "track extrapolated",
+    "lab_ensemble": "track forecast", "none": "lab frame",
+}
+
 # Per-frame ensemble scores of the lab_ensemble mode (NaN in the other modes' rows).
 ENSEMBLE_FRAME_COLUMNS = (
     "crps", "crps_climatology", "crps_hold", "energy", "energy_climatology", "energy_hold",
