@@ -236,11 +236,17 @@ def build_report_page(
         "POD modes r": f"{summary['pod']['n_modes']} ({summary['pod']['energy_captured']:.4f} of the energy)",
         "forecast start": f"{summary['forecast_start']:g} s of {summary['test_horizon']:g} s",
         "runs": f"{summary['n_train_runs']} training, {summary['n_test_runs']} test",
-        "figures' shift mode": mode,
+        "figures' shift mode": protocol.SHIFT_MODE_LABELS.get(mode, mode),
     }
     for model, entry in summary["models"].items():
-        r2 = entry.get("r2_pooled_mean", {}).get(mode)
-        facts[f"{model} pooled R² ({mode})"] = "n/a" if r2 is None else f"{r2:.3f}"
+        # pooled density R² and skill against the climatology in every scored shift mode
+        facts[f"{model} pooled R² (skill vs climatology)"] = "; ".join(
+            f"{protocol.SHIFT_MODE_SHORT.get(m, m)} "
+            + ("n/a" if r2 is None else f"{r2:.3f}")
+            + ("" if entry.get("skill_vs_climatology_mean", {}).get(m) is None
+               else f" ({entry['skill_vs_climatology_mean'][m]:.3f})")
+            for m, r2 in entry.get("r2_pooled_mean", {}).items()
+        ) or "n/a"
     animations = [(f"{path.stem} (GIF)", f"animations/{path.name}") for path in map(Path, comparison_animations)]
     return report_page.report_page_html(
         "Forecast comparison report", comparison_markdown, figures, animations, facts, lead_windows
