@@ -16,6 +16,7 @@ from rom_pipeline.evaluation.plots._common import (
     _grid_shape,
     _image,
 )
+from rom_pipeline.evaluation.protocol import SHIFT_MODE_SHORT
 from rom_pipeline.evaluation.report import (
     ALL_FAMILIES,
     _require_columns,
@@ -35,6 +36,11 @@ METRIC_LABELS = {
     "rel_l2": "relative L2 error",
 }
 
+
+
+def _mode_name(mode: str) -> str:
+    """A shift mode's honest short name with its key, e.g. ``true track (oracle)``."""
+    return f"{SHIFT_MODE_SHORT.get(mode, mode)} ({mode})"
 
 def forecast_start_time(rows: pd.DataFrame) -> float:
     """The time [s] of the first forecast frame: ``min(time - lead_time)`` when the table has
@@ -133,7 +139,7 @@ def plot_r2_curves(
         ax.set_axis_off()
     fig.suptitle(
         f"Forecast {label} on the unseen test runs, closed loop from the forecast start "
-        f"(shift mode {rows['shift_mode'].iloc[0]})"
+        f"({_mode_name(rows['shift_mode'].iloc[0])})"
     )
     return fig
 
@@ -249,7 +255,7 @@ def plot_metric_bars(
     ax.set_xlabel("initial-condition family")
     ax.set_ylabel(METRIC_LABELS.get(metric, metric))
     ax.axhline(0.0, color="0.3", linewidth=0.8)
-    ax.set_title(f"{METRIC_LABELS.get(metric, metric)} per family, shift mode {shift_mode}\n"
+    ax.set_title(f"{METRIC_LABELS.get(metric, metric)} per family, {_mode_name(shift_mode)}\n"
                  "mean ± std over test runs (no error bar: one run)")
     ax.legend()
     ax.grid(True, axis="y", alpha=0.3)
