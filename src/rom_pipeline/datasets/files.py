@@ -214,6 +214,12 @@ class TorchPayloadDataset(_FileDataset):
 
     Loading uses ``torch.load(weights_only=True)``, so a payload holding arbitrary objects is
     refused instead of executed.
+
+    Why not kedro-datasets' experimental ``pytorch.PyTorchDataset``: that one saves a module's
+    ``state_dict`` alone, to be loaded into a model class the caller rebuilds. The forecaster's
+    payload also carries its hyper-parameters, normalisation, climatology, training log and the
+    lineage record (:mod:`rom_pipeline.lineage`) checked before any stage reads it, and is written
+    atomically beside the other versioned artifacts (``_FileDataset``).
     """
 
     def load(self) -> dict[str, Any]:
