@@ -217,9 +217,12 @@ def run_summary_lines(test_results: dict[str, Any], paths: dict[str, str | None]
     return lines
 
 
+BASELINE_RESULTS = "baseline_test_results"
+
+
 class RunSummaryHooks:
-    """End a run with its results: each model evaluated in this run (headline scores, folder) and
-    the comparison report when the evaluation ran. Nothing is printed for a run that evaluated
+    """End a run with its results: each model evaluated in this run (headline scores, folder), the
+    baselines scored beside them when the evaluation ran, and the comparison report. Nothing is printed for a run that evaluated
     nothing (e.g. ``--pipelines=simulation``)."""
 
     def __init__(self) -> None:
@@ -235,12 +238,17 @@ class RunSummaryHooks:
         namespace, _, stem = dataset_name.rpartition(".")
         if stem == "test_results" and namespace:
             self._results[namespace] = data
+        elif dataset_name == BASELINE_RESULTS:  # climatology and persistence, scored alike
+            self._results[dataset_name] = data
         elif dataset_name == "comparison_markdown":
             self._report_saved = True
 
     @hook_impl
     def after_pipeline_run(self, run_params: dict[str, Any], pipeline, catalog) -> None:
-        paths = {name: _filepath(catalog, f"{name}.test_results") for name in self._results}
+        paths = {name: _filepath(catalog, name if name == BASELINE_RESULTS else f"{name}.test_results")
+                 for name in self._results}
         report = _filepath(catalog, "comparison_markdown") if self._report_saved else None
-        for line in run_summary_lines(self._results, paths, report):
+        models_first = sorted(self._results, key=lambda name: name == BASELINE_RESULTS)
+        results = {name: self._results[name] for name in models_first}
+        for line in run_summary_lines(results, paths, report):
             logger.info(line)

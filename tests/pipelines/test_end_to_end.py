@@ -151,6 +151,9 @@ def test_usage_examples_leave_three_separate_complete_result_folders(tmp_path: P
         assert proc.stdout == ""  # logs and bars go to stderr
         err = "".join(proc.stderr.split())  # rich wraps long lines, even inside a path
         assert f"Comparisonreport:{tmp_path / name / 'report' / 'comparison_table.md'}" in err
+        # the closing lines give the baselines beside the models, scored alike
+        for baseline in BASELINES:
+            assert f"{baseline}:meanpooledR²truetrack" in err
     folders = {p.name for p in tmp_path.iterdir() if p.is_dir()} - {"mlartifacts"}  # MLflow's
     assert folders == set(USAGE_EXAMPLES)
     for name, (_, models) in USAGE_EXAMPLES.items():
