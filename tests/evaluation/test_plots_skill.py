@@ -45,3 +45,18 @@ def test_bad_edges_and_missing_mode_are_refused():
         skill_by_lead(long_table(), edges=[2.0, 1.0], n_members=4)
     with pytest.raises(ValueError, match="add it to eval.shift_modes"):
         skill_by_lead(long_table(), edges=[0.0], n_members=4, shift_mode="hold")
+
+
+def test_each_model_keeps_one_colour_in_both_panels():
+    from matplotlib.colors import to_hex
+
+    table = pd.DataFrame([
+        {"model": m, "lead_start": a, "lead_end": b, "crps_skill_climatology": 0.1,
+         "crps_skill_hold": 0.2, "spread_skill": 1.0}
+        for m in ("LSTM", "MVAR", "climatology") for a, b in ((0.0, 2.0), (2.0, np.inf))
+    ])
+    left, right = plot_skill_vs_lead(table).axes
+    colour = {line.get_label(): to_hex(line.get_color()) for line in left.lines + right.lines}
+    for model in ("LSTM", "MVAR", "climatology"):
+        assert colour[f"{model}: CRPS vs climatology"] == colour[f"{model}: CRPS vs held track"] == colour[model]
+    assert len({colour[m] for m in ("LSTM", "MVAR", "climatology")}) == 3

@@ -81,14 +81,17 @@ def plot_skill_vs_lead(table: pd.DataFrame, title: str = "Lab-frame ensemble ski
     last, open window is drawn one window width past its start)."""
     fig = Figure(figsize=(11, 4))
     ax_skill, ax_spread = fig.subplots(1, 2)
-    for model, rows in table.groupby("model", sort=True):
+    for k, (model, rows) in enumerate(table.groupby("model", sort=True)):
+        colour = f"C{k}"  # one colour per model in both panels
         start = rows["lead_start"].to_numpy(dtype=float)
         end = rows["lead_end"].to_numpy(dtype=float)
         width = np.diff(start).mean() if len(start) > 1 else 1.0
         mid = np.where(np.isfinite(end), (start + end) / 2, start + width / 2)
-        ax_skill.plot(mid, rows["crps_skill_climatology"], "o-", label=f"{model}: CRPS vs climatology")
-        ax_skill.plot(mid, rows["crps_skill_hold"], "s--", label=f"{model}: CRPS vs held track")
-        ax_spread.plot(mid, rows["spread_skill"], "o-", label=model)
+        ax_skill.plot(mid, rows["crps_skill_climatology"], "o-", color=colour,
+                      label=f"{model}: CRPS vs climatology")
+        ax_skill.plot(mid, rows["crps_skill_hold"], "s--", color=colour,
+                      label=f"{model}: CRPS vs held track")
+        ax_spread.plot(mid, rows["spread_skill"], "o-", color=colour, label=model)
     ax_skill.axhline(0.0, color="k", lw=0.8)
     ax_skill.set_xlabel("lead time after the forecast start [s]")
     ax_skill.set_ylabel("skill 1 − S / S_ref")
