@@ -53,7 +53,7 @@ def main() -> int:
     parser.add_argument("--repeat", type=int, default=2, help="POD fits to time (best is reported)")
     args = parser.parse_args()
     logging.basicConfig(level=logging.INFO, format="  [%(name)s] %(message)s")  # fit phase timings
-    logging.getLogger("rom_pipeline.parallel").setLevel(logging.WARNING)  # per-run progress lines
+    logging.getLogger("rom_pipeline.execution.parallel").setLevel(logging.WARNING)  # per-run progress lines
     n_runs, n_frames, n = (30, 60, 32) if args.quick else (340, 167, 64)
 
     print(f"load average before: {os.getloadavg()[0]:.2f} on {os.cpu_count()} cores")

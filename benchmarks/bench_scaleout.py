@@ -40,9 +40,9 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from rom_pipeline.config import validate_parameters  # noqa: E402
 from rom_pipeline.datasets.runs import RunCollection, SimulationPlan, SimulationRunsDataset  # noqa: E402
-from rom_pipeline.parallel import ExecutionConfig, keep_cluster  # noqa: E402
+from rom_pipeline.execution.parallel import ExecutionConfig, keep_cluster  # noqa: E402
 from rom_pipeline.rom.pod import PODBasis  # noqa: E402
-from rom_pipeline.runs import plan_runs  # noqa: E402
+from rom_pipeline.execution.runs import plan_runs  # noqa: E402
 from tests.conftest import _load_env  # noqa: E402
 
 

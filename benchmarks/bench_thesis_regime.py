@@ -31,7 +31,7 @@ from pathlib import Path
 
 import pandas as pd
 
-from rom_pipeline.catalogue import REFERENCE_R2
+from rom_pipeline.cli.catalogue import REFERENCE_R2
 
 PROJECT = Path(__file__).resolve().parents[1]
 KEDRO = str(Path(sys.executable).with_name("kedro"))

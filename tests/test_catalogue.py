@@ -11,8 +11,8 @@ import pandas as pd
 import pytest
 import yaml
 
-from rom_pipeline import catalogue
-from rom_pipeline.catalogue import (
+from rom_pipeline.cli import catalogue
+from rom_pipeline.cli.catalogue import (
     REFERENCE_R2, THESIS_REGIMES, catalogue_execution, catalogue_table, config_fingerprint,
     expand_envs, main, plan_regime, table_markdown,
 )
@@ -213,7 +213,7 @@ def test_table_reads_baselines_in_either_layout():
 
 def test_slurm_runs_one_job_per_regime(monkeypatch):
     pytest.importorskip("dask_jobqueue")
-    from rom_pipeline.parallel import slurm_cluster_kwargs
+    from rom_pipeline.execution.parallel import slurm_cluster_kwargs
 
     monkeypatch.setattr(catalogue.shutil, "which", lambda name: None)
     with pytest.raises(ValueError, match="no `sbatch` on this machine's PATH"):

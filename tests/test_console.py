@@ -13,7 +13,7 @@ import pandas as pd
 import pytest
 
 from rom_pipeline.config import ConfigError, validate_experiment_name, validate_parameters
-from rom_pipeline.hooks import ignored_intents, run_summary_lines
+from rom_pipeline.framework.hooks import ignored_intents, run_summary_lines
 from tests.conftest import PROJECT, with_overrides
 
 PYTHON = sys.executable
@@ -69,14 +69,14 @@ def test_known_harmless_warnings_are_dropped_but_others_kept():
 
 
 def test_driver_script_on_stdout_is_exactly_the_script():
-    proc = _run(PYTHON, "-m", "rom_pipeline.hpc", "driver-script", "--env", "hpc",
+    proc = _run(PYTHON, "-m", "rom_pipeline.cli.hpc", "driver-script", "--env", "hpc",
                 env={"ROM_DATA_ROOT": "/shared/rom"})
     assert proc.returncode == 0, proc.stderr
     lines = proc.stdout.splitlines()
     assert lines[0] == "#!/usr/bin/env bash"
     assert all(line.startswith(("#", "set ", "cd ", "export ", "/", "'")) or not line.strip()
                for line in lines), lines
-    assert lines[-1].endswith('run --env hpc --runner=rom_pipeline.runner.DaskRunner "$@"')
+    assert lines[-1].endswith('run --env hpc --runner=rom_pipeline.framework.runner.DaskRunner "$@"')
 
 
 @pytest.mark.skipif(__import__("importlib").util.find_spec("mlflow") is None, reason="mlflow extra")
@@ -92,7 +92,7 @@ def test_tracking_table_csv_on_stdout_parses(tmp_path: Path):
     client.log_metric(run.info.run_id, "pod.n_modes", 19)
     client.set_terminated(run.info.run_id)
     del mlflow
-    proc = _run(PYTHON, "-m", "rom_pipeline.tracking", "table", "--format", "csv",
+    proc = _run(PYTHON, "-m", "rom_pipeline.cli.tracking", "table", "--format", "csv",
                 "--tracking-uri", uri)
     assert proc.returncode == 0, proc.stderr
     table = pd.read_csv(io.StringIO(proc.stdout))
@@ -174,7 +174,7 @@ def test_pod_energy_ignored_under_fixed_modes_is_reported(test_params):
 def test_disabled_model_pipeline_only_says_it_is_skipped(test_params, monkeypatch, caplog):
     from kedro.framework.project import configure_project
 
-    from rom_pipeline import hooks
+    from rom_pipeline.framework import hooks
     from rom_pipeline.pipeline_registry import register_pipelines
 
     configure_project("rom_pipeline")
@@ -211,7 +211,7 @@ def test_run_summary_lines_report_means_per_shift_mode():
 def test_track_yields_every_item_and_fills_the_bar(monkeypatch):
     from rich.console import Console
 
-    from rom_pipeline import progress
+    from rom_pipeline.execution import progress
 
     out = io.StringIO()
     monkeypatch.setattr(progress, "console", Console(file=out, width=120, force_terminal=False))
@@ -267,7 +267,7 @@ def test_animations_and_generated_configs_get_normal_permissions(tmp_path):
     import stat
 
     from rom_pipeline.evaluation import plots
-    from rom_pipeline.legacy import write_environment
+    from rom_pipeline.cli.legacy import write_environment
 
     expected = 0o666 & ~_umask()
     truth = np.random.default_rng(0).random((3, 6, 6))
@@ -289,7 +289,7 @@ def _fake_versions(root: Path, experiment: str, name: str, folder: str, versions
 def test_prune_keeps_the_newest_and_the_referenced_versions(tmp_path, monkeypatch):
     import json
 
-    from rom_pipeline.prune import main, prune
+    from rom_pipeline.cli.prune import main, prune
 
     monkeypatch.setenv("ROM_DATA_ROOT", str(tmp_path))
     stamps = [f"2026-11-{d:02d}T10.00.00.000Z" for d in range(1, 6)]
@@ -321,7 +321,7 @@ def test_prune_keeps_the_newest_and_the_referenced_versions(tmp_path, monkeypatc
 def test_prune_command_prints_only_its_report(tmp_path):
     stamps = [f"2026-11-{d:02d}T10.00.00.000Z" for d in range(1, 4)]
     _fake_versions(tmp_path, "named", "latent_dataset.npz", "rom_common", stamps)
-    proc = _run(PYTHON, "-m", "rom_pipeline.prune", "--env", "test", "--experiment", "named",
+    proc = _run(PYTHON, "-m", "rom_pipeline.cli.prune", "--env", "test", "--experiment", "named",
                 "--keep", "1", "--dry-run", env={"ROM_DATA_ROOT": str(tmp_path)})
     assert proc.returncode == 0, proc.stderr
     lines = proc.stdout.splitlines()
@@ -334,7 +334,7 @@ def test_prune_command_prints_only_its_report(tmp_path):
 
 @pytest.mark.skipif(__import__("importlib").util.find_spec("mlflow") is None, reason="mlflow extra")
 def test_mlflow_ui_command_needs_no_activated_venv():
-    from rom_pipeline.tracking import ui_command
+    from rom_pipeline.cli.tracking import ui_command
 
     command = ui_command("sqlite:////x/mlflow.db", port=5001)
     assert command[:4] == [sys.executable, "-m", "mlflow", "ui"]

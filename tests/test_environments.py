@@ -9,7 +9,7 @@ import pytest
 import yaml
 
 from rom_pipeline.config import validate_parameters
-from rom_pipeline.legacy import convert_file
+from rom_pipeline.cli.legacy import convert_file
 from tests.conftest import PROJECT, _load_env
 
 SEED = Path(os.environ.get("ROM_SEED_CONFIGS", PROJECT.parent / "shared" / "seed" / "configs"))
@@ -183,7 +183,7 @@ def test_converted_files_equal_converter_output(env):
     name, files, _ = convert_file(SEED / f"{env}.yaml", env)
     for filename, text in files.items():
         assert (PROJECT / "conf" / env / filename).read_text() == text, (
-            f"conf/{env}/{filename} is stale: rerun `python -m rom_pipeline.legacy convert "
+            f"conf/{env}/{filename} is stale: rerun `python -m rom_pipeline.cli.legacy convert "
             f"{env}.yaml --env {env} --force`"
         )
 

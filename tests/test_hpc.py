@@ -10,11 +10,11 @@ from pathlib import Path
 import pytest
 import yaml
 
-from rom_pipeline import hooks
+from rom_pipeline.framework import hooks
 from rom_pipeline.config import validate_parameters
-from rom_pipeline.hpc import SCHEDULER_PLACEHOLDER, load_execution, render_driver_script, render_job_script
-from rom_pipeline.parallel import ExecutionConfig, slurm_cluster_kwargs
-from rom_pipeline.runner import DaskRunner
+from rom_pipeline.cli.hpc import SCHEDULER_PLACEHOLDER, load_execution, render_driver_script, render_job_script
+from rom_pipeline.execution.parallel import ExecutionConfig, slurm_cluster_kwargs
+from rom_pipeline.framework.runner import DaskRunner
 from tests.conftest import PROJECT, _load_env
 
 HPC_PARAMETERS = PROJECT / "conf" / "hpc" / "parameters.yml"
@@ -40,7 +40,7 @@ def test_hpc_environment_is_the_default_science_on_slurm(monkeypatch, tmp_path):
 
 def test_every_slurm_key_is_documented_and_a_slurmcluster_option():
     pytest.importorskip("dask_jobqueue")
-    from rom_pipeline.parallel import slurm_option_names
+    from rom_pipeline.execution.parallel import slurm_option_names
 
     text = HPC_PARAMETERS.read_text()
     slurm = yaml.safe_load(text)["execution"]["slurm"]
@@ -69,7 +69,7 @@ def test_job_script_carries_every_setting():
 
 def test_cli_prints_the_hpc_job_script_and_refuses_a_local_environment():
     pytest.importorskip("dask_jobqueue")
-    run = [sys.executable, "-m", "rom_pipeline.hpc", "job-script"]
+    run = [sys.executable, "-m", "rom_pipeline.cli.hpc", "job-script"]
     ok = subprocess.run([*run, "--env", "hpc"], cwd=PROJECT, capture_output=True, text=True, timeout=120)
     assert ok.returncode == 0, ok.stderr[-2000:]
     for line in ("#SBATCH -p normal", "#SBATCH --cpus-per-task=1", "#SBATCH --mem=4G", "#SBATCH -t 02:00:00",
@@ -123,7 +123,7 @@ def test_driver_script_runs_the_pipeline_on_the_cluster(monkeypatch, tmp_path, d
     else:
         assert ': "${ROM_DATA_ROOT:?set ROM_DATA_ROOT to storage every node can reach}"' in lines
     kedro = Path(sys.executable).with_name("kedro")
-    assert lines[-1] == f'{kedro} run --env hpc --runner=rom_pipeline.runner.DaskRunner "$@"'
+    assert lines[-1] == f'{kedro} run --env hpc --runner=rom_pipeline.framework.runner.DaskRunner "$@"'
     path = tmp_path / "driver.sbatch"
     path.write_text(script)
     assert subprocess.run(["bash", "-n", str(path)], capture_output=True).returncode == 0  # valid shell

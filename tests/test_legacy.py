@@ -10,7 +10,7 @@ import yaml
 from click.testing import CliRunner
 
 from rom_pipeline.config import validate_parameters
-from rom_pipeline.legacy import (
+from rom_pipeline.cli.legacy import (
     LegacyConversionError,
     cli,
     convert_legacy,
@@ -325,7 +325,7 @@ def test_cli_run_converts_then_runs_kedro(tmp_path, monkeypatch):
         calls.append((command, cwd, env["KEDRO_ENV"]))
         return Done()
 
-    monkeypatch.setattr("rom_pipeline.legacy.subprocess.run", fake_run)
+    monkeypatch.setattr("rom_pipeline.cli.legacy.subprocess.run", fake_run)
     old = _old_file(tmp_path)
     runner = CliRunner()
     args = ["run", str(old), "--project-dir", str(tmp_path), "--pipelines=mvar", "--runner", "SequentialRunner"]
@@ -368,7 +368,7 @@ def test_cli_stops_when_settings_cannot_be_honoured_unless_allow_partial(tmp_pat
     class Done:
         returncode = 0
 
-    monkeypatch.setattr("rom_pipeline.legacy.subprocess.run", lambda *a, **k: calls.append(a) or Done())
+    monkeypatch.setattr("rom_pipeline.cli.legacy.subprocess.run", lambda *a, **k: calls.append(a) or Done())
     old = str(SEED / "best_run_extended_test.yaml")
     args = [command, old, "--env", "partial", "--project-dir", str(tmp_path)]
     refused = CliRunner().invoke(cli, args)

@@ -2,7 +2,7 @@
 import pytest
 
 from rom_pipeline.config import validate_parameters
-from rom_pipeline.lineage import compare_record, expected_records, fingerprint, rebuild_command
+from rom_pipeline.framework.lineage import compare_record, expected_records, fingerprint, rebuild_command
 from tests.conftest import with_overrides
 
 

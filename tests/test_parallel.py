@@ -24,8 +24,9 @@ import pytest
 from rom_pipeline.config import validate_parameters
 from rom_pipeline.datasets.files import NpzDataset
 from rom_pipeline.datasets.runs import RunCollection, SimulationPlan, SimulationRunsDataset
-from rom_pipeline import hooks, parallel
-from rom_pipeline.parallel import (
+from rom_pipeline.execution import parallel
+from rom_pipeline.framework import hooks
+from rom_pipeline.execution.parallel import (
     ExecutionConfig,
     dask_client,
     inside_dask_worker,
@@ -35,8 +36,8 @@ from rom_pipeline.parallel import (
 )
 from rom_pipeline.pipelines.pod.nodes import fit_pod_basis
 from rom_pipeline.rom.pod import PODBasis
-from rom_pipeline.runner import KeepClusterHooks
-from rom_pipeline.runs import plan_runs
+from rom_pipeline.framework.runner import KeepClusterHooks
+from rom_pipeline.execution.runs import plan_runs
 from tests.conftest import PROJECT, _load_env
 
 KEDRO = str(Path(sys.executable).with_name("kedro"))
@@ -282,7 +283,7 @@ def test_dask_runner_passes_in_memory_results_between_nodes_on_workers(on_cluste
     from kedro.io import DataCatalog, MemoryDataset
     from kedro.pipeline import Node, Pipeline
 
-    from rom_pipeline.runner import DaskRunner
+    from rom_pipeline.framework.runner import DaskRunner
 
     stored = NpzDataset(filepath=str(tmp_path / "doubled.npz"))
     catalog = DataCatalog(datasets={
@@ -328,7 +329,7 @@ def test_dask_runner_reproduces_the_sequential_run(tmp_path):
     sequential = tmp_path / "sequential" / "data"
     _kedro(sequential, stages, extra_env=one_thread)
     on_dask = tmp_path / "dask" / "data"
-    proc = _kedro(on_dask, stages, "--runner=rom_pipeline.runner.DaskRunner", "--runner-params=workers=2",
+    proc = _kedro(on_dask, stages, "--runner=rom_pipeline.framework.runner.DaskRunner", "--runner-params=workers=2",
                   "--params=execution.workers=2")
     log = proc.stdout + proc.stderr
     assert "DaskRunner: 12 nodes on a local cluster of 2 worker processes" in " ".join(log.split())

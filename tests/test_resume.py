@@ -18,8 +18,8 @@ from kedro.io import DatasetError
 
 from rom_pipeline.config import validate_parameters
 from rom_pipeline.datasets.runs import SimulationPlan, SimulationRunsDataset
-from rom_pipeline.parallel import ExecutionConfig
-from rom_pipeline.runs import plan_runs
+from rom_pipeline.execution.parallel import ExecutionConfig
+from rom_pipeline.execution.runs import plan_runs
 from tests.conftest import PROJECT, _load_env, with_overrides
 
 KEDRO = str(Path(sys.executable).with_name("kedro"))

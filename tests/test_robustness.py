@@ -31,7 +31,7 @@ from rom_pipeline.physics.initial_conditions import sample_positions
 from rom_pipeline.pipelines.pod.nodes import fit_pod_basis
 from rom_pipeline.rom.mvar import MVARForecaster
 from rom_pipeline.rom.pod import PODBasis
-from rom_pipeline.runs import plan_runs
+from rom_pipeline.execution.runs import plan_runs
 from tests.conftest import PROJECT, _load_env, with_overrides
 
 KEDRO = str(Path(sys.executable).with_name("kedro"))
@@ -698,7 +698,7 @@ def test_verbose_restores_the_traceback(finished):
 
 # --------------------------------------------------------------------------- one writer per experiment
 def test_a_second_run_of_a_held_experiment_is_refused_at_once_naming_the_running_one(data_copy):
-    from rom_pipeline.lock import ExperimentLock
+    from rom_pipeline.execution.lock import ExperimentLock
 
     before = _hash_tree(data_copy)
     with ExperimentLock(data_copy / "test", "test"):  # as a running `kedro run` holds it
@@ -724,7 +724,7 @@ def test_a_pod_started_during_a_simulation_is_refused(data_copy):
     started meanwhile stops at once naming it, and the simulation then finishes normally."""
     env = {**os.environ, "ROM_DATA_ROOT": str(data_copy), "KEDRO_DISABLE_TELEMETRY": "1", "MPLBACKEND": "Agg",
            "COLUMNS": "400"}
-    owner = data_copy / "test" / ".rom_pipeline.lock.json"
+    owner = data_copy / "test" / ".rom_pipeline.execution.lock.json"
     sim = subprocess.Popen([KEDRO, "run", "--env", "test", "--pipelines=simulation", "--params=train_ic.uniform.n_runs=40"],
                            cwd=PROJECT, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
     try:
@@ -762,7 +762,7 @@ LAUGHS = "a: &a [x, x, x, x, x, x, x, x, x]\n" + "".join(
     ("oversized file", "sim:\n  N: 10\n" + "# padding\n" * 120_000, "over the 1000000-byte limit"),
 ])
 def test_legacy_yaml_limits_refuse_before_writing(tmp_path, name, text, expected):
-    from rom_pipeline.legacy import cli as legacy_cli
+    from rom_pipeline.cli.legacy import cli as legacy_cli
 
     old = tmp_path / "old.yaml"
     old.write_text(text)

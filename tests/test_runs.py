@@ -3,7 +3,7 @@ import numpy as np
 import pytest
 
 from rom_pipeline.config import validate_parameters
-from rom_pipeline.runs import plan_runs
+from rom_pipeline.execution.runs import plan_runs
 from tests.conftest import with_overrides
 
 
@@ -43,7 +43,7 @@ def test_rerun_deletes_only_its_own_folders_and_refuses_a_foreign_one_in_the_way
 
     from rom_pipeline.config import validate_parameters
     from rom_pipeline.datasets.runs import SimulationPlan, SimulationRunsDataset
-    from rom_pipeline.runs import plan_runs
+    from rom_pipeline.execution.runs import plan_runs
     from tests.conftest import _load_env, with_overrides
 
     params = with_overrides(_load_env("test"), **{"train_ic.uniform.n_runs": 0, "train_ic.two_clusters.enabled": False,

@@ -1,5 +1,5 @@
 """MLflow tracking (optional extra): a tiny run logs parameters, headline metrics and figures to
-a temporary store, and ``python -m rom_pipeline.tracking table`` lists it with the mean R² of
+a temporary store, and ``python -m rom_pipeline.cli.tracking table`` lists it with the mean R² of
 ``summary.json``."""
 from __future__ import annotations
 
@@ -16,7 +16,8 @@ from tests.conftest import PROJECT
 mlflow = pytest.importorskip("mlflow", reason="the optional 'mlflow' extra is not installed")
 pytest.importorskip("kedro_mlflow", reason="the optional 'mlflow' extra (kedro-mlflow) is not installed")
 
-from rom_pipeline import tracking  # noqa: E402
+from rom_pipeline.cli import tracking as tracking_cli  # noqa: E402
+from rom_pipeline.framework import tracking  # noqa: E402
 
 
 def test_summary_metrics_flatten_models_modes_and_pod():
@@ -43,11 +44,11 @@ def test_summary_metrics_flatten_models_modes_and_pod():
 def test_default_tracking_uri_follows_mlflow_yml(monkeypatch, tmp_path):
     monkeypatch.delenv("MLFLOW_TRACKING_URI", raising=False)
     monkeypatch.setenv("ROM_DATA_ROOT", str(tmp_path))
-    assert tracking.default_tracking_uri("test") == f"sqlite:///{tmp_path}/mlflow.db"
+    assert tracking_cli.default_tracking_uri("test") == f"sqlite:///{tmp_path}/mlflow.db"
     monkeypatch.setenv("ROM_DATA_ROOT", "data")
-    assert tracking.default_tracking_uri("test") == f"sqlite:///{PROJECT}/data/mlflow.db"
+    assert tracking_cli.default_tracking_uri("test") == f"sqlite:///{PROJECT}/data/mlflow.db"
     monkeypatch.setenv("MLFLOW_TRACKING_URI", "http://tracking.example:5000")
-    assert tracking.default_tracking_uri("test") == "http://tracking.example:5000"
+    assert tracking_cli.default_tracking_uri("test") == "http://tracking.example:5000"
 
 
 @pytest.fixture(scope="module")
@@ -112,19 +113,19 @@ def test_table_command_lists_the_run_with_the_summary_r2(tracked_run, capsys):
     summary = json.loads((exp / "summary.json").read_text())
     r2 = summary["models"]["MVAR"]["r2_pooled_mean"]
     assert set(r2) == {"oracle", "hold", "extrapolate", "lab_ensemble"} and all(math.isfinite(v) for v in r2.values())
-    table = tracking.headline_table(uri)
+    table = tracking_cli.headline_table(uri)
     assert list(table["experiment"]) == ["test"] and list(table["status"]) == ["FINISHED"]
     for mode, value in r2.items():
         assert table.loc[0, f"MVAR.r2_pooled_mean.{mode}"] == value
-    assert tracking.main(["table", "--tracking-uri", uri, "--format", "csv"]) == 0
+    assert tracking_cli.main(["table", "--tracking-uri", uri, "--format", "csv"]) == 0
     back = pd.read_csv(io.StringIO(capsys.readouterr().out))
     assert back.loc[0, "MVAR.r2_pooled_mean.oracle"] == pytest.approx(r2["oracle"], rel=1e-15)
-    assert tracking.main(["table", "--tracking-uri", uri]) == 0
+    assert tracking_cli.main(["table", "--tracking-uri", uri]) == 0
     markdown = capsys.readouterr().out
     assert markdown.startswith("| experiment | run_name |")
     assert "| test | __default__+hyperparameter_search |" in markdown
     with pytest.raises(ValueError, match="no MLflow experiment named"):
-        tracking.headline_table(uri, ["nope"])
+        tracking_cli.headline_table(uri, ["nope"])
 
 
 def test_flatten_parameters_gives_one_leaf_per_key():

@@ -18,7 +18,7 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from rom_pipeline.legacy import render_environment, write_environment
+from rom_pipeline.cli.legacy import render_environment, write_environment
 
 CONF = Path(__file__).resolve().parents[1]
 

@@ -525,7 +525,7 @@ class SearchConfig(_Block):
 
 # --------------------------------------------------------------------------- experiment
 class ExecutionBlock(_Block):
-    """``execution``: where independent work runs (see :mod:`rom_pipeline.parallel`)."""
+    """``execution``: where independent work runs (see :mod:`rom_pipeline.execution.parallel`)."""
 
     workers: int = Field(1, ge=1)
     scheduler_address: str | None = None
@@ -535,7 +535,7 @@ class ExecutionBlock(_Block):
     @field_validator("slurm")
     @classmethod
     def _safe_slurm(cls, value: dict[str, Any]) -> dict[str, Any]:
-        from rom_pipeline.parallel import check_slurm_options
+        from rom_pipeline.execution.parallel import check_slurm_options
 
         problems = check_slurm_options(value)
         if problems:
@@ -543,7 +543,7 @@ class ExecutionBlock(_Block):
         return value
 
     def to_execution(self):
-        from rom_pipeline.parallel import ExecutionConfig
+        from rom_pipeline.execution.parallel import ExecutionConfig
 
         return ExecutionConfig(
             workers=self.workers, scheduler_address=self.scheduler_address,

@@ -4,18 +4,18 @@ from pathlib import Path
 
 from kedro.config import OmegaConfigLoader
 
-from rom_pipeline import console  # noqa: F401  (quiets the libraries; see rom_pipeline.console)
+from rom_pipeline.execution import console  # noqa: F401  (quiets the libraries; see rom_pipeline.execution.console)
 from rom_pipeline.config import validate_experiment_name
-from rom_pipeline.hooks import (
+from rom_pipeline.framework.hooks import (
     IntentHooks,
     MissingInputsHooks,
     ProvenanceHooks,
     RunSummaryHooks,
     ValidationHooks,
 )
-from rom_pipeline.integrity import IntegrityHooks, LoadVersionHooks
-from rom_pipeline.runner import KeepClusterHooks
-from rom_pipeline.tracking import TrackingHooks
+from rom_pipeline.framework.integrity import IntegrityHooks, LoadVersionHooks
+from rom_pipeline.framework.runner import KeepClusterHooks
+from rom_pipeline.framework.tracking import TrackingHooks
 
 
 PROJECT_PATH = Path(__file__).resolve().parents[2]

@@ -60,7 +60,7 @@ def test_default_run_writes_every_artifact_for_both_models(full_run: Path):
 
 def test_summary_names_the_lineage_of_the_artifacts_it_summarises(full_run: Path):
     from rom_pipeline.datasets.files import NpzDataset
-    from rom_pipeline.lineage import fingerprint
+    from rom_pipeline.framework.lineage import fingerprint
 
     lineage = json.loads((full_run / "summary.json").read_text())["lineage"]
     stored = {"mvar.predictions": full_run / "MVAR" / "predicted_density.npz",

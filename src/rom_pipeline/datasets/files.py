@@ -85,7 +85,7 @@ class _FileDataset(AbstractVersionedDataset):
     _require_finite: bool = False
 
     def stamp(self, record: dict[str, Any] | None, require_finite: bool = False) -> None:
-        """Record ``record`` (see :mod:`rom_pipeline.lineage`) in what this dataset saves next;
+        """Record ``record`` (see :mod:`rom_pipeline.framework.lineage`) in what this dataset saves next;
         with ``require_finite`` a save holding NaN or inf is refused."""
         self._lineage = record
         self._require_finite = require_finite
@@ -218,7 +218,7 @@ class TorchPayloadDataset(_FileDataset):
     Why not kedro-datasets' experimental ``pytorch.PyTorchDataset``: that one saves a module's
     ``state_dict`` alone, to be loaded into a model class the caller rebuilds. The forecaster's
     payload also carries its hyper-parameters, normalisation, climatology, training log and the
-    lineage record (:mod:`rom_pipeline.lineage`) checked before any stage reads it, and is written
+    lineage record (:mod:`rom_pipeline.framework.lineage`) checked before any stage reads it, and is written
     atomically beside the other versioned artifacts (``_FileDataset``).
     """
 

@@ -39,7 +39,7 @@ from kedro.io import AbstractDataset, DatasetError
 from kedro_datasets._typing import TablePreview
 
 from rom_pipeline.datasets.files import read_npz
-from rom_pipeline.parallel import ExecutionConfig, map_as_completed
+from rom_pipeline.execution.parallel import ExecutionConfig, map_as_completed
 
 logger = logging.getLogger(__name__)
 RUN_FILES = ("particles.npz", "density.npz", "meta.json")
@@ -193,7 +193,7 @@ class SimulationRunsDataset(AbstractDataset[SimulationPlan, RunCollection]):
         if missing:
             raise DatasetError(
                 f"run {run_id}: its task returned no {missing}; a run task must return "
-                "{'particles': ..., 'density': ..., 'meta': ...} (see rom_pipeline.runs.simulate_run)"
+                "{'particles': ..., 'density': ..., 'meta': ...} (see rom_pipeline.execution.runs.simulate_run)"
             )
         final = self._path / run_id
         tmp = self._path / f"{run_id}.partial-{uuid.uuid4().hex[:8]}"

@@ -17,7 +17,7 @@ from kedro.pipeline import Node, Pipeline
 
 from rom_pipeline.config import validate_parameters
 from rom_pipeline.datasets.runs import RunCollection
-from rom_pipeline.progress import track
+from rom_pipeline.execution.progress import track
 from rom_pipeline.rom.forecaster import LatentForecaster
 from rom_pipeline.rom.pod import PODBasis
 
@@ -28,7 +28,7 @@ MODEL_NAMES = ("mvar", "lstm")
 def enabled_models(parameters: dict[str, Any] | None = None) -> list[str]:
     """Names of the models whose ``rom.models.<name>.enabled`` is true (default: both)."""
     if parameters is None:
-        from rom_pipeline.hooks import active_parameters
+        from rom_pipeline.framework.hooks import active_parameters
 
         parameters = active_parameters()
     models = (parameters.get("rom") or {}).get("models") or {}

@@ -45,7 +45,7 @@ from typing import Any
 import numpy as np
 from scipy.linalg import blas, eigh_tridiagonal, eigvalsh_tridiagonal, lapack
 
-from rom_pipeline.parallel import ExecutionConfig, keep_cluster, map_ordered
+from rom_pipeline.execution.parallel import ExecutionConfig, keep_cluster, map_ordered
 from rom_pipeline.rom.shifts import align_densities, apply_shifts, check_shift_method, estimate_shifts
 
 logger = logging.getLogger(__name__)
@@ -558,7 +558,7 @@ class PODBasis:
             execution: where the per-run work (loading, alignment, transform, reference
                 statistics) runs; ``None`` or one worker = in this process. With a cluster the
                 callables must be picklable (cloudpickle). The per-run results are reduced here
-                in run order (:func:`rom_pipeline.parallel.map_ordered`), so the basis is
+                in run order (:func:`rom_pipeline.execution.parallel.map_ordered`), so the basis is
                 bit-identical to the serial fit whatever the number of workers.
 
         Returns:

@@ -12,11 +12,12 @@ import numpy as np
 import pandas as pd
 from matplotlib.figure import Figure
 
-from rom_pipeline import __version__, lineage
+from rom_pipeline import __version__
 from rom_pipeline.config import validate_parameters
 from rom_pipeline.datasets.runs import RunCollection
 from rom_pipeline.evaluation import plots, plots_skill, protocol, report, report_page
 from rom_pipeline.evaluation.protocol import evaluate_many
+from rom_pipeline.framework import lineage
 from rom_pipeline.pipelines.models import evaluation_config, test_runs_for_evaluation, training_track_model
 from rom_pipeline.rom.baselines import ClimatologyForecaster, PersistenceForecaster
 from rom_pipeline.rom.latent import unpack_trajectories
@@ -182,7 +183,7 @@ def summarise_experiment(
 
 def _summary_lineage(cfg, models: list[str]) -> dict[str, str]:
     """What ``summary.json`` was built from: the fingerprint of the validated parameters and the
-    lineage fingerprint (:mod:`rom_pipeline.lineage`) of each artifact behind its numbers, equal to
+    lineage fingerprint (:mod:`rom_pipeline.framework.lineage`) of each artifact behind its numbers, equal to
     the one stamped inside that artifact."""
     records = lineage.expected_records(cfg)
     names = ["pod_basis", "latent_dataset"]

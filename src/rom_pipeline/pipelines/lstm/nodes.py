@@ -9,7 +9,7 @@ from matplotlib.figure import Figure
 
 from rom_pipeline.config import validate_parameters
 from rom_pipeline.evaluation import plots
-from rom_pipeline.progress import progress_bar
+from rom_pipeline.execution.progress import progress_bar
 from rom_pipeline.rom.latent import unpack_trajectories
 from rom_pipeline.rom.lstm import LSTMForecaster
 

@@ -1,5 +1,5 @@
 """Thin nodes of the simulation pipeline: plan runs from parameters (the science is in
-:mod:`rom_pipeline.runs` and :mod:`rom_pipeline.physics`)."""
+:mod:`rom_pipeline.execution.runs` and :mod:`rom_pipeline.physics`)."""
 from __future__ import annotations
 
 from typing import Any
@@ -8,7 +8,7 @@ import pandas as pd
 
 from rom_pipeline.config import validate_parameters
 from rom_pipeline.datasets.runs import SimulationPlan
-from rom_pipeline.runs import plan_runs
+from rom_pipeline.execution.runs import plan_runs
 
 
 def plan_simulation_runs(parameters: dict[str, Any], split: str) -> tuple[SimulationPlan, pd.DataFrame]:

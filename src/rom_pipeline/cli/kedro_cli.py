@@ -18,10 +18,11 @@ from kedro.framework.cli.project import run as kedro_run
 from kedro.io import DatasetError
 
 from rom_pipeline.config import ConfigError
-from rom_pipeline.lineage import LineageError
-from rom_pipeline.lock import ExperimentBusy
+from rom_pipeline.execution.lock import ExperimentBusy
+from rom_pipeline.execution.parallel import ClusterUnavailable
+from rom_pipeline.framework.lineage import LineageError
 
-USER_ERRORS = (ConfigError, LineageError, ExperimentBusy, DatasetError)
+USER_ERRORS = (ConfigError, ClusterUnavailable, LineageError, ExperimentBusy, DatasetError)
 
 
 def verbose_requested(flag: bool = False) -> bool:

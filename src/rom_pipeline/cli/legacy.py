@@ -24,8 +24,8 @@ inherit anything from ``conf/base`` by accident.
 
 Command line (also the ``rom-legacy`` console script)::
 
-    python -m rom_pipeline.legacy convert OLD.yaml [--env NAME] [--force]
-    python -m rom_pipeline.legacy run OLD.yaml [--env NAME] [--force] [kedro run options]
+    python -m rom_pipeline.cli.legacy convert OLD.yaml [--env NAME] [--force]
+    python -m rom_pipeline.cli.legacy run OLD.yaml [--env NAME] [--force] [kedro run options]
 """
 from __future__ import annotations
 
@@ -766,7 +766,7 @@ def _conversion_header(source: Path, name: str, report: list[str]) -> list[str]:
     return [
         f"Kedro environment '{name}' (outputs under data/{name}/), converted from the legacy",
         f"configuration {source.name} by",
-        f"  python -m rom_pipeline.legacy convert {source.name} --env {name}",
+        f"  python -m rom_pipeline.cli.legacy convert {source.name} --env {name}",
         "Every parameter is explicit: nothing is inherited from conf/base. To change the experiment,",
         "edit the old file and convert it again with --force (or edit this file and drop this header).",
         "",

@@ -10,7 +10,7 @@ and hands its callback in::
     for run in track(runs, "MVAR: evaluating test runs"):   # an iterable, counted as consumed
         ...
 
-The bar (rich, on the project's stderr :data:`~rom_pipeline.console.console`) shows done/total,
+The bar (rich, on the project's stderr :data:`~rom_pipeline.execution.console.console`) shows done/total,
 elapsed time and the time left. On a terminal it redraws in place; when stderr is a file or a
 pipe it prints once, as one finished line, when the step ends, so logs stay short. A step that
 stops early (early stopping) closes its bar where it stopped.
@@ -30,7 +30,7 @@ from rich.progress import (
     TimeRemainingColumn,
 )
 
-from rom_pipeline.console import console
+from rom_pipeline.execution.console import console
 
 T = TypeVar("T")
 Advance = Callable[..., None]

@@ -6,14 +6,14 @@ experiment). This command keeps, per versioned catalog entry of one experiment,
 
 - the ``keep`` newest versions (Kedro's version strings are UTC timestamps, so newest = largest),
 - every version that the experiment's ``summary.json`` still references (``artifact_versions``,
-  written by :class:`rom_pipeline.hooks.ProvenanceHooks`), so a reported result stays
+  written by :class:`rom_pipeline.framework.hooks.ProvenanceHooks`), so a reported result stays
   reproducible from its own artifacts,
 
 and deletes the other version folders. Local (or mounted) paths only.
 
 Command line (stdout: one line per pruned version and a total; ``--dry-run`` deletes nothing)::
 
-    python -m rom_pipeline.prune --env test --keep 3 [--experiment NAME] [--dry-run]
+    python -m rom_pipeline.cli.prune --env test --keep 3 [--experiment NAME] [--dry-run]
 """
 from __future__ import annotations
 
@@ -28,7 +28,7 @@ from pathlib import Path
 
 logger = logging.getLogger(__name__)
 
-PROJECT_PATH = Path(__file__).resolve().parents[2]
+PROJECT_PATH = Path(__file__).resolve().parents[3]
 
 
 @dataclass(frozen=True)
@@ -107,7 +107,7 @@ def prune(env: str | None, keep: int, experiment: str | None = None, dry_run: bo
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m rom_pipeline.prune",
+    parser = argparse.ArgumentParser(prog="python -m rom_pipeline.cli.prune",
                                      description=__doc__.split("\n\n")[0])
     parser.add_argument("--env", default=None, help="Kedro environment (default: local)")
     parser.add_argument("--experiment", default=None,

@@ -5,10 +5,10 @@ Before the first node runs (after parameter validation and the missing-input che
 1. the experiment name is a simple folder name and every file dataset of the pipeline lies inside
    ``<data_root>/`` (see :func:`rom_pipeline.config.validate_experiment_name`);
 2. ``execution.cluster: slurm`` needs ``sbatch`` on PATH (checked before any cluster starts);
-3. the experiment's write lock is taken (:mod:`rom_pipeline.lock`): a second run of the same
+3. the experiment's write lock is taken (:mod:`rom_pipeline.execution.lock`): a second run of the same
    experiment stops here, naming the running one;
 4. every tracked artifact the run only reads is compared with what the current parameters expect
-   (:mod:`rom_pipeline.lineage`), and the artifacts it writes are stamped with their record.
+   (:mod:`rom_pipeline.framework.lineage`), and the artifacts it writes are stamped with their record.
 
 The lock is released when the pipeline ends, successfully or not.
 """
@@ -20,9 +20,9 @@ from typing import Any
 
 from kedro.framework.hooks import hook_impl
 
-from rom_pipeline import lineage
+from rom_pipeline.framework import lineage
 from rom_pipeline.config import ConfigError, validate_experiment_name, validate_parameters
-from rom_pipeline.lock import ExperimentLock
+from rom_pipeline.execution.lock import ExperimentLock
 
 logger = logging.getLogger(__name__)
 
@@ -75,8 +75,8 @@ class IntegrityHooks:
 
     @hook_impl
     def before_pipeline_run(self, run_params: dict[str, Any], pipeline, catalog) -> None:
-        from rom_pipeline.hooks import active_parameters
-        from rom_pipeline.parallel import require_sbatch
+        from rom_pipeline.framework.hooks import active_parameters
+        from rom_pipeline.execution.parallel import require_sbatch
 
         if self._lock is not None:  # an earlier session of this process failed before its run
             self._lock.release()

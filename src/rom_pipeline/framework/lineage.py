@@ -13,7 +13,7 @@ computes the expected record of every artifact from the current parameters (:fun
 stamps it on the artifacts a run writes (stored inside the ``.npz`` / torch payload under
 ``_lineage``), and compares it with the record stored in every artifact the run only reads
 (:func:`check_inputs`). A run collection's fingerprint hashes its runs' own fingerprints
-(:attr:`rom_pipeline.runs.RunTask.fingerprint`), which already cover physics, IC and seed.
+(:attr:`rom_pipeline.execution.runs.RunTask.fingerprint`), which already cover physics, IC and seed.
 
 On a mismatch the check names the stale artifact, what differs (key: stored -> current) and the
 command that rebuilds it. Artifacts written before lineage existed are reported in a warning and
@@ -30,7 +30,7 @@ from typing import Any
 import numpy as np
 
 from rom_pipeline.config import ExperimentConfig
-from rom_pipeline.runs import physics_settings, plan_runs
+from rom_pipeline.execution.runs import physics_settings, plan_runs
 
 logger = logging.getLogger(__name__)
 

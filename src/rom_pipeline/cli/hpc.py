@@ -2,14 +2,14 @@
 
 A SLURM run has two kinds of jobs:
 
-* one **driver** job runs ``kedro run --env hpc --runner=rom_pipeline.runner.DaskRunner``. With
+* one **driver** job runs ``kedro run --env hpc --runner=rom_pipeline.framework.runner.DaskRunner``. With
   ``execution.cluster: slurm`` (``conf/hpc``) it starts a Dask scheduler and, through
   ``dask_jobqueue.SLURMCluster``, submits
 * ``execution.workers`` **worker** jobs, each running one Dask worker sized by
   ``execution.slurm`` (cores, memory, walltime, partition, account, extra ``#SBATCH`` lines).
 
 Every node of the pipeline then runs as a task on that one cluster, and the simulation runs and
-POD per-run work inside the nodes go to the same workers (see :mod:`rom_pipeline.runner`). All
+POD per-run work inside the nodes go to the same workers (see :mod:`rom_pipeline.framework.runner`). All
 jobs must see ``data_root`` (set ``ROM_DATA_ROOT`` to shared storage) and this Python environment.
 Outputs are those of a local run, bit for bit, in the same ``<data_root>/<experiment>`` folder, so
 a stage started on a workstation can be finished on the cluster and vice versa.
@@ -17,8 +17,8 @@ a stage started on a workstation can be finished on the cluster and vice versa.
 Recipe::
 
     pip install 'rom_pipeline[slurm]'                        # dask-jobqueue
-    python -m rom_pipeline.hpc job-script --env hpc          # review the worker job SLURM will get
-    python -m rom_pipeline.hpc driver-script --env hpc > driver.sbatch
+    python -m rom_pipeline.cli.hpc job-script --env hpc          # review the worker job SLURM will get
+    python -m rom_pipeline.cli.hpc driver-script --env hpc > driver.sbatch
     ROM_DATA_ROOT=/scratch/$USER/rom sbatch driver.sbatch    # extra kedro options: sbatch driver.sbatch --pipelines=simulation
 """
 from __future__ import annotations
@@ -29,7 +29,7 @@ import shlex
 import sys
 from pathlib import Path
 
-from rom_pipeline.parallel import ExecutionConfig, slurm_cluster_kwargs
+from rom_pipeline.execution.parallel import ExecutionConfig, slurm_cluster_kwargs
 
 SCHEDULER_PLACEHOLDER = "tcp://SCHEDULER:PORT"
 
@@ -52,7 +52,7 @@ def render_job_script(execution: ExecutionConfig) -> str:
     """The batch script ``dask_jobqueue.SLURMCluster`` submits for each worker job.
 
     Built by ``SLURMCluster(**kwargs).job_script()`` with the keyword arguments the pipeline uses
-    (:func:`rom_pipeline.parallel.slurm_cluster_kwargs`). Rendering starts a throw-away scheduler
+    (:func:`rom_pipeline.execution.parallel.slurm_cluster_kwargs`). Rendering starts a throw-away scheduler
     on 127.0.0.1; its address in the script is replaced by ``tcp://SCHEDULER:PORT`` (the real one
     is filled in when the pipeline submits the jobs).
 
@@ -106,12 +106,12 @@ def render_driver_script(env: str, execution: ExecutionConfig, project: str | Pa
         lines.append(': "${ROM_DATA_ROOT:?set ROM_DATA_ROOT to storage every node can reach}"')
     lines.append("export KEDRO_DISABLE_TELEMETRY=1 MPLBACKEND=Agg")
     kedro = Path(sys.executable).with_name("kedro")
-    lines.append(f'{shlex.quote(str(kedro))} run --env {shlex.quote(env)} --runner=rom_pipeline.runner.DaskRunner "$@"')
+    lines.append(f'{shlex.quote(str(kedro))} run --env {shlex.quote(env)} --runner=rom_pipeline.framework.runner.DaskRunner "$@"')
     return "\n".join(lines) + "\n"
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m rom_pipeline.hpc", description=__doc__.split("\n\n")[0])
+    parser = argparse.ArgumentParser(prog="python -m rom_pipeline.cli.hpc", description=__doc__.split("\n\n")[0])
     sub = parser.add_subparsers(dest="command", required=True)
     for name, help_text in (
         ("job-script", "print the batch script of one Dask worker job (needs dask-jobqueue)"),

@@ -4,11 +4,11 @@
 This is the DaskRunner recipe of the Kedro documentation ("Deploy with Dask"), written against the
 Kedro 1.x ``AbstractRunner`` API::
 
-    kedro run --runner=rom_pipeline.runner.DaskRunner                        # the env's `execution`
-    kedro run --runner=rom_pipeline.runner.DaskRunner --runner-params=workers=4
-    kedro run --runner=rom_pipeline.runner.DaskRunner \\
+    kedro run --runner=rom_pipeline.framework.runner.DaskRunner                        # the env's `execution`
+    kedro run --runner=rom_pipeline.framework.runner.DaskRunner --runner-params=workers=4
+    kedro run --runner=rom_pipeline.framework.runner.DaskRunner \\
         --runner-params=scheduler_address=tcp://10.0.0.5:8786                # a running scheduler
-    kedro run --env hpc --runner=rom_pipeline.runner.DaskRunner              # SLURM via dask-jobqueue
+    kedro run --env hpc --runner=rom_pipeline.framework.runner.DaskRunner              # SLURM via dask-jobqueue
 
 How it works:
 
@@ -22,7 +22,7 @@ How it works:
   catalog; their values travel as Dask task results from the producing node to the consumers
   (the documented recipe publishes them on the scheduler instead; task results need no global
   names and are freed when the last consumer is done).
-* Inside a node, :mod:`rom_pipeline.parallel` notices it runs on a worker and submits its own
+* Inside a node, :mod:`rom_pipeline.execution.parallel` notices it runs on a worker and submits its own
   tasks (simulation runs, POD per-run work) to the same cluster instead of nesting a new one.
 
 As with Kedro's ``ParallelRunner``, node and dataset hooks run in the worker processes with a hook
@@ -44,7 +44,7 @@ from kedro.pipeline import Pipeline
 from kedro.runner import AbstractRunner
 from kedro.runner.task import Task
 
-from rom_pipeline.parallel import ExecutionConfig, dask_client, keep_cluster
+from rom_pipeline.execution.parallel import ExecutionConfig, dask_client, keep_cluster
 
 logger = logging.getLogger(__name__)
 
@@ -125,7 +125,7 @@ class DaskRunner(AbstractRunner):
     def execution_config(self) -> ExecutionConfig:
         """The cluster to use: runner parameters, else the session's ``execution`` block."""
         from rom_pipeline.config import validate_parameters
-        from rom_pipeline.hooks import active_parameters
+        from rom_pipeline.framework.hooks import active_parameters
 
         params = active_parameters()
         base = validate_parameters(params).execution.to_execution() if params else ExecutionConfig()
@@ -219,7 +219,7 @@ class KeepClusterHooks:
     @hook_impl
     def before_pipeline_run(self, run_params: dict[str, Any], pipeline, catalog) -> None:
         from rom_pipeline.config import validate_parameters
-        from rom_pipeline.hooks import active_parameters
+        from rom_pipeline.framework.hooks import active_parameters
 
         params = active_parameters()
         if not params:

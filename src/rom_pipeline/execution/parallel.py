@@ -4,7 +4,7 @@
 ``dask.distributed`` client is used: an embedded ``LocalCluster`` with one single-threaded process
 per worker (scheduler bound to 127.0.0.1, no dashboard), an existing scheduler
 (``scheduler_address``), or a SLURM cluster through ``dask-jobqueue`` (``cluster: slurm``). Code
-that already runs inside a Dask worker (a node dispatched by :class:`rom_pipeline.runner.DaskRunner`)
+that already runs inside a Dask worker (a node dispatched by :class:`rom_pipeline.framework.runner.DaskRunner`)
 submits its tasks to that same cluster instead of starting a nested one.
 
 Two ways to consume the results:
@@ -32,7 +32,7 @@ from contextlib import contextmanager
 from dataclasses import dataclass, field
 from typing import Any, TypeVar
 
-from rom_pipeline.progress import progress_bar
+from rom_pipeline.execution.progress import progress_bar
 
 logger = logging.getLogger(__name__)
 T = TypeVar("T")
@@ -139,13 +139,21 @@ def check_slurm_options(slurm: dict[str, Any], where: str = "execution.slurm") -
     return problems
 
 
-def require_sbatch() -> str:
-    """Path of ``sbatch``; raises at once (before any scheduler starts) when it is not on PATH."""
-    from rom_pipeline.config import ConfigError
+class ClusterUnavailable(ValueError):
+    """The ``execution`` block asks for a cluster this machine cannot start (no ``sbatch``).
 
+    A ``ValueError`` of its own rather than ``config.ConfigError``: execution code sits below the
+    parameter contract and does not import it (``docs/architecture.md``); ``kedro run`` prints it
+    as a short user error all the same (``rom_pipeline.cli.kedro_cli.USER_ERRORS``).
+    """
+
+
+def require_sbatch() -> str:
+    """Path of ``sbatch``; raises :class:`ClusterUnavailable` at once (before any scheduler
+    starts) when it is not on PATH."""
     path = shutil.which("sbatch")
     if path is None:
-        raise ConfigError(
+        raise ClusterUnavailable(
             "execution.cluster = 'slurm' but `sbatch` is not on PATH: run on a SLURM login node, "
             "or use execution.cluster: local (or a running scheduler via execution.scheduler_address)"
         )
@@ -312,7 +320,7 @@ def map_as_completed(
 ) -> Iterator[tuple[T, R]]:
     """Yield ``(item, fn(item))`` for every item, in completion order.
 
-    A progress bar (:mod:`rom_pipeline.progress`) counts the finished items.
+    A progress bar (:mod:`rom_pipeline.execution.progress`) counts the finished items.
     """
     items = list(items)
     if not items:

@@ -1,14 +1,14 @@
 """A catalogue of regimes in one command: run many Kedro environments as independent jobs, then
 tabulate them side by side.
 
-    python -m rom_pipeline.catalogue run gas blackhole --workers 2
-    python -m rom_pipeline.catalogue run --envs thesis --workers 2          # the nine regimes
-    python -m rom_pipeline.catalogue run --envs thesis --cluster slurm      # one SLURM job each
-    python -m rom_pipeline.catalogue table --envs thesis                    # what is done, no run
+    python -m rom_pipeline.cli.catalogue run gas blackhole --workers 2
+    python -m rom_pipeline.cli.catalogue run --envs thesis --workers 2          # the nine regimes
+    python -m rom_pipeline.cli.catalogue run --envs thesis --cluster slurm      # one SLURM job each
+    python -m rom_pipeline.cli.catalogue table --envs thesis                    # what is done, no run
 
 Each regime is one job: a subprocess ``kedro run --env <regime>`` (its own Kedro session, its
 own log file ``<data_root>/catalogue/logs/<regime>.log``). Jobs go through
-:func:`rom_pipeline.parallel.map_as_completed`: a Dask ``LocalCluster`` of ``--workers``
+:func:`rom_pipeline.execution.parallel.map_as_completed`: a Dask ``LocalCluster`` of ``--workers``
 single-threaded workers by default (one regime per worker at a time), or a dask-jobqueue
 ``SLURMCluster`` with one job per regime (``--cluster slurm``, sized by the ``execution.slurm``
 block of ``--slurm-env``, default ``conf/hpc``).
@@ -48,11 +48,11 @@ from typing import Any
 import pandas as pd
 import yaml
 
-from rom_pipeline.parallel import ExecutionConfig, map_as_completed
+from rom_pipeline.execution.parallel import ExecutionConfig, map_as_completed
 
 logger = logging.getLogger(__name__)
 
-PROJECT_PATH = Path(__file__).resolve().parents[2]
+PROJECT_PATH = Path(__file__).resolve().parents[3]
 # The nine regimes of the thesis table (reference_results.md); conf/thesis/generate.py writes
 # their environments, and pure_vicsek_vs, which has no reference: add it by name.
 THESIS_REGIMES = (
@@ -444,7 +444,7 @@ def prepare_tracking(env: str, conf_source: Path, project: Path = PROJECT_PATH) 
     "Online migration expected to match one row"); a database that exists is shared safely.
     Nothing happens without the ``mlflow`` extra or with a non-SQLite tracking URI.
     """
-    from rom_pipeline.tracking import mlflow_available
+    from rom_pipeline.framework.tracking import mlflow_available
 
     if not mlflow_available():
         return
@@ -477,7 +477,7 @@ def _read_json(path: Path) -> dict | None:
 
 # --------------------------------------------------------------------------- command line
 def _slurm_options(env: str, conf: Path, overrides: Sequence[str]) -> dict[str, Any]:
-    from rom_pipeline.hpc import load_execution
+    from rom_pipeline.cli.hpc import load_execution
 
     options = dict(load_execution(env, conf).slurm)
     for item in overrides:
@@ -489,7 +489,7 @@ def _slurm_options(env: str, conf: Path, overrides: Sequence[str]) -> dict[str, 
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m rom_pipeline.catalogue", description=__doc__.split("\n\n")[0])
+    parser = argparse.ArgumentParser(prog="python -m rom_pipeline.cli.catalogue", description=__doc__.split("\n\n")[0])
     sub = parser.add_subparsers(dest="command", required=True)
     common = argparse.ArgumentParser(add_help=False)
     common.add_argument("envs", nargs="*", help="Kedro environments (folders of conf/)")

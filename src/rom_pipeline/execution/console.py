@@ -2,7 +2,7 @@
 
 stdout belongs to a command's product (an sbatch script, a CSV table), so every log line and
 progress bar goes to :data:`console`, which writes to stderr. ``conf/logging.yml`` hands this
-console to Kedro's rich handlers (``console: ext://rom_pipeline.console.console``); Kedro reads
+console to Kedro's rich handlers (``console: ext://rom_pipeline.execution.console.console``); Kedro reads
 that file as it is imported, before it loads plugins such as kedro-mlflow, so importing this
 module is also the earliest point at which the project can quiet the libraries:
 
