@@ -724,7 +724,7 @@ def test_a_pod_started_during_a_simulation_is_refused(data_copy):
     started meanwhile stops at once naming it, and the simulation then finishes normally."""
     env = {**os.environ, "ROM_DATA_ROOT": str(data_copy), "KEDRO_DISABLE_TELEMETRY": "1", "MPLBACKEND": "Agg",
            "COLUMNS": "400"}
-    owner = data_copy / "test" / ".rom_pipeline.execution.lock.json"
+    owner = data_copy / "test" / ".rom_pipeline.lock.json"
     sim = subprocess.Popen([KEDRO, "run", "--env", "test", "--pipelines=simulation", "--params=train_ic.uniform.n_runs=40"],
                            cwd=PROJECT, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
     try:

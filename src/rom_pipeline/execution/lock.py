@@ -2,7 +2,7 @@
 
 A ``kedro run`` holds the lock from the start of its pipeline to its end; a second run of the same
 experiment fails at once and names the running one (pid, host, start time and command, stored
-beside the lock in ``.rom_pipeline.execution.lock.json``). Reading (notebooks, ``kedro viz``, the catalog in
+beside the lock in ``.rom_pipeline.lock.json``). Reading (notebooks, ``kedro viz``, the catalog in
 a Python session) takes no lock. The lock is ``filelock``'s OS-level lock (``flock`` on POSIX),
 so a killed run never leaves a stale lock behind: the operating system releases it with the
 process.
@@ -19,8 +19,8 @@ from typing import Any
 
 from filelock import FileLock, Timeout
 
-LOCK_NAME = ".rom_pipeline.execution.lock"
-OWNER_NAME = ".rom_pipeline.execution.lock.json"
+LOCK_NAME = ".rom_pipeline.lock"
+OWNER_NAME = ".rom_pipeline.lock.json"
 
 
 class ExperimentBusy(RuntimeError):
