@@ -39,8 +39,9 @@ import numpy as np  # noqa: E402
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from rom_pipeline.config import validate_parameters  # noqa: E402
-from rom_pipeline.datasets.runs import RunCollection, SimulationPlan, SimulationRunsDataset  # noqa: E402
+from rom_pipeline.datasets.runs import RunCollection, SimulationRunsDataset  # noqa: E402
 from rom_pipeline.execution.parallel import ExecutionConfig, keep_cluster  # noqa: E402
+from rom_pipeline.execution.run_folder import RunFolder, SimulationPlan  # noqa: E402
 from rom_pipeline.rom.pod import PODBasis  # noqa: E402
 from rom_pipeline.execution.runs import plan_runs  # noqa: E402
 from tests.conftest import _load_env  # noqa: E402
@@ -51,9 +52,8 @@ def _simulate(cfg, root: Path, workers: int) -> tuple[float, dict[str, RunCollec
     runs = {}
     for split in ("train", "test"):
         tasks = plan_runs(cfg, split)
-        dataset = SimulationRunsDataset(path=str(root / split))
-        dataset.save(SimulationPlan({t.run_id: t for t in tasks}, ExecutionConfig(workers=workers)))
-        runs[split] = dataset.load()
+        RunFolder(root / split).simulate(SimulationPlan({t.run_id: t for t in tasks}, ExecutionConfig(workers=workers)))
+        runs[split] = SimulationRunsDataset(path=str(root / split)).load()
     return time.perf_counter() - start, runs
 
 

@@ -31,7 +31,7 @@ def test_benchmark_quick_mode_runs(bench: str, tmp_path: Path):
 
 def check_lstm_variant(data_root: Path):
     """lstm_variant.py trains the configured LSTM with overrides on the stored data and scores it."""
-    script = [sys.executable, str(PROJECT / "benchmarks" / "lstm_variant.py"), "test"]
+    script = [sys.executable, str(PROJECT / "experiments" / "lstm_variant.py"), "test"]
     proc = subprocess.run(script + ['{"max_epochs": 1, "differences": true}', "--data-root",
                                     str(data_root)], cwd=PROJECT, capture_output=True, text=True,
                           timeout=600)
@@ -48,7 +48,7 @@ def check_regime_analysis(data_root: Path):
     bands partition each test run's variance and the MVAR's loss."""
     out = data_root / "analysis.txt"
     proc = subprocess.run(
-        [sys.executable, str(PROJECT / "benchmarks" / "analyse_regime.py"), "test", "--data-root",
+        [sys.executable, str(PROJECT / "experiments" / "analyse_regime.py"), "test", "--data-root",
          str(data_root), "--ranks", "0,levels", "--alphas", "1e-4", "--thresholds", "0.9",
          "--lags", "1,2", "--floor-after", "3", "--out", str(out)],
         cwd=PROJECT, capture_output=True, text=True, timeout=600,
@@ -89,7 +89,7 @@ def check_regime_analysis(data_root: Path):
 def test_horizon_experiment_trains_on_longer_runs(tmp_path: Path):
     """horizon_experiment.py changes only sim.T: the training runs end at the new horizon, the
     test runs keep theirs, and the table's MVAR numbers are the mvar pipeline's own scores."""
-    script = [sys.executable, str(PROJECT / "benchmarks" / "horizon_experiment.py"), "test"]
+    script = [sys.executable, str(PROJECT / "experiments" / "horizon_experiment.py"), "test"]
     for bad, message in ((["--train-seconds", "0"], "give a positive horizon"),
                          (["--train-seconds", "4.5", "--stages", ""], "holds no earlier run")):
         proc = subprocess.run(script + bad + ["--data-root", str(tmp_path), "--quick"], cwd=PROJECT,

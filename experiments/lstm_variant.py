@@ -4,7 +4,7 @@ Reuses the artifacts ``bench_thesis_regime.py <regime>`` left under its data roo
 the regime's configured LSTM with the JSON overrides given (the LSTM experiments of
 docs/results.md):
 
-    .venv/bin/python benchmarks/lstm_variant.py pure_vicsek '{"noise_std": 0.3, "max_epochs": 100, "patience": 20}'
+    .venv/bin/python experiments/lstm_variant.py pure_vicsek '{"noise_std": 0.3, "max_epochs": 100, "patience": 20}'
 
 Prints the mean pooled test R² (oracle shifts) and the per-run values. These are test-set
 numbers, for understanding a model form, not for choosing one.
@@ -13,9 +13,13 @@ from __future__ import annotations
 
 import argparse
 import json
+import sys
 import time
+from pathlib import Path
 
 import numpy as np
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "benchmarks"))  # regime_artifacts: what bench_thesis_regime.py leaves
 
 
 def main() -> None:

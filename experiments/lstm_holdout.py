@@ -9,9 +9,9 @@ its first true window to its end:
     skill      1 − Σ‖y − ŷ‖² / Σ‖y − c‖², c the mean latent state of the fitting runs
 
 ``'{"mvar": true}'`` scores the ridge MVAR (lag 5, α 1e-4) on the same split instead. This is how
-the default experiment's LSTM settings in conf/base were chosen (benchmarks/results/lstm_default.md)::
+the default experiment's LSTM settings in conf/base were chosen (experiments/results/lstm_default.md)::
 
-    .venv/bin/python benchmarks/lstm_holdout.py '{"linear_skip": true, "noise_std": 0.1}'
+    .venv/bin/python experiments/lstm_holdout.py '{"linear_skip": true, "noise_std": 0.1}'
 """
 from __future__ import annotations
 

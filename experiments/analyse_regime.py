@@ -20,9 +20,9 @@ under its data root and prints, per test run (pooled R², oracle shifts, the reg
   speed (in the variable-speed regimes speeds drift: the late test frames can be states that the
   short training runs never reach).
 
-    .venv/bin/python benchmarks/analyse_regime.py pure_vicsek     # data under /tmp/rom_bench_pure_vicsek
+    .venv/bin/python experiments/analyse_regime.py pure_vicsek     # data under /tmp/rom_bench_pure_vicsek
 
-The table is printed and written to ``benchmarks/results/<regime>_analysis.txt`` (or ``--out``).
+The table is printed and written to ``experiments/results/<regime>_analysis.txt`` (or ``--out``).
 
 These are *test-set* numbers: they show how sensitive the forecast is to the model form, they are
 not a way to choose it (science.md §8; the held-out training runs are only 20 s long).
@@ -37,6 +37,7 @@ from pathlib import Path
 import numpy as np
 
 PROJECT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "benchmarks"))  # regime_artifacts: what bench_thesis_regime.py leaves
 
 
 def main() -> None:
@@ -51,7 +52,7 @@ def main() -> None:
     parser.add_argument("--bands", default="2,5,10,20,50,100",
                         help="inner edges (s) of the time bands of the last table")
     parser.add_argument("--out", default=None,
-                        help="default: benchmarks/results/<regime>_analysis.txt")
+                        help="default: experiments/results/<regime>_analysis.txt")
     args = parser.parse_args()
     edges = parse_bands(args.bands)
     try:
@@ -106,7 +107,7 @@ def main() -> None:
             suffix = f"   | held-out training runs, latent R² {heldout:7.3f}"
         row(label, r2, suffix)
 
-    emit("Command: .venv/bin/python benchmarks/analyse_regime.py " + " ".join(sys.argv[1:]))
+    emit("Command: .venv/bin/python experiments/analyse_regime.py " + " ".join(sys.argv[1:]))
     emit(f"regime {args.regime}: MVAR lag {lag}, pooled R² on {len(runs)} test runs (oracle shifts)")
     # One evaluation of the MVAR as configured per run gives the forecast block (the protocol's
     # own truth and times) for both the fluctuation bound and the MVAR's loss split.
@@ -147,7 +148,7 @@ def main() -> None:
         score(label, make().fit(trajectories), make)
     emit("")
     band_table(edges, runs, forecasts, emit)
-    out = Path(args.out) if args.out else PROJECT / "benchmarks" / "results" / f"{args.regime}_analysis.txt"
+    out = Path(args.out) if args.out else PROJECT / "experiments" / "results" / f"{args.regime}_analysis.txt"
     out.write_text("\n".join(lines) + "\n")
 
 

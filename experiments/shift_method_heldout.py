@@ -4,9 +4,9 @@ Every 5th training run is held out; the POD basis (each shift method), the MVAR 
 fitted on the other training runs only, and the held-out runs are scored with the evaluation protocol
 (``forecast_start`` of the experiment) in the shift modes ``oracle`` (co-moving shape, true track),
 ``hold`` and ``lab_ensemble``. Prints the mean over held-out runs of every score and the sub-pixel minus
-integer difference, and writes ``benchmarks/results/shift_method_heldout_<env>.csv``.
+integer difference, and writes ``experiments/results/shift_method_heldout_<env>.csv``.
 
-    PYTHONPATH=src python benchmarks/shift_method_heldout.py --env base   # needs data/<experiment>/train
+    PYTHONPATH=src python experiments/shift_method_heldout.py --env base   # needs data/<experiment>/train
 """
 from __future__ import annotations
 
@@ -93,7 +93,7 @@ def main() -> None:
         print(f"{method}: fitted on {len(fit_ids)} runs, scored {len(held)} held-out runs in "
               f"{time.perf_counter() - tic:.1f} s (machine shared)")
     table = pd.DataFrame(rows)
-    out = PROJECT / "benchmarks" / "results" / f"shift_method_heldout_{args.env}.csv"
+    out = PROJECT / "experiments" / "results" / f"shift_method_heldout_{args.env}.csv"
     table.to_csv(out, index=False)
     means = table.groupby(["shift_mode", "shift_method"])[list(SCORES)].mean()
     with pd.option_context("display.width", 200, "display.max_columns", 20, "display.precision", 4):

@@ -2,7 +2,7 @@
 (after `kedro run --pipelines=pod,latent_dataset,mvar,lstm,evaluation`); scored on the 4 TEST runs, so it
 informs, it does not select a default.
 
-    PYTHONPATH=src:benchmarks python benchmarks/lab_ensemble_track_order.py
+    PYTHONPATH=src:benchmarks python experiments/lab_ensemble_track_order.py
 """
 import glob, numpy as np, pandas as pd
 from rom_pipeline.config import validate_parameters
@@ -14,7 +14,7 @@ from rom_pipeline.rom.mvar import MVARForecaster
 from rom_pipeline.rom.pod import PODBasis
 from pathlib import Path
 import sys
-sys.path.insert(0, "benchmarks")
+sys.path.insert(0, "experiments")
 from shift_method_heldout import load_parameters
 cfg = validate_parameters(load_parameters("base"))
 def npz(pattern):

@@ -11,8 +11,8 @@ for the simulation, pod, latent_dataset and mvar stages under its own data root,
 MVAR's test R² per IC family (oracle shifts) beside the 20 s protocol's
 (``benchmarks/results/<regime>.csv``, from ``bench_thesis_regime.py``) and the reference:
 
-    .venv/bin/python benchmarks/horizon_experiment.py gas_vs --train-seconds 60
-        # data under /tmp/rom_h60_gas_vs, table in benchmarks/results/gas_vs_train60s.md
+    .venv/bin/python experiments/horizon_experiment.py gas_vs --train-seconds 60
+        # data under /tmp/rom_h60_gas_vs, table in experiments/results/gas_vs_train60s.md
 
 ``--stages`` reruns some stages only (``--stages ''``: tabulate an earlier run). The LSTM is not
 trained (T / 20 times the data is T / 20 times its training cost); the longer horizon is a change of protocol, so these
@@ -21,12 +21,14 @@ numbers are reported beside the thesis protocol's, never instead of them.
 from __future__ import annotations
 
 import argparse
+import sys
 import time
 from pathlib import Path
 
 import pandas as pd
 import yaml
 
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "benchmarks"))  # bench_thesis_regime: its stage runner and reference table
 from bench_thesis_regime import PROJECT, REFERENCE, run_stage
 
 STAGES = ("simulation", "pod", "latent_dataset", "mvar")
@@ -75,7 +77,7 @@ def main() -> None:
         return "–" if thesis is None or family not in thesis.index else f"{thesis.loc[family, 'r2_pooled']:.3f}"
 
     lines = [f"# Regime `{args.regime}`: MVAR trained on {seconds} s runs instead of {base_seconds} s", "",
-             f"Command: `.venv/bin/python benchmarks/horizon_experiment.py {args.regime} "
+             f"Command: `.venv/bin/python experiments/horizon_experiment.py {args.regime} "
              f"--train-seconds {seconds}"
              f"{'' if stages == list(STAGES) else ' --stages ' + repr(','.join(stages))}` "
              f"(2-core machine, {time.strftime('%Y-%m-%d')}); only "
@@ -94,7 +96,7 @@ def main() -> None:
     report = "\n".join(lines) + "\n"
     print(report)
     if not args.quick:
-        out = PROJECT / "benchmarks" / "results" / f"{args.regime}_train{seconds}s.md"
+        out = PROJECT / "experiments" / "results" / f"{args.regime}_train{seconds}s.md"
         out.write_text(report)
 
 
