@@ -2,7 +2,7 @@
 
 The default experiment (``conf/base``: 42 training runs of 20 s and 4 test runs of 50 s, N = 100,
 64x64 KDE) is simulated exactly as the pipeline's simulation stage does it: each split is one
-``SimulationRunsDataset.save`` of the planned runs, with ``execution.workers`` = 1 (serial, in this
+``RunFolder.simulate`` of the planned runs (what the simulation node calls), with ``execution.workers`` = 1 (serial, in this
 process) and then 2 workers, two ways:
 
 * ``own cluster``: every stage starts and closes its own LocalCluster (one per split, one for the

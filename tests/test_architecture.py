@@ -104,6 +104,11 @@ def test_execution_imports_no_kedro_and_no_glue():
     assert _violations(("execution",), ABOVE_SCIENCE, no_kedro=True) == []
 
 
+def test_datasets_only_reach_execution_and_science():
+    assert _violations(("datasets",), ("cli", "framework", "pipelines", "settings", "pipeline_registry"),
+                       no_kedro=False) == []
+
+
 def test_nothing_imports_the_command_line_tools():
     assert [f"{n} imports {t}" for n, (p, _) in sorted(GRAPH.items()) if _room(n) != "cli"
             for t in sorted(p) if _room(t) == "cli"] == []

@@ -23,7 +23,7 @@ import pytest
 
 from rom_pipeline.config import validate_parameters
 from rom_pipeline.datasets.files import NpzDataset
-from rom_pipeline.datasets.runs import RunCollection, SimulationPlan, SimulationRunsDataset
+from rom_pipeline.datasets.runs import RunCollection, SimulationRunsDataset
 from rom_pipeline.execution import parallel
 from rom_pipeline.framework import hooks
 from rom_pipeline.execution.parallel import (
@@ -37,6 +37,7 @@ from rom_pipeline.execution.parallel import (
 from rom_pipeline.pipelines.pod.nodes import fit_pod_basis
 from rom_pipeline.rom.pod import PODBasis
 from rom_pipeline.framework.runner import KeepClusterHooks
+from rom_pipeline.execution.run_folder import RunFolder, SimulationPlan
 from rom_pipeline.execution.runs import plan_runs
 from tests.conftest import PROJECT, _load_env
 
@@ -103,9 +104,9 @@ def tiny_cfg():
 def serial_runs(tmp_path_factory, tiny_cfg) -> RunCollection:
     """The test environment's 8 training runs, simulated in this process."""
     tasks = plan_runs(tiny_cfg, "train")
-    dataset = SimulationRunsDataset(path=str(tmp_path_factory.mktemp("serial") / "train"))
-    dataset.save(SimulationPlan({t.run_id: t for t in tasks}, ExecutionConfig()))
-    return dataset.load()
+    path = tmp_path_factory.mktemp("serial") / "train"
+    RunFolder(path).simulate(SimulationPlan({t.run_id: t for t in tasks}, ExecutionConfig()))
+    return SimulationRunsDataset(path=str(path)).load()
 
 
 @pytest.fixture(scope="module")
@@ -216,9 +217,8 @@ def test_makefile_viz_binds_loopback():
 # --------------------------------------------------------------------------- proof: bit-identical
 def test_simulation_on_two_workers_is_bit_identical_to_serial(tmp_path, tiny_cfg, serial_runs):
     tasks = plan_runs(tiny_cfg, "train")
-    dataset = SimulationRunsDataset(path=str(tmp_path / "train"))
-    dataset.save(SimulationPlan({t.run_id: t for t in tasks}, ExecutionConfig(workers=2)))
-    parallel_runs = dataset.load()
+    RunFolder(tmp_path / "train").simulate(SimulationPlan({t.run_id: t for t in tasks}, ExecutionConfig(workers=2)))
+    parallel_runs = SimulationRunsDataset(path=str(tmp_path / "train")).load()
     assert parallel_runs.run_ids == serial_runs.run_ids == [f"train_{k:03d}" for k in range(8)]
     n_arrays = 0
     for run_id in serial_runs:

@@ -17,8 +17,9 @@ import pytest
 from kedro.io import DatasetError
 
 from rom_pipeline.config import validate_parameters
-from rom_pipeline.datasets.runs import SimulationPlan, SimulationRunsDataset
+from rom_pipeline.datasets.runs import SimulationRunsDataset
 from rom_pipeline.execution.parallel import ExecutionConfig
+from rom_pipeline.execution.run_folder import RunFolder, SimulationPlan
 from rom_pipeline.execution.runs import plan_runs
 from tests.conftest import PROJECT, _load_env, with_overrides
 
@@ -121,7 +122,7 @@ def test_killed_simulation_resumes_without_recomputing_finished_runs(tmp_path):
     # 4. the resumed set equals a clean, uninterrupted computation bit for bit
     clean = tmp_path / "clean"
     plan = _plan(_params(**sizes))
-    SimulationRunsDataset(path=str(clean)).save(plan)
+    RunFolder(clean).simulate(plan)
     assert _fingerprints(train) == _fingerprints(clean) == {rid: t.fingerprint for rid, t in plan.items()}
     assert all(_same_run(train, clean, run_id) for run_id in plan)
 
@@ -129,21 +130,21 @@ def test_killed_simulation_resumes_without_recomputing_finished_runs(tmp_path):
 # --------------------------------------------------------------------------- fingerprints
 def test_unchanged_parameters_reuse_every_run(tmp_path, caplog):
     path = tmp_path / "train"
-    SimulationRunsDataset(path=str(path)).save(_plan(_params()))
+    RunFolder(path).simulate(_plan(_params()))
     before = _mtimes(path)
-    with caplog.at_level(logging.INFO, logger="rom_pipeline.datasets.runs"):
-        SimulationRunsDataset(path=str(path)).save(_plan(_params()))
+    with caplog.at_level(logging.INFO, logger="rom_pipeline.execution.run_folder"):
+        RunFolder(path).simulate(_plan(_params()))
     assert _mtimes(path) == before
     assert "8 runs planned, 8 reused from disk, 0 to simulate" in caplog.text
 
 
 def test_changed_physics_recomputes_every_run_and_never_mixes(tmp_path):
     path, old = tmp_path / "train", tmp_path / "old"
-    SimulationRunsDataset(path=str(path)).save(_plan(_params()))
+    RunFolder(path).simulate(_plan(_params()))
     shutil.copytree(path, old)
     before = _mtimes(path)
     plan = _plan(_params(**{"noise.eta": 0.5}))
-    SimulationRunsDataset(path=str(path)).save(plan)
+    RunFolder(path).simulate(plan)
     after = _mtimes(path)
     assert set(after) == set(before)
     assert all(after[f] != before[f] for f in after)  # every file rewritten
@@ -156,11 +157,11 @@ def test_changed_physics_recomputes_every_run_and_never_mixes(tmp_path):
 
 def test_fewer_runs_remove_the_stale_ones_and_keep_the_rest(tmp_path):
     path = tmp_path / "train"
-    SimulationRunsDataset(path=str(path)).save(_plan(_params()))
+    RunFolder(path).simulate(_plan(_params()))
     old_prints, before = _fingerprints(path), _mtimes(path)
     # one uniform run less: run ids (and seeds) after it shift, so those runs are new runs
     plan = _plan(_params(**{"train_ic.uniform.n_runs": 1}))
-    SimulationRunsDataset(path=str(path)).save(plan)
+    RunFolder(path).simulate(plan)
     assert sorted(p.name for p in path.iterdir() if p.is_dir()) == [f"train_{k:03d}" for k in range(7)]
     new_prints, after = _fingerprints(path), _mtimes(path)
     kept = [rid for rid in new_prints if old_prints.get(rid) == new_prints[rid]]
@@ -175,7 +176,7 @@ def test_fewer_runs_remove_the_stale_ones_and_keep_the_rest(tmp_path):
 def test_partial_and_incomplete_folders_are_never_loaded_and_are_repaired(tmp_path):
     path, reference = tmp_path / "train", tmp_path / "reference"
     plan = _plan(_params())
-    SimulationRunsDataset(path=str(path)).save(plan)
+    RunFolder(path).simulate(plan)
     shutil.copytree(path, reference)
     shutil.copytree(path / "train_001", path / "train_001.partial-0badc0de")  # complete-looking
     (path / "train_003" / "density.npz").unlink()  # killed before the rename in an older layout
@@ -188,7 +189,7 @@ def test_partial_and_incomplete_folders_are_never_loaded_and_are_repaired(tmp_pa
     message = str(info.value)
     assert "train_003/density.npz is missing" in message and "train_005/meta.json is corrupt" in message
     assert "kedro run --pipelines=simulation" in message
-    dataset.save(plan)
+    RunFolder(path).simulate(plan)
     assert sorted(p.name for p in path.iterdir() if p.is_dir()) == [f"train_{k:03d}" for k in range(8)]
     assert {k: v for k, v in _mtimes(path).items() if k in untouched} == untouched
     assert all(_same_run(path, reference, run_id) for run_id in plan)

@@ -39,10 +39,9 @@ def test_one_run_conserves_mass_and_is_reproducible(test_params, model_type, dt)
 def test_rerun_deletes_only_its_own_folders_and_refuses_a_foreign_one_in_the_way(tmp_path):
     import json as _json
 
-    from kedro.io import DatasetError
-
     from rom_pipeline.config import validate_parameters
-    from rom_pipeline.datasets.runs import SimulationPlan, SimulationRunsDataset
+    from rom_pipeline.datasets.runs import SimulationRunsDataset
+    from rom_pipeline.execution.run_folder import RunFolder, RunFolderError, SimulationPlan
     from rom_pipeline.execution.runs import plan_runs
     from tests.conftest import _load_env, with_overrides
 
@@ -50,7 +49,7 @@ def test_rerun_deletes_only_its_own_folders_and_refuses_a_foreign_one_in_the_way
                                                   "train_ic.ring.enabled": False})
     plan = SimulationPlan({t.run_id: t for t in plan_runs(validate_parameters(params), "train")})
     path = tmp_path / "train"
-    SimulationRunsDataset(path=str(path)).save(plan)
+    RunFolder(path).simulate(plan)
     assert sorted(p.name for p in path.iterdir() if p.is_dir()) == ["train_000", "train_001"]
     timings = (path / "timings.csv").read_text().splitlines()
     assert timings[0] == "run_id,seconds" and len(timings) == 3
@@ -65,7 +64,7 @@ def test_rerun_deletes_only_its_own_folders_and_refuses_a_foreign_one_in_the_way
     orphan.mkdir()
     (orphan / "particles.npz").write_bytes(b"half")
     fewer = SimulationPlan({k: v for k, v in plan.items() if k == "train_000"})
-    SimulationRunsDataset(path=str(path)).save(fewer)
+    RunFolder(path).simulate(fewer)
     assert (path / "my_notes" / "a.txt").read_text() == "keep me"
     assert (path / "train_007" / "results.csv").read_text() == "keep me too"
     assert not orphan.exists()  # own temporary folder: cleaned up
@@ -76,6 +75,83 @@ def test_rerun_deletes_only_its_own_folders_and_refuses_a_foreign_one_in_the_way
     (path / "train_001").mkdir()
     (path / "train_001" / "thesis.tex").write_text("precious")
     before = sorted(str(p) for p in path.rglob("*"))
-    with pytest.raises(DatasetError, match=r"train_001: in the way of planned runs but not written by this pipeline"):
-        SimulationRunsDataset(path=str(path)).save(plan)
+    with pytest.raises(RunFolderError, match=r"train_001: in the way of planned runs but not written by this pipeline"):
+        RunFolder(path).simulate(plan)
     assert sorted(str(p) for p in path.rglob("*")) == before
+
+
+# --------------------------------------------------------------------------- datasets only read and write
+class _TinyRun:
+    """A plan task producing a 3-frame run without physics (fast), with a fixed fingerprint."""
+
+    def __init__(self, run_id: str):
+        self.run_id, self.fingerprint = run_id, f"fp-{run_id}"
+
+    def __call__(self) -> dict:
+        times = np.arange(3) * 0.1
+        return {
+            "particles": {"times": times, "positions": np.zeros((3, 4, 2)), "velocities": np.ones((3, 4, 2))},
+            "density": {"density": np.full((3, 5, 6), 2.0), "times": times, "x": np.arange(6.0), "y": np.arange(5.0)},
+            "meta": {"run_id": self.run_id, "family": "gaussian", "fingerprint": self.fingerprint},
+        }
+
+
+def _listing(path) -> dict[str, int]:
+    return {str(p.relative_to(path)): p.stat().st_mtime_ns for p in sorted(path.rglob("*"))}
+
+
+def test_runs_dataset_records_the_node_result_without_writing_and_refuses_what_is_not_on_disk(tmp_path):
+    from kedro.io import DatasetError
+
+    from rom_pipeline.datasets.runs import RunCollection, RunFolderDataset, SimulationRunsDataset
+    from rom_pipeline.execution.run_folder import RunFolder, SimulationPlan
+
+    path = tmp_path / "train"
+    handle = RunFolderDataset(path=str(path))
+    assert handle.exists() and not path.exists()  # an empty start is valid: every run is simulated
+    folder = handle.load()
+    assert isinstance(folder, RunFolder) and folder.path == path
+    run_ids = folder.simulate(SimulationPlan({r: _TinyRun(r) for r in ("train_000", "train_001")}))
+    assert run_ids == ["train_000", "train_001"]
+
+    dataset = SimulationRunsDataset(path=str(path))
+    before = _listing(path)
+    dataset.save(RunCollection(path, run_ids))  # records: nothing written, nothing computed
+    assert _listing(path) == before
+    runs = dataset.load()
+    assert runs.run_ids == run_ids
+    np.testing.assert_array_equal(runs.density("train_001")["density"], np.full((3, 5, 6), 2.0))
+
+    with pytest.raises(DatasetError, match=r"runs \['train_002'\] are not complete on disk"):
+        dataset.save(RunCollection(path, [*run_ids, "train_002"]))
+    with pytest.raises(DatasetError, match="cannot be recorded as"):
+        dataset.save(RunCollection(tmp_path / "elsewhere", run_ids))
+    with pytest.raises(DatasetError, match="records a RunCollection .* got SimulationPlan"):
+        dataset.save(SimulationPlan({"train_002": _TinyRun("train_002")}))  # the old lazy plan
+    with pytest.raises(DatasetError, match="written by the simulation node"):
+        handle.save(folder)
+    assert _listing(path) == before and not (path / "train_002").exists()
+
+
+def test_animation_dataset_writes_exactly_the_rendered_gif(tmp_path):
+    from kedro.io import DatasetError
+
+    from rom_pipeline.datasets import ComparisonAnimationDataset
+    from rom_pipeline.evaluation.plots import comparison_animation_gif, write_comparison_animation
+
+    rng = np.random.default_rng(0)
+    truth = rng.random((6, 5, 4))
+    gif = comparison_animation_gif(truth, {"MVAR": 0.9 * truth}, np.arange(6.0), max_frames=4, title="t")
+    assert gif[:6] == b"GIF89a"
+    dataset = ComparisonAnimationDataset(path=str(tmp_path / "animations"))
+    dataset.save({"test_000_gaussian": gif})
+    assert dataset.load() == [tmp_path / "animations" / "test_000_gaussian.gif"]
+    assert dataset.load()[0].read_bytes() == gif
+    # the oracle: the stand-alone writer renders and writes the very same file
+    direct = write_comparison_animation(truth, {"MVAR": 0.9 * truth}, np.arange(6.0), tmp_path / "direct.gif",
+                                        max_frames=4, title="t")
+    assert direct.read_bytes() == gif
+    # the old interface (arrays to render inside save) is refused by name, before anything is written
+    with pytest.raises(DatasetError, match=r"\['test_001_ring'\] are not bytes"):
+        dataset.save({"test_001_ring": {"truth": truth, "predictions": {"MVAR": truth}, "times": np.arange(6.0)}})
+    assert [p.name for p in (tmp_path / "animations").iterdir()] == ["test_000_gaussian.gif"]

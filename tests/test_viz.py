@@ -46,7 +46,7 @@ LAYER_ORDER = ["primary", "feature", "model_input", "models", "model_output", "r
 
 
 class _TinyRun:
-    """A simulation-plan task producing a 3-frame run (what ``SimulationRunsDataset.save`` takes)."""
+    """A simulation-plan task producing a 3-frame run (what ``RunFolder.simulate`` carries out)."""
 
     def __init__(self, run_id: str, family: str):
         self.run_id, self.family, self.fingerprint = run_id, family, f"fp-{run_id}"
@@ -70,7 +70,9 @@ def _save_custom_datasets(data_root: Path) -> None:
     from kedro.config import OmegaConfigLoader
     from kedro.io import DataCatalog
 
-    from rom_pipeline.datasets import SimulationPlan
+    from rom_pipeline.datasets import RunCollection
+    from rom_pipeline.evaluation.plots import comparison_animation_gif
+    from rom_pipeline.execution.run_folder import SimulationPlan
     from rom_pipeline.settings import CONFIG_LOADER_ARGS
 
     previous = os.environ.get("ROM_DATA_ROOT")
@@ -78,13 +80,15 @@ def _save_custom_datasets(data_root: Path) -> None:
     try:
         loader = OmegaConfigLoader(conf_source=str(PROJECT / "conf"), **{**CONFIG_LOADER_ARGS, "default_run_env": "base"})
         catalog = DataCatalog.from_config(loader["catalog"])
-        catalog.save("train.runs", SimulationPlan({"train_000": _TinyRun("train_000", "gaussian"),
-                                                   "train_001": _TinyRun("train_001", "ring")}))
+        folder = catalog.load("train.run_folder")  # as the simulation node does it
+        run_ids = folder.simulate(SimulationPlan({"train_000": _TinyRun("train_000", "gaussian"),
+                                                  "train_001": _TinyRun("train_001", "ring")}))
+        catalog.save("train.runs", RunCollection(folder.path, run_ids))
         catalog.save("mvar.model", {"coefficients": np.arange(12.0).reshape(3, 4), "lag": np.array(2)})
         catalog.save("lstm.model", {"format": "tiny/1", "state_dict": {"w": torch.zeros(2, 3)}, "lag": 3})
         truth = np.random.default_rng(0).random((4, 6, 6))
-        catalog.save("comparison_animations", {"test_000_gaussian": {
-            "truth": truth, "predictions": {"MVAR": truth * 0.9}, "times": np.arange(4.0), "title": "t"}})
+        catalog.save("comparison_animations", {"test_000_gaussian": comparison_animation_gif(
+            truth, {"MVAR": truth * 0.9}, np.arange(4.0), title="t")})
         catalog.save("comparison_markdown", COMPARISON_MARKDOWN)
     finally:
         if previous is None:

@@ -20,9 +20,10 @@ from kedro.io import DatasetError
 from rom_pipeline.config import ConfigError
 from rom_pipeline.execution.lock import ExperimentBusy
 from rom_pipeline.execution.parallel import ClusterUnavailable
+from rom_pipeline.execution.run_folder import RunFolderError
 from rom_pipeline.framework.lineage import LineageError
 
-USER_ERRORS = (ConfigError, ClusterUnavailable, LineageError, ExperimentBusy, DatasetError)
+USER_ERRORS = (ConfigError, ClusterUnavailable, RunFolderError, LineageError, ExperimentBusy, DatasetError)
 
 
 def verbose_requested(flag: bool = False) -> bool:

@@ -1,7 +1,7 @@
 """Custom Kedro datasets that kedro-datasets lacks."""
 from rom_pipeline.datasets.animation import ComparisonAnimationDataset
 from rom_pipeline.datasets.files import NpzDataset, TorchPayloadDataset
-from rom_pipeline.datasets.runs import RunCollection, SimulationPlan, SimulationRunsDataset
+from rom_pipeline.datasets.runs import RunCollection, RunFolderDataset, SimulationRunsDataset
 from rom_pipeline.datasets.text import MarkdownDataset
 
 __all__ = [
@@ -9,7 +9,7 @@ __all__ = [
     "MarkdownDataset",
     "NpzDataset",
     "RunCollection",
-    "SimulationPlan",
+    "RunFolderDataset",
     "SimulationRunsDataset",
     "TorchPayloadDataset",
 ]

@@ -11,31 +11,27 @@ from kedro_datasets._typing import ImagePreview
 
 
 class ComparisonAnimationDataset(AbstractDataset[dict, list]):
-    """A folder of GIFs, one per test run: ``save({name: spec})``.
+    """A folder of GIFs, one per test run: ``save({name: gif_bytes})`` writes ``<path>/<name>.gif``.
 
-    Each ``spec`` is ``{"truth": (T,ny,nx), "predictions": {model: (T,ny,nx)}, "times": (T,),
-    "title": str}``; the file ``<path>/<name>.gif`` is written atomically, with the normal mode
-    of a new file, by :func:`rom_pipeline.evaluation.plots.write_comparison_animation`.
-    ``load`` lists the files.
+    The evaluation node renders the GIFs (:func:`rom_pipeline.evaluation.plots.comparison_animation_gif`);
+    this dataset only writes them, each atomically and with the normal mode of a new file
+    (:func:`~rom_pipeline.evaluation.plots.write_file_atomically`). ``load`` lists the files.
     """
 
-    def __init__(self, *, path: str, fps: int = 10, max_frames: int = 120,
-                 metadata: dict[str, Any] | None = None):
+    def __init__(self, *, path: str, metadata: dict[str, Any] | None = None):
         self._path = Path(path)
-        self._fps = fps
-        self._max_frames = max_frames
         self.metadata = metadata
 
-    def save(self, data: dict[str, dict[str, Any]]) -> None:
-        from rom_pipeline.evaluation.plots import write_comparison_animation
+    def save(self, data: dict[str, bytes]) -> None:
+        from rom_pipeline.evaluation.plots.animation import write_file_atomically
 
+        bad = sorted(name for name, gif in data.items() if not isinstance(gif, bytes | bytearray))
+        if bad:
+            raise DatasetError(f"ComparisonAnimationDataset saves {{name: GIF bytes}}; {bad} are not "
+                               "bytes (render them with rom_pipeline.evaluation.plots.comparison_animation_gif)")
         self._path.mkdir(parents=True, exist_ok=True)
-        for name, spec in data.items():
-            write_comparison_animation(
-                spec["truth"], spec["predictions"], spec["times"], self._path / f"{name}.gif",
-                fps=self._fps, max_frames=spec.get("max_frames", self._max_frames),  # eval.animation_max_frames
-                title=spec.get("title", name),
-            )
+        for name, gif in data.items():
+            write_file_atomically(self._path / f"{name}.gif", bytes(gif))
 
     def load(self) -> list[Path]:
         files = sorted(self._path.glob("*.gif"))
@@ -47,7 +43,7 @@ class ComparisonAnimationDataset(AbstractDataset[dict, list]):
         return any(self._path.glob("*.gif"))
 
     def _describe(self) -> dict[str, Any]:
-        return {"path": str(self._path), "fps": self._fps}
+        return {"path": str(self._path)}
 
     def preview(self, frame: float = 0.5) -> ImagePreview:
         """kedro-viz image preview: one frame of the first animation as a base64 PNG (kedro-viz

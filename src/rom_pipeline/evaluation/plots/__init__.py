@@ -30,9 +30,11 @@ from rom_pipeline.evaluation.plots.animation import (
     GIF_LEVELS,
     animation_frames,
     comparison_animation_figure,
+    comparison_animation_gif,
     gif_palette,
     to_palette_indices,
     write_comparison_animation,
+    write_file_atomically,
 )
 from rom_pipeline.evaluation.plots.comparison import (
     FORECAST_START_LABEL,
@@ -58,9 +60,9 @@ __all__ = [
     "DENSITY_CMAP", "ERROR_CMAP", "FORECAST_START_LABEL", "GIF_ERROR_PERCENTILE", "GIF_LEVELS",
     "LAG_CRITERIA", "METRIC_LABELS", "MODE_CMAP", "OFF_SCALE_LABEL", "ORDER_PARAMETERS",
     "POD_CEILING_LABEL", "R2_FLOOR", "animation", "animation_frames", "comparison",
-    "comparison_animation_figure", "forecast_start_time", "gif_palette", "models",
+    "comparison_animation_figure", "comparison_animation_gif", "forecast_start_time", "gif_palette", "models",
     "plot_eigenvalues", "plot_lag_scan", "plot_latent_trajectories", "plot_metric_bars",
     "plot_order_parameters", "plot_pod_modes", "plot_pod_spectrum", "plot_r2_curves",
     "plot_snapshot_grid", "plot_training_log", "pod", "spectrum_window", "to_palette_indices",
-    "write_comparison_animation",
+    "write_comparison_animation", "write_file_atomically",
 ]

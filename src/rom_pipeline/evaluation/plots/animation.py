@@ -1,6 +1,7 @@
 """Truth-versus-forecast GIF animations (matplotlib figure, Pillow GIF with a fixed palette)."""
 from __future__ import annotations
 
+import io
 import logging
 import os
 import tempfile
@@ -213,6 +214,71 @@ def _render_frames(fig: Figure, draw, n_frames: int, mapper: PaletteMapper) -> l
     return images
 
 
+def comparison_animation_gif(
+    truth,
+    predictions: Mapping[str, np.ndarray],
+    times,
+    fps: float = 10,
+    max_frames: int = 120,
+    title: str = "",
+    dpi: int = 80,
+    panel_inches: float = 2.5,
+) -> bytes:
+    """The GIF of truth beside each model's forecast, with each model's |error| underneath, as
+    bytes (what :func:`write_comparison_animation` writes; the evaluation node renders these and
+    the catalog's animation dataset writes them).
+
+    Layout: a 2 × (1 + M) grid; top row truth then the M forecasts, bottom row |error| of each
+    model under its forecast, and bottom-left a caption with ``title``, the frame's time, its
+    lead since the first forecast frame and its number (no figure title to collide with the
+    panel titles). Frames are :func:`animation_frames` (at most ``max_frames``, evenly
+    spaced). Colour scales are fixed over the movie: density on the truth's range, |error| on
+    [0, 99th percentile of all animated errors] (capped at the truth's range; the colour bar's
+    arrow marks larger errors), so one diverging frame does not wash out the others. Frames
+    are mapped onto one fixed palette (:func:`gif_palette`, colour maps resampled to
+    :data:`GIF_LEVELS` levels) so colour bars do not band; only the images and the caption are
+    redrawn per frame (:func:`_render_frames`).
+
+    Args:
+        truth: (T, ny, nx); predictions: {model: (T, ny, nx)}; times: (T,) seconds.
+        fps: frames per second of the GIF.
+        max_frames: upper bound on the number of frames.
+        title: first line of the caption.
+        dpi, panel_inches: each frame is ``(1 + M) * panel_inches * dpi`` by
+            ``2 * panel_inches * dpi`` pixels (rounded down).
+    """
+    truth, predictions, times = _check_movies(truth, predictions, times)
+    if not fps > 0:
+        raise ValueError(f"fps must be positive, got {fps!r}")
+    frames = animation_frames(truth.shape[0], max_frames)
+    fig, draw = comparison_animation_figure(truth, predictions, times, frames, title, dpi, panel_inches)
+    gif_frames = _render_frames(fig, draw, len(frames), PaletteMapper(gif_palette()))
+    buffer = io.BytesIO()
+    gif_frames[0].save(buffer, format="GIF", save_all=True, append_images=gif_frames[1:],
+                       duration=int(1000 / fps), loop=0)
+    logger.info("rendered %d-frame comparison animation of %s", len(frames), list(predictions))
+    return buffer.getvalue()
+
+
+def write_file_atomically(path: str | os.PathLike, data: bytes) -> Path:
+    """Write ``data`` to ``path`` through a temporary file in the same folder (created if
+    needed), given the normal mode of a new file (0o666 less the umask) and moved into place
+    with :func:`os.replace`, so ``path`` never holds a partial file."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    handle, temp_name = tempfile.mkstemp(dir=path.parent, prefix=f".{path.stem}.", suffix=f".tmp{path.suffix}")
+    try:
+        with os.fdopen(handle, "wb") as stream:
+            stream.write(data)
+        # mkstemp creates 0600; a result file gets the mode any new file would get.
+        os.chmod(temp_name, _file_mode())
+        os.replace(temp_name, path)
+    except BaseException:
+        Path(temp_name).unlink(missing_ok=True)
+        raise
+    return path
+
+
 def write_comparison_animation(
     truth,
     predictions: Mapping[str, np.ndarray],
@@ -224,53 +290,16 @@ def write_comparison_animation(
     dpi: int = 80,
     panel_inches: float = 2.5,
 ) -> Path:
-    """GIF of truth beside each model's forecast, with each model's |error| underneath.
-
-    Layout: a 2 × (1 + M) grid; top row truth then the M forecasts, bottom row |error| of each
-    model under its forecast, and bottom-left a caption with ``title``, the frame's time, its
-    lead since the first forecast frame and its number (no figure title to collide with the
-    panel titles). Frames are :func:`animation_frames` (at most ``max_frames``, evenly
-    spaced). Colour scales are fixed over the movie: density on the truth's range, |error| on
-    [0, 99th percentile of all animated errors] (capped at the truth's range; the colour bar's
-    arrow marks larger errors), so one diverging frame does not wash out the others. Frames
-    are mapped onto one fixed palette (:func:`gif_palette`, colour maps resampled to
-    :data:`GIF_LEVELS` levels) so colour bars do not band; only the images and the caption are
-    redrawn per frame (:func:`_render_frames`). The GIF is written by Pillow to a temporary
-    file in the target folder, given the normal mode of a new file (0o666 less the umask) and
-    moved into place with :func:`os.replace`, so ``path`` never holds a partial file.
-
-    Args:
-        truth: (T, ny, nx); predictions: {model: (T, ny, nx)}; times: (T,) seconds.
-        path: output ``.gif`` file; its folder is created if needed.
-        fps: frames per second of the GIF.
-        max_frames: upper bound on the number of frames.
-        title: first line of the caption.
-        dpi, panel_inches: each frame is ``(1 + M) * panel_inches * dpi`` by
-            ``2 * panel_inches * dpi`` pixels (rounded down).
+    """:func:`comparison_animation_gif` written to ``path`` (a ``.gif``) with
+    :func:`write_file_atomically`, so ``path`` never holds a partial file.
 
     Returns:
         ``path`` as a :class:`~pathlib.Path`.
     """
-    truth, predictions, times = _check_movies(truth, predictions, times)
     path = Path(path)
     if path.suffix.lower() != ".gif":
         raise ValueError(f"path must end in .gif (the animation is a GIF), got {str(path)!r}")
-    if not fps > 0:
-        raise ValueError(f"fps must be positive, got {fps!r}")
-    frames = animation_frames(truth.shape[0], max_frames)
-    fig, draw = comparison_animation_figure(truth, predictions, times, frames, title, dpi, panel_inches)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    handle, temp_name = tempfile.mkstemp(dir=path.parent, prefix=f".{path.stem}.", suffix=".tmp.gif")
-    os.close(handle)
-    try:
-        gif_frames = _render_frames(fig, draw, len(frames), PaletteMapper(gif_palette()))
-        gif_frames[0].save(temp_name, format="GIF", save_all=True, append_images=gif_frames[1:],
-                           duration=int(1000 / fps), loop=0)
-        # mkstemp creates 0600; a result file gets the mode any new file would get.
-        os.chmod(temp_name, _file_mode())
-        os.replace(temp_name, path)
-    except BaseException:
-        Path(temp_name).unlink(missing_ok=True)
-        raise
-    logger.info("wrote %d-frame comparison animation of %s to %s", len(frames), list(predictions), path)
+    data = comparison_animation_gif(truth, predictions, times, fps, max_frames, title, dpi, panel_inches)
+    write_file_atomically(path, data)
+    logger.info("wrote comparison animation of %s to %s", list(predictions), path)
     return path

@@ -132,26 +132,28 @@ def _movies(test_runs: RunCollection, summaries, predictions):
 
 def snapshot_figures(
     test_runs: RunCollection, parameters: dict[str, Any], *summaries_and_predictions
-) -> tuple[Figure, dict[str, dict]]:
+) -> tuple[Figure, dict[str, bytes]]:
     """Truth / each model / |error| snapshot grid for the first test run, and one side-by-side
-    animation per IC family."""
+    animation per IC family (``{"<run_id>_<family>": GIF bytes}``, rendered here; the
+    animation dataset writes them)."""
     cfg = validate_parameters(parameters)
     n = len(summaries_and_predictions) // 2
     summaries, predictions = summaries_and_predictions[:n], summaries_and_predictions[n:]
     extent = (0.0, cfg.sim.Lx, 0.0, cfg.sim.Ly)
     figure = None
-    animations: dict[str, dict] = {}
+    animations: dict[str, bytes] = {}
+    animated: set[str] = set()
     for run_id, family, truth, preds, times in _movies(test_runs, summaries, predictions):
         if figure is None:
             snaps = cfg.eval.snapshot_times or list(np.linspace(times[0], times[-1], 4))
             snaps = [t for t in snaps if times[0] <= t <= times[-1]] or [times[0], times[-1]]
             figure = plots.plot_snapshot_grid(truth, preds, times, snaps, extent=extent,
                                               run_label=f"{run_id} ({family})")
-        if family not in {spec["family"] for spec in animations.values()}:
-            animations[f"{run_id}_{family}"] = {
-                "truth": truth, "predictions": preds, "times": times, "family": family,
-                "title": f"{run_id} ({family})", "max_frames": cfg.eval.animation_max_frames,
-            }
+        if family not in animated:
+            animated.add(family)
+            animations[f"{run_id}_{family}"] = plots.comparison_animation_gif(
+                truth, preds, times, max_frames=cfg.eval.animation_max_frames, title=f"{run_id} ({family})",
+            )
     return figure, animations
 
 

@@ -9,13 +9,14 @@ from rom_pipeline.pipelines.simulation.nodes import plan_simulation_runs
 
 
 def simulation_template(split: str) -> Pipeline:
-    """``{split}.runs`` (run directory) and ``{split}.run_table`` from the parameters."""
+    """``{split}.runs`` (run directory) and ``{split}.run_table`` from the parameters, simulated
+    into ``{split}.run_folder`` (the same folder, as a handle the node writes through)."""
     func = update_wrapper(partial(plan_simulation_runs, split=split), plan_simulation_runs)
     return Pipeline(
         [
             Node(
                 func,
-                inputs="parameters",
+                inputs=["parameters", "run_folder"],
                 outputs=["runs", "run_table"],
                 name="simulate_runs",
             )
