@@ -61,13 +61,24 @@ from rom_pipeline.evaluation.protocol import (
     forecast_block,
     teacher_forced,
 )
-from rom_pipeline.rom.lstm import LSTMForecaster
-from rom_pipeline.rom.mvar import MVARForecaster
 from rom_pipeline.rom.pod import PODBasis
 
 logger = logging.getLogger(__name__)
 
-FORECASTERS: dict[str, Callable[..., Any]] = {"mvar": MVARForecaster, "lstm": LSTMForecaster}
+
+
+def registered_forecasters() -> dict[str, Callable[..., Any]]:
+    """``{model: class}`` of every forecaster in :data:`rom_pipeline.registry.FORECASTERS`."""
+    from rom_pipeline.registry import FORECASTERS as REGISTRY
+
+    return {name: entry.estimator for name, entry in REGISTRY.items()}
+
+
+def __getattr__(name: str) -> Any:
+    if name == "FORECASTERS":  # the registry's classes, read when asked for
+        return registered_forecasters()
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+
 VALIDATION_SCHEMES = ("kfold", "holdout")
 RUN_SCORE_COLUMNS = (
     "config_id", "model", "fold", "run_id", "n_modes", "r2_pooled", "r2_latent",
@@ -264,8 +275,9 @@ def build_candidates(
     Raises:
         ValueError: for an unknown model or a lag that is not a positive integer.
     """
-    if model not in FORECASTERS:
-        raise ValueError(f"unknown model {model!r}; the search knows {sorted(FORECASTERS)}")
+    known = registered_forecasters()
+    if model not in known:
+        raise ValueError(f"unknown model {model!r}; the search knows {sorted(known)}")
     out = []
     for point in grid:
         hyper = {**base, **point}
@@ -349,7 +361,7 @@ def grid_search(
     candidates: Sequence[Candidate],
     folds: Sequence[tuple[Sequence[str], Sequence[str]]],
     config: EvaluationConfig,
-    forecasters: Mapping[str, Callable[..., Any]] = FORECASTERS,
+    forecasters: Mapping[str, Callable[..., Any]] | None = None,
 ) -> SearchResult:
     """Score every candidate by closed-loop skill on held-out whole runs (see module doc).
 
@@ -362,7 +374,8 @@ def grid_search(
         folds: ``(train_ids, held_out_ids)`` pairs, e.g. from :func:`run_folds`.
         config: protocol settings: one shift mode, ``forecast_start`` covering the largest lag
             (see :func:`common_forecast_start`), clamp and mass post-processing.
-        forecasters: ``{model: factory}``; ``factory(**hyperparameters).fit(list of (K, r'))``.
+        forecasters: ``{model: factory}``; ``factory(**hyperparameters).fit(list of (K, r'))``
+            (default: the registered forecasters, :func:`registered_forecasters`).
 
     Returns:
         A :class:`SearchResult`.
@@ -377,6 +390,7 @@ def grid_search(
     bases = {r: truncate_basis(pod, r) for r in sorted({c.n_modes for c in candidates})}
     max_lag = max(int(c.hyperparameters["lag"]) for c in candidates)
     rows: list[dict[str, Any]] = []
+    forecasters = registered_forecasters() if forecasters is None else forecasters
     fit_seconds: dict[str, list[float]] = {c.config_id: [] for c in candidates}
     score_seconds = dict.fromkeys(fit_seconds, 0.0)
     for fold, (train_ids, held_ids) in enumerate(folds):
