@@ -3,9 +3,9 @@
 simulation -> pod -> latent_dataset -> each enabled model -> evaluation."""
 from __future__ import annotations
 
+import importlib
 import logging
 
-from kedro.framework.project import find_pipelines
 from kedro.pipeline import Node, Pipeline
 
 from rom_pipeline.pipelines.models import enabled_models, model_pipeline, setup_pipeline
@@ -13,6 +13,8 @@ from rom_pipeline.registry import FORECASTERS
 
 logger = logging.getLogger(__name__)
 STAGES = ("simulation", "pod", "latent_dataset")
+#: The stage packages of ``pipelines/`` (the models have no package: the template serves them all).
+PACKAGES = (*STAGES, "evaluation", "hyperparameter_search")
 
 
 def disabled_model_pipeline(name: str) -> Pipeline:
@@ -31,15 +33,16 @@ def disabled_model_pipeline(name: str) -> Pipeline:
 
 
 def register_pipelines() -> dict[str, Pipeline]:
-    # Kedro 1.7 loads only the requested pipelines (``--pipelines=mvar``); the default is built
-    # when every stage it needs was discovered. Which models are enabled comes from the session's
-    # validated parameters (``register_pipelines`` receives none; see ``enabled_models``).
-    pipelines = find_pipelines(raise_errors=True)
+    # Not Kedro's find_pipelines: with --pipelines=mvar it would look for a package
+    # pipelines/mvar, and the models have none. Building every pipeline object is cheap. Which
+    # models are enabled comes from the session's validated parameters (``register_pipelines``
+    # receives none; see ``enabled_models``).
+    pipelines = {name: importlib.import_module(f"rom_pipeline.pipelines.{name}").create_pipeline()
+                 for name in PACKAGES}
     enabled = enabled_models()
     for name, forecaster in FORECASTERS.items():
         pipelines[name] = (setup_pipeline() + model_pipeline(forecaster) if name in enabled
                            else disabled_model_pipeline(name))
     stages = (*STAGES, *enabled, "evaluation")
-    if all(name in pipelines for name in stages):
-        pipelines["__default__"] = sum((pipelines[name] for name in stages), Pipeline([]))
+    pipelines["__default__"] = sum((pipelines[name] for name in stages), Pipeline([]))
     return pipelines
