@@ -276,7 +276,7 @@ class MVARConfig(_Block):
         "directions mean-reverting, r - k neutral; 0 = VAR in differences), see rom/mvar.py",
     )
     max_lag: int | None = Field(
-        20, ge=1, description="largest lag of the lag scan (lag_scan.csv; capped at half the "
+        None, ge=1, description="largest lag of the lag scan (lag_scan.csv; capped at half the "
         "shortest run); null: no scan, except that a criterion lag scans up to 20",
     )
 

@@ -60,7 +60,6 @@ class Forecaster:
     plots: tuple[PlotNode, ...] = ()
     search_grid: Mapping[str, Any] = field(default_factory=dict)
     search_exclude: tuple[str, ...] = ()
-    search_fixed: Mapping[str, Any] = field(default_factory=dict)
 
     @property
     def label(self) -> str:
@@ -114,8 +113,12 @@ class Forecaster:
                 "fit_seconds": None if seconds is None else float(seconds)}
 
     def search_keys(self) -> tuple[str, ...]:
-        """Hyper-parameters a search grid may vary: the constructor arguments the search passes."""
-        return tuple(k for k in self.config.model_fields if k != "enabled" and k not in self.search_exclude)
+        """Hyper-parameters a search grid may vary: the constructor arguments (in their order)
+        the search passes, i.e. all but ``search_exclude``."""
+        import inspect
+
+        return tuple(k for k in inspect.signature(self.estimator).parameters
+                     if k in self.config.model_fields and k not in self.search_exclude)
 
 
 # ---------------------------------------------------------------------- MVAR and LSTM specifics
@@ -174,9 +177,16 @@ def plot_eigenvalues(model: dict, training_summary: dict):
 
 
 def plot_lag_scan(lag_scan: pd.DataFrame, training_summary: dict):
-    """The lag scan with the lag the fitted model uses marked."""
+    """The lag scan with the lag the fitted model uses marked (a note when nothing was scanned)."""
+    from matplotlib.figure import Figure
+
     from rom_pipeline.evaluation import plots
 
+    if lag_scan.empty:
+        figure = Figure(figsize=(6, 2))
+        figure.text(0.5, 0.5, f"no lag scan (mvar.max_lag: null); lag {training_summary['lag']}",
+                    ha="center")
+        return figure
     return plots.plot_lag_scan(lag_scan, chosen_lag=training_summary["lag"],
                                rule=training_summary.get("lag_rule"))
 
@@ -197,7 +207,7 @@ _ENTRIES = (
                PlotNode(plot_lag_scan, ("training_table", "training_summary"), "lag_scan_plot")),
         # a small default grid (conf/base/parameters_hyperparameter_search.yml documents it)
         search_grid={"grid": {"lag": [2, 3, 5], "ridge_alpha": [1e-6, 1e-4, 1e-2]}},
-        search_exclude=("max_lag",), search_fixed={"max_lag": None},  # the search needs no lag scan
+        search_exclude=("max_lag",),  # the search needs no lag scan
     ),
     Forecaster(
         "lstm", LSTMForecaster, LSTMConfig, artifact="torch", training_table="training_log",

@@ -140,8 +140,7 @@ class MVARForecaster:
             scan (:func:`select_lag`, :func:`best_lag`) and sets ``lag`` to it, so a fitted model
             always holds its integer window length (``lag_rule_`` keeps the rule).
         max_lag: largest order of the lag scan ``fit`` tabulates (``lag_scan_``), capped at half
-            the shortest run; ``None``: no scan (a criterion ``lag`` then scans up to 20). The
-            hyper-parameter search fits with ``None``: it needs no table.
+            the shortest run; ``None``: no scan (a criterion ``lag`` then scans up to 20).
         ridge_alpha: ridge penalty alpha >= 0 on ``A_1..A_w`` (not on ``A_0``).
         eigenvalue_threshold: if given (> 0) and the companion spectral radius exceeds it, scale
             ``A_j <- c^j A_j`` with ``c = threshold / rho``. This is exact: ``lambda`` solves
@@ -177,7 +176,7 @@ class MVARForecaster:
 
     def __init__(self, lag: int | str = 5, ridge_alpha: float = 1e-4,
                  eigenvalue_threshold: float | None = None, coint_rank: int | None = None,
-                 max_lag: int | None = 20):
+                 max_lag: int | None = None):
         self.lag = lag
         self.max_lag = max_lag
         self.ridge_alpha = ridge_alpha

@@ -285,7 +285,7 @@ def build_candidates(
         if isinstance(lag, bool) or not isinstance(lag, (int, np.integer)) or lag < 1:
             raise ValueError(
                 f"{model} lag = {lag!r}: the search fits fixed integer lags; give search.{model}"
-                f".grid.lag (e.g. [2, 3, 5]) when rom.models.{model}.lag is a criterion"
+                f".grid.lag (e.g. [2, 3, 5]) when {model}.lag is a criterion"
             )
         for r, source in modes.items():
             out.append(Candidate(model, int(r), dict(hyper), dict(point), source))

@@ -23,12 +23,12 @@ logger = logging.getLogger(__name__)
 
 def _base_hyperparameters(model: str, block: dict[str, Any]) -> dict[str, Any]:
     """The configured model (its ``<model>`` block) as constructor arguments, less the keys a
-    search does not vary (registry ``search_exclude``), with the registry's ``search_fixed``."""
+    search does not vary (registry ``search_exclude``, e.g. the MVAR's lag scan ``max_lag``)."""
     from rom_pipeline.registry import FORECASTERS
 
     entry = FORECASTERS[model]
     options = entry.options(block)
-    return {**{k: v for k, v in options.items() if k not in entry.search_exclude}, **entry.search_fixed}
+    return {k: v for k, v in options.items() if k not in entry.search_exclude}
 
 
 def _candidates(search_cfg, forecaster_blocks: dict[str, dict[str, Any]], pod: PODBasis) -> list[search.Candidate]:
