@@ -28,6 +28,7 @@ from rom_pipeline.config import ConfigError, validate_parameters
 from rom_pipeline.datasets.files import NpzDataset, TorchPayloadDataset
 from rom_pipeline.datasets.runs import SimulationPlan, SimulationRunsDataset
 from rom_pipeline.physics.initial_conditions import sample_positions
+from rom_pipeline.pipelines.models import derived_quantities
 from rom_pipeline.pipelines.pod.nodes import fit_pod_basis
 from rom_pipeline.rom.mvar import MVARForecaster
 from rom_pipeline.rom.pod import PODBasis
@@ -119,7 +120,9 @@ def _nan_density(root: Path) -> None:
     np.savez(path, **arrays)
     before = _files(root)
     try:
-        fit_pod_basis(SimulationRunsDataset(path=str(root / "train")).load(), _params())
+        params = _params()
+        fit_pod_basis(SimulationRunsDataset(path=str(root / "train")).load(), params["rom"],
+                      params["execution"], derived_quantities(params)[0])
     finally:
         assert _files(root) == before
 

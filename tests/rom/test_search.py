@@ -278,8 +278,8 @@ def test_best_configurations_and_figure(synthetic):
     top = result.table.loc[result.table["score_mean"].idxmax()]
     assert best["mvar"]["config_id"] == top["config_id"]
     assert best["mvar"]["score_mean"] == pytest.approx(top["score_mean"])
-    assert best["mvar"]["parameters"] == {"rom": {"fixed_modes": int(top["n_modes"]),
-                                                  "models": {"mvar": json.loads(top["params"])}}}
+    assert best["mvar"]["parameters"] == {"rom": {"fixed_modes": int(top["n_modes"])},
+                                          "mvar": json.loads(top["params"])}
     assert best["scored_on"] == {"validation": "kfold"}
     assert result.table["lag"].dtype == "Int64"
     fig = search.plot_search_scores(result.table)

@@ -95,6 +95,14 @@ def describe_forecast(eval: dict, test_sim: dict, rom_grid: dict) -> dict[str, A
     }
 
 
+def derived_quantities(parameters: dict[str, Any]) -> tuple[dict[str, Any], dict[str, Any]]:
+    """``(rom_grid, forecast_setup)`` of a whole parameter tree, for code outside the pipelines
+    (benchmarks, notebooks) that holds the tree: the same two functions the nodes run."""
+    rom_grid = describe_rom_grid(parameters.get("sim", {}), parameters.get("density", {}),
+                                 parameters.get("rom", {}))
+    return rom_grid, describe_forecast(parameters.get("eval", {}), parameters.get("test_sim", {}), rom_grid)
+
+
 def rom_grid_pipeline() -> Pipeline:
     """The node that computes ``rom_grid`` (added to every pipeline that reads it; Kedro keeps
     one copy of identical nodes when pipelines are summed)."""

@@ -490,7 +490,7 @@ def best_configurations(table: pd.DataFrame, candidates: Sequence[Candidate],
     Returns:
         ``{"scored_on": scored_on, "<model>": {"config_id", "n_modes", "modes_source",
         "score_mean", "score_std", "latent_r2_mean", "n_diverged", "hyperparameters" (all
-        constructor arguments), "varied", "parameters" (the ``rom`` block to paste into
+        constructor arguments), "varied", "parameters" (the ``rom`` and ``<model>`` blocks to paste into
         parameters: fixed_modes and the varied hyper-parameters)}}``. Non-finite numbers become
         None.
     """
@@ -506,8 +506,8 @@ def best_configurations(table: pd.DataFrame, candidates: Sequence[Candidate],
             "n_diverged": int(row["n_diverged"]),
             "hyperparameters": _plain(cand.hyperparameters),
             "varied": _plain(cand.varied),
-            "parameters": {"rom": {"fixed_modes": cand.n_modes,
-                                   "models": {cand.model: _plain(cand.varied)}}},
+            "parameters": {"rom": {"fixed_modes": cand.n_modes},
+                           cand.model: _plain(cand.varied)},
         }
     return out
 
