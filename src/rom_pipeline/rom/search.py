@@ -249,6 +249,8 @@ class Candidate:
         hyperparameters: every constructor argument of the forecaster.
         varied: the searched values only (a subset of ``hyperparameters``).
         modes_source: how r' was requested (``"fixed_modes=10"``, ``"pod_energy=0.99"``).
+        lag: the window length w of the fitted forecaster (default: ``hyperparameters["lag"]``;
+            a forecaster without a ``lag`` argument gives its own, e.g. 1).
     """
 
     model: str
@@ -256,6 +258,11 @@ class Candidate:
     hyperparameters: dict[str, Any]
     varied: dict[str, Any] = field(default_factory=dict)
     modes_source: str = ""
+    lag: int | None = None
+
+    def __post_init__(self) -> None:
+        if self.lag is None:
+            self.lag = int(self.hyperparameters["lag"])
 
     @property
     def config_id(self) -> str:
@@ -281,14 +288,15 @@ def build_candidates(
     out = []
     for point in grid:
         hyper = {**base, **point}
-        lag = hyper.get("lag")
+        # a forecaster without a lag argument has a fixed window (its instance's lag)
+        lag = hyper["lag"] if "lag" in hyper else getattr(known[model](**hyper), "lag", None)
         if isinstance(lag, bool) or not isinstance(lag, (int, np.integer)) or lag < 1:
             raise ValueError(
                 f"{model} lag = {lag!r}: the search fits fixed integer lags; give search.{model}"
                 f".grid.lag (e.g. [2, 3, 5]) when {model}.lag is a criterion"
             )
         for r, source in modes.items():
-            out.append(Candidate(model, int(r), dict(hyper), dict(point), source))
+            out.append(Candidate(model, int(r), dict(hyper), dict(point), source, lag=int(lag)))
     return out
 
 
@@ -388,7 +396,7 @@ def grid_search(
     if missing:
         raise ValueError(f"folds name runs {missing} that have no latent trajectory")
     bases = {r: truncate_basis(pod, r) for r in sorted({c.n_modes for c in candidates})}
-    max_lag = max(int(c.hyperparameters["lag"]) for c in candidates)
+    max_lag = max(c.lag for c in candidates)
     rows: list[dict[str, Any]] = []
     forecasters = registered_forecasters() if forecasters is None else forecasters
     fit_seconds: dict[str, list[float]] = {c.config_id: [] for c in candidates}

@@ -76,7 +76,7 @@ def search_hyperparameters(
     if not candidates:
         raise ValueError("every search.<model>.enabled is false: nothing to search")
     dt = float(train_latent["dt_rom"])
-    lags = [int(c.hyperparameters["lag"]) for c in candidates]
+    lags = [c.lag for c in candidates]
     forecast_start, start_rule = search.search_forecast_start(
         s.forecast_start, forecast_setup["forecast_start_given"], dt, lags)
     shortest = min(len(y) for y in trajectories.values())
