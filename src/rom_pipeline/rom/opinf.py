@@ -52,7 +52,7 @@ import pandas as pd
 logger = logging.getLogger(__name__)
 
 DEFAULT_LINEAR_REGULARISATION = tuple(float(v) for v in np.logspace(-4, 6, 11))
-DEFAULT_QUADRATIC_REGULARISATION = tuple(float(v) for v in np.logspace(-2, 10, 13))
+DEFAULT_QUADRATIC_REGULARISATION = tuple(float(v) for v in np.logspace(-2, 12, 15))
 SCAN_COLUMNS = ("linear_regularisation", "quadratic_regularisation", "heldout_skill",
                 "heldout_finite_fraction")
 
@@ -145,7 +145,7 @@ class OpInfForecaster:
         linear_regularisation: candidate penalties ``lambda_A >= 0`` on ``||A||_F^2``.
         quadratic_regularisation: candidate penalties ``lambda_H >= 0`` on ``||H~||_F^2``; every
             pair of the two grids is scanned (defaults: ``logspace(-4, 6, 11)`` and
-            ``logspace(-2, 10, 13)``, 143 pairs; quadratic features are products of two states,
+            ``logspace(-2, 12, 15)``, 165 pairs; quadratic features are products of two states,
             so their useful penalties are larger).
             With one candidate each there is no scan and no hold-out.
         validation_fraction: share of runs held out for the scan (``ceil(fraction · n_runs)``
