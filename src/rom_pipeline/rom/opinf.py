@@ -29,7 +29,9 @@ closed loop from the first state of each held-out run over its whole length; the
     S = 1 - MSE(rollout, truth) / MSE(training-mean state, truth)
 
 is pooled over all held-out steps and modes (training mean = the mean state of the fitting runs).
-The best pair is refitted on all runs.
+A candidate whose held-out rollout leaves the stability box (below) scores ``S = -inf``; ties
+(e.g. every candidate diverging) go to the larger share of steps kept, then to the earlier
+candidate. The best pair is refitted on all runs.
 
 Stability guard: with ``lo_i, hi_i`` the per-mode range of the training states, a state is
 *inside the box* when ``|y_i - (lo_i + hi_i) / 2| <= bound_factor (hi_i - lo_i) / 2`` for every
