@@ -217,8 +217,8 @@ def test_a_registered_forecaster_gets_a_block_a_pipeline_and_catalog_entries(mon
 
 @pytest.mark.slow
 def test_a_registered_forecaster_is_trained_and_scored_beside_the_others(monkeypatch, tmp_path):
-    """The test environment run in-process with the tiny forecaster registered (and the LSTM
-    off, for time): it has its folder, its fit is the closed-form least-squares one, and it is
+    """The test environment run in-process with the tiny forecaster registered (the LSTM and
+    OpInf off, for time): it has its folder, its fit is the closed-form least-squares one, and it is
     scored in the comparison and summary like every model."""
     from kedro.framework.session import KedroSession
     from kedro.framework.startup import bootstrap_project
@@ -226,7 +226,7 @@ def test_a_registered_forecaster_is_trained_and_scored_beside_the_others(monkeyp
     _add_damped(monkeypatch)
     monkeypatch.setenv("ROM_DATA_ROOT", str(tmp_path))
     bootstrap_project(PROJECT)
-    params = {"lstm": {"enabled": False}, "damped": {"shrink": 0.5}}
+    params = {"lstm": {"enabled": False}, "opinf": {"enabled": False}, "damped": {"shrink": 0.5}}
     with KedroSession.create(project_path=PROJECT, env="test", runtime_params=params) as session:
         session.run()
     out = tmp_path / "test"

@@ -26,6 +26,7 @@ import pandas as pd
 from rom_pipeline.config import LSTMConfig, MVARConfig, forecaster_config
 from rom_pipeline.rom.lstm import LSTMForecaster
 from rom_pipeline.rom.mvar import MVARForecaster
+from rom_pipeline.rom.opinf import OpInfForecaster
 
 #: How a fitted forecaster is stored: Kedro dataset type, file name, save and load.
 ARTIFACT_FORMATS: dict[str, tuple[str, str]] = {
@@ -104,13 +105,20 @@ class Forecaster:
 
     def training_summary(self, model: Any, block: Mapping[str, Any]) -> dict[str, Any]:
         """``training_summary.json``: the entry's own summary, else the model, its lag, its
-        hyper-parameters and the fit time."""
+        hyper-parameters, every scalar it learned (attributes ending in ``_``, e.g. a chosen
+        penalty or the training R²) and the fit time."""
         options = self.options(block)
         if self.summary is not None:
             return self.summary(model, options)
+        learned = {
+            name.removesuffix("_"): value.item() if isinstance(value, np.generic) else value
+            for name, value in sorted(vars(model).items())
+            if name.endswith("_") and not name.startswith("_") and name != "fit_seconds_"
+            and isinstance(value, (int, float, np.integer, np.floating)) and not isinstance(value, bool)
+        }
         seconds = getattr(model, "fit_seconds_", None)
         return {"model": self.label, "lag": int(model.lag), "hyperparameters": options,
-                "fit_seconds": None if seconds is None else float(seconds)}
+                "learned": learned, "fit_seconds": None if seconds is None else float(seconds)}
 
     def search_keys(self) -> tuple[str, ...]:
         """Hyper-parameters a search grid may vary: the constructor arguments (in their order)
@@ -217,6 +225,7 @@ _ENTRIES = (
                                                 "max_epochs": [25], "patience": [6]},
                      "modes": {"fixed_modes": [], "pod_energy": []}},
     ),
+    Forecaster("opinf", OpInfForecaster, forecaster_config(OpInfForecaster), training_table="regularisation_scan"),
 )
 
 #: name -> entry, in registration order (the order of reports and of the default pipeline).
