@@ -44,5 +44,6 @@ def register_pipelines() -> dict[str, Pipeline]:
         pipelines[name] = (setup_pipeline() + model_pipeline(forecaster) if name in enabled
                            else disabled_model_pipeline(name))
     stages = (*STAGES, *enabled, "evaluation")
-    pipelines["__default__"] = sum((pipelines[name] for name in stages), Pipeline([]))
-    return pipelines
+    # __default__ first: kedro-viz files a dataset under the modular pipeline it meets first, and
+    # in the whole graph a model's outputs belong to the model, not to the evaluation reading them
+    return {"__default__": sum((pipelines[name] for name in stages), Pipeline([])), **pipelines}

@@ -224,28 +224,29 @@ def _bound(function, **kwargs):
 
 
 def model_template(forecaster: Forecaster) -> Pipeline:
-    """train -> (the registry's plots) -> evaluate, in names local to one model."""
+    """train -> (the registry's plots) -> evaluate, in names local to one model (the training
+    table is named by the registry: ``lag_scan``, ``training_log``)."""
+    table = forecaster.training_table
     nodes = [
         Node(_bound(train_forecaster, forecaster=forecaster), ["latent_dataset", "params:model_options"],
-             ["model", "training_table", "training_summary"], name="train_forecaster"),
+             ["model", table, "training_summary"], name="train_forecaster"),
         Node(_bound(evaluate_forecaster_on_tests, forecaster=forecaster),
              ["model", "pod_basis", "train_latent", "test.runs", "rom_grid", "forecast_setup"],
              ["test_results", "r2_vs_time", "predictions"], name="evaluate_on_test_runs"),
     ]
     for plot in forecaster.plots:
-        nodes.append(Node(plot.function, list(plot.inputs), plot.output,
+        inputs = [table if name == "training_table" else name for name in plot.inputs]
+        nodes.append(Node(plot.function, inputs, plot.output,
                           name=plot.output.removesuffix("_plot").join(("plot_", ""))))
     return Pipeline(nodes)
 
 
 def model_pipeline(forecaster: Forecaster) -> Pipeline:
-    """The template in namespace ``<name>``: its ``params:model_options`` is ``params:<name>``,
-    its training table is stored as ``<name>.<training_table>`` (``mvar.lag_scan``,
-    ``lstm.training_log``)."""
+    """The template in namespace ``<name>``: its ``params:model_options`` is ``params:<name>``;
+    its datasets are ``<name>.model``, ``<name>.test_results``, ..."""
     return Pipeline(
         model_template(forecaster),
         namespace=forecaster.name,
         inputs=SHARED_INPUTS,
         parameters={"params:model_options": f"params:{forecaster.name}"},
-        outputs={"training_table": f"{forecaster.name}.{forecaster.training_table}"},
     )
