@@ -480,6 +480,12 @@ class SearchModelConfig(_Block):
         return _pair(self.grid, self.pairing, f"{where}.grid") if self.grid else [{}]
 
 
+def _search_default(entry: Any) -> dict[str, Any]:
+    """A registry entry's default ``search.<model>`` block: its ``search_grid``; a forecaster that
+    declares none is not searched unless asked (``search.<model>.enabled: true``)."""
+    return dict(entry.search_grid) or {"enabled": False}
+
+
 def _deep_merge(base: dict[str, Any], override: dict[str, Any]) -> dict[str, Any]:
     out = dict(base)
     for key, value in override.items():
@@ -518,7 +524,7 @@ class _SearchBase(_Block):
         data = dict(data)
         for name, entry in FORECASTERS.items():
             if isinstance(data.get(name), dict):
-                data[name] = _deep_merge(dict(entry.search_grid), data[name])
+                data[name] = _deep_merge(_search_default(entry), data[name])
         return data
 
     @model_validator(mode="after")
@@ -804,7 +810,7 @@ def _built() -> tuple[type[_Block], type[_Block]]:
     if key not in _BUILT:
         search = create_model(
             "SearchConfig", __base__=_SearchBase, __module__=__name__,
-            **{name: (SearchModelConfig, SearchModelConfig.model_validate(dict(e.search_grid)))
+            **{name: (SearchModelConfig, SearchModelConfig.model_validate(_search_default(e)))
                for name, e in FORECASTERS.items()},
         )
         experiment = create_model(
