@@ -42,6 +42,7 @@ def load_regime(regime: str, data_root: str | Path, oracle_only: bool = False,
     from kedro.framework.startup import bootstrap_project
 
     from rom_pipeline.pipelines.models import (
+        derived_quantities,
         evaluation_config,
         test_runs_for_evaluation,
         training_track_model,
@@ -61,6 +62,8 @@ def load_regime(regime: str, data_root: str | Path, oracle_only: bool = False,
         run_params = params
         if particles:
             run_params = {**params, "eval": {**params["eval"], "order_parameters": True}}
-        runs = list(test_runs_for_evaluation(catalog.load("test.runs"), run_params))
-        track_model = training_track_model(catalog.load("train_latent"), pod, params)
-    return RegimeArtifacts(params, pod, trajectories, runs, evaluation_config(params), track_model)
+        rom_grid, run_setup = derived_quantities(run_params)
+        runs = list(test_runs_for_evaluation(catalog.load("test.runs"), rom_grid, run_setup))
+        forecast_setup = derived_quantities(params)[1]
+        track_model = training_track_model(catalog.load("train_latent"), pod, forecast_setup)
+    return RegimeArtifacts(params, pod, trajectories, runs, evaluation_config(forecast_setup), track_model)

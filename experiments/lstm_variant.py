@@ -40,7 +40,7 @@ def main() -> None:
         raise SystemExit(f"unknown LSTM keys {unknown}; choose from {', '.join(keys)}")
     regime_data = load_regime(args.regime, args.data_root or f"/tmp/rom_bench_{args.regime}",
                               oracle_only=True)
-    lstm = validate_parameters(regime_data.params).rom.models.lstm.model_dump(exclude={"enabled"})
+    lstm = validate_parameters(regime_data.params).lstm.model_dump(exclude={"enabled"})
     started = time.perf_counter()
     model = LSTMForecaster(**{**lstm, **overrides}).fit(regime_data.trajectories)
     fit_seconds = time.perf_counter() - started

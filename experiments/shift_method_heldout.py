@@ -72,7 +72,7 @@ def main() -> None:
             s = pod.estimate_shifts(f)
             latent.append(pod.restrict(f, shifts=s))
             tracks.append(s)
-        mvar_cfg = rom.models.mvar
+        mvar_cfg = cfg.mvar
         lag = mvar_cfg.lag if isinstance(mvar_cfg.lag, int) else 5
         model = MVARForecaster(lag=lag, ridge_alpha=mvar_cfg.ridge_alpha).fit(latent)
         track = TrackModel(order=cfg.eval.track_order).fit(tracks, pod.grid_shape_)

@@ -178,14 +178,14 @@ def test_disabled_model_pipeline_only_says_it_is_skipped(test_params, monkeypatc
     from rom_pipeline.pipeline_registry import register_pipelines
 
     configure_project("rom_pipeline")
-    off = with_overrides(test_params, **{"rom.models.lstm.enabled": False})
+    off = with_overrides(test_params, **{"lstm.enabled": False})
     monkeypatch.setitem(hooks._ACTIVE, "params", off)
     pipelines = register_pipelines()
     (node,) = pipelines["lstm"].nodes
-    assert node.name == "lstm_disabled" and node.inputs == ["parameters"] and node.outputs == []
+    assert node.name == "lstm_disabled" and node.inputs == ["params:lstm"] and node.outputs == []
     with caplog.at_level("WARNING", logger="rom_pipeline"):
-        assert node.run({"parameters": off}) == {}
-    assert "The lstm pipeline is skipped: rom.models.lstm.enabled is false" in caplog.text
+        assert node.run({"params:lstm": off["lstm"]}) == {}
+    assert "The lstm pipeline is skipped: lstm.enabled is false" in caplog.text
     assert len(pipelines["mvar"].nodes) > 1
     assert not any((n.namespace or "").startswith("lstm") for n in pipelines["__default__"].nodes)
 

@@ -80,7 +80,7 @@ def test_thesis_protocol_values():
         rom = cfg.rom
         assert (rom.subsample, rom.fixed_modes, rom.density_transform, rom.shift_align) == (3, 19, "sqrt", True)
         assert cfg.dt_rom == pytest.approx(0.12)
-        mvar, lstm = rom.models.mvar, rom.models.lstm
+        mvar, lstm = cfg.mvar, cfg.lstm
         assert (mvar.enabled, mvar.lag, mvar.ridge_alpha) == (True, 5, 1e-4)
         # deliberate departure from the thesis: direct (not residual) output, one-step selection
         assert (lstm.enabled, lstm.lag, lstm.num_layers, lstm.hidden_units, lstm.residual) == (True, 5, 2, 128, False)
@@ -151,15 +151,15 @@ def test_converted_environments_hold_the_meant_values():
     for env in ("alvarez_style_production", "high_capacity_production"):
         cfg = validate_parameters(_load_env(env))
         assert (cfg.model.speed, cfg.params.R, cfg.noise.eta, cfg.noise.kind) == (1.0, 2.0, 0.3, "uniform")
-        assert cfg.rom.models.mvar.eigenvalue_threshold == 0.999
+        assert cfg.mvar.eigenvalue_threshold == 0.999
         assert cfg.eval.forecast_start is None and cfg.forecast_start == cfg.sim.T
     alvarez = validate_parameters(_load_env("alvarez_style_production"))
     assert (alvarez.density.nx, alvarez.density.bandwidth, alvarez.rom.fixed_modes) == (64, 3.0, 35)
     high = validate_parameters(_load_env("high_capacity_production"))
     assert (high.density.nx, high.density.ny, high.density.bandwidth) == (32, 32, 4.0)
-    assert (high.rom.fixed_modes, high.rom.pod_energy, high.rom.models.mvar.lag) == (None, 0.99, 4)
+    assert (high.rom.fixed_modes, high.rom.pod_energy, high.mvar.lag) == (None, 0.99, 4)
     best = validate_parameters(_load_env("best_run_extended_test"))
-    assert (best.rom.fixed_modes, best.rom.models.mvar.lag, best.rom.models.mvar.ridge_alpha) == (25, 20, 1e-6)
+    assert (best.rom.fixed_modes, best.mvar.lag, best.mvar.ridge_alpha) == (25, 20, 1e-6)
     assert (best.test_sim.T, best.eval.forecast_start, best.density.bandwidth) == (10.0, 2.0, 2.0)
     assert best.forces.enabled is False and best.forces.params.Ca == 1.0
 
@@ -201,7 +201,8 @@ def test_gas_environment_matches_the_converted_thesis_gas_config():
         params["eval"].pop("shift_modes")
         params.pop("execution")
         for key in ("residual", "selection", "clip_rollout"):
-            params["rom"]["models"]["lstm"].pop(key)
+            params["lstm"].pop(key)
+        params["mvar"].pop("max_lag")  # the regimes keep the lag-scan table (to 20); a converted file has none
     assert gas == converted
 
 

@@ -97,7 +97,7 @@ def test_alvarez_style_intended_values_land():
     assert "mapped: sim.v0 = 1.0 -> model.speed (the old loader ignored it; the written value is meant)" in report
     assert (cfg.density.nx, cfg.density.bandwidth) == (64, 3.0)
     assert cfg.rom.fixed_modes == 35
-    assert cfg.rom.models.mvar.eigenvalue_threshold == 0.999
+    assert cfg.mvar.eigenvalue_threshold == 0.999
     assert cfg.forecast_start == 8.0  # absent: sim.T, as the old loader
     # ring / two-cluster lists pair element-wise: the authors' n_runs 100 = 4 x 25
     assert cfg.train_ic.ring.pairing == "zip" and cfg.train_ic.ring.run_count() == 100
@@ -125,13 +125,13 @@ def test_high_capacity_density_block_and_energy():
     assert (cfg.density.nx, cfg.density.ny, cfg.density.bandwidth) == (32, 32, 4.0)
     assert (cfg.rom.fixed_modes, cfg.rom.pod_energy) == (None, 0.99)
     assert "mapped: rom.energy_threshold = 0.99 -> rom.pod_energy" in report
-    assert (cfg.sim.N, cfg.sim.T, cfg.test_sim.T, cfg.rom.models.mvar.lag) == (100, 10.0, 25.0, 4)
+    assert (cfg.sim.N, cfg.sim.T, cfg.test_sim.T, cfg.mvar.lag) == (100, 10.0, 25.0, 4)
 
 
 @needs_seed
 def test_best_run_fixed_modes_beat_energy_and_extrapolation_is_unsupported():
     cfg, report = _convert(load_legacy_file(SEED / "best_run_extended_test.yaml"))
-    assert (cfg.rom.fixed_modes, cfg.rom.models.mvar.lag, cfg.rom.models.mvar.ridge_alpha) == (25, 20, 1e-6)
+    assert (cfg.rom.fixed_modes, cfg.mvar.lag, cfg.mvar.ridge_alpha) == (25, 20, 1e-6)
     assert "inactive: rom.pod_energy = 0.995 (rom.fixed_modes = 25 takes priority)" in report
     assert (cfg.test_sim.T, cfg.eval.forecast_start) == (10.0, 2.0)
     assert "mapped: test_ic.test_T = 10.0 -> test_sim.T" in report
@@ -159,7 +159,7 @@ def test_thesis_gas():
             "(legacy C0 = no clamping of the lifted density)") in report
     assert "mapped: rom.mass_postprocess = scale -> eval.mass_postprocess" in report
     assert cfg.train_ic.run_count("train_ic") == 340 and cfg.test_ic.run_count("test_ic") == 4
-    assert (cfg.rom.models.lstm.hidden_units, cfg.rom.models.lstm.residual) == (128, True)
+    assert (cfg.lstm.hidden_units, cfg.lstm.residual) == (128, True)
 
 
 # ---------------------------------------------------------------------- rules, on small inputs
@@ -217,15 +217,15 @@ def test_top_level_mvar_block_fills_only_unset_keys():
     old = {**TINY, "rom": {"models": {"mvar": {"lag": 2}}},
            "mvar": {"order": 3, "ridge_alpha": 0.01, "enforce_stability": False, "train_fraction": 0.8}}
     cfg, report = _convert(old)
-    assert cfg.rom.models.mvar.lag == 2 and cfg.rom.models.mvar.ridge_alpha == 0.01
+    assert cfg.mvar.lag == 2 and cfg.mvar.ridge_alpha == 0.01
     assert "ignored: mvar.order = 3 (rom.models.mvar.lag = 2 takes priority)" in report
-    assert any(line.startswith("mapped: mvar.ridge_alpha = 0.01 -> rom.models.mvar.ridge_alpha") for line in report)
+    assert any(line.startswith("mapped: mvar.ridge_alpha = 0.01 -> mvar.ridge_alpha") for line in report)
     old["mvar"] = {"eigenvalue_threshold": 0.99, "enforce_stability": False}
     cfg, report = _convert(old)
-    assert cfg.rom.models.mvar.eigenvalue_threshold is None
+    assert cfg.mvar.eigenvalue_threshold is None
     old["mvar"] = {"eigenvalue_threshold": 0.99, "enforce_stability": True}
     cfg, _ = _convert(old)
-    assert cfg.rom.models.mvar.eigenvalue_threshold == 0.99
+    assert cfg.mvar.eigenvalue_threshold == 0.99
 
 
 @pytest.mark.parametrize(

@@ -17,9 +17,9 @@ def _prints(params, **overrides):
     ("test_sim.T", 5.0, {"test.runs", "mvar.predictions", "lstm.predictions"}),
     ("rom.subsample", 1, {"pod_basis", "train_latent", "latent_dataset", "mvar.model", "lstm.model",
                           "mvar.predictions", "lstm.predictions"}),
-    ("rom.lag", 2, {"latent_dataset", "mvar.model", "lstm.model", "mvar.predictions", "lstm.predictions"}),
-    ("rom.models.mvar.ridge_alpha", 1.0, {"mvar.model", "mvar.predictions"}),
-    ("rom.models.lstm.device", "cpu", set()),  # where it trains does not define the model
+    ("latent_dataset.lag", 2, {"latent_dataset", "mvar.model", "lstm.model", "mvar.predictions", "lstm.predictions"}),
+    ("mvar.ridge_alpha", 1.0, {"mvar.model", "mvar.predictions"}),
+    ("lstm.device", "cpu", set()),  # where it trains does not define the model
     ("eval.clamp_mode", "clamp", {"mvar.predictions", "lstm.predictions"}),
     ("execution.workers", 2, set()),  # results are identical whatever the number of workers
 ])

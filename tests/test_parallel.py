@@ -34,6 +34,7 @@ from rom_pipeline.execution.parallel import (
     map_as_completed,
     map_ordered,
 )
+from rom_pipeline.pipelines.models import derived_quantities
 from rom_pipeline.pipelines.pod.nodes import fit_pod_basis
 from rom_pipeline.rom.pod import PODBasis
 from rom_pipeline.framework.runner import KeepClusterHooks
@@ -269,8 +270,10 @@ def test_pod_node_passes_execution_and_stays_bit_identical(serial_runs, on_clust
     params = _load_env("test")
     on_workers = copy.deepcopy(params)
     on_workers["execution"]["scheduler_address"] = on_cluster.scheduler_address
-    serial_arrays, serial_summary = fit_pod_basis(serial_runs, params)
-    parallel_arrays, parallel_summary = fit_pod_basis(serial_runs, on_workers)
+    rom_grid = derived_quantities(params)[0]
+    serial_arrays, serial_summary = fit_pod_basis(serial_runs, params["rom"], params["execution"], rom_grid)
+    parallel_arrays, parallel_summary = fit_pod_basis(serial_runs, on_workers["rom"], on_workers["execution"],
+                                                      rom_grid)
     assert serial_arrays.keys() == parallel_arrays.keys()
     for key in serial_arrays:
         if key != "fit_seconds":

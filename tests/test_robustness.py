@@ -29,6 +29,7 @@ from rom_pipeline.datasets.files import NpzDataset, TorchPayloadDataset
 from rom_pipeline.datasets.runs import SimulationRunsDataset
 from rom_pipeline.execution.run_folder import RunFolder, RunFolderError, SimulationPlan
 from rom_pipeline.physics.initial_conditions import sample_positions
+from rom_pipeline.pipelines.models import derived_quantities
 from rom_pipeline.pipelines.pod.nodes import fit_pod_basis
 from rom_pipeline.rom.mvar import MVARForecaster
 from rom_pipeline.rom.pod import PODBasis
@@ -120,7 +121,9 @@ def _nan_density(root: Path) -> None:
     np.savez(path, **arrays)
     before = _files(root)
     try:
-        fit_pod_basis(SimulationRunsDataset(path=str(root / "train")).load(), _params())
+        params = _params()
+        fit_pod_basis(SimulationRunsDataset(path=str(root / "train")).load(), params["rom"],
+                      params["execution"], derived_quantities(params)[0])
     finally:
         assert _files(root) == before
 
@@ -242,11 +245,11 @@ CASES = [
     Case("no test runs", _config("test_ic", EMPTY_FAMILIES), ConfigError, ("test_ic describes 0 runs", "enable at least one family")),
     Case("negative run count", _config("train_ic.uniform.n_runs", -1), ConfigError, ("train_ic.uniform.n_runs = -1",)),
     Case("unknown reference", _config("rom.shift_align_ref", "mode"), ConfigError, ("rom.shift_align_ref = 'mode'", "'mean', 'first' or 'median'")),
-    Case("validation fraction 1", _config("rom.models.lstm.validation_fraction", 1.0), ConfigError, ("rom.models.lstm.validation_fraction = 1.0", "less than 1")),
-    Case("unknown device", _config("rom.models.lstm.device", "tpu"), ConfigError, ("rom.models.lstm.device = 'tpu'", "'auto', 'cpu' or 'cuda'")),
-    Case("shared lag too long", _config("rom.lag", 40), ConfigError, ("rom.lag = 40 must be smaller than the 31 ROM frames", "lower the lag")),
+    Case("validation fraction 1", _config("lstm.validation_fraction", 1.0), ConfigError, ("lstm.validation_fraction = 1.0", "less than 1")),
+    Case("unknown device", _config("lstm.device", "tpu"), ConfigError, ("lstm.device = 'tpu'", "'auto', 'cpu' or 'cuda'")),
+    Case("shared lag too long", _config("latent_dataset.lag", 40), ConfigError, ("latent_dataset.lag = 40 must be smaller than the 31 ROM frames", "lower the lag")),
     Case("unknown shift mode", _config("eval.shift_modes", ["teleport"]), ConfigError, ("eval.shift_modes.0 = 'teleport'",)),
-    Case("max_lag 0", _config("rom.models.mvar.max_lag", 0), ConfigError, ("rom.models.mvar.max_lag = 0",)),
+    Case("max_lag 0", _config("mvar.max_lag", 0), ConfigError, ("mvar.max_lag = 0",)),
     Case("unknown force law", _config("forces.type", "lennard_jones"), ConfigError, ("forces.type = 'lennard_jones'", "'morse'")),
     Case("NaN noise", _config("noise.eta", float("nan")), ConfigError, ("noise.eta = nan", "must be a finite number")),
     # ---- data and artifacts
@@ -351,7 +354,7 @@ def test_fixed_modes_beyond_rank_fails_the_pod_stage_and_writes_none_of_it(tmp_p
 @pytest.mark.slow
 def test_unstable_mvar_is_reported_as_diverged_not_a_crash(tmp_path):
     root = tmp_path / "data"
-    built = _kedro(root, "--pipelines=simulation,pod,latent_dataset,mvar", "--params=rom.models.mvar.ridge_alpha=1.0e-12")
+    built = _kedro(root, "--pipelines=simulation,pod,latent_dataset,mvar", "--params=mvar.ridge_alpha=1.0e-12")
     assert built.returncode == 0, built.stdout[-3000:] + built.stderr[-3000:]
     mvar = root / "test" / "MVAR"
     stable = pd.read_csv(mvar / "test_results.csv")
@@ -564,15 +567,15 @@ PARAM_CASES = [
     CliCase("fixed_modes 0", ("--pipelines=pod", P + "rom.fixed_modes=0"), ("rom.fixed_modes = 0",)),
     CliCase("pod_energy 1.5", ("--pipelines=pod", P + "rom.pod_energy=1.5"), ("rom.pod_energy = 1.5", "less than or equal to 1")),
     CliCase("transform unknown", ("--pipelines=pod", P + "rom.density_transform=cbrt"), ("rom.density_transform = 'cbrt'",)),
-    CliCase("lag too long", ("--pipelines=mvar", P + "rom.models.mvar.lag=100"), ("rom.models.mvar.lag = 100 must be smaller than the 31 ROM frames", "lower the lag")),
-    CliCase("lag word", ("--pipelines=mvar", P + "rom.models.mvar.lag=best"), ("rom.models.mvar.lag.int = 'best'", "Input should be 'aic', 'bic', 'hqic' or 'fpe'")),
-    CliCase("ridge negative", ("--pipelines=mvar", P + "rom.models.mvar.ridge_alpha=-1.0"), ("rom.models.mvar.ridge_alpha = -1.0",)),
-    CliCase("ridge inf", ("--pipelines=mvar", P + "rom.models.mvar.ridge_alpha=inf"), ("rom.models.mvar.ridge_alpha = 'inf': must be a finite number",)),
-    CliCase("dropout 1.5", ("--pipelines=lstm", P + "rom.models.lstm.dropout=1.5"), ("rom.models.lstm.dropout = 1.5",)),
-    CliCase("device tpu", ("--pipelines=lstm", P + "rom.models.lstm.device=tpu"), ("rom.models.lstm.device = 'tpu'", "'auto', 'cpu' or 'cuda'")),
+    CliCase("lag too long", ("--pipelines=mvar", P + "mvar.lag=100"), ("mvar.lag = 100 must be smaller than the 31 ROM frames", "lower the lag")),
+    CliCase("lag word", ("--pipelines=mvar", P + "mvar.lag=best"), ("mvar.lag.int = 'best'", "Input should be 'aic', 'bic', 'hqic' or 'fpe'")),
+    CliCase("ridge negative", ("--pipelines=mvar", P + "mvar.ridge_alpha=-1.0"), ("mvar.ridge_alpha = -1.0",)),
+    CliCase("ridge inf", ("--pipelines=mvar", P + "mvar.ridge_alpha=inf"), ("mvar.ridge_alpha = 'inf': must be a finite number",)),
+    CliCase("dropout 1.5", ("--pipelines=lstm", P + "lstm.dropout=1.5"), ("lstm.dropout = 1.5",)),
+    CliCase("device tpu", ("--pipelines=lstm", P + "lstm.device=tpu"), ("lstm.device = 'tpu'", "'auto', 'cpu' or 'cuda'")),
     CliCase("forecast too early", ("--pipelines=mvar", P + "eval.forecast_start=0.1"), ("eval.forecast_start = 0.1 s gives 1 conditioning frames", "raise eval.forecast_start")),
     CliCase("clamp unknown", ("--pipelines=mvar", P + "eval.clamp_mode=C0"), ("eval.clamp_mode = 'C0'",)),
-    CliCase("coint_rank too big", ("--pipelines=mvar", P + "rom.models.mvar.coint_rank=20"), ("coint_rank = 20 exceeds rom.fixed_modes = 6",)),
+    CliCase("coint_rank too big", ("--pipelines=mvar", P + "mvar.coint_rank=20"), ("coint_rank = 20 exceeds rom.fixed_modes = 6",)),
     CliCase("n_folds 1", ("--pipelines=hyperparameter_search", P + "search.n_folds=1"), ("search.n_folds = 1",)),
     # ---- pipelines
     CliCase("unknown pipeline", ("--pipelines=nonexistent",), ("unknown pipeline(s) 'nonexistent'", "Available pipelines:", "simulation", "latent_dataset", "mvar")),
@@ -584,11 +587,11 @@ PARAM_CASES = [
     CliCase("latent at another subsample", ("--pipelines=latent_dataset", P + "rom.subsample=1"), ("train_latent", "rom.subsample: 2 -> 1", "`kedro run --pipelines=pod,latent_dataset --env test`")),
     CliCase("MVAR on a latent dataset of another subsample", ("--pipelines=mvar", P + "rom.subsample=1"), ("latent_dataset", "upstream pod_basis: rom.subsample: 2 -> 1", "--pipelines=pod,latent_dataset")),
     CliCase("MVAR on a basis of other modes", ("--pipelines=mvar", P + "rom.fixed_modes=4"), ("pod_basis", "rom.fixed_modes: 6 -> 4",)),
-    CliCase("MVAR on another shared lag", ("--pipelines=mvar", P + "rom.lag=2"), ("latent_dataset", "rom.lag (shared: rom.lag, else rom.models.mvar.lag): 3 -> 2", "`kedro run --pipelines=latent_dataset --env test`")),
+    CliCase("MVAR on another shared lag", ("--pipelines=mvar", P + "latent_dataset.lag=2"), ("latent_dataset", "latent_dataset.lag (shared: latent_dataset.lag, else mvar.lag): 3 -> 2", "`kedro run --pipelines=latent_dataset --env test`")),
     CliCase("MVAR on test runs of another horizon", ("--pipelines=mvar", P + "test_sim.T=5.0"), ("test.runs", "2 of 2 runs were simulated with other parameters (test_sim.T: 6.0 -> 5.0)",)),
     CliCase("MVAR on another density grid", ("--pipelines=mvar", P + "density.nx=20"),
             ("test.runs", "density.nx: 16 -> 20", "upstream train.runs: density.nx: 16 -> 20", "--pipelines=simulation,pod,latent_dataset")),
-    CliCase("evaluating a model of other settings", ("--pipelines=mvar", "--nodes=mvar.evaluate_on_test_runs", P + "rom.models.mvar.ridge_alpha=1.0"), ("mvar.model", "rom.models.mvar.ridge_alpha: 0.0001 -> 1.0", "`kedro run --pipelines=mvar --env test`")),
+    CliCase("evaluating a model of other settings", ("--pipelines=mvar", "--nodes=mvar.evaluate_on_test_runs", P + "mvar.ridge_alpha=1.0"), ("mvar.model", "mvar.ridge_alpha: 0.0001 -> 1.0", "`kedro run --pipelines=mvar --env test`")),
 ]
 
 

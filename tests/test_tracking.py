@@ -69,7 +69,7 @@ def tracked_run(tmp_path_factory):
         from rom_pipeline import settings
 
         with KedroSession.create(project_path=PROJECT, env="test",
-                                 runtime_params={"rom": {"models": {"lstm": {"enabled": False}}},
+                                 runtime_params={"lstm": {"enabled": False}, "opinf": {"enabled": False},
                                                  "search": {"lstm": {"enabled": False}}},
                                  ) as session:
             if not any(isinstance(h, tracking.TrackingHooks) for h in settings.HOOKS):
@@ -90,7 +90,7 @@ def test_run_is_logged_with_flattened_parameters_metrics_and_figures(tracked_run
     (run,) = client.search_runs([experiment.experiment_id])
     assert run.info.status == "FINISHED"
     assert run.data.params["parameters.rom.fixed_modes"] == "6"
-    assert run.data.params["parameters.rom.models.lstm.enabled"] == "False"
+    assert run.data.params["parameters.lstm.enabled"] == "False"
     summary = json.loads((exp / "summary.json").read_text())
     assert run.data.metrics["pod.n_modes"] == summary["pod"]["n_modes"] == 6
     assert run.data.metrics["MVAR.fit_seconds"] == summary["models"]["MVAR"]["training"]["fit_seconds"]

@@ -26,8 +26,8 @@ pytest.importorskip("kedro_viz")
 pytestmark = pytest.mark.slow
 
 PROJECT = Path(__file__).resolve().parents[1]
-MODULAR_PIPELINES = {"simulation", "pod", "latent_dataset", "mvar", "lstm", "evaluation"}
-NAMESPACES = {"train", "test", "pod", "latent_dataset", "mvar", "lstm", "evaluation"}
+MODULAR_PIPELINES = {"simulation", "pod", "latent_dataset", "mvar", "lstm", "opinf", "evaluation"}
+NAMESPACES = {"train", "test", "pod", "latent_dataset", "mvar", "lstm", "opinf", "evaluation"}
 # dataset -> layer (catalog metadata kedro-viz.layer)
 KEY_DATASETS = {
     "train.runs": "primary",
@@ -67,18 +67,17 @@ COMPARISON_MARKDOWN = "# Model comparison\n\n| model | r2_pooled |\n| --- | ---:
 def _save_custom_datasets(data_root: Path) -> None:
     """Save one small instance of every custom dataset through the project's catalog."""
     import torch
-    from kedro.config import OmegaConfigLoader
     from kedro.io import DataCatalog
 
     from rom_pipeline.datasets import RunCollection
     from rom_pipeline.evaluation.plots import comparison_animation_gif
     from rom_pipeline.execution.run_folder import SimulationPlan
-    from rom_pipeline.settings import CONFIG_LOADER_ARGS
+    from rom_pipeline.settings import CONFIG_LOADER_ARGS, ExperimentConfigLoader
 
     previous = os.environ.get("ROM_DATA_ROOT")
     os.environ["ROM_DATA_ROOT"] = str(data_root)
     try:
-        loader = OmegaConfigLoader(conf_source=str(PROJECT / "conf"), **{**CONFIG_LOADER_ARGS, "default_run_env": "base"})
+        loader = ExperimentConfigLoader(conf_source=str(PROJECT / "conf"), **{**CONFIG_LOADER_ARGS, "default_run_env": "base"})
         catalog = DataCatalog.from_config(loader["catalog"])
         folder = catalog.load("train.run_folder")  # as the simulation node does it
         run_ids = folder.simulate(SimulationPlan({"train_000": _TinyRun("train_000", "gaussian"),
@@ -233,6 +232,25 @@ def test_namespaced_dataset_names_stay_distinct(main):
     the namespace keeps the two models' datasets apart."""
     names = set(data_nodes(main))
     assert {"mvar.model", "lstm.model", "mvar.training_summary", "lstm.training_summary"} <= names
-    for model in ("mvar", "lstm"):
+    for model in ("mvar", "lstm", "opinf"):
         inside = [n for n in main["nodes"] if n["type"] == "data" and n["name"].startswith(f"{model}.")]
-        assert inside and all(model in (n.get("modular_pipelines") or []) for n in inside)
+        assert inside and all(model in (n.get("modular_pipelines") or []) for n in inside), [
+            (n["name"], n.get("modular_pipelines")) for n in inside
+            if model not in (n.get("modular_pipelines") or [])]
+
+
+def test_each_node_shows_its_own_parameter_blocks(main):
+    """No node is wired to the whole parameter tree: kedro-viz shows one parameters node per block
+    (``params:mvar``, ...), linked only to the nodes that read that block."""
+    params = {n["id"]: n["name"] for n in main["nodes"] if n["type"] == "parameters"}
+    assert "parameters" not in params.values()
+    assert {"params:mvar", "params:lstm", "params:rom", "params:eval"} <= set(params.values())
+    tasks = {n["id"]: n["name"] for n in main["nodes"] if n["type"] == "task"}
+    readers: dict[str, set[str]] = {}
+    for edge in main["edges"]:
+        if edge["source"] in params and edge["target"] in tasks:
+            readers.setdefault(params[edge["source"]], set()).add(tasks[edge["target"]])
+    # a model's block goes to its training node, the shared lag's node and the searches/records
+    for model in ("mvar", "lstm", "opinf"):
+        assert any(name.endswith("train_forecaster") for name in readers[f"params:{model}"]), readers
+        assert not any("evaluate_on_test_runs" in name for name in readers[f"params:{model}"])

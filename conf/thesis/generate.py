@@ -56,17 +56,16 @@ PROTOCOL: dict[str, Any] = {
     "rom": {
         "subsample": 3, "fixed_modes": 19, "density_transform": "sqrt",
         "density_transform_eps": 1.0e-10, "shift_align": True, "shift_align_ref": "mean",
-        "models": {
-            "mvar": {"enabled": True, "lag": 5, "ridge_alpha": 1.0e-4, "coint_rank": None},
-            "lstm": {"enabled": True, "lag": 5, "hidden_units": 128, "num_layers": 2,
-                     "dropout": 0.1, "residual": False, "differences": False,
-                     "use_layer_norm": True,
-                     "normalize_input": True, "learning_rate": 7.0e-4, "batch_size": 512,
-                     "weight_decay": 1.0e-5, "max_epochs": 300, "patience": 40,
-                     "gradient_clip": 5.0, "selection": "one_step",
-                     "clip_rollout": 0.1},
-        },
     },
+    "mvar": {"enabled": True, "lag": 5, "ridge_alpha": 1.0e-4, "coint_rank": None,
+             "max_lag": 20},
+    "lstm": {"enabled": True, "lag": 5, "hidden_units": 128, "num_layers": 2,
+             "dropout": 0.1, "residual": False, "differences": False,
+             "use_layer_norm": True,
+             "normalize_input": True, "learning_rate": 7.0e-4, "batch_size": 512,
+             "weight_decay": 1.0e-5, "max_epochs": 300, "patience": 40,
+             "gradient_clip": 5.0, "selection": "one_step",
+             "clip_rollout": 0.1},
     "eval": {"forecast_start": 0.6, "clamp_mode": "none", "mass_postprocess": "scale",
              "shift_modes": ["oracle", "hold", "extrapolate"]},
     "execution": {"workers": 2},
@@ -99,8 +98,8 @@ def regime_parameters(name: str) -> dict[str, Any]:
     p["sim"]["N"] = 300 if base == "crystal" else 100
     if morse is None:
         p["forces"]["enabled"] = False
-        p["rom"]["models"]["mvar"]["coint_rank"] = 0  # neutral shapes, see header()
-        p["rom"]["models"]["lstm"]["differences"] = True
+        p["mvar"]["coint_rank"] = 0  # neutral shapes, see header()
+        p["lstm"]["differences"] = True
         p["model"]["speed_mode"] = "variable" if vs else "constant"
     else:
         p["forces"]["params"].update(dict(zip(("Ca", "Cr", "la", "lr"), morse)))

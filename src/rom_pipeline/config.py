@@ -1,8 +1,12 @@
 """Typed experiment parameters, validated before any work starts.
 
 The blocks mirror what users already write (``sim``, ``test_sim``, ``model``, ``params``, ``noise``,
-``forces``, ``alignment``, ``density``, ``train_ic``, ``test_ic``, ``rom``, ``eval``; see
-``shared/seed/configs``). Every model forbids unknown keys, so a typo is an error, never silently
+``forces``, ``alignment``, ``density``, ``train_ic``, ``test_ic``, ``execution``: the simulation;
+``rom``: the POD; ``latent_dataset``; one block per registered forecaster, ``mvar``, ``lstm``, ...;
+``eval``; ``search``), one ``conf/base/parameters_<pipeline>.yml`` per pipeline. The forecaster
+blocks and the per-model search blocks come from :mod:`rom_pipeline.registry`, so
+:class:`ExperimentConfig` and :class:`SearchConfig` are built from it on first use.
+Every model forbids unknown keys, so a typo is an error, never silently
 ignored. :func:`validate_parameters` turns pydantic's errors into one message that names the key,
 the offending value and how to fix it.
 """
@@ -21,6 +25,7 @@ from pydantic import (
     Field,
     ValidationError,
     ValidationInfo,
+    create_model,
     field_validator,
     model_validator,
 )
@@ -258,15 +263,21 @@ class ICConfig(_Block):
 
 # --------------------------------------------------------------------------- ROM
 class MVARConfig(_Block):
+    """``mvar``: the :class:`~rom_pipeline.rom.mvar.MVARForecaster` arguments (every default
+    here equals the constructor's; tests/test_registry.py checks it)."""
+
     enabled: bool = True
     lag: int | Literal["aic", "bic", "hqic", "fpe"] = 5
-    max_lag: int = Field(20, ge=1, description="largest lag scanned by the information criteria")
     ridge_alpha: float = Field(1e-4, ge=0)
     eigenvalue_threshold: float | None = Field(None, gt=0)
     coint_rank: int | None = Field(
         None, ge=0,
         description="null: unrestricted levels MVAR; k: error-correction form of rank k (k "
         "directions mean-reverting, r - k neutral; 0 = VAR in differences), see rom/mvar.py",
+    )
+    max_lag: int | None = Field(
+        None, ge=1, description="largest lag of the lag scan (lag_scan.csv; capped at half the "
+        "shortest run); null: no scan, except that a criterion lag scans up to 20",
     )
 
     @field_validator("lag")
@@ -278,9 +289,9 @@ class MVARConfig(_Block):
 
 
 class LSTMConfig(_Block):
-    """``rom.models.lstm``: the :class:`~rom_pipeline.rom.lstm.LSTMForecaster` arguments.
+    """``lstm``: the :class:`~rom_pipeline.rom.lstm.LSTMForecaster` arguments.
 
-    Every default here equals the constructor's (tests/rom/test_lstm.py checks it). The base
+    Every default here equals the constructor's (tests/test_registry.py checks it). The base
     YAML sets only the default experiment's selected departures from them, never a default.
     """
 
@@ -352,12 +363,21 @@ class LSTMConfig(_Block):
         return self
 
 
-class ModelsConfig(_Block):
-    mvar: MVARConfig = MVARConfig()
-    lstm: LSTMConfig = LSTMConfig()
+def forecaster_config(estimator: type) -> type[_Block]:
+    """The parameters block of a forecaster that brings no pydantic model of its own: one field
+    per constructor argument (its annotation and default), plus ``enabled``. Unknown keys, inf/nan
+    and booleans for numbers are refused as in every block; the defaults live in the constructor
+    only."""
+    import inspect
 
-    def enabled(self) -> list[str]:
-        return [name for name in ("mvar", "lstm") if getattr(self, name).enabled]
+    hints = typing.get_type_hints(estimator.__init__)
+    fields: dict[str, Any] = {"enabled": (bool, True)}
+    for name, parameter in inspect.signature(estimator).parameters.items():
+        if parameter.kind in (parameter.VAR_POSITIONAL, parameter.VAR_KEYWORD):
+            continue
+        default = ... if parameter.default is parameter.empty else parameter.default
+        fields[name] = (hints.get(name, Any), default)
+    return create_model(f"{estimator.__name__}Config", __base__=_Block, __module__=__name__, **fields)
 
 
 class ROMConfig(_Block):
@@ -374,10 +394,15 @@ class ROMConfig(_Block):
         "integer", description="integer: whole-cell rolls; subpixel: continuous shifts applied in "
         "Fourier space (rom_pipeline.rom.shifts)",
     )
+
+
+class LatentDatasetConfig(_Block):
+    """``latent_dataset``: the windows of the shared latent dataset."""
+
     lag: int | None = Field(
-        None, ge=1, description="lag of the shared latent dataset (default: the MVAR lag)"
+        None, ge=1, description="lag of the shared latent dataset (null: the first registered "
+        "forecaster's integer lag, i.e. the MVAR lag, else the LSTM lag)"
     )
-    models: ModelsConfig = ModelsConfig()
 
 
 # Lead-time windows of the reports (s after the forecast start): 0-2, 2-5, 5-10, 10-20, 20-end.
@@ -407,18 +432,8 @@ class EvalConfig(_Block):
 
 
 # --------------------------------------------------------------------------- search
-# Keys a search grid may vary: the forecaster's constructor arguments (rom.search checks that the
-# LSTM list equals LSTMForecaster's signature, so the two cannot drift apart).
-SEARCH_KEYS = {
-    "mvar": ("lag", "ridge_alpha", "eigenvalue_threshold", "coint_rank"),
-    "lstm": (
-        "lag", "hidden_units", "num_layers", "dropout", "use_layer_norm", "residual",
-        "differences", "normalize_input", "batch_size", "learning_rate", "weight_decay",
-        "max_epochs", "patience", "gradient_clip", "lr_patience", "lr_factor", "validation_fraction", "rollout_horizon",
-        "selection", "multi_step", "noise_std", "clip_rollout", "device", "seed",
-        "scheduled_sampling", "validate_every", "linear_skip", "num_threads",
-    ),
-}
+# The keys a search grid may vary are each registered forecaster's constructor arguments
+# (``SEARCH_KEYS``, built from rom_pipeline.registry on first use).
 
 
 class SearchModesConfig(_Block):
@@ -447,7 +462,8 @@ class SearchModesConfig(_Block):
 
 
 class SearchModelConfig(_Block):
-    """``search.<model>``: a grid of forecaster hyper-parameters (unlisted ones: rom.models.<model>)."""
+    """``search.<model>``: a grid of forecaster hyper-parameters (unlisted ones: the ``<model>``
+    block)."""
 
     enabled: bool = True
     pairing: Pairing = "product"
@@ -464,9 +480,26 @@ class SearchModelConfig(_Block):
         return _pair(self.grid, self.pairing, f"{where}.grid") if self.grid else [{}]
 
 
-class SearchConfig(_Block):
+def _search_default(entry: Any) -> dict[str, Any]:
+    """A registry entry's default ``search.<model>`` block: its ``search_grid``; a forecaster that
+    declares none is not searched unless asked (``search.<model>.enabled: true``)."""
+    return dict(entry.search_grid) or {"enabled": False}
+
+
+def _deep_merge(base: dict[str, Any], override: dict[str, Any]) -> dict[str, Any]:
+    out = dict(base)
+    for key, value in override.items():
+        if isinstance(value, dict) and isinstance(out.get(key), dict):
+            out[key] = _deep_merge(out[key], value)
+        else:
+            out[key] = value
+    return out
+
+
+class _SearchBase(_Block):
     """``search``: closed-loop validation of forecaster hyper-parameters and POD modes on held-out
-    whole training runs (``kedro run --pipelines=hyperparameter_search``; see rom.search)."""
+    whole training runs (``kedro run --pipelines=hyperparameter_search``; see rom.search). One
+    ``search.<model>`` block per registered forecaster (:class:`SearchConfig` adds them)."""
 
     validation: Literal["kfold", "holdout"] = "holdout"
     n_folds: int = Field(3, ge=2, description="kfold: runs split into this many held-out groups")
@@ -478,20 +511,29 @@ class SearchConfig(_Block):
     )
     shift_mode: Literal["oracle", "hold", "extrapolate"] = "oracle"
     modes: SearchModesConfig = SearchModesConfig()
-    # A small default grid (conf/base/parameters_search.yml documents it): minutes, not hours.
-    mvar: SearchModelConfig = SearchModelConfig(
-        grid={"lag": [2, 3, 5], "ridge_alpha": [1e-6, 1e-4, 1e-2]}
-    )
-    lstm: SearchModelConfig = SearchModelConfig(
-        pairing="zip",
-        grid={"hidden_units": [16, 32], "num_layers": [1, 2], "max_epochs": [25], "patience": [6]},
-        modes=SearchModesConfig(),
-    )
+
+    @model_validator(mode="before")
+    @classmethod
+    def _over_registry_defaults(cls, data: Any) -> Any:
+        """A ``search.<model>`` block given in part keeps the rest of the registry's default
+        (as the parameters files merge over conf/base), e.g. the LSTM's ``pairing: zip``."""
+        from rom_pipeline.registry import FORECASTERS
+
+        if not isinstance(data, dict):
+            return data
+        data = dict(data)
+        for name, entry in FORECASTERS.items():
+            if isinstance(data.get(name), dict):
+                data[name] = _deep_merge(_search_default(entry), data[name])
+        return data
 
     @model_validator(mode="after")
-    def _known_grid_keys(self) -> SearchConfig:
+    def _known_grid_keys(self) -> _SearchBase:
+        from rom_pipeline.registry import FORECASTERS
+
         problems = []
-        for model, allowed in SEARCH_KEYS.items():
+        for model, entry in FORECASTERS.items():
+            allowed = entry.search_keys()
             block = getattr(self, model)
             unknown = sorted(set(block.grid) - set(allowed))
             if unknown:
@@ -505,13 +547,12 @@ class SearchConfig(_Block):
             except ValueError as exc:
                 problems.append(str(exc))
                 continue
-            checked = MVARConfig if model == "mvar" else LSTMConfig
             for combo in combos:
                 lag = combo.get("lag")
                 if lag is not None and (isinstance(lag, bool) or not isinstance(lag, int)):
                     problems.append(f"search.{model}.grid.lag = {lag!r}: search lags must be integers")
                 try:
-                    checked.model_validate({k: v for k, v in combo.items() if k in checked.model_fields})
+                    entry.config.model_validate(combo)
                 except ValidationError as exc:
                     problems.append(f"search.{model}.grid {combo}: " + "; ".join(
                         f"{'.'.join(map(str, e['loc']))}: {e['msg']}" for e in exc.errors()))
@@ -520,7 +561,9 @@ class SearchConfig(_Block):
         return self
 
     def enabled(self) -> list[str]:
-        return [name for name in ("mvar", "lstm") if getattr(self, name).enabled]
+        from rom_pipeline.registry import FORECASTERS
+
+        return [name for name in FORECASTERS if getattr(self, name).enabled]
 
 
 # --------------------------------------------------------------------------- experiment
@@ -551,7 +594,22 @@ class ExecutionBlock(_Block):
         )
 
 
-class ExperimentConfig(_Block):
+def shared_lag(latent_dataset: LatentDatasetConfig, forecasters: typing.Iterable[_Block]) -> int:
+    """``latent_dataset.lag``, else the first forecaster block (registration order) with an
+    integer ``lag``: the MVAR lag, else (MVAR lag a criterion) the LSTM lag."""
+    if latent_dataset.lag is not None:
+        return latent_dataset.lag
+    for block in forecasters:
+        lag = getattr(block, "lag", None)
+        if isinstance(lag, int) and not isinstance(lag, bool):
+            return lag
+    raise ValueError("no forecaster has an integer lag: set latent_dataset.lag")
+
+
+class _ExperimentBase(_Block):
+    """The whole parameter tree; :class:`ExperimentConfig` adds one block per registered
+    forecaster (``mvar``, ``lstm``, ...) and the ``search`` block with its per-model blocks."""
+
     # ``kedro run --params experiment=NAME``: a named run, whose outputs go to <data_root>/NAME/
     # (rom_pipeline.settings.ExperimentConfigLoader); None: the environment's experiment. Not a
     # science parameter, so left out of dumps (config_used.yaml, generated environments).
@@ -567,9 +625,9 @@ class ExperimentConfig(_Block):
     train_ic: ICConfig = ICConfig(uniform=UniformIC(n_runs=4))
     test_ic: ICConfig = ICConfig(uniform=UniformIC(n_runs=1))
     rom: ROMConfig = ROMConfig()
+    latent_dataset: LatentDatasetConfig = LatentDatasetConfig()
     eval: EvalConfig = EvalConfig()
     execution: ExecutionBlock = ExecutionBlock()
-    search: SearchConfig = SearchConfig()
 
     @field_validator("experiment", mode="before")
     @classmethod
@@ -593,14 +651,22 @@ class ExperimentConfig(_Block):
         horizon = self.test_sim.T - self.forecast_start
         return tuple(e for e in STANDARD_LEAD_WINDOWS if e < horizon)
 
+    def forecasters(self) -> dict[str, _Block]:
+        """``{name: block}`` of every registered forecaster, in registration order."""
+        from rom_pipeline.registry import FORECASTERS
+
+        return {name: getattr(self, name) for name in FORECASTERS}
+
+    def enabled_models(self) -> list[str]:
+        """Names of the forecasters whose block has ``enabled: true``."""
+        return [name for name, block in self.forecasters().items() if block.enabled]
+
     def shared_lag(self) -> int:
-        if self.rom.lag is not None:
-            return self.rom.lag
-        lag = self.rom.models.mvar.lag
-        return lag if isinstance(lag, int) else self.rom.models.lstm.lag
+        """The lag of the shared latent dataset (:func:`shared_lag`)."""
+        return shared_lag(self.latent_dataset, self.forecasters().values())
 
     @model_validator(mode="after")
-    def _consistent(self) -> ExperimentConfig:
+    def _consistent(self) -> _ExperimentBase:
         problems: list[str] = []
         s = self.sim
         if self.model.type == "discrete" and self.model.speed * s.dt > self.params.R / 2:
@@ -634,11 +700,11 @@ class ExperimentConfig(_Block):
                 f"{self.forecast_start} s (default sim.T): raise test_sim.T or lower eval.forecast_start"
             )
         frames_train = s.n_steps // (s.save_every * self.rom.subsample) + 1
-        lags = {"rom.lag": self.shared_lag()}
-        for m in self.rom.models.enabled():
-            lag = getattr(self.rom.models, m).lag
+        lags = {"latent_dataset.lag": self.shared_lag()}
+        for m in self.enabled_models():
+            lag = getattr(getattr(self, m), "lag", None)
             if isinstance(lag, int):
-                lags[f"rom.models.{m}.lag"] = lag
+                lags[f"{m}.lag"] = lag
         for key, lag in lags.items():
             if lag >= frames_train:
                 problems.append(
@@ -646,10 +712,11 @@ class ExperimentConfig(_Block):
                     "training run (sim.T / (sim.dt * sim.save_every * rom.subsample) + 1): "
                     "lower the lag or rom.subsample"
                 )
-        rank, modes = self.rom.models.mvar.coint_rank, self.rom.fixed_modes
-        if "mvar" in self.rom.models.enabled() and rank is not None and modes is not None and rank > modes:
+        rank = getattr(getattr(self, "mvar", None), "coint_rank", None)
+        modes = self.rom.fixed_modes
+        if "mvar" in self.enabled_models() and rank is not None and modes is not None and rank > modes:
             problems.append(
-                f"rom.models.mvar.coint_rank = {rank} exceeds rom.fixed_modes = {modes}: use "
+                f"mvar.coint_rank = {rank} exceeds rom.fixed_modes = {modes}: use "
                 f"0..{modes}, or null for the unrestricted levels model"
             )
         if "lab_ensemble" in self.eval.shift_modes:
@@ -730,16 +797,81 @@ def validate_experiment_name(name: Any, source: str = "globals.yml") -> str:
     return name
 
 
+# --------------------------------------------------------------------------- built from the registry
+_BUILT: dict[tuple, tuple[type[_Block], type[_Block]]] = {}
+
+
+def _built() -> tuple[type[_Block], type[_Block]]:
+    """(SearchConfig, ExperimentConfig) for the forecasters registered now (rebuilt when the
+    registry changes, e.g. a test registering a forecaster)."""
+    from rom_pipeline.registry import FORECASTERS
+
+    key = tuple((name, id(entry)) for name, entry in FORECASTERS.items())
+    if key not in _BUILT:
+        search = create_model(
+            "SearchConfig", __base__=_SearchBase, __module__=__name__,
+            **{name: (SearchModelConfig, SearchModelConfig.model_validate(_search_default(e)))
+               for name, e in FORECASTERS.items()},
+        )
+        experiment = create_model(
+            "ExperimentConfig", __base__=_ExperimentBase, __module__=__name__,
+            **{name: (e.config, e.config()) for name, e in FORECASTERS.items()},
+            search=(search, search()),
+        )
+        _BUILT.clear()
+        _BUILT[key] = (search, experiment)
+    return _BUILT[key]
+
+
+def __getattr__(name: str) -> Any:
+    """``ExperimentConfig``, ``SearchConfig`` and ``SEARCH_KEYS`` (built from the registry)."""
+    if name == "ExperimentConfig":
+        return _built()[1]
+    if name == "SearchConfig":
+        return _built()[0]
+    if name == "SEARCH_KEYS":
+        from rom_pipeline.registry import FORECASTERS
+
+        return {n: e.search_keys() for n, e in FORECASTERS.items()}
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+
+
+def moved_keys(params: dict[str, Any]) -> list[str]:
+    """One message per key still at a place it moved from (the forecaster blocks left
+    ``rom.models``, the shared lag left ``rom``), saying where it lives now."""
+    rom = params.get("rom") if isinstance(params.get("rom"), dict) else {}
+    messages = []
+    for model, block in dict(rom.get("models") or {}).items():
+        keys = ", ".join(f"{model}.{k}" for k in block) if isinstance(block, dict) else model
+        messages.append(
+            f"- rom.models.{model} = {block!r}: the forecaster blocks moved to the top level; write "
+            f"`{model}:` (conf/base/parameters_{model}.yml), e.g. {keys}; on the command line "
+            f"--params {model}.enabled=false instead of rom.models.{model}.enabled=false"
+        )
+    if "models" in rom and not rom.get("models"):
+        messages.append("- rom.models: the forecaster blocks moved to the top level (mvar:, lstm:, ...)")
+    if "lag" in rom:
+        messages.append(
+            f"- rom.lag = {rom['lag']!r}: the shared lag moved to latent_dataset.lag "
+            "(conf/base/parameters_latent_dataset.yml)"
+        )
+    return messages
+
+
 def validate_parameters(params: dict[str, Any]) -> ExperimentConfig:
     """Validate Kedro parameters into an :class:`ExperimentConfig`.
 
     Raises:
         ConfigError: listing every invalid key with its value and the fix.
     """
-    known = set(ExperimentConfig.model_fields)
+    experiment_config = _built()[1]
+    known = set(experiment_config.model_fields)
+    moved = moved_keys(params)
+    if moved:
+        raise ConfigError("Invalid experiment parameters:\n" + "\n".join(moved))
     # Kedro adds no keys of its own to ``params``; anything unknown is the user's.
     try:
-        return ExperimentConfig.model_validate(params)
+        return experiment_config.model_validate(params)
     except ValidationError as exc:
         raise ConfigError(
             "Invalid experiment parameters:\n" + _format_errors(exc) + "\n(accepted top-level "

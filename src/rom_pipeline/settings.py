@@ -50,7 +50,45 @@ class ExperimentConfigLoader(OmegaConfigLoader):
     def __getitem__(self, key: str):
         if key == "globals" and "_globals" in vars(self):  # not while the base class reads them
             return dict(self._globals)
-        return super().__getitem__(key)
+        config = super().__getitem__(key)
+        if key == "catalog":
+            config = expand_forecaster_entries(config)
+        return config
+
+
+FORECASTER_PLACEHOLDER = "{forecaster}"
+
+
+def expand_forecaster_entries(catalog: dict) -> dict:
+    """Repeat every catalog entry whose name holds ``{forecaster}`` for each registered forecaster
+    (:data:`rom_pipeline.registry.FORECASTERS`), filling ``{forecaster}``, ``{folder}``,
+    ``{artifact_type}``, ``{artifact_file}`` and ``{training_table}`` in its name and values; any
+    other ``{...}`` (a Kedro dataset-factory placeholder such as ``{plot}``) is left as it is."""
+    from rom_pipeline.registry import FORECASTERS
+
+    def fill(value, tokens: dict[str, str]):
+        if isinstance(value, str):
+            for token, text in tokens.items():
+                value = value.replace(token, text)
+            return value
+        if isinstance(value, dict):
+            return {fill(k, tokens): fill(v, tokens) for k, v in value.items()}
+        if isinstance(value, list):
+            return [fill(v, tokens) for v in value]
+        return value
+
+    out = {}
+    for name, entry in catalog.items():
+        if FORECASTER_PLACEHOLDER not in name:
+            out[name] = entry
+            continue
+        for forecaster in FORECASTERS.values():
+            tokens = {FORECASTER_PLACEHOLDER: forecaster.name, "{folder}": forecaster.folder,
+                      "{artifact_type}": forecaster.artifact_type,
+                      "{artifact_file}": forecaster.artifact_file,
+                      "{training_table}": forecaster.training_table}
+            out.setdefault(fill(name, tokens), fill(entry, tokens))
+    return out
 
 
 # Hooks run last-in-first-out: validation first, then the disabled-model and missing-input

@@ -139,9 +139,9 @@ BASELINES = {"climatology", "persistence"}
 
 # The seed's three usage examples, as the README gives them: each a named run in its own folder.
 USAGE_EXAMPLES = {
-    "mvar_only": ("experiment=mvar_only,rom.models.lstm.enabled=false", {"MVAR"}),
-    "lstm_only": ("experiment=lstm_only,rom.models.mvar.enabled=false", {"LSTM"}),
-    "both": ("experiment=both", {"MVAR", "LSTM"}),
+    "mvar_only": ("experiment=mvar_only,lstm.enabled=false,opinf.enabled=false", {"MVAR"}),
+    "lstm_only": ("experiment=lstm_only,mvar.enabled=false,opinf.enabled=false", {"LSTM"}),
+    "both": ("experiment=both,opinf.enabled=false", {"MVAR", "LSTM"}),
 }
 
 
@@ -158,7 +158,7 @@ def test_usage_examples_leave_three_separate_complete_result_folders(tmp_path: P
     assert folders == set(USAGE_EXAMPLES)
     for name, (_, models) in USAGE_EXAMPLES.items():
         exp = tmp_path / name
-        assert {p.name for p in exp.iterdir() if p.name in ("MVAR", "LSTM")} == models
+        assert {p.name for p in exp.iterdir() if p.name in ("MVAR", "LSTM", "OPINF")} == models
         for model in models:
             assert (exp / model / "test_results.csv").is_file()
         assert (exp / "report" / "comparison_table.md").is_file()
@@ -179,7 +179,7 @@ def test_usage_examples_leave_three_separate_complete_result_folders(tmp_path: P
     # a disabled model's pipeline is skipped, with a message, and trains nothing
     proc = kedro_run(tmp_path, "--pipelines=lstm", "--params", USAGE_EXAMPLES["mvar_only"][0])
     err = "".join(proc.stderr.split())
-    assert "Thelstmpipelineisskipped:rom.models.lstm.enabledisfalse" in err
+    assert "Thelstmpipelineisskipped:lstm.enabledisfalse" in err
     assert not (tmp_path / "mvar_only" / "LSTM").exists()
 
 

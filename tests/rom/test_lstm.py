@@ -507,35 +507,6 @@ def test_validate_every_validates_only_every_kth_and_the_last_epoch(runs, monkey
     assert model.best_epoch_ in validated
 
 
-def test_config_defaults_are_the_constructor_defaults():
-    import inspect
-    from pathlib import Path
-
-    import yaml
-
-    from rom_pipeline.config import SEARCH_KEYS, LSTMConfig
-
-    signature = inspect.signature(LSTMForecaster).parameters
-    config = {k: f.default for k, f in LSTMConfig.model_fields.items() if k != "enabled"}
-    assert config == {k: p.default for k, p in signature.items()}
-    assert list(SEARCH_KEYS["lstm"]) == list(signature)
-    # The base YAML repeats none of them (it only departs from them), so the defaults cannot
-    # drift apart again.
-    root = Path(__file__).resolve().parents[2]
-    base = yaml.safe_load((root / "conf/base/parameters_rom.yml").read_text())
-    block = dict(base["rom"]["models"]["lstm"])
-    assert block.pop("enabled") is True
-    assert set(block) <= set(signature)
-    assert all(value != signature[key].default for key, value in block.items())
-
-
-@pytest.mark.parametrize(
-    "kwargs, message",
-    [({"scheduled_sampling": 0.5}, "scheduled_sampling=0.5 needs multi_step > 1"),
-     ({"scheduled_sampling": 1.5, "multi_step": 2}, "scheduled_sampling must be in"),
-     ({"validate_every": 0}, "validate_every must be an integer >= 1"),
-     ({"selection": "r2"}, "selection must be one of 'skill', 'rollout', 'one_step'")],
-)
 def test_closed_loop_training_arguments_are_checked(kwargs, message):
     with pytest.raises(ValueError, match=message):
         LSTMForecaster(**kwargs)

@@ -158,7 +158,7 @@ def plan_regime(env: str, conf_source: Path, project: Path = PROJECT_PATH) -> Re
     return Regime(
         env=env,
         fingerprint=config_fingerprint(parameters),
-        models=tuple(name.upper() for name in cfg.rom.models.enabled()),
+        models=tuple(name.upper() for name in cfg.enabled_models()),
         summary_path=_resolve(catalog["summary"]["filepath"], project),
         config_used_path=_resolve(catalog["config_used"]["filepath"], project),
     )

@@ -50,12 +50,14 @@ def short_message(error: BaseException) -> str | None:
 
 
 def available_pipelines() -> list[str]:
-    """Names ``--pipelines`` accepts: every modular pipeline package in ``rom_pipeline.pipelines``."""
+    """Names ``--pipelines`` accepts: every modular pipeline package in ``rom_pipeline.pipelines``
+    and every registered forecaster (:mod:`rom_pipeline.registry`)."""
     import pkgutil
 
     import rom_pipeline.pipelines as package
+    from rom_pipeline.registry import FORECASTERS
 
-    return sorted(m.name for m in pkgutil.iter_modules(package.__path__) if m.ispkg)
+    return sorted({m.name for m in pkgutil.iter_modules(package.__path__) if m.ispkg} | set(FORECASTERS))
 
 
 def check_pipeline_names(names: list[str] | tuple[str, ...]) -> None:

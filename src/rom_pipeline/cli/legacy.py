@@ -14,8 +14,9 @@ maps an old file to what its authors *meant*, and reports every decision:
   element-wise (``pairing: zip``) when the authors' ``n_runs`` equals that count, or when the
   Cartesian product would repeat configurations; otherwise they form a Cartesian product;
 - ``evaluation.*`` is ``eval.*``; ``test_ic.test_T`` is ``test_sim.T``; ``rom.mass_postprocess``
-  is ``eval.mass_postprocess``; ``rom.eigenvalue_threshold`` and the top-level ``mvar`` block fill
-  ``rom.models.mvar`` where it is not set; ``eval.clamp_mode: C0`` is ``none``;
+  is ``eval.mass_postprocess``; ``rom.eigenvalue_threshold`` and the old top-level ``mvar`` block fill
+  ``mvar`` (the forecaster blocks are top-level: ``rom.models.<model>`` becomes ``<model>``,
+  ``rom.lag`` becomes ``latent_dataset.lag``) where it is not set; ``eval.clamp_mode: C0`` is ``none``;
 - everything else the project does not understand is listed as ``ignored: key = value (reason)``
   (extrapolation ICs as ``unsupported``), never dropped silently.
 
@@ -431,9 +432,9 @@ class _Converter:
                 sub_where = f"{where}.{key}"
                 if key == "mvar" and isinstance(sub, dict):
                     def order(w: str, v: Any) -> None:
-                        self.mapped(w, v, "rom.models.mvar.lag")
-                        self.set("rom.models.mvar.lag", v, w)
-                    self.passthrough(sub, sub_where, "rom.models.mvar", MVARConfig,
+                        self.mapped(w, v, "mvar.lag")
+                        self.set("mvar.lag", v, w)
+                    self.passthrough(sub, sub_where, "mvar", MVARConfig,
                                      special={"order": order})
                 elif key == "lstm" and isinstance(sub, dict):
                     ignore = {
@@ -441,19 +442,24 @@ class _Converter:
                                       "gates, tanh cell",
                         "loss": "the LSTM is trained on the MSE of the next latent state",
                     }
-                    self.passthrough(sub, sub_where, "rom.models.lstm", LSTMConfig, ignore=ignore)
+                    self.passthrough(sub, sub_where, "lstm", LSTMConfig, ignore=ignore)
                 elif key in ("mvar", "lstm"):
                     self.problems.append(f"{sub_where} = {_fmt(sub)}: expected a mapping of keys")
                 else:
                     self.ignored(sub_where, sub, _NOT_UNDERSTOOD)
 
-        special = {"mass_postprocess": mass, "eigenvalue_threshold": threshold, "models": models}
+        def shared_lag(where: str, value: Any) -> None:
+            self.mapped(where, value, "latent_dataset.lag")
+            self.set("latent_dataset.lag", value, where)
+
+        special = {"mass_postprocess": mass, "eigenvalue_threshold": threshold, "models": models,
+                   "lag": shared_lag}
         ignore = {"save_unaligned_pod": _CATALOG}
         self.passthrough(block, name, name, ROMConfig, special=special, ignore=ignore)
         if self._rom_threshold is not None:
             where, value = self._rom_threshold
-            if self.set("rom.models.mvar.eigenvalue_threshold", value, where, fallback=True):
-                self.mapped(where, value, "rom.models.mvar.eigenvalue_threshold",
+            if self.set("mvar.eigenvalue_threshold", value, where, fallback=True):
+                self.mapped(where, value, "mvar.eigenvalue_threshold",
                             "MVAR stability: companion spectral radius enforced at this threshold")
         fixed = self.get("rom.fixed_modes", None)
         if fixed is not None and self.get("rom.pod_energy", _UNSET) is not _UNSET:
@@ -470,30 +476,30 @@ class _Converter:
         for key, value in block.items():
             where = f"{name}.{key}"
             if key in targets:
-                target = f"rom.models.mvar.{targets[key]}"
+                target = f"mvar.{targets[key]}"
                 if self.set(target, value, where, fallback=True):
                     self.mapped(where, value, target, "top-level mvar block fills what rom.models.mvar leaves unset")
             elif key == "enforce_stability":
                 enforce = (where, value)
             elif key == "train_fraction":
                 self.ignored(where, value, "MVAR is fitted on every training run; only the LSTM "
-                                           "holds runs out, rom.models.lstm.validation_fraction")
+                                           "holds runs out, lstm.validation_fraction")
             else:
                 self.ignored(where, value, _NOT_UNDERSTOOD)
         if enforce is not _UNSET:
             where, value = enforce
-            threshold = self.get("rom.models.mvar.eigenvalue_threshold", None)
+            threshold = self.get("mvar.eigenvalue_threshold", None)
             if value and threshold is not None:
-                self.mapped(where, value, "rom.models.mvar.eigenvalue_threshold",
+                self.mapped(where, value, "mvar.eigenvalue_threshold",
                             f"stability enforced at spectral radius {threshold}")
             elif value:
                 self.ignored(where, value, "no eigenvalue_threshold given: the project enforces "
-                             "stability only at rom.models.mvar.eigenvalue_threshold")
+                             "stability only at mvar.eigenvalue_threshold")
             elif threshold is not None:
-                node = self.out["rom"]["models"]["mvar"]
+                node = self.out["mvar"]
                 node["eigenvalue_threshold"] = None
-                self.source["rom.models.mvar.eigenvalue_threshold"] = where
-                self.mapped(where, value, "rom.models.mvar.eigenvalue_threshold = null",
+                self.source["mvar.eigenvalue_threshold"] = where
+                self.mapped(where, value, "mvar.eigenvalue_threshold = null",
                             f"threshold {threshold} reported but not enforced")
             else:
                 self.ignored(where, value, "stability is not enforced without an eigenvalue_threshold")

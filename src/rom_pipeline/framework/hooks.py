@@ -1,4 +1,5 @@
-"""Project hooks: validate parameters before any work starts (and remember them for the registry),
+"""Project hooks: validate the whole parameter tree once, before any work starts (nodes read only
+their own ``params:<block>``; the tree is remembered for the pipeline registry),
 say when a setting the user made cannot take effect, and end a run with its results."""
 from __future__ import annotations
 
@@ -22,6 +23,13 @@ def active_parameters() -> dict[str, Any]:
     return _ACTIVE.get("params", {})
 
 
+def active_config():
+    """The running session's parameter tree as validated ONCE by :class:`ValidationHooks` (an
+    ``ExperimentConfig``), else None. Hooks that need the whole tree read it here; nodes never do
+    (they take ``params:<block>``)."""
+    return _ACTIVE.get("config")
+
+
 def _merge(base: dict[str, Any], override: dict[str, Any]) -> dict[str, Any]:
     out = dict(base)
     for key, value in override.items():
@@ -40,9 +48,10 @@ class ValidationHooks:
         params = _merge(
             dict(context.config_loader["parameters"]), getattr(context, "_runtime_params", None) or {}
         )
+        _ACTIVE.pop("config", None)
         _ACTIVE["params"] = params
         _ACTIVE["env"] = context.env
-        validate_parameters(params)  # raises ConfigError naming key, value and fix
+        _ACTIVE["config"] = validate_parameters(params)  # raises ConfigError naming key, value and fix
         logger.info("Parameters of environment '%s' validated", context.env or "local")
 
 
@@ -99,10 +108,16 @@ class MissingInputsHooks:
         ]
         if not missing:
             return
+        from rom_pipeline.pipelines.models import model_pipeline
+        from rom_pipeline.registry import FORECASTERS
+
+        stages = {name: importlib.import_module(f"rom_pipeline.pipelines.{name}").create_pipeline
+                  for name in ("simulation", "pod", "latent_dataset")}
+        stages.update({name: (lambda e=entry: model_pipeline(e)) for name, entry in FORECASTERS.items()})
+        stages["evaluation"] = importlib.import_module("rom_pipeline.pipelines.evaluation").create_pipeline
         producers = []
-        for pipe_name in ("simulation", "pod", "latent_dataset", "mvar", "lstm", "evaluation"):
-            module = importlib.import_module(f"rom_pipeline.pipelines.{pipe_name}")
-            outputs = module.create_pipeline().all_outputs()
+        for pipe_name, create in stages.items():
+            outputs = create().all_outputs()
             if any(name in outputs for name in missing):
                 producers.append(pipe_name)
         env = run_params.get("env")
@@ -115,7 +130,11 @@ class MissingInputsHooks:
         )
 
 
-SHARED_ARTIFACTS = ("pod_basis", "train_latent", "latent_dataset", "mvar.model", "lstm.model")
+def shared_artifacts() -> tuple[str, ...]:
+    """The versioned artifacts whose versions ``summary.json`` records (one model per forecaster)."""
+    from rom_pipeline.registry import FORECASTERS
+
+    return ("pod_basis", "train_latent", "latent_dataset", *(f"{m}.model" for m in FORECASTERS))
 
 
 class ProvenanceHooks:
@@ -147,7 +166,7 @@ class ProvenanceHooks:
             return None
 
     def _record(self, dataset_name: str, loaded: bool) -> None:
-        if dataset_name in SHARED_ARTIFACTS and self._catalog is not None:
+        if dataset_name in shared_artifacts() and self._catalog is not None:
             version = self._version(dataset_name, loaded=loaded)
             if version:
                 self._versions[dataset_name] = version
@@ -165,10 +184,11 @@ class ProvenanceHooks:
         if dataset_name != "summary" or not isinstance(data, dict) or self._catalog is None:
             return
         versions = dict(self._versions)
-        from rom_pipeline.pipelines.models import MODEL_NAMES, enabled_models
+        from rom_pipeline.pipelines.models import enabled_models
+        from rom_pipeline.registry import FORECASTERS
 
-        disabled = {f"{m}.model" for m in set(MODEL_NAMES) - set(enabled_models())}
-        for name in SHARED_ARTIFACTS:
+        disabled = {f"{m}.model" for m in set(FORECASTERS) - set(enabled_models())}
+        for name in shared_artifacts():
             if name not in versions and name not in disabled:  # a disabled model's old artifact
                 version = self._version(name, loaded=True)
                 if version:

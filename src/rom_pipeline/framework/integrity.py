@@ -75,7 +75,7 @@ class IntegrityHooks:
 
     @hook_impl
     def before_pipeline_run(self, run_params: dict[str, Any], pipeline, catalog) -> None:
-        from rom_pipeline.framework.hooks import active_parameters
+        from rom_pipeline.framework.hooks import active_config, active_parameters
         from rom_pipeline.execution.parallel import require_sbatch
 
         if self._lock is not None:  # an earlier session of this process failed before its run
@@ -84,7 +84,7 @@ class IntegrityHooks:
         if self._folder is None:
             return
         self._check_paths(pipeline, catalog)
-        cfg = validate_parameters(active_parameters())
+        cfg = active_config() or validate_parameters(active_parameters())
         if cfg.execution.cluster == "slurm" and not cfg.execution.scheduler_address:
             require_sbatch()
         lock = ExperimentLock(self._folder, self._experiment).acquire()

@@ -3,7 +3,7 @@
 An artifact's *record* is a plain JSON dict::
 
     {"artifact": "latent_dataset",
-     "params":   {"rom.lag (shared)": 3},                       # the keys its stage reads
+     "params":   {"latent_dataset.lag (shared)": 3},                       # the keys its stage reads
      "inputs":   {"train_latent": "9f2c..."},                   # fingerprints of its direct inputs
      "upstream": {"train_latent": {...params}, "pod_basis": {...}, "train.runs": {...}}}
 
@@ -30,6 +30,7 @@ from typing import Any
 import numpy as np
 
 from rom_pipeline.config import ExperimentConfig
+from rom_pipeline.registry import FORECASTERS
 from rom_pipeline.execution.runs import physics_settings, plan_runs
 
 logger = logging.getLogger(__name__)
@@ -40,10 +41,9 @@ ARTIFACTS: dict[str, tuple[str, tuple[str, ...]]] = {
     "pod_basis": ("pod", ("train.runs",)),
     "train_latent": ("pod", ("train.runs", "pod_basis")),
     "latent_dataset": ("latent_dataset", ("train_latent",)),
-    "mvar.model": ("mvar", ("latent_dataset",)),
-    "lstm.model": ("lstm", ("latent_dataset",)),
-    "mvar.predictions": ("mvar", ("mvar.model", "pod_basis", "test.runs")),
-    "lstm.predictions": ("lstm", ("lstm.model", "pod_basis", "test.runs")),
+    # each registered forecaster's model and predictions (rom_pipeline.registry)
+    **{f"{m}.model": (m, ("latent_dataset",)) for m in FORECASTERS},
+    **{f"{m}.predictions": (m, (f"{m}.model", "pod_basis", "test.runs")) for m in FORECASTERS},
 }
 # Artifacts whose every float must be finite (predictions hold NaN for a diverged rollout).
 FINITE = ("pod_basis", "train_latent", "latent_dataset")
@@ -108,11 +108,11 @@ def stage_parameters(name: str, cfg: ExperimentConfig) -> dict[str, Any]:
     if name == "train_latent":
         return {"rom.subsample": rom.subsample}
     if name == "latent_dataset":
-        return {"rom.lag (shared: rom.lag, else rom.models.mvar.lag)": cfg.shared_lag()}
-    if name in ("mvar.model", "lstm.model"):
+        return {"latent_dataset.lag (shared: latent_dataset.lag, else mvar.lag)": cfg.shared_lag()}
+    if name.endswith(".model") and name.split(".")[0] in FORECASTERS:
         model = name.split(".")[0]
-        block = getattr(rom.models, model).model_dump(exclude={"enabled", "device"})
-        return {f"rom.models.{model}.{k}": v for k, v in block.items()}
+        block = getattr(cfg, model).model_dump(exclude={"enabled", "device"})
+        return {f"{model}.{k}": v for k, v in block.items()}
     if name.endswith(".predictions"):
         out: dict[str, Any] = {}
         _flat("eval", cfg.eval.model_dump(exclude={"snapshot_times", "animation_max_frames"}), out)

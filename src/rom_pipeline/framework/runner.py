@@ -125,10 +125,11 @@ class DaskRunner(AbstractRunner):
     def execution_config(self) -> ExecutionConfig:
         """The cluster to use: runner parameters, else the session's ``execution`` block."""
         from rom_pipeline.config import validate_parameters
-        from rom_pipeline.framework.hooks import active_parameters
+        from rom_pipeline.framework.hooks import active_config, active_parameters
 
         params = active_parameters()
-        base = validate_parameters(params).execution.to_execution() if params else ExecutionConfig()
+        cfg = active_config() or (validate_parameters(params) if params else None)
+        base = cfg.execution.to_execution() if cfg is not None else ExecutionConfig()
         if not self._overrides:
             return base
         return ExecutionConfig(**{
@@ -219,14 +220,15 @@ class KeepClusterHooks:
     @hook_impl
     def before_pipeline_run(self, run_params: dict[str, Any], pipeline, catalog) -> None:
         from rom_pipeline.config import validate_parameters
-        from rom_pipeline.framework.hooks import active_parameters
+        from rom_pipeline.framework.hooks import active_config, active_parameters
 
         params = active_parameters()
         if not params:
             return
+        cfg = active_config() or validate_parameters(params)
         self._close()
         self._stack = ExitStack()
-        self._stack.enter_context(keep_cluster(validate_parameters(params).execution.to_execution()))
+        self._stack.enter_context(keep_cluster(cfg.execution.to_execution()))
 
     @hook_impl
     def after_pipeline_run(self, run_params: dict[str, Any], run_result, pipeline, catalog) -> None:

@@ -1,13 +1,18 @@
-"""The model pipeline factory: one train -> evaluate template instantiated per forecaster.
+"""The model pipeline factory: one train -> evaluate template instantiated per registered forecaster.
 
-Each model contributes only (a) its training nodes, which turn ``latent_dataset`` into
-``<model>.model`` and a ``<model>.training_summary``, and (b) a function that rebuilds a
-:class:`~rom_pipeline.rom.forecaster.LatentForecaster` from the stored artifact. Evaluation of
-the unseen test runs is the same node for every model (see :func:`evaluate_forecaster_on_tests`).
+The template (:func:`model_template`) holds one generic training node (:func:`train_forecaster`,
+which calls the registry entry), the model's extra plot nodes (from the registry) and the shared
+evaluation node (:func:`evaluate_forecaster_on_tests`). :func:`model_pipeline` instantiates it with
+``namespace=<model>`` and the parameter mapping ``params:model_options -> params:<model>``
+(the pipeline-factory pattern of modular-spaceflights / kedro-viz's demo project).
+
+The quantities every forecast needs and that follow from several parameter blocks (the ROM step,
+the cell area, the forecast start, the lead windows) are computed ONCE per run by the two nodes of
+:func:`setup_pipeline` (``rom_grid`` and ``forecast_setup``); no node derives them again.
 """
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Iterator
 from functools import partial, update_wrapper
 from typing import Any
 
@@ -15,69 +20,147 @@ import numpy as np
 import pandas as pd
 from kedro.pipeline import Node, Pipeline
 
-from rom_pipeline.config import validate_parameters
+from rom_pipeline.config import STANDARD_LEAD_WINDOWS, DensityConfig, EvalConfig, ROMConfig, SimConfig, TestSimConfig
 from rom_pipeline.datasets.runs import RunCollection
 from rom_pipeline.execution.progress import track
-from rom_pipeline.rom.forecaster import LatentForecaster
+from rom_pipeline.registry import FORECASTERS, Forecaster
+from rom_pipeline.rom.latent import unpack_trajectories
 from rom_pipeline.rom.pod import PODBasis
 
-SHARED_INPUTS = {"latent_dataset", "train_latent", "pod_basis", "test.runs"}
-MODEL_NAMES = ("mvar", "lstm")
+SHARED_INPUTS = {"latent_dataset", "train_latent", "pod_basis", "test.runs", "rom_grid", "forecast_setup"}
+MODEL_NAMES = tuple(FORECASTERS)
 
 
 def enabled_models(parameters: dict[str, Any] | None = None) -> list[str]:
-    """Names of the models whose ``rom.models.<name>.enabled`` is true (default: both)."""
+    """Names of the registered forecasters whose ``<name>.enabled`` is true (default: all).
+
+    Without ``parameters``: those of the running session. Kedro 1.7 calls
+    ``register_pipelines()`` with no arguments, so the session's parameters reach the pipeline
+    registry only through the hook that validates them (:func:`rom_pipeline.framework.hooks.active_parameters`).
+    """
     if parameters is None:
         from rom_pipeline.framework.hooks import active_parameters
 
         parameters = active_parameters()
-    models = (parameters.get("rom") or {}).get("models") or {}
-    return [m for m in MODEL_NAMES if (models.get(m) or {}).get("enabled", True)]
+    return [m for m in FORECASTERS if (parameters.get(m) or {}).get("enabled", True)]
 
 
-def test_runs_for_evaluation(test_runs: RunCollection, parameters: dict[str, Any]):
-    """The unseen test runs on the ROM time grid, as evaluation ``TestRun`` records."""
+# ---------------------------------------------------------------------- derived quantities
+def describe_rom_grid(sim: dict, density: dict, rom: dict) -> dict[str, Any]:
+    """The ROM's time and space grid, from the ``sim``, ``density`` and ``rom`` blocks.
+
+    Returns ``dt_rom = sim.dt · sim.save_every · rom.subsample`` [s], ``subsample``, the domain
+    ``Lx``, ``Ly``, ``periodic``, ``cell_area = (Lx / nx) (Ly / ny)``, ``train_horizon = sim.T``
+    [s] and ``shift_align``.
+    """
+    s, d, r = SimConfig.model_validate(sim), DensityConfig.model_validate(density), ROMConfig.model_validate(rom)
+    return {
+        "dt_rom": s.dt * s.save_every * r.subsample,
+        "subsample": r.subsample,
+        "Lx": s.Lx, "Ly": s.Ly, "periodic": s.bc == "periodic",
+        "cell_area": (s.Lx / d.nx) * (s.Ly / d.ny),
+        "train_horizon": s.T,
+        "shift_align": r.shift_align,
+    }
+
+
+def describe_forecast(eval: dict, test_sim: dict, rom_grid: dict) -> dict[str, Any]:  # noqa: A002
+    """The evaluation protocol's settings (science.md §8) from the ``eval`` and ``test_sim``
+    blocks and the ROM grid: ``forecast_start`` (``eval.forecast_start``, null: the training
+    horizon ``sim.T``), the lead windows (``eval.lead_windows``, null: the standard edges inside
+    the horizon ``test_sim.T − forecast_start``), the shift modes scored (``oracle`` alone
+    without alignment) and the rest of :class:`~rom_pipeline.evaluation.protocol.EvaluationConfig`;
+    plus ``forecast_start_given`` (the raw key, for the search), ``test_horizon``,
+    ``track_order`` and the display settings."""
+    e, t = EvalConfig.model_validate(eval), TestSimConfig.model_validate(test_sim)
+    start = e.forecast_start if e.forecast_start is not None else rom_grid["train_horizon"]
+    if e.lead_windows is not None:
+        lead = [float(edge) for edge in e.lead_windows]
+    else:
+        lead = [edge for edge in STANDARD_LEAD_WINDOWS if edge < t.T - start]
+    shift_modes = list(e.shift_modes) if rom_grid["shift_align"] else ["oracle"]
+    return {
+        "evaluation": {
+            "forecast_start": start, "clamp_mode": e.clamp_mode,
+            "mass_postprocess": e.mass_postprocess, "shift_modes": shift_modes,
+            "valid_r2_threshold": e.valid_r2_threshold, "order_parameters": e.order_parameters,
+            "lead_windows": lead, "ensemble_size": e.ensemble_size, "ensemble_seed": e.ensemble_seed,
+        },
+        "forecast_start_given": e.forecast_start,
+        "test_horizon": t.T,
+        "track_order": e.track_order,
+        "lab_ensemble": rom_grid["shift_align"] and "lab_ensemble" in e.shift_modes,
+        "snapshot_times": list(e.snapshot_times),
+        "animation_max_frames": e.animation_max_frames,
+    }
+
+
+def derived_quantities(parameters: dict[str, Any]) -> tuple[dict[str, Any], dict[str, Any]]:
+    """``(rom_grid, forecast_setup)`` of a whole parameter tree, for code outside the pipelines
+    (benchmarks, notebooks) that holds the tree: the same two functions the nodes run."""
+    rom_grid = describe_rom_grid(parameters.get("sim", {}), parameters.get("density", {}),
+                                 parameters.get("rom", {}))
+    return rom_grid, describe_forecast(parameters.get("eval", {}), parameters.get("test_sim", {}), rom_grid)
+
+
+def rom_grid_pipeline() -> Pipeline:
+    """The node that computes ``rom_grid`` (added to every pipeline that reads it; Kedro keeps
+    one copy of identical nodes when pipelines are summed)."""
+    return Pipeline([Node(describe_rom_grid, ["params:sim", "params:density", "params:rom"],
+                          "rom_grid", name="describe_rom_grid")])
+
+
+def setup_pipeline() -> Pipeline:
+    """``rom_grid`` and ``forecast_setup``: what the forecasting pipelines read."""
+    return rom_grid_pipeline() + Pipeline([
+        Node(describe_forecast, ["params:eval", "params:test_sim", "rom_grid"], "forecast_setup",
+             name="describe_forecast"),
+    ])
+
+
+def evaluation_config(forecast_setup: dict[str, Any]):
+    """The :class:`~rom_pipeline.evaluation.protocol.EvaluationConfig` of ``forecast_setup``."""
+    from rom_pipeline.evaluation.protocol import EvaluationConfig
+
+    settings = dict(forecast_setup["evaluation"])
+    settings["shift_modes"] = tuple(settings["shift_modes"])
+    settings["lead_windows"] = tuple(settings["lead_windows"])
+    return EvaluationConfig(**settings)
+
+
+def runs_for_evaluation(runs: RunCollection, rom_grid: dict[str, Any], particles: bool) -> Iterator:
+    """The runs on the ROM time grid (every ``subsample``-th frame), as evaluation ``TestRun``
+    records; particles (for the order parameters) only when ``particles``."""
     from rom_pipeline.evaluation.protocol import TestRun
 
-    cfg = validate_parameters(parameters)
-    k = cfg.rom.subsample
-    cell_area = (cfg.sim.Lx / cfg.density.nx) * (cfg.sim.Ly / cfg.density.ny)
-    for run_id in test_runs:
-        meta = test_runs[run_id]
-        dens = test_runs.density(run_id)
-        parts = test_runs.particles(run_id) if cfg.eval.order_parameters else None
+    k = rom_grid["subsample"]
+    for run_id in runs:
+        meta = runs[run_id]
+        dens = runs.density(run_id)
+        parts = runs.particles(run_id) if particles else None
         yield TestRun(
-            run_id=run_id, family=meta["family"], times=dens["times"][::k],
+            run_id=run_id, family=str(meta.get("family", "")), times=dens["times"][::k],
             density=dens["density"][::k].astype(np.float64),
             positions=None if parts is None else parts["positions"][::k].astype(np.float64),
             velocities=None if parts is None else parts["velocities"][::k].astype(np.float64),
-            Lx=cfg.sim.Lx, Ly=cfg.sim.Ly, periodic=cfg.sim.bc == "periodic", cell_area=cell_area,
+            Lx=rom_grid["Lx"], Ly=rom_grid["Ly"], periodic=rom_grid["periodic"],
+            cell_area=rom_grid["cell_area"],
         )
 
 
-def evaluation_config(parameters: dict[str, Any]):
-    from rom_pipeline.evaluation.protocol import EvaluationConfig
-
-    cfg = validate_parameters(parameters)
-    shift_modes = tuple(cfg.eval.shift_modes) if cfg.rom.shift_align else ("oracle",)
-    return EvaluationConfig(
-        forecast_start=cfg.forecast_start, clamp_mode=cfg.eval.clamp_mode,
-        mass_postprocess=cfg.eval.mass_postprocess, shift_modes=shift_modes,
-        valid_r2_threshold=cfg.eval.valid_r2_threshold, order_parameters=cfg.eval.order_parameters,
-        lead_windows=cfg.lead_windows, ensemble_size=cfg.eval.ensemble_size,
-        ensemble_seed=cfg.eval.ensemble_seed,
-    )
+def test_runs_for_evaluation(test_runs: RunCollection, rom_grid: dict[str, Any],
+                             forecast_setup: dict[str, Any]):
+    """The unseen test runs on the ROM time grid, as evaluation ``TestRun`` records."""
+    return runs_for_evaluation(test_runs, rom_grid, forecast_setup["evaluation"]["order_parameters"])
 
 
-def training_track_model(train_latent: dict, pod: PODBasis, parameters: dict[str, Any]):
+def training_track_model(train_latent: dict, pod: PODBasis, forecast_setup: dict[str, Any]):
     """The track model of the ``lab_ensemble`` shift mode, fitted on the TRAINING runs' alignment
     shifts (stored with their latent trajectories in ``train_latent``); None when that mode is not
     scored."""
     from rom_pipeline.evaluation.track import TrackModel
-    from rom_pipeline.rom.latent import unpack_trajectories
 
-    cfg = validate_parameters(parameters)
-    if not (cfg.rom.shift_align and "lab_ensemble" in cfg.eval.shift_modes):
+    if not forecast_setup["lab_ensemble"]:
         return None
     if "shifts" not in train_latent:
         raise ValueError(
@@ -85,7 +168,20 @@ def training_track_model(train_latent: dict, pod: PODBasis, parameters: dict[str
             "before scoring eval.shift_modes 'lab_ensemble'"
         )
     tracks = list(unpack_trajectories(train_latent, key="shifts").values())
-    return TrackModel(order=cfg.eval.track_order).fit(tracks, pod.grid_shape_)
+    return TrackModel(order=forecast_setup["track_order"]).fit(tracks, pod.grid_shape_)
+
+
+# ---------------------------------------------------------------------- the template's nodes
+def train_forecaster(latent_dataset: dict, model_options: dict[str, Any],
+                     forecaster: Forecaster) -> tuple[Any, pd.DataFrame, dict]:
+    """Fit the registered ``forecaster`` on the training runs' latent trajectories (K_i, r) with
+    the options of its parameters block.
+
+    Returns the stored artifact, the training table (MVAR: the lag scan; LSTM: the epoch log) and
+    the training summary (JSON)."""
+    trajectories = list(unpack_trajectories(latent_dataset).values())
+    model = forecaster.train(model_options, trajectories)
+    return forecaster.save(model), forecaster.table(model), forecaster.training_summary(model, model_options)
 
 
 def evaluate_forecaster_on_tests(
@@ -93,8 +189,9 @@ def evaluate_forecaster_on_tests(
     pod_basis: dict,
     train_latent: dict,
     test_runs: RunCollection,
-    parameters: dict[str, Any],
-    load_forecaster: Callable[[Any], LatentForecaster],
+    rom_grid: dict[str, Any],
+    forecast_setup: dict[str, Any],
+    forecaster: Forecaster,
 ) -> tuple[pd.DataFrame, pd.DataFrame, dict[str, np.ndarray]]:
     """Score one forecaster on every unseen test run with the shared protocol (science.md §8).
 
@@ -105,13 +202,13 @@ def evaluate_forecaster_on_tests(
     """
     from rom_pipeline.evaluation.protocol import evaluate_many
 
-    forecaster = load_forecaster(model_artifact)
+    model = forecaster.load(model_artifact)
     pod = PODBasis.from_arrays(pod_basis)
     results, r2_t, per_run = evaluate_many(
-        forecaster, pod, track(test_runs_for_evaluation(test_runs, parameters), "evaluating test runs",
-                               total=len(test_runs)),
-        evaluation_config(parameters),
-        track_model=training_track_model(train_latent, pod, parameters),
+        model, pod, track(test_runs_for_evaluation(test_runs, rom_grid, forecast_setup),
+                          "evaluating test runs", total=len(test_runs)),
+        evaluation_config(forecast_setup),
+        track_model=training_track_model(train_latent, pod, forecast_setup),
     )
     predictions: dict[str, np.ndarray] = {}
     for run_id, res in per_run.items():
@@ -121,27 +218,35 @@ def evaluate_forecaster_on_tests(
     return results, r2_t, predictions
 
 
-def model_pipeline(
-    name: str, training: Pipeline, load_forecaster: Callable[[Any], LatentForecaster]
-) -> Pipeline:
-    """Namespace ``name``: the model's ``training`` nodes + the shared evaluation node."""
-    evaluate = update_wrapper(
-        partial(evaluate_forecaster_on_tests, load_forecaster=load_forecaster),
-        evaluate_forecaster_on_tests,
-    )
-    evaluation = Pipeline(
-        [
-            Node(
-                evaluate,
-                ["model", "pod_basis", "train_latent", "test.runs", "parameters"],
-                ["test_results", "r2_vs_time", "predictions"],
-                name="evaluate_on_test_runs",
-            )
-        ]
-    )
+def _bound(function, **kwargs):
+    """``function`` with ``kwargs`` bound, keeping its name and docstring (for Kedro and viz)."""
+    return update_wrapper(partial(function, **kwargs), function)
+
+
+def model_template(forecaster: Forecaster) -> Pipeline:
+    """train -> (the registry's plots) -> evaluate, in names local to one model (the training
+    table is named by the registry: ``lag_scan``, ``training_log``)."""
+    table = forecaster.training_table
+    nodes = [
+        Node(_bound(train_forecaster, forecaster=forecaster), ["latent_dataset", "params:model_options"],
+             ["model", table, "training_summary"], name="train_forecaster"),
+        Node(_bound(evaluate_forecaster_on_tests, forecaster=forecaster),
+             ["model", "pod_basis", "train_latent", "test.runs", "rom_grid", "forecast_setup"],
+             ["test_results", "r2_vs_time", "predictions"], name="evaluate_on_test_runs"),
+    ]
+    for plot in forecaster.plots:
+        inputs = [table if name == "training_table" else name for name in plot.inputs]
+        nodes.append(Node(plot.function, inputs, plot.output,
+                          name=plot.output.removesuffix("_plot").join(("plot_", ""))))
+    return Pipeline(nodes)
+
+
+def model_pipeline(forecaster: Forecaster) -> Pipeline:
+    """The template in namespace ``<name>``: its ``params:model_options`` is ``params:<name>``;
+    its datasets are ``<name>.model``, ``<name>.test_results``, ..."""
     return Pipeline(
-        training + evaluation,
-        namespace=name,
+        model_template(forecaster),
+        namespace=forecaster.name,
         inputs=SHARED_INPUTS,
-        parameters={"parameters"},
+        parameters={"params:model_options": f"params:{forecaster.name}"},
     )

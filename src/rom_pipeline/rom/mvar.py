@@ -135,7 +135,12 @@ class MVARForecaster:
     """Ridge MVAR(w) latent forecaster; satisfies ``rom.forecaster.LatentForecaster``.
 
     Args:
-        lag: window length w >= 1.
+        lag: window length w >= 1, or an information criterion (``"aic"``, ``"bic"``,
+            ``"hqic"``, ``"fpe"``): ``fit`` then picks w = argmin of that criterion in the lag
+            scan (:func:`select_lag`, :func:`best_lag`) and sets ``lag`` to it, so a fitted model
+            always holds its integer window length (``lag_rule_`` keeps the rule).
+        max_lag: largest order of the lag scan ``fit`` tabulates (``lag_scan_``), capped at half
+            the shortest run; ``None``: no scan (a criterion ``lag`` then scans up to 20).
         ridge_alpha: ridge penalty alpha >= 0 on ``A_1..A_w`` (not on ``A_0``).
         eigenvalue_threshold: if given (> 0) and the companion spectral radius exceeds it, scale
             ``A_j <- c^j A_j`` with ``c = threshold / rho``. This is exact: ``lambda`` solves
@@ -161,14 +166,19 @@ class MVARForecaster:
         train_rmse_: one-step RMSE on the training windows.
         n_windows_: number of training windows.
         solver_: ``"cholesky"`` (normal equations) or ``"lstsq"`` (SVD fallback).
-        fit_seconds_: wall time of ``fit``.
+        lag_scan_: the :func:`select_lag` table (lag, criteria, n_obs) for lags 1..max_lag'
+            (``max_lag' = min(max_lag, shortest run // 2)``); empty when nothing was scanned.
+        lag_rule_: ``"fixed"`` or the criterion that chose ``lag``.
+        fit_seconds_: wall time of ``fit`` (lag scan included).
     """
 
     name = "MVAR"
 
-    def __init__(self, lag: int = 5, ridge_alpha: float = 1e-4, eigenvalue_threshold: float | None = None,
-                 coint_rank: int | None = None):
+    def __init__(self, lag: int | str = 5, ridge_alpha: float = 1e-4,
+                 eigenvalue_threshold: float | None = None, coint_rank: int | None = None,
+                 max_lag: int | None = None):
         self.lag = lag
+        self.max_lag = max_lag
         self.ridge_alpha = ridge_alpha
         self.eigenvalue_threshold = eigenvalue_threshold
         self.coint_rank = coint_rank
@@ -191,6 +201,23 @@ class MVARForecaster:
                 f"mvar.coint_rank must be null (levels model) or an integer >= 0, got {rank!r}"
             )
 
+    def _select_lag(self, trajectories: list[np.ndarray]) -> None:
+        """The lag scan (``lag_scan_``) and, for a criterion ``lag``, the lag it selects."""
+        criterion = self.lag if isinstance(self.lag, str) else None
+        if criterion is not None and criterion not in INFORMATION_CRITERIA:
+            raise ValueError(
+                f"mvar.lag must be a positive integer or one of {INFORMATION_CRITERIA}, got {self.lag!r}"
+            )
+        max_lag = self.max_lag if self.max_lag is not None else (20 if criterion else None)
+        if max_lag is None:
+            self.lag_scan_ = pd.DataFrame(columns=["lag", *INFORMATION_CRITERIA, "n_obs"])
+        else:
+            shortest = min(len(y) for y in trajectories)
+            self.lag_scan_ = select_lag(trajectories, max_lag=min(int(max_lag), shortest // 2))
+        self.lag_rule_ = criterion or "fixed"
+        if criterion is not None:
+            self.lag = best_lag(self.lag_scan_, criterion)
+
     def _check_fitted(self) -> None:
         if not hasattr(self, "coef_"):
             raise RuntimeError("this MVARForecaster is not fitted yet: call fit(trajectories) or from_arrays(...)")
@@ -206,12 +233,13 @@ class MVARForecaster:
             self.
         """
         t_start = time.perf_counter()
-        self._validate_params()
-        lag = int(self.lag)
         trajectories = [np.asarray(y, dtype=np.float64) for y in trajectories]
         for i, y in enumerate(trajectories):
             if not np.isfinite(y.sum()):  # a sum is finite iff every term is (for sane magnitudes)
                 raise ValueError(f"latent trajectory {i} contains non-finite values; fix the POD/restriction stage")
+        self._select_lag(trajectories)
+        self._validate_params()
+        lag = int(self.lag)
         windows, targets, _ = latent_windows(trajectories, lag)
         n, _, r = windows.shape
         rank = None if self.coint_rank is None else int(self.coint_rank)

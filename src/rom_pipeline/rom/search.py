@@ -61,13 +61,24 @@ from rom_pipeline.evaluation.protocol import (
     forecast_block,
     teacher_forced,
 )
-from rom_pipeline.rom.lstm import LSTMForecaster
-from rom_pipeline.rom.mvar import MVARForecaster
 from rom_pipeline.rom.pod import PODBasis
 
 logger = logging.getLogger(__name__)
 
-FORECASTERS: dict[str, Callable[..., Any]] = {"mvar": MVARForecaster, "lstm": LSTMForecaster}
+
+
+def registered_forecasters() -> dict[str, Callable[..., Any]]:
+    """``{model: class}`` of every forecaster in :data:`rom_pipeline.registry.FORECASTERS`."""
+    from rom_pipeline.registry import FORECASTERS as REGISTRY
+
+    return {name: entry.estimator for name, entry in REGISTRY.items()}
+
+
+def __getattr__(name: str) -> Any:
+    if name == "FORECASTERS":  # the registry's classes, read when asked for
+        return registered_forecasters()
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+
 VALIDATION_SCHEMES = ("kfold", "holdout")
 RUN_SCORE_COLUMNS = (
     "config_id", "model", "fold", "run_id", "n_modes", "r2_pooled", "r2_latent",
@@ -238,6 +249,8 @@ class Candidate:
         hyperparameters: every constructor argument of the forecaster.
         varied: the searched values only (a subset of ``hyperparameters``).
         modes_source: how r' was requested (``"fixed_modes=10"``, ``"pod_energy=0.99"``).
+        lag: the window length w of the fitted forecaster (default: ``hyperparameters["lag"]``;
+            a forecaster without a ``lag`` argument gives its own, e.g. 1).
     """
 
     model: str
@@ -245,6 +258,11 @@ class Candidate:
     hyperparameters: dict[str, Any]
     varied: dict[str, Any] = field(default_factory=dict)
     modes_source: str = ""
+    lag: int | None = None
+
+    def __post_init__(self) -> None:
+        if self.lag is None:
+            self.lag = int(self.hyperparameters["lag"])
 
     @property
     def config_id(self) -> str:
@@ -264,19 +282,21 @@ def build_candidates(
     Raises:
         ValueError: for an unknown model or a lag that is not a positive integer.
     """
-    if model not in FORECASTERS:
-        raise ValueError(f"unknown model {model!r}; the search knows {sorted(FORECASTERS)}")
+    known = registered_forecasters()
+    if model not in known:
+        raise ValueError(f"unknown model {model!r}; the search knows {sorted(known)}")
     out = []
     for point in grid:
         hyper = {**base, **point}
-        lag = hyper.get("lag")
+        # a forecaster without a lag argument has a fixed window (its instance's lag)
+        lag = hyper["lag"] if "lag" in hyper else getattr(known[model](**hyper), "lag", None)
         if isinstance(lag, bool) or not isinstance(lag, (int, np.integer)) or lag < 1:
             raise ValueError(
                 f"{model} lag = {lag!r}: the search fits fixed integer lags; give search.{model}"
-                f".grid.lag (e.g. [2, 3, 5]) when rom.models.{model}.lag is a criterion"
+                f".grid.lag (e.g. [2, 3, 5]) when {model}.lag is a criterion"
             )
         for r, source in modes.items():
-            out.append(Candidate(model, int(r), dict(hyper), dict(point), source))
+            out.append(Candidate(model, int(r), dict(hyper), dict(point), source, lag=int(lag)))
     return out
 
 
@@ -349,7 +369,7 @@ def grid_search(
     candidates: Sequence[Candidate],
     folds: Sequence[tuple[Sequence[str], Sequence[str]]],
     config: EvaluationConfig,
-    forecasters: Mapping[str, Callable[..., Any]] = FORECASTERS,
+    forecasters: Mapping[str, Callable[..., Any]] | None = None,
 ) -> SearchResult:
     """Score every candidate by closed-loop skill on held-out whole runs (see module doc).
 
@@ -362,7 +382,8 @@ def grid_search(
         folds: ``(train_ids, held_out_ids)`` pairs, e.g. from :func:`run_folds`.
         config: protocol settings: one shift mode, ``forecast_start`` covering the largest lag
             (see :func:`common_forecast_start`), clamp and mass post-processing.
-        forecasters: ``{model: factory}``; ``factory(**hyperparameters).fit(list of (K, r'))``.
+        forecasters: ``{model: factory}``; ``factory(**hyperparameters).fit(list of (K, r'))``
+            (default: the registered forecasters, :func:`registered_forecasters`).
 
     Returns:
         A :class:`SearchResult`.
@@ -375,8 +396,9 @@ def grid_search(
     if missing:
         raise ValueError(f"folds name runs {missing} that have no latent trajectory")
     bases = {r: truncate_basis(pod, r) for r in sorted({c.n_modes for c in candidates})}
-    max_lag = max(int(c.hyperparameters["lag"]) for c in candidates)
+    max_lag = max(c.lag for c in candidates)
     rows: list[dict[str, Any]] = []
+    forecasters = registered_forecasters() if forecasters is None else forecasters
     fit_seconds: dict[str, list[float]] = {c.config_id: [] for c in candidates}
     score_seconds = dict.fromkeys(fit_seconds, 0.0)
     for fold, (train_ids, held_ids) in enumerate(folds):
@@ -476,7 +498,7 @@ def best_configurations(table: pd.DataFrame, candidates: Sequence[Candidate],
     Returns:
         ``{"scored_on": scored_on, "<model>": {"config_id", "n_modes", "modes_source",
         "score_mean", "score_std", "latent_r2_mean", "n_diverged", "hyperparameters" (all
-        constructor arguments), "varied", "parameters" (the ``rom`` block to paste into
+        constructor arguments), "varied", "parameters" (the ``rom`` and ``<model>`` blocks to paste into
         parameters: fixed_modes and the varied hyper-parameters)}}``. Non-finite numbers become
         None.
     """
@@ -492,8 +514,8 @@ def best_configurations(table: pd.DataFrame, candidates: Sequence[Candidate],
             "n_diverged": int(row["n_diverged"]),
             "hyperparameters": _plain(cand.hyperparameters),
             "varied": _plain(cand.varied),
-            "parameters": {"rom": {"fixed_modes": cand.n_modes,
-                                   "models": {cand.model: _plain(cand.varied)}}},
+            "parameters": {"rom": {"fixed_modes": cand.n_modes},
+                           cand.model: _plain(cand.varied)},
         }
     return out
 

@@ -25,7 +25,8 @@ from rom_pipeline.rom.pod import PODBasis
 
 
 def score_baselines(
-    train_latent: dict, pod_basis: dict, test_runs: RunCollection, parameters: dict[str, Any]
+    train_latent: dict, pod_basis: dict, test_runs: RunCollection, rom_grid: dict[str, Any],
+    forecast_setup: dict[str, Any],
 ) -> tuple[pd.DataFrame, pd.DataFrame]:
     """Climatology (fitted on the training runs' latent trajectories) and persistence, scored on
     every test run and shift mode through the same protocol as the models.
@@ -33,13 +34,13 @@ def score_baselines(
     Returns their ``test_results`` and ``r2_vs_time`` tables (model ``climatology`` /
     ``persistence``)."""
     pod = PODBasis.from_arrays(pod_basis)
-    config = evaluation_config(parameters)
+    config = evaluation_config(forecast_setup)
     climatology = ClimatologyForecaster().fit(list(unpack_trajectories(train_latent).values()))
-    track_model = training_track_model(train_latent, pod, parameters)
+    track_model = training_track_model(train_latent, pod, forecast_setup)
     results, curves = [], []
     for baseline in (climatology, PersistenceForecaster()):
         table, r2_t, _ = evaluate_many(
-            baseline, pod, test_runs_for_evaluation(test_runs, parameters), config,
+            baseline, pod, test_runs_for_evaluation(test_runs, rom_grid, forecast_setup), config,
             track_model=track_model)
         results.append(table)
         curves.append(r2_t)
@@ -95,18 +96,18 @@ def plot_r2_curves(*r2_vs_time: pd.DataFrame) -> Figure:
     return plots.plot_r2_curves(curves, shift_mode=_primary_shift_mode(curves))
 
 
-def ensemble_skill(parameters: dict[str, Any], *r2_vs_time: pd.DataFrame) -> tuple[pd.DataFrame, Figure]:
+def ensemble_skill(forecast_setup: dict[str, Any], *r2_vs_time: pd.DataFrame) -> tuple[pd.DataFrame, Figure]:
     """Skill of the lab-frame ensemble per lead window (``eval.lead_windows``) and its figure;
     an empty table and a figure saying so when ``lab_ensemble`` was not scored."""
-    cfg = validate_parameters(parameters)
+    settings = forecast_setup["evaluation"]
     curves = pd.concat(r2_vs_time, ignore_index=True)
     if "lab_ensemble" not in set(curves["shift_mode"]):
         fig = Figure(figsize=(6, 2))
         fig.text(0.5, 0.5, "lab_ensemble not scored (eval.shift_modes / rom.shift_align)", ha="center")
         return pd.DataFrame(columns=["model", "lead_start", "lead_end", "n_frames",
                                      *plots_skill.SKILL_COLUMNS]), fig
-    edges = cfg.lead_windows or (0.0,)
-    table = plots_skill.skill_by_lead(curves, edges, n_members=cfg.eval.ensemble_size)
+    edges = tuple(settings["lead_windows"]) or (0.0,)
+    table = plots_skill.skill_by_lead(curves, edges, n_members=settings["ensemble_size"])
     return table, plots_skill.plot_skill_vs_lead(table)
 
 
@@ -131,44 +132,51 @@ def _movies(test_runs: RunCollection, summaries, predictions):
 
 
 def snapshot_figures(
-    test_runs: RunCollection, parameters: dict[str, Any], *summaries_and_predictions
+    test_runs: RunCollection, rom_grid: dict[str, Any], forecast_setup: dict[str, Any],
+    *summaries_and_predictions,
 ) -> tuple[Figure, dict[str, bytes]]:
     """Truth / each model / |error| snapshot grid for the first test run, and one side-by-side
     animation per IC family (``{"<run_id>_<family>": GIF bytes}``, rendered here; the
     animation dataset writes them)."""
-    cfg = validate_parameters(parameters)
     n = len(summaries_and_predictions) // 2
     summaries, predictions = summaries_and_predictions[:n], summaries_and_predictions[n:]
-    extent = (0.0, cfg.sim.Lx, 0.0, cfg.sim.Ly)
+    extent = (0.0, rom_grid["Lx"], 0.0, rom_grid["Ly"])
     figure = None
     animations: dict[str, bytes] = {}
     animated: set[str] = set()
     for run_id, family, truth, preds, times in _movies(test_runs, summaries, predictions):
         if figure is None:
-            snaps = cfg.eval.snapshot_times or list(np.linspace(times[0], times[-1], 4))
+            snaps = forecast_setup["snapshot_times"] or list(np.linspace(times[0], times[-1], 4))
             snaps = [t for t in snaps if times[0] <= t <= times[-1]] or [times[0], times[-1]]
             figure = plots.plot_snapshot_grid(truth, preds, times, snaps, extent=extent,
                                               run_label=f"{run_id} ({family})")
         if family not in animated:
             animated.add(family)
             animations[f"{run_id}_{family}"] = plots.comparison_animation_gif(
-                truth, preds, times, max_frames=cfg.eval.animation_max_frames, title=f"{run_id} ({family})",
+                truth, preds, times, max_frames=forecast_setup["animation_max_frames"],
+                title=f"{run_id} ({family})",
             )
     return figure, animations
 
 
+def record_parameters(**blocks: dict[str, Any]) -> dict[str, Any]:
+    """``config_used.yaml``: the validated parameter tree (every block, defaults filled in)."""
+    return validate_parameters(blocks).model_dump(mode="json")
+
+
 def summarise_experiment(
-    all_test_results: pd.DataFrame, pod_summary: dict, parameters: dict[str, Any],
-    *training_summaries: dict,
-) -> tuple[dict, dict]:
-    """``summary.json`` (models, r, lags, mean R² per model, training times) and ``config_used.yaml``."""
-    cfg = validate_parameters(parameters)
+    all_test_results: pd.DataFrame, pod_summary: dict, forecast_setup: dict[str, Any],
+    config_used: dict[str, Any], *training_summaries: dict,
+) -> dict:
+    """``summary.json``: models, r, lags, mean R² per model, training times, and the lineage of
+    its numbers (from the parameters recorded in ``config_used``)."""
+    cfg = validate_parameters(config_used)
     extra = {
         "rom_pipeline_version": __version__,
         "pod": pod_summary,
-        "forecast_start": cfg.forecast_start,
-        "test_horizon": cfg.test_sim.T,
-        "lead_windows": list(cfg.lead_windows),
+        "forecast_start": forecast_setup["evaluation"]["forecast_start"],
+        "test_horizon": forecast_setup["test_horizon"],
+        "lead_windows": list(forecast_setup["evaluation"]["lead_windows"]),
         "baselines": list(report.BASELINES),
         "shift_mode_labels": {m: SHIFT_MODE_LABELS[m] for m in
                               dict.fromkeys(all_test_results["shift_mode"])
@@ -180,7 +188,7 @@ def summarise_experiment(
     for training in training_summaries:
         summary["models"].setdefault(training["model"], {})["training"] = training
     summary["lineage"] = _summary_lineage(cfg, [t["model"] for t in training_summaries])
-    return summary, cfg.model_dump(mode="json")
+    return summary
 
 
 def _summary_lineage(cfg, models: list[str]) -> dict[str, str]:

@@ -8,7 +8,7 @@ from typing import Any
 import numpy as np
 from matplotlib.figure import Figure
 
-from rom_pipeline.config import validate_parameters
+from rom_pipeline.config import ExecutionBlock, ROMConfig
 from rom_pipeline.datasets.runs import RunCollection
 from rom_pipeline.evaluation import plots
 from rom_pipeline.rom.latent import pack_trajectories
@@ -21,14 +21,15 @@ def _subsampled_density(runs: RunCollection, run_id: str, subsample: int) -> np.
     return runs.density(run_id)["density"][::subsample].astype(np.float64)
 
 
-def fit_pod_basis(train_runs: RunCollection, parameters: dict[str, Any]) -> tuple[dict, dict]:
-    """Fit the POD basis on every training run (streamed one run at a time).
+def fit_pod_basis(train_runs: RunCollection, rom: dict[str, Any], execution: dict[str, Any],
+                  rom_grid: dict[str, Any]) -> tuple[dict, dict]:
+    """Fit the POD basis on every training run (streamed one run at a time) with the ``rom``
+    block's settings, on the ROM grid's frames, parallel per the ``execution`` block.
 
-    Returns the basis as arrays (``PODBasis.to_arrays``, plus ``x``/``y`` cell centres) and a JSON
-    summary (r, energy captured, snapshot count, fit time).
+    Returns the basis as arrays (``PODBasis.to_arrays``, plus ``x``/``y`` cell centres and
+    ``dt_rom``) and a JSON summary (r, energy captured, snapshot count, fit time).
     """
-    cfg = validate_parameters(parameters)
-    rom = cfg.rom
+    rom = ROMConfig.model_validate(rom)
     pod = PODBasis(
         fixed_modes=rom.fixed_modes, pod_energy=rom.pod_energy,
         transform=rom.density_transform, transform_eps=rom.density_transform_eps,
@@ -36,9 +37,9 @@ def fit_pod_basis(train_runs: RunCollection, parameters: dict[str, Any]) -> tupl
         shift_method=rom.shift_method,
     )
     loaders = [partial(_subsampled_density, train_runs, r, rom.subsample) for r in train_runs]
-    pod.fit(loaders, execution=cfg.execution.to_execution())
+    pod.fit(loaders, execution=ExecutionBlock.model_validate(execution).to_execution())
     first = train_runs.density(train_runs.run_ids[0])
-    arrays = {**pod.to_arrays(), "x": first["x"], "y": first["y"], "dt_rom": np.array(cfg.dt_rom)}
+    arrays = {**pod.to_arrays(), "x": first["x"], "y": first["y"], "dt_rom": np.array(rom_grid["dt_rom"])}
     r = pod.n_modes_
     summary = {
         "n_modes": int(r),
@@ -56,24 +57,23 @@ def fit_pod_basis(train_runs: RunCollection, parameters: dict[str, Any]) -> tupl
 
 
 def project_training_runs(
-    train_runs: RunCollection, pod_basis: dict, parameters: dict[str, Any]
+    train_runs: RunCollection, pod_basis: dict, rom_grid: dict[str, Any]
 ) -> dict[str, np.ndarray]:
     """Latent trajectories y = Φᵀ(x − μ) of every training run, with their alignment shifts."""
-    cfg = validate_parameters(parameters)
     pod = PODBasis.from_arrays(pod_basis)
     latent, shifts = {}, {}
     for run_id in train_runs:
-        frames = _subsampled_density(train_runs, run_id, cfg.rom.subsample)
+        frames = _subsampled_density(train_runs, run_id, rom_grid["subsample"])
         s = pod.estimate_shifts(frames)
         latent[run_id] = pod.restrict(frames, shifts=s)
         shifts[run_id] = s
-    return {**pack_trajectories(latent, shifts), "dt_rom": np.array(cfg.dt_rom)}
+    return {**pack_trajectories(latent, shifts), "dt_rom": np.array(rom_grid["dt_rom"])}
 
 
-def plot_pod_spectrum(pod_basis: dict, parameters: dict[str, Any]) -> Figure:
-    cfg = validate_parameters(parameters)
+def plot_pod_spectrum(pod_basis: dict, rom: dict[str, Any]) -> Figure:
+    rom = ROMConfig.model_validate(rom)
     pod = PODBasis.from_arrays(pod_basis)
-    threshold = None if cfg.rom.fixed_modes else cfg.rom.pod_energy
+    threshold = None if rom.fixed_modes else rom.pod_energy
     return plots.plot_pod_spectrum(pod.singular_values_, pod.cumulative_energy_, pod.n_modes_, threshold)
 
 
