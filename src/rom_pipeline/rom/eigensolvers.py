@@ -19,9 +19,11 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Callable
+from functools import partial
 
 import numpy as np
 from scipy.linalg import blas, eigh_tridiagonal, eigvalsh_tridiagonal, lapack
+from threadpoolctl import ThreadpoolController
 
 from rom_pipeline.rom.modal_basis import ModalBasis, choose_rank
 from rom_pipeline.rom.second_moment import StreamingSecondMoment
@@ -29,8 +31,10 @@ from rom_pipeline.rom.second_moment import StreamingSecondMoment
 logger = logging.getLogger(__name__)
 
 SOLVERS = ("gram", "krylov")
-# Rows of the kept snapshots multiplied at once by the Krylov solver (fits a core's L2/L3 share).
-_SLAB_BYTES = 2 * 2**20
+# Rows of the kept snapshots multiplied at once by the Krylov solver. Large products: with a
+# threaded BLAS on busy shared cores, 2 MB slabs ran 0.3-0.5 GFLOP/s against 3.6-4.1 GFLOP/s for
+# 64 MB ones (benchmarks/results/speed_pod.txt), the threads' synchronisation per call dominating.
+_SLAB_BYTES = 64 * 2**20
 
 
 def top_eigenpairs_dense(
@@ -72,6 +76,15 @@ def top_eigenpairs_dense(
     return eigenvalues, z
 
 
+def _orthonormal_range(block: np.ndarray, threshold: float) -> np.ndarray:
+    """Orthonormal columns spanning the directions of ``block`` (n, b) whose singular value is
+    above ``threshold``: the left singular vectors, from a Householder QR ``block = Q R`` and the
+    SVD of the small ``R`` (b x b), which is far cheaper than an SVD of the tall block."""
+    q, r = np.linalg.qr(block)
+    u, sigma, _ = np.linalg.svd(r)
+    return q @ u[:, sigma > threshold]
+
+
 def _orthonormal_extension(
     basis: np.ndarray, block: np.ndarray, rng: np.random.Generator
 ) -> np.ndarray:
@@ -84,20 +97,19 @@ def _orthonormal_extension(
     scale = max(np.linalg.norm(block, axis=0).max(), np.finfo(np.float64).tiny)
     for _ in range(2):
         block = block - basis @ (basis.T @ block)
-    u, sigma, _ = np.linalg.svd(block, full_matrices=False)
-    kept = u[:, sigma > 1e-10 * scale]
+    kept = _orthonormal_range(block, 1e-10 * scale)
     while kept.shape[1] < block.shape[1]:
         fresh = rng.standard_normal((block.shape[0], block.shape[1] - kept.shape[1]))
         known = np.hstack([basis, kept])
         for _ in range(2):
             fresh = fresh - known @ (known.T @ fresh)
-        u, sigma, _ = np.linalg.svd(fresh, full_matrices=False)
-        kept = np.hstack([kept, u[:, sigma > 1e-10]])
+        kept = np.hstack([kept, _orthonormal_range(fresh, 1e-10)])
     return kept
 
 
 def top_eigenpairs_krylov(
-    chunks: list[np.ndarray], k: int, seed: int = 0, tol: float = 1e-10, max_dim: int = 1024
+    chunks: list[np.ndarray], k: int, seed: int = 0, tol: float = 1e-10, max_dim: int = 1024,
+    block: int | None = None,
 ) -> tuple[np.ndarray, np.ndarray]:
     """Leading k eigenpairs of ``A = X^T X`` for the row chunks of X (kept in memory), exactly.
 
@@ -117,16 +129,17 @@ def top_eigenpairs_krylov(
         seed: seed of the random start block (the result does not depend on it beyond ``tol``).
         tol: angle bound to reach.
         max_dim: cap on the Krylov dimension; reaching it raises ``np.linalg.LinAlgError``.
+        block: block size ``b`` (default ``k + max(10, k // 2)``).
 
     Returns:
         eigenvalues (k,) descending and eigenvectors (n, k) orthonormal.
     """
     n = chunks[0].shape[1]
-    b = min(k + max(10, k // 2), n - k)
+    b = min(k + max(10, k // 2) if block is None else int(block), n - k)
     if b < 1 or k + b > n:
         raise np.linalg.LinAlgError(f"k={k} leaves no room for a Krylov block in dimension {n}")
 
-    # rows per product: X_s^T (X_s v) re-reads the slab X_s from cache, not from memory
+    # rows per product X_s^T (X_s v)
     slab = max(1, _SLAB_BYTES // (8 * n))
 
     def apply(v: np.ndarray) -> np.ndarray:
@@ -143,35 +156,41 @@ def top_eigenpairs_krylov(
     floor = 8.0 * np.finfo(np.float64).eps * np.sqrt(n * k)
     previous = np.inf
     rng = np.random.default_rng(seed)
-    basis = np.linalg.qr(rng.standard_normal((n, b)))[0]
+    # The passes over X are large GEMMs that use every BLAS thread; the rest (orthonormalising a
+    # block, Rayleigh-Ritz on the small projected matrix) are small dense operations that run
+    # 10-400x slower on threads when the cores are shared (speed_pod.txt), so they run on one.
+    one_thread = partial(ThreadpoolController().limit, limits=1, user_api="blas")
+    with one_thread():
+        basis = np.linalg.qr(rng.standard_normal((n, b)))[0]
     images = apply(basis)
     while True:
-        h = basis.T @ images
-        theta, u = np.linalg.eigh(0.5 * (h + h.T))
-        theta, u = theta[::-1], u[:, ::-1]
-        ritz = basis @ u[:, :k]
-        residual = images @ u[:, :k] - ritz * theta[:k]
-        gap = theta[k - 1] - theta[k]
-        residual_norm = np.linalg.norm(residual)
-        bound = residual_norm / gap if gap > 0 else np.inf
-        stagnant = residual_norm <= 1e-10 * theta[0] and residual_norm > 0.5 * previous
-        # a basis of the whole space makes this a dense eigendecomposition: nothing left to add
-        if bound <= tol or residual_norm <= floor * theta[0] or stagnant or basis.shape[1] == n:
-            logger.info(
-                "POD: block Krylov (block %d) converged at dimension %d, %d passes over the "
-                "snapshots; residual %.1e theta_1, angle bound %.1e rad",
-                b, basis.shape[1], basis.shape[1] // b + (basis.shape[1] % b > 0),
-                residual_norm / theta[0], bound,
-            )
-            return theta[:k], ritz
-        previous = residual_norm
-        if basis.shape[1] >= max_dim:
-            raise np.linalg.LinAlgError(
-                f"block Krylov did not reach the angle bound {tol:g} (at {bound:.2e}) within "
-                f"dimension {basis.shape[1]}"
-            )
-        block = _orthonormal_extension(basis, images[:, -b:][:, : n - basis.shape[1]], rng)
-        basis = np.hstack([basis, block])
+        with one_thread():
+            h = basis.T @ images
+            theta, u = np.linalg.eigh(0.5 * (h + h.T))
+            theta, u = theta[::-1], u[:, ::-1]
+            ritz = basis @ u[:, :k]
+            residual = images @ u[:, :k] - ritz * theta[:k]
+            gap = theta[k - 1] - theta[k]
+            residual_norm = np.linalg.norm(residual)
+            bound = residual_norm / gap if gap > 0 else np.inf
+            stagnant = residual_norm <= 1e-10 * theta[0] and residual_norm > 0.5 * previous
+            # a basis of the whole space makes this a dense eigendecomposition: nothing left to add
+            if bound <= tol or residual_norm <= floor * theta[0] or stagnant or basis.shape[1] == n:
+                logger.info(
+                    "POD: block Krylov (block %d) converged at dimension %d, %d passes over the "
+                    "snapshots; residual %.1e theta_1, angle bound %.1e rad",
+                    b, basis.shape[1], basis.shape[1] // b + (basis.shape[1] % b > 0),
+                    residual_norm / theta[0], bound,
+                )
+                return theta[:k], ritz
+            previous = residual_norm
+            if basis.shape[1] >= max_dim:
+                raise np.linalg.LinAlgError(
+                    f"block Krylov did not reach the angle bound {tol:g} (at {bound:.2e}) within "
+                    f"dimension {basis.shape[1]}"
+                )
+            block = _orthonormal_extension(basis, images[:, -b:][:, : n - basis.shape[1]], rng)
+            basis = np.hstack([basis, block])
         images = np.hstack([images, apply(block)])
 
 
