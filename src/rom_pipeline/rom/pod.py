@@ -36,7 +36,7 @@ import numpy as np
 from rom_pipeline.rom.alignment import REFERENCE_KINDS, ShiftAlignment
 from rom_pipeline.rom.density_transform import TRANSFORM_KINDS, DensityTransform
 from rom_pipeline.rom.eigensolvers import SOLVERS, solve_pod
-from rom_pipeline.rom.modal_basis import ModalBasis, choose_rank
+from rom_pipeline.rom.modal_basis import ModalBasis
 from rom_pipeline.rom.second_moment import StreamingSecondMoment
 from rom_pipeline.rom.shifts import align_densities, apply_shifts, check_shift_method, estimate_shifts
 
@@ -116,8 +116,8 @@ class PODBasis:
         solver: ``"gram"`` (default): the whole spectrum from a dense eigendecomposition of the
             second moment (routes "gram"/"snapshots"). ``"krylov"``: only the leading
             ``fixed_modes`` eigenpairs, by block Krylov iteration on the snapshot matrix kept in
-            memory (:func:`rom_pipeline.rom.eigensolvers.top_eigenpairs_krylov`; route "krylov"): the same basis to < 1e-10 rad
-            at a fraction of the cost, but ``singular_values_`` then holds only the leading modes
+            memory (:func:`~rom_pipeline.rom.eigensolvers.top_eigenpairs_krylov`; route
+            "krylov"): the same basis to < 1e-10 rad at a fraction of the cost, but ``singular_values_`` then holds only the leading modes
             (``cumulative_energy_`` is still relative to the exact total energy), ``rank_`` counts
             only those, and ``fixed_modes`` is required.
         shift_method: ``"integer"`` (whole-cell rolls) or ``"subpixel"`` (continuous shifts,
@@ -134,8 +134,9 @@ class PODBasis:
         reference_: (ny, nx) raw alignment reference, or None without shift alignment.
         rank_: numerical rank of the centred snapshot matrix (``s_k^2 > s_1^2 max(shape) eps``).
         n_snapshots_: number of training frames.
-        route_: ``"gram"`` (grid Gram) or ``"snapshots"`` (method of snapshots).
+        route_: ``"gram"`` (grid Gram), ``"snapshots"`` (method of snapshots) or ``"krylov"``.
         fit_seconds_: wall time of ``fit``.
+        basis_: the above as a :class:`ModalBasis`; alignment_: the :class:`ShiftAlignment` or None.
     """
 
     def __init__(
@@ -318,10 +319,6 @@ class PODBasis:
         truncated._set_basis(basis)
         truncated.fixed_modes = basis.n_modes
         return truncated
-
-    def _choose_rank(self, eigenvalues: np.ndarray, n_snapshots: int, n_grid: int) -> tuple[int, int]:
-        """(r, numerical rank) from the Gram eigenvalues (descending); see :func:`choose_rank`."""
-        return choose_rank(eigenvalues, n_snapshots, n_grid, self.fixed_modes, self.pod_energy)
 
     # ------------------------------------------------------------------ using the basis
     def estimate_shifts(self, frames: np.ndarray) -> np.ndarray:
