@@ -40,7 +40,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from rom_pipeline.config import validate_parameters  # noqa: E402
 from rom_pipeline.datasets.runs import RunCollection, SimulationRunsDataset  # noqa: E402
-from rom_pipeline.execution.parallel import ExecutionConfig, keep_cluster  # noqa: E402
+from rom_pipeline.execution.parallel import ExecutionConfig, keep_cluster, map_ordered  # noqa: E402
 from rom_pipeline.execution.run_folder import RunFolder, SimulationPlan  # noqa: E402
 from rom_pipeline.rom.pod import PODBasis  # noqa: E402
 from rom_pipeline.execution.runs import plan_runs  # noqa: E402
@@ -64,10 +64,13 @@ def _density(runs: RunCollection, run_id: str, subsample: int) -> np.ndarray:
 def _fit_pod(cfg, runs: RunCollection, workers: int) -> tuple[float, PODBasis]:
     rom = cfg.rom
     loaders = [partial(_density, runs, r, rom.subsample) for r in runs]
+    execution = ExecutionConfig(workers=workers)
     start = time.perf_counter()
-    pod = PODBasis(fixed_modes=rom.fixed_modes, pod_energy=rom.pod_energy, transform=rom.density_transform,
-                   transform_eps=rom.density_transform_eps, shift_align=rom.shift_align,
-                   shift_align_ref=rom.shift_align_ref).fit(loaders, execution=ExecutionConfig(workers=workers))
+    with keep_cluster(execution):
+        pod = PODBasis(fixed_modes=rom.fixed_modes, pod_energy=rom.pod_energy, transform=rom.density_transform,
+                       transform_eps=rom.density_transform_eps, shift_align=rom.shift_align,
+                       shift_align_ref=rom.shift_align_ref).fit(
+            loaders, map_fn=partial(map_ordered, config=execution, label="POD runs"))
     return time.perf_counter() - start, pod
 
 

@@ -254,7 +254,7 @@ def test_pod_on_a_cluster_is_bit_identical_to_serial(serial_runs, on_cluster, su
     settings = dict(fixed_modes=6, transform=transform, transform_eps=1e-6, shift_align=shift_align,
                     shift_align_ref=reference)
     serial = PODBasis(**settings).fit(loaders)
-    parallel = PODBasis(**settings).fit(loaders, execution=on_cluster)
+    parallel = PODBasis(**settings).fit(loaders, map_fn=partial(map_ordered, config=on_cluster))
     assert serial.route_ == ("snapshots" if subsample == 2 else "gram")
     assert serial.n_snapshots_ == parallel.n_snapshots_ == 8 * len(range(0, 61, subsample))
     for attr in ("modes_", "singular_values_", "cumulative_energy_", "mean_"):

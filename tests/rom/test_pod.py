@@ -324,12 +324,12 @@ def test_fit_and_use_reject_bad_input():
 
 
 def test_small_buffer_and_route_switch_mid_stream_give_the_same_basis(monkeypatch):
-    import rom_pipeline.rom.pod as pod
+    import rom_pipeline.rom.second_moment as second_moment
 
     rng = np.random.default_rng(16)
     runs = structured_runs(rng, 5, 23, 8, 8, noise=1e-2)  # 64 cells: the switch happens in run 2
     reference = PODBasis(fixed_modes=6).fit(runs)
-    monkeypatch.setattr(pod, "_BUFFER_BYTES", 8 * 64 * 7)  # 7-row buffer: many partial flushes
+    monkeypatch.setattr(second_moment, "_BUFFER_BYTES", 8 * 64 * 7)  # 7-row buffer: many partial flushes
     streamed = PODBasis(fixed_modes=6).fit(runs)
     assert streamed.route_ == reference.route_ == "gram"
     np.testing.assert_allclose(streamed.modes_, reference.modes_, atol=1e-12)
@@ -378,14 +378,14 @@ def test_krylov_solver_resolves_a_near_degenerate_pair_at_the_cut():
 
 
 def test_krylov_chunks_and_runs_give_the_same_basis_bit_for_bit(monkeypatch):
-    import rom_pipeline.rom.pod as pod
+    import rom_pipeline.rom.second_moment as second_moment
 
     rng = np.random.default_rng(16)
     runs = structured_runs(rng, 5, 23, 8, 8, noise=1e-2)
     reference = PODBasis(fixed_modes=6, solver="krylov").fit(runs)
     again = PODBasis(fixed_modes=6, solver="krylov").fit([lambda run=run: run for run in runs])
     np.testing.assert_array_equal(again.modes_, reference.modes_)  # reproducible
-    monkeypatch.setattr(pod, "_BUFFER_BYTES", 8 * 64 * 7)  # 7-row chunks, split inside runs
+    monkeypatch.setattr(second_moment, "_BUFFER_BYTES", 8 * 64 * 7)  # 7-row chunks, split inside runs
     chunked = PODBasis(fixed_modes=6, solver="krylov").fit(runs)
     np.testing.assert_allclose(chunked.modes_, reference.modes_, atol=1e-11)
     mu, s, v = svd_oracle(runs)

@@ -40,7 +40,6 @@ only sim.T long), so the search then seeds with the protocol's shortest seed, th
 """
 from __future__ import annotations
 
-import copy
 import json
 import logging
 import math
@@ -116,11 +115,7 @@ def truncate_basis(pod: PODBasis, n_modes: int) -> PODBasis:
             f"add modes. Lower search.modes, or rerun the pod pipeline with rom.fixed_modes >= "
             f"{n_modes} (or a higher rom.pod_energy)"
         )
-    truncated = copy.copy(pod)
-    truncated.modes_ = np.ascontiguousarray(pod.modes_[:, :n_modes])
-    truncated.n_modes_ = n_modes
-    truncated.fixed_modes = n_modes
-    return truncated
+    return pod.truncated(n_modes)
 
 
 def modes_for_energy(pod: PODBasis, energy: float) -> int:

@@ -11,6 +11,7 @@ from matplotlib.figure import Figure
 from rom_pipeline.config import ExecutionBlock, ROMConfig
 from rom_pipeline.datasets.runs import RunCollection
 from rom_pipeline.evaluation import plots
+from rom_pipeline.execution.parallel import keep_cluster, map_ordered
 from rom_pipeline.rom.latent import pack_trajectories
 from rom_pipeline.rom.pod import PODBasis
 
@@ -37,7 +38,9 @@ def fit_pod_basis(train_runs: RunCollection, rom: dict[str, Any], execution: dic
         shift_method=rom.shift_method,
     )
     loaders = [partial(_subsampled_density, train_runs, r, rom.subsample) for r in train_runs]
-    pod.fit(loaders, execution=ExecutionBlock.model_validate(execution).to_execution())
+    execution = ExecutionBlock.model_validate(execution).to_execution()
+    with keep_cluster(execution):  # one cluster for the reference pass and the main pass
+        pod.fit(loaders, map_fn=partial(map_ordered, config=execution, label="POD runs"))
     first = train_runs.density(train_runs.run_ids[0])
     arrays = {**pod.to_arrays(), "x": first["x"], "y": first["y"], "dt_rom": np.array(rom_grid["dt_rom"])}
     r = pod.n_modes_
