@@ -407,7 +407,7 @@ class EvalConfig(_Block):
 
 
 # --------------------------------------------------------------------------- search
-# Keys a search grid may vary: the forecaster's constructor arguments (rom.search checks that the
+# Keys a search grid may vary: the forecaster's constructor arguments (evaluation.search checks that the
 # LSTM list equals LSTMForecaster's signature, so the two cannot drift apart).
 SEARCH_KEYS = {
     "mvar": ("lag", "ridge_alpha", "eigenvalue_threshold", "coint_rank"),
@@ -466,7 +466,7 @@ class SearchModelConfig(_Block):
 
 class SearchConfig(_Block):
     """``search``: closed-loop validation of forecaster hyper-parameters and POD modes on held-out
-    whole training runs (``kedro run --pipelines=hyperparameter_search``; see rom.search)."""
+    whole training runs (``kedro run --pipelines=hyperparameter_search``; see evaluation.search)."""
 
     validation: Literal["kfold", "holdout"] = "holdout"
     n_folds: int = Field(3, ge=2, description="kfold: runs split into this many held-out groups")

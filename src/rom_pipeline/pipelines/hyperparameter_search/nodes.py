@@ -1,4 +1,4 @@
-"""Thin nodes of the hyper-parameter search (the science is in :mod:`rom_pipeline.rom.search`)."""
+"""Thin nodes of the hyper-parameter search (the science is in :mod:`rom_pipeline.evaluation.search`)."""
 from __future__ import annotations
 
 import dataclasses
@@ -14,7 +14,7 @@ from rom_pipeline.config import ExperimentConfig, validate_parameters
 from rom_pipeline.datasets.runs import RunCollection
 from rom_pipeline.evaluation.protocol import TestRun
 from rom_pipeline.pipelines.models import evaluation_config
-from rom_pipeline.rom import search
+from rom_pipeline.evaluation import search
 from rom_pipeline.rom.latent import unpack_trajectories
 from rom_pipeline.rom.pod import PODBasis
 

@@ -17,7 +17,7 @@ import pytest
 
 from rom_pipeline.config import SEARCH_KEYS, ConfigError, SearchConfig, validate_parameters
 from rom_pipeline.evaluation.protocol import EvaluationConfig, TestRun
-from rom_pipeline.rom import search
+from rom_pipeline.evaluation import search
 from rom_pipeline.rom.lstm import LSTMForecaster
 from rom_pipeline.rom.mvar import MVARForecaster
 from rom_pipeline.rom.pod import PODBasis
