@@ -17,7 +17,7 @@ import pytest
 
 from rom_pipeline.config import SEARCH_KEYS, ConfigError, SearchConfig, validate_parameters
 from rom_pipeline.evaluation.protocol import EvaluationConfig, TestRun
-from rom_pipeline.evaluation import search
+from rom_pipeline.evaluation import plots, search
 from rom_pipeline.rom.lstm import LSTMForecaster
 from rom_pipeline.rom.mvar import MVARForecaster
 from rom_pipeline.rom.pod import PODBasis
@@ -282,7 +282,7 @@ def test_best_configurations_and_figure(synthetic):
                                                   "models": {"mvar": json.loads(top["params"])}}}
     assert best["scored_on"] == {"validation": "kfold"}
     assert result.table["lag"].dtype == "Int64"
-    fig = search.plot_search_scores(result.table)
+    fig = plots.plot_search_scores(result.table)
     titles = sorted(ax.get_title() for ax in fig.axes if ax.get_visible())
     assert titles == ["MVAR: lag", "MVAR: n_modes", "MVAR: ridge_alpha"]
 

@@ -51,7 +51,6 @@ from typing import Any
 
 import numpy as np
 import pandas as pd
-from matplotlib.figure import Figure
 
 from rom_pipeline.evaluation.metrics import latent_r2, r2_pooled
 from rom_pipeline.evaluation.protocol import (
@@ -511,62 +510,3 @@ def _plain(value: Any) -> Any:
     if isinstance(value, np.generic):
         return value.item()
     return value
-
-
-# ---------------------------------------------------------------------- figure
-def plot_search_scores(table: pd.DataFrame) -> Figure:
-    """Validation score vs each searched parameter: one row of panels per model, one panel per
-    parameter that takes more than one value (r' included; a model with a single candidate gets
-    one r' panel). Every candidate is a dot with a ±1 standard-error bar over its held-out runs;
-    the line joins the best score at each value. Positive parameters spanning more than two
-    decades get a log axis."""
-    import matplotlib.pyplot as plt
-    from matplotlib.ticker import MaxNLocator
-
-    summary = {"rank", "model", "config_id", "modes_source", "params", "score_mean", "score_std",
-               "latent_r2_mean", "latent_r2_std", "one_step_latent_r2_mean", "pod_ceiling_mean",
-               "n_runs", "n_diverged", "fit_seconds_mean", "fit_seconds_total", "score_seconds_total"}
-    parameters = [c for c in table.columns if c not in summary]
-    models = sorted(table["model"].unique())
-    panels = {}
-    for model in models:
-        rows = table[table["model"] == model]
-        varied = [c for c in parameters if rows[c].dropna().astype(str).nunique() > 1]
-        panels[model] = varied or ["n_modes"]
-    n_cols = max(len(v) for v in panels.values())
-    fig, axes = plt.subplots(len(models), n_cols, figsize=(3.6 * n_cols, 3.0 * len(models)),
-                             squeeze=False, constrained_layout=True)
-    for i, model in enumerate(models):
-        rows = table[table["model"] == model]
-        n_ok = (rows["n_runs"] - rows["n_diverged"]).clip(lower=1).to_numpy(float)
-        score = rows["score_mean"].to_numpy(float)
-        stderr = rows["score_std"].to_numpy(float) / np.sqrt(n_ok)
-        for j in range(n_cols):
-            ax = axes[i, j]
-            if j >= len(panels[model]):
-                ax.set_visible(False)
-                continue
-            col = panels[model][j]
-            values = rows[col]
-            if pd.api.types.is_numeric_dtype(values) and not pd.api.types.is_bool_dtype(values):
-                x = values.to_numpy(float, na_value=np.nan)
-                positive = x[np.isfinite(x) & (x > 0)]
-                if positive.size == x.size and positive.max() / positive.min() > 100:
-                    ax.set_xscale("log")
-                elif pd.api.types.is_integer_dtype(values):
-                    ax.xaxis.set_major_locator(MaxNLocator(integer=True))
-            else:
-                labels = sorted(values.astype(str).unique())
-                x = np.array([labels.index(v) for v in values.astype(str)], dtype=float)
-                ax.set_xticks(range(len(labels)), labels)
-            ax.errorbar(x, score, yerr=stderr, fmt="o", ms=4, alpha=0.6, capsize=2,
-                        color="tab:blue", label="candidate (±1 s.e.)")
-            best = pd.Series(score, index=x).replace(-np.inf, np.nan).groupby(level=0).max()
-            ax.plot(best.index, best.to_numpy(), "-", color="tab:red", lw=1.2, label="best")
-            ax.set_xlabel(col)
-            ax.set_ylabel("held-out pooled density R²")
-            ax.set_title(f"{model.upper()}: {col}", fontsize=10)
-            ax.grid(alpha=0.3)
-            if j == 0:
-                ax.legend(fontsize=7, loc="lower left")
-    return fig

@@ -14,7 +14,7 @@ from rom_pipeline.config import ExperimentConfig, validate_parameters
 from rom_pipeline.datasets.runs import RunCollection
 from rom_pipeline.evaluation.protocol import TestRun
 from rom_pipeline.pipelines.models import evaluation_config
-from rom_pipeline.evaluation import search
+from rom_pipeline.evaluation import plots, search
 from rom_pipeline.rom.latent import unpack_trajectories
 from rom_pipeline.rom.pod import PODBasis
 
@@ -114,4 +114,4 @@ def search_hyperparameters(
 
 
 def plot_search_scores(results: pd.DataFrame) -> Figure:
-    return search.plot_search_scores(results)
+    return plots.plot_search_scores(results)
