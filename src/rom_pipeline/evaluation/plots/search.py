@@ -7,17 +7,23 @@ import pandas as pd
 from matplotlib.figure import Figure
 from matplotlib.ticker import MaxNLocator
 
+BASELINES = ("climatology", "persistence")  # drawn as levels, not as models
+
+
 def plot_search_scores(table: pd.DataFrame) -> Figure:
     """Validation score vs each searched parameter: one row of panels per model, one panel per
     parameter that takes more than one value (r' included; a model with a single candidate gets
-    one r' panel). Every candidate is a dot with a ±1 standard-error bar over its held-out runs;
+    one r' panel). The climatology and persistence baselines (their best r') are horizontal lines.
+    Every candidate is a dot with a ±1 standard-error bar over its held-out runs;
     the line joins the best score at each value. Positive parameters spanning more than two
     decades get a log axis."""
     summary = {"rank", "model", "config_id", "modes_source", "params", "score_mean", "score_std",
                "latent_r2_mean", "latent_r2_std", "one_step_latent_r2_mean", "pod_ceiling_mean",
-               "n_runs", "n_diverged", "fit_seconds_mean", "fit_seconds_total", "score_seconds_total"}
+               "n_runs", "n_diverged", "fit_seconds_mean", "fit_seconds_total", "score_seconds_total",
+               "pod_setting", "n_fits", "wall_seconds", "pod_seconds"}
     parameters = [c for c in table.columns if c not in summary]
-    models = sorted(table["model"].unique())
+    baselines = table[table["model"].isin(BASELINES)]
+    models = sorted(set(table["model"]) - set(BASELINES))
     panels = {}
     for model in models:
         rows = table[table["model"] == model]
@@ -53,6 +59,10 @@ def plot_search_scores(table: pd.DataFrame) -> Figure:
                         color="tab:blue", label="candidate (±1 s.e.)")
             best = pd.Series(score, index=x).replace(-np.inf, np.nan).groupby(level=0).max()
             ax.plot(best.index, best.to_numpy(), "-", color="tab:red", lw=1.2, label="best")
+            for name, style in zip(BASELINES, (":", "--")):
+                level = baselines.loc[baselines["model"] == name, "score_mean"].max()
+                if np.isfinite(level):
+                    ax.axhline(level, ls=style, color="0.4", lw=1.0, label=f"{name} (best r')")
             ax.set_xlabel(col)
             ax.set_ylabel("held-out pooled density R²")
             ax.set_title(f"{model.upper()}: {col}", fontsize=10)

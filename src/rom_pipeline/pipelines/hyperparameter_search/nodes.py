@@ -29,14 +29,18 @@ def _base_hyperparameters(cfg: ExperimentConfig, model: str) -> dict[str, Any]:
 
 
 def _candidates(cfg: ExperimentConfig, pod: PODBasis) -> list[search.Candidate]:
+    """Every model's candidates, then the baselines at each of their (r', POD setting)."""
+    pod_grid = search.pod_settings(cfg.search.pod.grid())
     out = []
     for model in cfg.search.enabled():
         block = getattr(cfg.search, model)
         modes = block.modes or cfg.search.modes
-        counts = search.mode_counts(pod, modes.fixed_modes, modes.pod_energy)
+        counts = search.mode_counts(pod, modes.fixed_modes, modes.pod_energy,
+                                    refit=pod_grid != [{}])
         grid = block.configurations(f"search.{model}")
-        out += search.build_candidates(model, _base_hyperparameters(cfg, model), grid, counts)
-    return out
+        out += search.build_candidates(model, _base_hyperparameters(cfg, model), grid, counts,
+                                       pod_grid)
+    return out + search.baseline_candidates(out)
 
 
 def _run_loader(train_runs: RunCollection, cfg: ExperimentConfig):
@@ -68,11 +72,18 @@ def search_hyperparameters(
     s = cfg.search
     pod = PODBasis.from_arrays(pod_basis)
     trajectories = unpack_trajectories(train_latent)
+    # every check before any fit: the split, the grid, the protocol's seed window
+    folds = search.run_folds(list(trajectories), s.validation, s.n_folds, s.holdout_fraction, s.seed)
+    if not s.enabled():
+        raise ValueError("search.mvar.enabled and search.lstm.enabled are both false: nothing to "
+                         "search; enable at least one")
     candidates = _candidates(cfg, pod)
-    if not candidates:
-        raise ValueError("search.mvar.enabled and search.lstm.enabled are both false: nothing to search")
     dt = float(train_latent["dt_rom"])
-    lags = [int(c.hyperparameters["lag"]) for c in candidates]
+    if cfg.eval.forecast_start is not None:
+        seed_frames = int(round(cfg.eval.forecast_start / dt))
+        search.check_protocol_fit(candidates, seed_frames,
+                                  f"eval.forecast_start = {cfg.eval.forecast_start:g} s at dt = {dt:g} s")
+    lags = [c.lag for c in candidates]
     forecast_start, start_rule = search.search_forecast_start(
         s.forecast_start, cfg.eval.forecast_start, dt, lags)
     shortest = min(len(y) for y in trajectories.values())
@@ -87,7 +98,6 @@ def search_hyperparameters(
         evaluation_config(parameters), forecast_start=forecast_start,
         shift_modes=(s.shift_mode,), order_parameters=False, lead_windows=(),
     )
-    folds = search.run_folds(list(trajectories), s.validation, s.n_folds, s.holdout_fraction, s.seed)
     logger.info("search: %d candidates x %d folds (%s), forecast from %.3g s (frame %d: %s)",
                 len(candidates), len(folds), s.validation, forecast_start, k0, start_rule)
     tic = time.perf_counter()
@@ -104,7 +114,9 @@ def search_hyperparameters(
         "mass_postprocess": cfg.eval.mass_postprocess,
         "score": "mean over held-out runs of the pooled density R2 of the closed-loop forecast",
         "stored_n_modes": int(pod.n_modes_),
+        "pod_grid": cfg.search.pod.grid(),
         "search_seconds": time.perf_counter() - tic,
+        "budget": result.budget,
     }
     best = search.best_configurations(result.table, candidates, scored_on)
     for model in cfg.search.enabled():
