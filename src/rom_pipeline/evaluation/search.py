@@ -31,6 +31,20 @@ latent trajectory y^{(r')} = Φ_{r'}ᵀ(x − μ) is the first r' columns of the
 r' ≤ r therefore needs no new SVD and no new projection; r' > r is impossible without refitting
 POD and is rejected.
 
+The transform and the shift method change the basis itself, so they cannot be nested: each
+value of ``search.pod`` gets, in every fold, one POD fitted on that fold's fitting runs only
+(:func:`refit_pod`; never a held-out run), kept at the largest r' asked for and shared by every
+model setting of that value (smaller r' are again its leading columns). Its cost is counted in
+the table (``pod_seconds``) and in the search's total budget.
+
+The climatology and persistence baselines are scored beside every (r', POD) a model is searched
+at, on the same held-out runs and through the same block, so each selected configuration comes
+with the baseline scores it has to beat (:func:`best_configurations`).
+
+A configuration the test protocol cannot score is refused before any fit
+(:func:`check_protocol_fit`): on the test runs every forecaster is seeded with the true window of
+``eval.forecast_start / dt`` frames, so no lag may be longer.
+
 Every candidate is scored on the same frames: the forecast starts at the same frame k0 for all of
 them (raised, if needed, to the largest lag searched), so scores of different lags are comparable.
 Where it starts is :func:`search_forecast_start`: the evaluation's ``eval.forecast_start`` when
@@ -434,11 +448,14 @@ def held_out_block(pod: PODBasis, run: TestRun, stored: np.ndarray, config: Eval
 
 
 def score_forecast(model, basis: PODBasis, block: ForecastBlock,
-                   config: EvaluationConfig) -> dict[str, Any]:
+                   config: EvaluationConfig, pod_ceiling: float | None = None) -> dict[str, Any]:
     """Closed-loop skill of one fitted forecaster on one held-out run, scored by the protocol's
     :func:`~rom_pipeline.evaluation.protocol.forecast_block` (seed, roll out, lift with r' =
     ``basis.n_modes_`` modes and ``config.shift_modes[0]``, post-process, score), so the numbers
     are those the evaluation reports for the same forecast.
+
+    ``pod_ceiling``: the block's POD ceiling at this r' if already computed (it depends on the
+    run and the basis only, not on the model).
 
     Returns:
         ``{"r2_pooled", "r2_latent", "r2_one_step_latent" (teacher-forced latent R²),
@@ -451,7 +468,8 @@ def score_forecast(model, basis: PODBasis, block: ForecastBlock,
     return {
         "r2_pooled": scored.scores["r2_pooled"], "r2_latent": scored.scores["r2_latent"],
         "r2_one_step_latent": one_step,
-        "r2_pod_ceiling": r2_pooled(block.truth, block.ceiling(basis)),
+        "r2_pod_ceiling": (r2_pooled(block.truth, block.ceiling(basis)) if pod_ceiling is None
+                           else pod_ceiling),
         "diverged": scored.diverged, "n_forecast_frames": block.n_forecast,
     }
 
@@ -559,9 +577,11 @@ def grid_search(
                     block = held_out_block(pod, test_run, trajectories[run_id], config, max_lag)
                 else:
                     block = ForecastBlock.prepare(basis, test_run, config, seed_length=max_lag)
+                ceilings = {r: r2_pooled(block.truth, block.ceiling(b)) for r, b in bases.items()}
                 for cand, model in fitted:
                     tic = time.perf_counter()
-                    score = score_forecast(model, bases[cand.n_modes], block, config)
+                    score = score_forecast(model, bases[cand.n_modes], block, config,
+                                           ceilings[cand.n_modes])
                     score_seconds[cand.config_id] += time.perf_counter() - tic
                     if score["diverged"]:
                         logger.warning("search: %s diverged on %s", cand.config_id, run_id)
