@@ -492,6 +492,13 @@ def test_transform_and_shift_settings_refit_pod_on_the_fitting_runs_only():
         assert chosen["baselines"][name]["score_mean"] == pytest.approx(
             table.loc[cid, "score_mean"])
     assert chosen["parameters"]["rom"]["density_transform"] == chosen["pod"]["transform"]
+    fig = plots.plot_search_scores(result.table)  # baselines are levels, not rows of panels
+    visible = [ax for ax in fig.axes if ax.get_visible()]
+    assert sorted(ax.get_title() for ax in visible) == ["MVAR: lag", "MVAR: n_modes",
+                                                          "MVAR: transform"]
+    level = table[table.index.str.startswith("persistence")]["score_mean"].max()
+    assert any(line.get_label() == "persistence (best r')" and line.get_ydata()[0] == level
+               for line in visible[0].get_lines())
 
 
 class _RefusingRuns:

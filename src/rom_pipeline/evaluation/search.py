@@ -637,7 +637,8 @@ def summarise(
             "model": cand.model, "config_id": cand.config_id, "n_modes": cand.n_modes,
             "modes_source": cand.modes_source, "pod_setting": cand.pod_key,
             **{k: cand.pod.get(k) for k in pod_keys},
-            **{k: cand.varied.get(k) for k in varied_keys},
+            # the value the candidate used, searched or configured (empty if it has no such key)
+            **{k: cand.varied.get(k, cand.hyperparameters.get(k)) for k in varied_keys},
             "params": json.dumps(cand.varied, sort_keys=True, default=str),
             "score_mean": float(np.mean(r2)) if r2.size else math.nan,
             "score_std": float(np.std(r2)) if r2.size else math.nan,
