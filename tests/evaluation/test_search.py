@@ -285,6 +285,10 @@ def test_best_configurations_and_figure(synthetic):
     fig = plots.plot_search_scores(result.table)
     titles = sorted(ax.get_title() for ax in fig.axes if ax.get_visible())
     assert titles == ["MVAR: lag", "MVAR: n_modes", "MVAR: ridge_alpha"]
+    nulls = ([None, 2] * len(result.table))[:len(result.table)]
+    with_null = result.table.assign(coint_rank=pd.array(nulls, dtype="Int64"))  # as summarise
+    panels = {ax.get_title(): ax for ax in plots.plot_search_scores(with_null).axes}
+    assert [t.get_text() for t in panels["MVAR: coint_rank"].get_xticklabels()] == ["2", "None"]
 
 
 def test_latent_data_out_of_sync_with_the_runs_is_refused(synthetic):

@@ -27,7 +27,8 @@ def plot_search_scores(table: pd.DataFrame) -> Figure:
     panels = {}
     for model in models:
         rows = table[table["model"] == model]
-        varied = [c for c in parameters if rows[c].dropna().astype(str).nunique() > 1]
+        # a configured value (None, e.g. coint_rank null) counts as a value of its own
+        varied = [c for c in parameters if rows[c].notna().any() and _labels(rows[c]).nunique() > 1]
         panels[model] = varied or ["n_modes"]
     n_cols = max(len(v) for v in panels.values())
     fig = Figure(figsize=(3.6 * n_cols, 3.0 * len(models)), layout="constrained")
@@ -44,7 +45,8 @@ def plot_search_scores(table: pd.DataFrame) -> Figure:
                 continue
             col = panels[model][j]
             values = rows[col]
-            if pd.api.types.is_numeric_dtype(values) and not pd.api.types.is_bool_dtype(values):
+            if pd.api.types.is_numeric_dtype(values) and not pd.api.types.is_bool_dtype(values) \
+                    and values.notna().all():
                 x = values.to_numpy(float, na_value=np.nan)
                 positive = x[np.isfinite(x) & (x > 0)]
                 if positive.size == x.size and positive.max() / positive.min() > 100:
@@ -52,8 +54,9 @@ def plot_search_scores(table: pd.DataFrame) -> Figure:
                 elif pd.api.types.is_integer_dtype(values):
                     ax.xaxis.set_major_locator(MaxNLocator(integer=True))
             else:
-                labels = sorted(values.astype(str).unique())
-                x = np.array([labels.index(v) for v in values.astype(str)], dtype=float)
+                names = _labels(values)
+                labels = sorted(names.unique())
+                x = np.array([labels.index(v) for v in names], dtype=float)
                 ax.set_xticks(range(len(labels)), labels)
             ax.errorbar(x, score, yerr=stderr, fmt="o", ms=4, alpha=0.6, capsize=2,
                         color="tab:blue", label="candidate (±1 s.e.)")
@@ -70,3 +73,8 @@ def plot_search_scores(table: pd.DataFrame) -> Figure:
             if j == 0:
                 ax.legend(fontsize=7, loc="lower left")
     return fig
+
+
+def _labels(values: pd.Series) -> pd.Series:
+    """Category labels of a parameter column, missing values (a null setting) as ``"None"``."""
+    return values.astype(object).where(values.notna(), "None").astype(str)
