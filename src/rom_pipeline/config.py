@@ -473,11 +473,30 @@ class SearchModelConfig(_Block):
     )
 
     def configurations(self, where: str) -> list[dict[str, Any]]:
-        """The grid's hyper-parameter sets (product or zip of the lists); ``[{}]`` for no grid."""
+        """The grid's hyper-parameter sets (product or zip of the lists)."""
+        if self.enabled and not self.grid:
+            raise ValueError(
+                f"{where}.grid is empty: give at least one hyper-parameter list (e.g. "
+                f"{where}.grid.lag: [2, 3]; one value scores the configured model) or set "
+                f"{where}.enabled: false"
+            )
         for name, values in self.grid.items():
             if len(values) == 0:
                 raise ValueError(f"{where}.grid.{name} is an empty list: give at least one value")
         return _pair(self.grid, self.pairing, f"{where}.grid") if self.grid else [{}]
+
+
+class SearchPODConfig(_Block):
+    """``search.pod``: POD settings to search (product of the lists). Each value needs a POD of its
+    own, fitted per fold on the fitting runs only and shared by every model setting of that value;
+    both lists empty: the stored basis only."""
+
+    transform: list[Literal["raw", "sqrt", "log"]] = []
+    shift_method: list[Literal["integer", "subpixel"]] = []
+
+    def grid(self) -> dict[str, list[str]]:
+        return {k: list(v) for k, v in (("transform", self.transform),
+                                         ("shift_method", self.shift_method)) if v}
 
 
 def _search_default(entry: Any) -> dict[str, Any]:
@@ -498,7 +517,7 @@ def _deep_merge(base: dict[str, Any], override: dict[str, Any]) -> dict[str, Any
 
 class _SearchBase(_Block):
     """``search``: closed-loop validation of forecaster hyper-parameters and POD modes on held-out
-    whole training runs (``kedro run --pipelines=hyperparameter_search``; see rom.search). One
+    whole training runs (``kedro run --pipelines=hyperparameter_search``; see evaluation.search). One
     ``search.<model>`` block per registered forecaster (:class:`SearchConfig` adds them)."""
 
     validation: Literal["kfold", "holdout"] = "holdout"
@@ -511,6 +530,7 @@ class _SearchBase(_Block):
     )
     shift_mode: Literal["oracle", "hold", "extrapolate"] = "oracle"
     modes: SearchModesConfig = SearchModesConfig()
+    pod: SearchPODConfig = SearchPODConfig()
 
     @model_validator(mode="before")
     @classmethod

@@ -5,7 +5,7 @@ class (a :class:`~rom_pipeline.rom.forecaster.LatentForecaster`; its ``name`` la
 and the output folder ``<experiment>/<NAME>/``), the pydantic model of its block, how its fitted
 state is stored and rebuilt, the table and summary its training writes, its extra plots and its
 default hyper-parameter search. Config (:mod:`rom_pipeline.config`), the search
-(:mod:`rom_pipeline.rom.search`), the hooks, the pipeline registry, the model template
+(:mod:`rom_pipeline.evaluation.search`), the hooks, the pipeline registry, the model template
 (:mod:`rom_pipeline.pipelines.models`), lineage and the catalog (``{forecaster}.*`` entries of
 ``conf/base/catalog_models.yml``, expanded by :mod:`rom_pipeline.settings`) all read
 :data:`FORECASTERS`.

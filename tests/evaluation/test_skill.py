@@ -16,7 +16,7 @@ from rom_pipeline.evaluation.protocol import (
     lead_window_r2,
 )
 from rom_pipeline.evaluation.report import add_skill_scores, summary_dict
-from rom_pipeline.rom import search
+from rom_pipeline.evaluation import search
 from rom_pipeline.rom.baselines import ClimatologyForecaster, PersistenceForecaster
 from rom_pipeline.rom.pod import PODBasis
 

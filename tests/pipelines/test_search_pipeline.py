@@ -45,8 +45,11 @@ def searched(tmp_path_factory) -> Path:
 
 def test_search_writes_table_best_configurations_and_figure(searched: Path):
     table = pd.read_csv(searched / "search" / "search_results.csv")
-    # conf/test: MVAR lag {1, 3} x alpha {1e-4, 10} x r' {3, 6}; one LSTM at r' = 6
-    assert sorted(table["model"].value_counts().items()) == [("lstm", 1), ("mvar", 8)]
+    # conf/test: MVAR lag {1, 3} x alpha {1e-4, 10} x r' {3, 6}; one LSTM at r' = 6; the two
+    # baselines at each r' searched (3, 6)
+    assert sorted(table["model"].value_counts().items()) == [
+        ("climatology", 2), ("lstm", 1), ("mvar", 8), ("persistence", 2)]
+    assert (table["n_fits"] == 2).all() and (table["wall_seconds"] > 0).all()
     assert set(table.loc[table["model"] == "mvar", "n_modes"]) == {3, 6}
     assert (table["n_runs"] == 8).all()  # 2 folds: every training run held out once
     assert table["score_mean"].between(-10, 1).all() and (table["fit_seconds_total"] > 0).all()
@@ -56,6 +59,11 @@ def test_search_writes_table_best_configurations_and_figure(searched: Path):
     assert best["mvar"]["config_id"] == top["config_id"]
     assert best["mvar"]["score_mean"] == pytest.approx(top["score_mean"])
     assert best["lstm"]["hyperparameters"]["hidden_units"] == 8
+    assert set(best) == {"scored_on", "mvar", "lstm"}
+    assert best["scored_on"]["budget"]["n_fits"] == 2 * len(table)
+    base = table[(table["model"] == "persistence") & (table["n_modes"] == best["mvar"]["n_modes"])]
+    assert best["mvar"]["baselines"]["persistence"]["score_mean"] == pytest.approx(
+        base["score_mean"].iloc[0])
     folds = best["scored_on"]["folds"]
     assert sorted(r for f in folds for r in f) == sorted(f"train_{i:03d}" for i in range(8))
     png = (searched / "search" / "search_scores.png").read_bytes()

@@ -1,4 +1,4 @@
-"""Thin nodes of the hyper-parameter search (the science is in :mod:`rom_pipeline.rom.search`)."""
+"""Thin nodes of the hyper-parameter search (the science is in :mod:`rom_pipeline.evaluation.search`)."""
 from __future__ import annotations
 
 import dataclasses
@@ -14,7 +14,7 @@ from rom_pipeline.config import SearchConfig
 from rom_pipeline.datasets.runs import RunCollection
 from rom_pipeline.evaluation.protocol import TestRun
 from rom_pipeline.pipelines.models import evaluation_config
-from rom_pipeline.rom import search
+from rom_pipeline.evaluation import plots, search
 from rom_pipeline.rom.latent import unpack_trajectories
 from rom_pipeline.rom.pod import PODBasis
 
@@ -31,16 +31,20 @@ def _base_hyperparameters(model: str, block: dict[str, Any]) -> dict[str, Any]:
     return {k: v for k, v in options.items() if k not in entry.search_exclude}
 
 
-def _candidates(search_cfg, forecaster_blocks: dict[str, dict[str, Any]], pod: PODBasis) -> list[search.Candidate]:
+def _candidates(search_cfg: SearchConfig, forecaster_blocks: dict[str, dict[str, Any]],
+                pod: PODBasis) -> list[search.Candidate]:
+    """Every model's candidates, then the baselines at each of their (r', POD setting)."""
+    pod_grid = search.pod_settings(search_cfg.pod.grid())
     out = []
     for model in search_cfg.enabled():
         block = getattr(search_cfg, model)
         modes = block.modes or search_cfg.modes
-        counts = search.mode_counts(pod, modes.fixed_modes, modes.pod_energy)
+        counts = search.mode_counts(pod, modes.fixed_modes, modes.pod_energy,
+                                    refit=pod_grid != [{}])
         grid = block.configurations(f"search.{model}")
         out += search.build_candidates(model, _base_hyperparameters(model, forecaster_blocks[model]),
-                                       grid, counts)
-    return out
+                                       grid, counts, pod_grid)
+    return out + search.baseline_candidates(out)
 
 
 def _run_loader(train_runs: RunCollection, rom_grid: dict[str, Any]):
@@ -72,10 +76,17 @@ def search_hyperparameters(
     s = SearchConfig.model_validate(search_block)
     pod = PODBasis.from_arrays(pod_basis)
     trajectories = unpack_trajectories(train_latent)
+    # every check before any fit: the split, the grid, the protocol's seed window
+    folds = search.run_folds(list(trajectories), s.validation, s.n_folds, s.holdout_fraction, s.seed)
+    if not s.enabled():
+        raise ValueError("every search.<model>.enabled is false: nothing to search; enable at least one")
     candidates = _candidates(s, forecaster_blocks, pod)
-    if not candidates:
-        raise ValueError("every search.<model>.enabled is false: nothing to search")
     dt = float(train_latent["dt_rom"])
+    given = forecast_setup["forecast_start_given"]
+    if given is not None:
+        seed_frames = int(round(given / dt))
+        search.check_protocol_fit(candidates, seed_frames,
+                                  f"eval.forecast_start = {given:g} s at dt = {dt:g} s")
     lags = [c.lag for c in candidates]
     forecast_start, start_rule = search.search_forecast_start(
         s.forecast_start, forecast_setup["forecast_start_given"], dt, lags)
@@ -91,7 +102,6 @@ def search_hyperparameters(
         evaluation_config(forecast_setup), forecast_start=forecast_start,
         shift_modes=(s.shift_mode,), order_parameters=False, lead_windows=(),
     )
-    folds = search.run_folds(list(trajectories), s.validation, s.n_folds, s.holdout_fraction, s.seed)
     logger.info("search: %d candidates x %d folds (%s), forecast from %.3g s (frame %d: %s)",
                 len(candidates), len(folds), s.validation, forecast_start, k0, start_rule)
     tic = time.perf_counter()
@@ -108,7 +118,9 @@ def search_hyperparameters(
         "mass_postprocess": forecast_setup["evaluation"]["mass_postprocess"],
         "score": "mean over held-out runs of the pooled density R2 of the closed-loop forecast",
         "stored_n_modes": int(pod.n_modes_),
+        "pod_grid": s.pod.grid(),
         "search_seconds": time.perf_counter() - tic,
+        "budget": result.budget,
     }
     best = search.best_configurations(result.table, candidates, scored_on)
     for model in s.enabled():
@@ -118,4 +130,4 @@ def search_hyperparameters(
 
 
 def plot_search_scores(results: pd.DataFrame) -> Figure:
-    return search.plot_search_scores(results)
+    return plots.plot_search_scores(results)

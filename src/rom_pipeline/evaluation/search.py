@@ -31,6 +31,20 @@ latent trajectory y^{(r')} = Φ_{r'}ᵀ(x − μ) is the first r' columns of the
 r' ≤ r therefore needs no new SVD and no new projection; r' > r is impossible without refitting
 POD and is rejected.
 
+The transform and the shift method change the basis itself, so they cannot be nested: each
+value of ``search.pod`` gets, in every fold, one POD fitted on that fold's fitting runs only
+(:func:`refit_pod`; never a held-out run), kept at the largest r' asked for and shared by every
+model setting of that value (smaller r' are again its leading columns). Its cost is counted in
+the table (``pod_seconds``) and in the search's total budget.
+
+The climatology and persistence baselines are scored beside every (r', POD) a model is searched
+at, on the same held-out runs and through the same block, so each selected configuration comes
+with the baseline scores it has to beat (:func:`best_configurations`).
+
+A configuration the test protocol cannot score is refused before any fit
+(:func:`check_protocol_fit`): on the test runs every forecaster is seeded with the true window of
+``eval.forecast_start / dt`` frames, so no lag may be longer.
+
 Every candidate is scored on the same frames: the forecast starts at the same frame k0 for all of
 them (raised, if needed, to the largest lag searched), so scores of different lags are comparable.
 Where it starts is :func:`search_forecast_start`: the evaluation's ``eval.forecast_start`` when
@@ -50,7 +64,6 @@ from typing import Any
 
 import numpy as np
 import pandas as pd
-from matplotlib.figure import Figure
 
 from rom_pipeline.evaluation.metrics import latent_r2, r2_pooled
 from rom_pipeline.evaluation.protocol import (
@@ -60,27 +73,39 @@ from rom_pipeline.evaluation.protocol import (
     forecast_block,
     teacher_forced,
 )
+from rom_pipeline.rom.baselines import ClimatologyForecaster, PersistenceForecaster
 from rom_pipeline.rom.pod import PODBasis
 
 logger = logging.getLogger(__name__)
 
 
 
+class _FittedPersistence(PersistenceForecaster):
+    """Persistence with the ``fit`` every searched factory has (it learns nothing)."""
+
+    def fit(self, trajectories: Sequence[np.ndarray]) -> _FittedPersistence:
+        return self
+
+
+#: Scored beside every (r', POD setting) a model is searched at, never selected as a model.
+BASELINE_FORECASTERS: dict[str, Callable[..., Any]] = {
+    "climatology": ClimatologyForecaster, "persistence": _FittedPersistence,
+}
+BASELINES = tuple(BASELINE_FORECASTERS)
+# Keys of search.pod: POD settings that need one POD per value, fitted on each fold's fitting runs.
+POD_GRID_KEYS = ("transform", "shift_method")
+
+
 def registered_forecasters() -> dict[str, Callable[..., Any]]:
-    """``{model: class}`` of every forecaster in :data:`rom_pipeline.registry.FORECASTERS`."""
+    """``{model: class}`` of every forecaster in :data:`rom_pipeline.registry.FORECASTERS`, and
+    the baselines (:data:`BASELINE_FORECASTERS`)."""
     from rom_pipeline.registry import FORECASTERS as REGISTRY
 
-    return {name: entry.estimator for name, entry in REGISTRY.items()}
-
-
-def __getattr__(name: str) -> Any:
-    if name == "FORECASTERS":  # the registry's classes, read when asked for
-        return registered_forecasters()
-    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    return {**{name: entry.estimator for name, entry in REGISTRY.items()}, **BASELINE_FORECASTERS}
 
 VALIDATION_SCHEMES = ("kfold", "holdout")
 RUN_SCORE_COLUMNS = (
-    "config_id", "model", "fold", "run_id", "n_modes", "r2_pooled", "r2_latent",
+    "config_id", "model", "fold", "run_id", "n_modes", "pod_setting", "r2_pooled", "r2_latent",
     "r2_one_step_latent", "r2_pod_ceiling", "diverged", "n_forecast_frames",
 )
 # The latent trajectories stored by the POD stage are the restriction of the runs' densities (to
@@ -130,16 +155,28 @@ def modes_for_energy(pod: PODBasis, energy: float) -> int:
 
 
 def mode_counts(
-    pod: PODBasis, fixed_modes: Sequence[int] = (), pod_energy: Sequence[float] = ()
+    pod: PODBasis, fixed_modes: Sequence[int] = (), pod_energy: Sequence[float] = (),
+    refit: bool = False,
 ) -> dict[int, str]:
     """``{r': how it was asked for}`` for the requested mode counts, in request order.
 
     With no request the stored r is searched. Requests mapping to the same r' are merged (their
-    labels joined), so no candidate is fitted twice.
+    labels joined), so no candidate is fitted twice. ``refit``: the candidates use PODs refitted
+    per fold (``search.pod``), which keep the largest r' asked for, so r' may exceed the stored r
+    but must be given as ``fixed_modes``.
 
     Raises:
-        ValueError: if any r' exceeds the stored r (see :func:`truncate_basis`).
+        ValueError: if any r' exceeds the stored r (see :func:`truncate_basis`), or ``refit``
+            with ``pod_energy`` (the refitted spectra differ per fold).
     """
+    if refit:
+        if pod_energy:
+            raise ValueError(
+                f"search.pod refits POD per fold, so r' cannot come from the stored spectrum: "
+                f"give search.modes.fixed_modes instead of pod_energy {list(pod_energy)}"
+            )
+        counts = [int(r) for r in fixed_modes] or [int(pod.n_modes_)]
+        return {r: f"fixed_modes={r}" for r in dict.fromkeys(counts)}
     requests = [(int(r), f"fixed_modes={int(r)}") for r in fixed_modes]
     requests += [(modes_for_energy(pod, e), f"pod_energy={float(e):g}") for e in pod_energy]
     if not requests:
@@ -244,8 +281,9 @@ class Candidate:
         hyperparameters: every constructor argument of the forecaster.
         varied: the searched values only (a subset of ``hyperparameters``).
         modes_source: how r' was requested (``"fixed_modes=10"``, ``"pod_energy=0.99"``).
-        lag: the window length w of the fitted forecaster (default: ``hyperparameters["lag"]``;
-            a forecaster without a ``lag`` argument gives its own, e.g. 1).
+        pod: POD settings of ``search.pod`` (``{"transform": "log", "shift_method": "integer"}``):
+            the candidate is scored on a POD with these settings fitted on each fold's fitting
+            runs. ``{}``: the stored basis (fitted on all training runs).
     """
 
     model: str
@@ -253,16 +291,27 @@ class Candidate:
     hyperparameters: dict[str, Any]
     varied: dict[str, Any] = field(default_factory=dict)
     modes_source: str = ""
-    lag: int | None = None
-
-    def __post_init__(self) -> None:
-        if self.lag is None:
-            self.lag = int(self.hyperparameters["lag"])
+    pod: dict[str, Any] = field(default_factory=dict)
 
     @property
     def config_id(self) -> str:
-        parts = [f"r={self.n_modes}", *(f"{k}={_short(v)}" for k, v in self.varied.items())]
+        parts = [f"r={self.n_modes}", *(f"{k}={_short(v)}" for k, v in self.pod.items()),
+                 *(f"{k}={_short(v)}" for k, v in self.varied.items())]
         return f"{self.model}[{','.join(parts)}]"
+
+    @property
+    def lag(self) -> int:
+        """Seed frames the forecaster needs (1 for the baselines, which have no ``lag`` key)."""
+        return int(self.hyperparameters.get("lag", 1))
+
+    @property
+    def pod_key(self) -> str:
+        """Label of the candidate's POD: ``"stored"`` or the ``search.pod`` values."""
+        return pod_label(self.pod)
+
+
+def pod_label(setting: Mapping[str, Any]) -> str:
+    return ",".join(f"{k}={v}" for k, v in setting.items()) or "stored"
 
 
 def _short(value: Any) -> str:
@@ -270,16 +319,22 @@ def _short(value: Any) -> str:
 
 
 def build_candidates(
-    model: str, base: Mapping[str, Any], grid: Sequence[Mapping[str, Any]], modes: Mapping[int, str]
+    model: str, base: Mapping[str, Any], grid: Sequence[Mapping[str, Any]], modes: Mapping[int, str],
+    pod_grid: Sequence[Mapping[str, Any]] = ({},),
 ) -> list[Candidate]:
-    """Candidates of one model: every grid point (overriding ``base``) at every r' in ``modes``.
+    """Candidates of one model: every grid point (overriding ``base``) at every r' in ``modes``
+    and every POD setting of ``pod_grid`` (see :func:`pod_settings`).
 
     Raises:
-        ValueError: for an unknown model or a lag that is not a positive integer.
+        ValueError: for an unknown model, an empty grid or a lag that is not a positive integer.
     """
     known = registered_forecasters()
-    if model not in known:
-        raise ValueError(f"unknown model {model!r}; the search knows {sorted(known)}")
+    if model not in known or model in BASELINES:
+        raise ValueError(f"unknown model {model!r}; the search knows "
+                         f"{sorted(set(known) - set(BASELINES))}")
+    if not grid or not modes or not pod_grid:
+        raise ValueError(f"search.{model}: the grid has no configuration to score; give at least "
+                         f"one value per searched key (or disable the model)")
     out = []
     for point in grid:
         hyper = {**base, **point}
@@ -290,9 +345,65 @@ def build_candidates(
                 f"{model} lag = {lag!r}: the search fits fixed integer lags; give search.{model}"
                 f".grid.lag (e.g. [2, 3, 5]) when {model}.lag is a criterion"
             )
-        for r, source in modes.items():
-            out.append(Candidate(model, int(r), dict(hyper), dict(point), source, lag=int(lag)))
+        for setting in pod_grid:
+            for r, source in modes.items():
+                out.append(Candidate(model, int(r), dict(hyper), dict(point), source, dict(setting)))
     return out
+
+
+def pod_settings(grid: Mapping[str, Sequence[Any]]) -> list[dict[str, Any]]:
+    """Every combination (product) of the ``search.pod`` lists, e.g. ``{"transform": ["sqrt",
+    "log"]}`` -> ``[{"transform": "sqrt"}, {"transform": "log"}]``; ``{}`` -> ``[{}]`` (the stored
+    basis only).
+
+    Raises:
+        ValueError: for a key other than :data:`POD_GRID_KEYS` or an empty list.
+    """
+    unknown = sorted(set(grid) - set(POD_GRID_KEYS))
+    if unknown:
+        raise ValueError(f"search.pod has unknown keys {unknown}; choose from {POD_GRID_KEYS}")
+    settings: list[dict[str, Any]] = [{}]
+    for key in POD_GRID_KEYS:
+        if key not in grid:
+            continue
+        values = list(grid[key])
+        if not values:
+            raise ValueError(f"search.pod.{key} is an empty list: give at least one value")
+        settings = [{**s, key: v} for s in settings for v in values]
+    return settings
+
+
+def baseline_candidates(candidates: Sequence[Candidate]) -> list[Candidate]:
+    """Climatology and persistence at every (r', POD setting) the models are searched at, so each
+    selected configuration has its baselines scored on the same held-out runs and basis."""
+    seen: dict[tuple[int, str], Candidate] = {}
+    for cand in candidates:
+        seen.setdefault((cand.n_modes, cand.pod_key), cand)
+    return [Candidate(name, cand.n_modes, {}, {}, cand.modes_source, dict(cand.pod))
+            for cand in seen.values() for name in BASELINES]
+
+
+def check_protocol_fit(candidates: Sequence[Candidate], seed_frames: int | None,
+                       seed_rule: str) -> None:
+    """Refuse, before any fit, a configuration the test protocol cannot score.
+
+    On the test runs every forecaster is seeded with the true window of ``seed_frames`` frames
+    (``eval.forecast_start / dt``), so a lag longer than that cannot be evaluated: it would be
+    selected here and fail (or be scored on a different seed) in the evaluation.
+
+    Raises:
+        ValueError: naming each offending model, key and value, and the fix.
+    """
+    if seed_frames is None:
+        return
+    too_long = sorted({(c.model, c.lag) for c in candidates if c.lag > seed_frames})
+    if too_long:
+        listed = ", ".join(f"search.{m}.grid.lag (or {m}.lag) = {lag}" for m, lag in too_long)
+        raise ValueError(
+            f"{listed}: longer than the test protocol's seed window of {seed_frames} frames "
+            f"({seed_rule}); a selected configuration must fit the test protocol. Use lags <= "
+            f"{seed_frames}"
+        )
 
 
 # ---------------------------------------------------------------------- the search
@@ -303,10 +414,15 @@ class SearchResult:
     Attributes:
         table: one row per candidate, best first within each model (see :func:`summarise`).
         run_scores: one row per (candidate, held-out run), columns ``RUN_SCORE_COLUMNS``.
+        budget: the whole search's cost: ``n_candidates``, ``n_fits`` (forecaster fits),
+            ``n_pod_fits`` (POD fits of ``search.pod`` settings), ``fit_seconds``,
+            ``score_seconds``, ``pod_seconds`` (POD fits and restrictions) and ``wall_seconds``
+            (all of :func:`grid_search`, loading included).
     """
 
     table: pd.DataFrame
     run_scores: pd.DataFrame
+    budget: dict[str, Any] = field(default_factory=dict)
 
 
 def held_out_block(pod: PODBasis, run: TestRun, stored: np.ndarray, config: EvaluationConfig,
@@ -335,11 +451,14 @@ def held_out_block(pod: PODBasis, run: TestRun, stored: np.ndarray, config: Eval
 
 
 def score_forecast(model, basis: PODBasis, block: ForecastBlock,
-                   config: EvaluationConfig) -> dict[str, Any]:
+                   config: EvaluationConfig, pod_ceiling: float | None = None) -> dict[str, Any]:
     """Closed-loop skill of one fitted forecaster on one held-out run, scored by the protocol's
     :func:`~rom_pipeline.evaluation.protocol.forecast_block` (seed, roll out, lift with r' =
     ``basis.n_modes_`` modes and ``config.shift_modes[0]``, post-process, score), so the numbers
     are those the evaluation reports for the same forecast.
+
+    ``pod_ceiling``: the block's POD ceiling at this r' if already computed (it depends on the
+    run and the basis only, not on the model).
 
     Returns:
         ``{"r2_pooled", "r2_latent", "r2_one_step_latent" (teacher-forced latent R²),
@@ -352,9 +471,23 @@ def score_forecast(model, basis: PODBasis, block: ForecastBlock,
     return {
         "r2_pooled": scored.scores["r2_pooled"], "r2_latent": scored.scores["r2_latent"],
         "r2_one_step_latent": one_step,
-        "r2_pod_ceiling": r2_pooled(block.truth, block.ceiling(basis)),
+        "r2_pod_ceiling": (r2_pooled(block.truth, block.ceiling(basis)) if pod_ceiling is None
+                           else pod_ceiling),
         "diverged": scored.diverged, "n_forecast_frames": block.n_forecast,
     }
+
+
+def refit_pod(stored: PODBasis, setting: Mapping[str, Any], n_modes: int,
+              frames: Sequence[Callable[[], np.ndarray]]) -> PODBasis:
+    """A POD with the stored basis's settings except those in ``setting`` (``transform``,
+    ``shift_method``), keeping ``n_modes`` modes, fitted on ``frames`` (one loader of (T, ny, nx)
+    per fitting run; never a held-out run)."""
+    return PODBasis(
+        fixed_modes=int(n_modes), pod_energy=stored.pod_energy,
+        transform=setting.get("transform", stored.transform), transform_eps=stored.transform_eps,
+        shift_align=stored.shift_align, shift_align_ref=stored.shift_align_ref,
+        shift_method=setting.get("shift_method", stored.shift_method),
+    ).fit(list(frames))
 
 
 def grid_search(
@@ -368,12 +501,19 @@ def grid_search(
 ) -> SearchResult:
     """Score every candidate by closed-loop skill on held-out whole runs (see module doc).
 
+    Candidates with ``pod == {}`` use the stored basis and ``trajectories``. Candidates with POD
+    settings (``search.pod``) use, in each fold, one POD per setting fitted by :func:`refit_pod`
+    on that fold's fitting runs only (its r = the largest r' of the setting's candidates, so
+    smaller r' are again its leading columns), shared by every candidate of that setting; the
+    fitting runs are restricted with it and the held-out runs are restricted inside their
+    forecast block. Its cost is counted in ``pod_seconds``.
+
     Args:
         trajectories: ``{run_id: (K_i, r)}`` stored latent trajectories of all training runs.
         pod: the stored r-mode basis; candidate r' ≤ r use :func:`truncate_basis`.
-        load_run: ``run_id -> TestRun`` with the run's true density on the ROM grid (called once
-            per held-out run).
-        candidates: configurations to score.
+        load_run: ``run_id -> TestRun`` with the run's true density on the ROM grid.
+        candidates: configurations to score (baselines included, see
+            :func:`baseline_candidates`).
         folds: ``(train_ids, held_out_ids)`` pairs, e.g. from :func:`run_folds`.
         config: protocol settings: one shift mode, ``forecast_start`` covering the largest lag
             (see :func:`common_forecast_start`), clamp and mass post-processing.
@@ -390,57 +530,107 @@ def grid_search(
     missing = sorted({r for train, held in folds for r in (*train, *held)} - set(trajectories))
     if missing:
         raise ValueError(f"folds name runs {missing} that have no latent trajectory")
-    bases = {r: truncate_basis(pod, r) for r in sorted({c.n_modes for c in candidates})}
+    tic_all = time.perf_counter()
+    groups: dict[str, list[Candidate]] = {}
+    for cand in candidates:
+        groups.setdefault(cand.pod_key, []).append(cand)
+    if "stored" in groups:
+        truncate_basis(pod, max(c.n_modes for c in groups["stored"]))  # r' > r: the fix, early
     max_lag = max(c.lag for c in candidates)
     rows: list[dict[str, Any]] = []
     forecasters = registered_forecasters() if forecasters is None else forecasters
     fit_seconds: dict[str, list[float]] = {c.config_id: [] for c in candidates}
     score_seconds = dict.fromkeys(fit_seconds, 0.0)
+    pod_seconds = dict.fromkeys(groups, 0.0)
+    n_pod_fits = 0
+
+    def density(run_id: str) -> np.ndarray:
+        return np.asarray(load_run(run_id).density, dtype=np.float64)
+
     for fold, (train_ids, held_ids) in enumerate(folds):
         overlap = set(train_ids) & set(held_ids)
         if overlap:
             raise ValueError(f"fold {fold}: runs {sorted(overlap)} are both trained on and held out")
-        fitted = []
-        for cand in candidates:
-            train = [np.asarray(trajectories[r])[:, : cand.n_modes] for r in train_ids]
-            tic = time.perf_counter()
-            model = forecasters[cand.model](**cand.hyperparameters).fit(train)
-            fit_seconds[cand.config_id].append(time.perf_counter() - tic)
-            fitted.append((cand, model))
-        logger.info("search fold %d/%d: %d candidates fitted on %d runs, scoring %d held-out runs",
-                    fold + 1, len(folds), len(candidates), len(train_ids), len(held_ids))
-        for run_id in held_ids:
-            run = held_out_block(pod, load_run(run_id), trajectories[run_id], config, max_lag)
-            for cand, model in fitted:
+        held_runs = {run_id: load_run(run_id) for run_id in held_ids}
+        for key, group in groups.items():
+            if key == "stored":
+                basis, latent = pod, {r: np.asarray(trajectories[r]) for r in train_ids}
+            else:
                 tic = time.perf_counter()
-                score = score_forecast(model, bases[cand.n_modes], run, config)
-                score_seconds[cand.config_id] += time.perf_counter() - tic
-                if score["diverged"]:
-                    logger.warning("search: %s diverged on %s", cand.config_id, run_id)
-                rows.append({"config_id": cand.config_id, "model": cand.model, "fold": fold,
-                             "run_id": run_id, "n_modes": cand.n_modes, **score})
+                basis = refit_pod(pod, group[0].pod, max(c.n_modes for c in group),
+                                  [lambda r=r: density(r) for r in train_ids])
+                latent = {}
+                for r in train_ids:
+                    frames = density(r)
+                    shifts = basis.estimate_shifts(frames) if basis.shift_align else None
+                    latent[r] = basis.restrict(frames, shifts=shifts)
+                pod_seconds[key] += time.perf_counter() - tic
+                n_pod_fits += 1
+            bases = {r: truncate_basis(basis, r) for r in sorted({c.n_modes for c in group})}
+            fitted = []
+            for cand in group:
+                train = [latent[r][:, : cand.n_modes] for r in train_ids]
+                tic = time.perf_counter()
+                model = forecasters[cand.model](**cand.hyperparameters).fit(train)
+                fit_seconds[cand.config_id].append(time.perf_counter() - tic)
+                fitted.append((cand, model))
+            logger.info("search fold %d/%d, POD %s: %d candidates fitted on %d runs, scoring %d "
+                        "held-out runs", fold + 1, len(folds), key, len(group), len(train_ids),
+                        len(held_ids))
+            for run_id, test_run in held_runs.items():
+                if key == "stored":
+                    block = held_out_block(pod, test_run, trajectories[run_id], config, max_lag)
+                else:
+                    block = ForecastBlock.prepare(basis, test_run, config, seed_length=max_lag)
+                ceilings = {r: r2_pooled(block.truth, block.ceiling(b)) for r, b in bases.items()}
+                for cand, model in fitted:
+                    tic = time.perf_counter()
+                    score = score_forecast(model, bases[cand.n_modes], block, config,
+                                           ceilings[cand.n_modes])
+                    score_seconds[cand.config_id] += time.perf_counter() - tic
+                    if score["diverged"]:
+                        logger.warning("search: %s diverged on %s", cand.config_id, run_id)
+                    rows.append({"config_id": cand.config_id, "model": cand.model, "fold": fold,
+                                 "run_id": run_id, "n_modes": cand.n_modes, "pod_setting": key,
+                                 **score})
     run_scores = pd.DataFrame(rows, columns=list(RUN_SCORE_COLUMNS))
-    return SearchResult(summarise(run_scores, candidates, fit_seconds, score_seconds), run_scores)
+    table = summarise(run_scores, candidates, fit_seconds, score_seconds, pod_seconds)
+    budget = {
+        "n_candidates": len(candidates),
+        "n_fits": int(sum(len(v) for v in fit_seconds.values())),
+        "n_pod_fits": n_pod_fits,
+        "fit_seconds": float(sum(sum(v) for v in fit_seconds.values())),
+        "score_seconds": float(sum(score_seconds.values())),
+        "pod_seconds": float(sum(pod_seconds.values())),
+        "wall_seconds": time.perf_counter() - tic_all,
+    }
+    return SearchResult(table, run_scores, budget)
 
 
 def summarise(
     run_scores: pd.DataFrame, candidates: Sequence[Candidate],
     fit_seconds: Mapping[str, Sequence[float]], score_seconds: Mapping[str, float] | None = None,
+    pod_seconds: Mapping[str, float] | None = None,
 ) -> pd.DataFrame:
     """One row per candidate from the per-run scores.
 
     Columns: ``rank`` (1 = best of its model), ``model``, ``config_id``, ``n_modes``,
-    ``modes_source``, one column per varied hyper-parameter, ``params`` (the varied values as
+    ``modes_source``, ``pod_setting`` and one column per ``search.pod`` key (POD settings; the
+    stored basis leaves them empty), one column per varied hyper-parameter, ``params`` (the varied values as
     JSON), ``score_mean``/``score_std`` (mean and population std of the pooled density R² over the
     held-out runs that did not diverge), ``latent_r2_mean``/``latent_r2_std``,
     ``one_step_latent_r2_mean`` (teacher forced, for contrast only), ``pod_ceiling_mean``,
     ``n_runs``, ``n_diverged``, ``fit_seconds_mean`` (per fold), ``fit_seconds_total`` and
-    ``score_seconds_total`` (rollouts and scoring over all held-out runs).
+    ``score_seconds_total`` (rollouts and scoring over all held-out runs), the row's budget
+    ``n_fits`` (forecaster fits, one per fold) and ``wall_seconds`` (its fits and scoring), and
+    ``pod_seconds`` (the cost of its POD setting's per-fold POD fits, shared by every row of that
+    setting; 0 for the stored basis).
 
     Ranking: fewer diverged held-out runs first (a model that blows up on a training-like run is
     not production-ready, however good its other rollouts), then the higher ``score_mean``.
     """
     varied_keys = list(dict.fromkeys(k for c in candidates for k in c.varied))
+    pod_keys = list(dict.fromkeys(k for c in candidates for k in c.pod))
     rows = []
     for cand in candidates:
         mine = run_scores[run_scores["config_id"] == cand.config_id]
@@ -450,8 +640,10 @@ def summarise(
         seconds = np.asarray(fit_seconds.get(cand.config_id, []), dtype=float)
         rows.append({
             "model": cand.model, "config_id": cand.config_id, "n_modes": cand.n_modes,
-            "modes_source": cand.modes_source,
-            **{k: cand.varied.get(k) for k in varied_keys},
+            "modes_source": cand.modes_source, "pod_setting": cand.pod_key,
+            **{k: cand.pod.get(k) for k in pod_keys},
+            # the value the candidate used, searched or configured (empty if it has no such key)
+            **{k: cand.varied.get(k, cand.hyperparameters.get(k)) for k in varied_keys},
             "params": json.dumps(cand.varied, sort_keys=True, default=str),
             "score_mean": float(np.mean(r2)) if r2.size else math.nan,
             "score_std": float(np.std(r2)) if r2.size else math.nan,
@@ -464,6 +656,10 @@ def summarise(
             "fit_seconds_mean": float(seconds.mean()) if seconds.size else math.nan,
             "fit_seconds_total": float(seconds.sum()),
             "score_seconds_total": float((score_seconds or {}).get(cand.config_id, math.nan)),
+            "n_fits": int(seconds.size),
+            "wall_seconds": float(seconds.sum())
+            + float((score_seconds or {}).get(cand.config_id, 0.0)),
+            "pod_seconds": float((pod_seconds or {}).get(cand.pod_key, 0.0)),
         })
     table = pd.DataFrame(rows)
     for key in varied_keys:  # a column only one model varies holds gaps: keep ints and bools
@@ -488,29 +684,46 @@ def _nanmean(values: pd.Series) -> float:
 
 def best_configurations(table: pd.DataFrame, candidates: Sequence[Candidate],
                         scored_on: Mapping[str, Any]) -> dict[str, Any]:
-    """The rank-1 candidate of every model, JSON-ready.
+    """The rank-1 candidate of every model (the baselines are never selected), JSON-ready, with
+    the baselines' scores at the same r' and POD on the same held-out runs.
 
     Returns:
-        ``{"scored_on": scored_on, "<model>": {"config_id", "n_modes", "modes_source",
+        ``{"scored_on": scored_on, "<model>": {"config_id", "n_modes", "modes_source", "pod",
         "score_mean", "score_std", "latent_r2_mean", "n_diverged", "hyperparameters" (all
-        constructor arguments), "varied", "parameters" (the ``rom`` and ``<model>`` blocks to paste into
-        parameters: fixed_modes and the varied hyper-parameters)}}``. Non-finite numbers become
-        None.
+        constructor arguments), "varied", "baselines" ({"climatology": {"score_mean",
+        "latent_r2_mean"}, "persistence": ...}), "parameters" (the blocks to paste into
+        parameters: ``rom`` with fixed_modes and the POD settings, ``<model>`` with the varied
+        hyper-parameters)}}``. Non-finite numbers become None.
     """
     by_id = {c.config_id: c for c in candidates}
     out: dict[str, Any] = {"scored_on": dict(scored_on)}
     for _, row in table[table["rank"] == 1].iterrows():
         cand = by_id[row["config_id"]]
+        if cand.model in BASELINES:
+            continue
+        baselines = {}
+        for name in BASELINES:
+            same = table[(table["model"] == name) & (table["n_modes"] == cand.n_modes)
+                         & (table["pod_setting"] == cand.pod_key)]
+            if len(same):
+                baselines[name] = {k: _finite(same.iloc[0][k])
+                                   for k in ("score_mean", "latent_r2_mean")}
+        rom_keys = {"transform": "density_transform", "shift_method": "shift_method"}
         out[cand.model] = {
             "config_id": cand.config_id,
             "n_modes": cand.n_modes,
             "modes_source": cand.modes_source,
+            "pod": _plain(cand.pod),
             **{k: _finite(row[k]) for k in ("score_mean", "score_std", "latent_r2_mean")},
             "n_diverged": int(row["n_diverged"]),
             "hyperparameters": _plain(cand.hyperparameters),
             "varied": _plain(cand.varied),
-            "parameters": {"rom": {"fixed_modes": cand.n_modes},
-                           cand.model: _plain(cand.varied)},
+            "baselines": baselines,
+            "parameters": {
+                "rom": {"fixed_modes": cand.n_modes,
+                        **{rom_keys[k]: _plain(v) for k, v in cand.pod.items()}},
+                cand.model: _plain(cand.varied),
+            },
         }
     return out
 
@@ -528,62 +741,3 @@ def _plain(value: Any) -> Any:
     if isinstance(value, np.generic):
         return value.item()
     return value
-
-
-# ---------------------------------------------------------------------- figure
-def plot_search_scores(table: pd.DataFrame) -> Figure:
-    """Validation score vs each searched parameter: one row of panels per model, one panel per
-    parameter that takes more than one value (r' included; a model with a single candidate gets
-    one r' panel). Every candidate is a dot with a ±1 standard-error bar over its held-out runs;
-    the line joins the best score at each value. Positive parameters spanning more than two
-    decades get a log axis."""
-    import matplotlib.pyplot as plt
-    from matplotlib.ticker import MaxNLocator
-
-    summary = {"rank", "model", "config_id", "modes_source", "params", "score_mean", "score_std",
-               "latent_r2_mean", "latent_r2_std", "one_step_latent_r2_mean", "pod_ceiling_mean",
-               "n_runs", "n_diverged", "fit_seconds_mean", "fit_seconds_total", "score_seconds_total"}
-    parameters = [c for c in table.columns if c not in summary]
-    models = sorted(table["model"].unique())
-    panels = {}
-    for model in models:
-        rows = table[table["model"] == model]
-        varied = [c for c in parameters if rows[c].dropna().astype(str).nunique() > 1]
-        panels[model] = varied or ["n_modes"]
-    n_cols = max(len(v) for v in panels.values())
-    fig, axes = plt.subplots(len(models), n_cols, figsize=(3.6 * n_cols, 3.0 * len(models)),
-                             squeeze=False, constrained_layout=True)
-    for i, model in enumerate(models):
-        rows = table[table["model"] == model]
-        n_ok = (rows["n_runs"] - rows["n_diverged"]).clip(lower=1).to_numpy(float)
-        score = rows["score_mean"].to_numpy(float)
-        stderr = rows["score_std"].to_numpy(float) / np.sqrt(n_ok)
-        for j in range(n_cols):
-            ax = axes[i, j]
-            if j >= len(panels[model]):
-                ax.set_visible(False)
-                continue
-            col = panels[model][j]
-            values = rows[col]
-            if pd.api.types.is_numeric_dtype(values) and not pd.api.types.is_bool_dtype(values):
-                x = values.to_numpy(float, na_value=np.nan)
-                positive = x[np.isfinite(x) & (x > 0)]
-                if positive.size == x.size and positive.max() / positive.min() > 100:
-                    ax.set_xscale("log")
-                elif pd.api.types.is_integer_dtype(values):
-                    ax.xaxis.set_major_locator(MaxNLocator(integer=True))
-            else:
-                labels = sorted(values.astype(str).unique())
-                x = np.array([labels.index(v) for v in values.astype(str)], dtype=float)
-                ax.set_xticks(range(len(labels)), labels)
-            ax.errorbar(x, score, yerr=stderr, fmt="o", ms=4, alpha=0.6, capsize=2,
-                        color="tab:blue", label="candidate (±1 s.e.)")
-            best = pd.Series(score, index=x).replace(-np.inf, np.nan).groupby(level=0).max()
-            ax.plot(best.index, best.to_numpy(), "-", color="tab:red", lw=1.2, label="best")
-            ax.set_xlabel(col)
-            ax.set_ylabel("held-out pooled density R²")
-            ax.set_title(f"{model.upper()}: {col}", fontsize=10)
-            ax.grid(alpha=0.3)
-            if j == 0:
-                ax.legend(fontsize=7, loc="lower left")
-    return fig

@@ -17,7 +17,7 @@ import pytest
 
 from rom_pipeline.config import SEARCH_KEYS, ConfigError, SearchConfig, validate_parameters
 from rom_pipeline.evaluation.protocol import EvaluationConfig, TestRun
-from rom_pipeline.rom import search
+from rom_pipeline.evaluation import plots, search
 from rom_pipeline.rom.lstm import LSTMForecaster
 from rom_pipeline.rom.mvar import MVARForecaster
 from rom_pipeline.rom.pod import PODBasis
@@ -282,9 +282,13 @@ def test_best_configurations_and_figure(synthetic):
                                           "mvar": json.loads(top["params"])}
     assert best["scored_on"] == {"validation": "kfold"}
     assert result.table["lag"].dtype == "Int64"
-    fig = search.plot_search_scores(result.table)
+    fig = plots.plot_search_scores(result.table)
     titles = sorted(ax.get_title() for ax in fig.axes if ax.get_visible())
     assert titles == ["MVAR: lag", "MVAR: n_modes", "MVAR: ridge_alpha"]
+    nulls = ([None, 2] * len(result.table))[:len(result.table)]
+    with_null = result.table.assign(coint_rank=pd.array(nulls, dtype="Int64"))  # as summarise
+    panels = {ax.get_title(): ax for ax in plots.plot_search_scores(with_null).axes}
+    assert [t.get_text() for t in panels["MVAR: coint_rank"].get_xticklabels()] == ["2", "None"]
 
 
 def test_latent_data_out_of_sync_with_the_runs_is_refused(synthetic):
@@ -318,6 +322,9 @@ def test_base_search_block_builds_the_documented_grid(base_params):
     ({"lstm": {"pairing": "zip", "grid": {"hidden_units": [8, 16], "num_layers": [1, 2, 3]}}},
      "pairing 'zip' needs lists of equal length"),
     ({"mvar": {"grid": {"lag": []}}}, "empty list"),
+    ({"mvar": {"grid": {}}}, r"search.mvar.grid is empty: .*search.mvar.enabled: false"),
+    ({"pod": {"transform": ["cube"]}}, "pod.transform"),
+    ({"pod": {"r": [3]}}, "pod.r"),
     ({"modes": {"pod_energy": [1.5]}}, r"pod_energy entry must be in \(0, 1\]"),
 ])
 def test_invalid_search_blocks_name_the_key(base_params, block, message):
@@ -392,3 +399,152 @@ def test_a_criterion_lag_needs_a_searched_lag():
                                       {3: "fixed_modes=3"})
     assert cand.hyperparameters == {"lag": 4, "ridge_alpha": 1e-4}
     assert cand.config_id == "mvar[r=3,lag=4]"
+
+
+# ---------------------------------------------------------------------- widened grid
+def test_pod_settings_are_the_product_and_refuse_unknown_keys():
+    assert search.pod_settings({}) == [{}]
+    assert search.pod_settings({"shift_method": ["integer", "subpixel"], "transform": ["log"]}) == [
+        {"transform": "log", "shift_method": "integer"},
+        {"transform": "log", "shift_method": "subpixel"}]
+    with pytest.raises(ValueError, match=r"search.pod has unknown keys \['subsample'\]"):
+        search.pod_settings({"subsample": [2]})
+    with pytest.raises(ValueError, match="search.pod.transform is an empty list"):
+        search.pod_settings({"transform": []})
+
+
+def test_an_empty_grid_is_refused_before_any_fit():
+    with pytest.raises(ValueError, match="search.mvar: the grid has no configuration"):
+        search.build_candidates("mvar", {"lag": 2}, [], {3: "fixed_modes=3"})
+
+
+def test_a_lag_longer_than_the_test_seed_is_refused_with_the_fix():
+    cands = search.build_candidates("mvar", {"lag": 2}, [{"lag": 3}, {"lag": 9}], {4: "x"})
+    search.check_protocol_fit(cands, 9, "eval.forecast_start = 0.6 s")  # 9 frames fit
+    with pytest.raises(ValueError, match=r"search.mvar.grid.lag \(or mvar.lag\) = 9: longer than "
+                                         r"the test protocol's seed window of 6 frames .*lags <= 6"):
+        search.check_protocol_fit(cands, 6, "eval.forecast_start = 0.6 s")
+    search.check_protocol_fit(cands, None, "eval.forecast_start null")  # seed = sim.T
+
+
+def test_transform_and_shift_settings_refit_pod_on_the_fitting_runs_only():
+    """Each POD setting is scored on a POD fitted, per fold, on that fold's fitting runs alone:
+    the numbers equal an independent recomputation (PODBasis fitted by hand, the evaluation's
+    own evaluate_forecaster), and the baselines are scored at the same r' and POD."""
+    from rom_pipeline.evaluation.protocol import evaluate_forecaster
+    from rom_pipeline.rom.baselines import ClimatologyForecaster, PersistenceForecaster
+
+    densities = _drifting_blobs(n_runs=4, K=30)
+    stored = PODBasis(fixed_modes=8, transform="sqrt", shift_align=True,
+                      shift_method="subpixel").fit([lambda d=d: d for d in densities.values()])
+    latent = {k: stored.restrict(d, shifts=stored.estimate_shifts(d)) for k, d in densities.items()}
+    config = EvaluationConfig(forecast_start=0.5, clamp_mode="clamp", mass_postprocess="scale",
+                              shift_modes=("oracle",), order_parameters=False)
+    settings = search.pod_settings({"transform": ["raw", "log"], "shift_method": ["integer"]})
+    models = search.build_candidates("mvar", {"lag": 2, "ridge_alpha": 1e-3}, [{}, {"lag": 3}],
+                                     {5: "fixed_modes=5", 3: "fixed_modes=3"}, settings)
+    candidates = models + search.baseline_candidates(models)
+    assert len(candidates) == 8 + 2 * 4  # baselines at each (r', POD) only
+    folds = search.run_folds(list(densities), "kfold", n_folds=2, seed=0)
+    result = search.grid_search(latent, stored, loader(densities), candidates, folds, config)
+
+    def by_hand(model_factory, setting, r):
+        scores = {}
+        for train, held in folds:
+            pod = PODBasis(fixed_modes=5, transform=setting["transform"], shift_align=True,
+                           shift_method="integer").fit([lambda k=k: densities[k] for k in train])
+            ys = [pod.restrict(densities[k], shifts=pod.estimate_shifts(densities[k]))[:, :r]
+                  for k in train]
+            model = model_factory().fit(ys)
+            for k in held:
+                metrics = evaluate_forecaster(model, search.truncate_basis(pod, r),
+                                              loader(densities)(k), config).metrics[0]
+                scores[k] = metrics["r2_pooled"]
+        return scores
+
+    table = result.table.set_index("config_id")
+    runs = result.run_scores
+    for cand in [models[1], models[6]]:  # (raw, r' = 3, lag 2) and (log, r' = 5, lag 3)
+        expected = by_hand(lambda c=cand: MVARForecaster(**c.hyperparameters), cand.pod,
+                           cand.n_modes)
+        mine = runs[runs["config_id"] == cand.config_id]
+        assert dict(zip(mine["run_id"], mine["r2_pooled"])) == pytest.approx(expected, rel=1e-9)
+        assert table.loc[cand.config_id, "transform"] == cand.pod["transform"]
+    log5 = {"transform": "log", "shift_method": "integer"}
+    for name, factory in (("climatology", ClimatologyForecaster), ("persistence",
+                                                                    PersistenceForecaster)):
+        cid = search.Candidate(name, 5, {}, {}, "", log5).config_id
+        expected = by_hand(lambda f=factory: f() if f is ClimatologyForecaster else
+                           type("P", (f,), {"fit": lambda self, y: self})(), log5, 5)
+        assert table.loc[cid, "score_mean"] == pytest.approx(np.mean(list(expected.values())),
+                                                            rel=1e-9)
+    # the raw and log bases differ, so their scores do too
+    raw, log = (table.loc[search.Candidate("mvar", 5, models[0].hyperparameters, {}, "", p)
+                          .config_id, "score_mean"] for p in settings)
+    assert abs(raw - log) > 1e-6
+    # budget: 2 POD fits per fold, one forecaster fit per candidate and fold
+    assert result.budget["n_pod_fits"] == 4 and result.budget["n_fits"] == 2 * len(candidates)
+    assert result.budget["pod_seconds"] > 0
+    assert (result.table["n_fits"] == 2).all() and (result.table["pod_seconds"] > 0).all()
+    assert (result.table["wall_seconds"] >= result.table["fit_seconds_total"]).all()
+    assert result.budget["wall_seconds"] >= result.budget["pod_seconds"] + result.budget["fit_seconds"]
+    best = search.best_configurations(result.table, candidates, {})
+    assert set(best) == {"scored_on", "mvar"}  # baselines are never selected
+    chosen = best["mvar"]
+    for name in ("climatology", "persistence"):
+        cid = search.Candidate(name, chosen["n_modes"], {}, {}, "", chosen["pod"]).config_id
+        assert chosen["baselines"][name]["score_mean"] == pytest.approx(
+            table.loc[cid, "score_mean"])
+    assert chosen["parameters"]["rom"]["density_transform"] == chosen["pod"]["transform"]
+    fig = plots.plot_search_scores(result.table)  # baselines are levels, not rows of panels
+    visible = [ax for ax in fig.axes if ax.get_visible()]
+    assert sorted(ax.get_title() for ax in visible) == ["MVAR: lag", "MVAR: n_modes",
+                                                          "MVAR: transform"]
+    level = table[table.index.str.startswith("persistence")]["score_mean"].max()
+    assert any(line.get_label() == "persistence (best r')" and line.get_ydata()[0] == level
+               for line in visible[0].get_lines())
+
+
+class _RefusingRuns:
+    """A training-run collection whose density must not be read (no work before the checks)."""
+
+    def density(self, run_id):
+        raise AssertionError(f"the search read run {run_id} before checking its input")
+
+    def __getitem__(self, run_id):
+        raise AssertionError("the search read a run before checking its input")
+
+
+@pytest.mark.parametrize("override, n_runs, message", [
+    ({"search": {"mvar": {"grid": {"lag": [2, 9]}}, "lstm": {"enabled": False},
+                 "modes": {"fixed_modes": [3]}}}, 6,
+     r"search.mvar.grid.lag \(or mvar.lag\) = 9: longer than the test protocol's seed window "
+     r"of 6 frames \(eval.forecast_start = 0.6 s at dt = 0.1 s\)"),
+    ({"search": {"lstm": {"enabled": False}, "modes": {"fixed_modes": [3]}}}, 1,
+     "the search needs at least 2 training runs to hold one out, got 1"),
+    ({"search": {"pod": {"transform": ["log"]}, "lstm": {"enabled": False},
+                 "modes": {"pod_energy": [0.9]}}}, 6,
+     "give search.modes.fixed_modes instead of pod_energy"),
+])
+def test_the_node_refuses_bad_input_before_reading_a_run(synthetic, base_params, override,
+                                                         n_runs, message):
+    from rom_pipeline.pipelines.hyperparameter_search.nodes import search_hyperparameters
+    from rom_pipeline.rom.latent import pack_trajectories
+
+    _, pod, latent = synthetic
+    kept = dict(list(latent.items())[:n_runs])
+    train_latent = {**pack_trajectories(kept, {k: np.zeros((len(v), 2)) for k, v in kept.items()}),
+                    "dt_rom": np.array(DT)}
+    params = {**base_params, **override,
+              "eval": {**base_params["eval"], "forecast_start": 0.6}}
+    with pytest.raises(ValueError, match=message):
+        search_hyperparameters(train_latent, pod.to_arrays(), _RefusingRuns(), params)
+
+
+def test_refitted_pods_take_fixed_mode_counts_beyond_the_stored_r(synthetic):
+    _, pod, _ = synthetic  # stored r = 6
+    assert search.mode_counts(pod, [4, 9, 4], refit=True) == {4: "fixed_modes=4",
+                                                               9: "fixed_modes=9"}
+    assert search.mode_counts(pod, refit=True) == {6: "fixed_modes=6"}
+    with pytest.raises(ValueError, match="r' = 9 POD modes requested but the stored pod_basis"):
+        search.mode_counts(pod, [9])
