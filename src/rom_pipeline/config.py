@@ -506,9 +506,11 @@ def _search_default(entry: Any) -> dict[str, Any]:
 
 
 def _deep_merge(base: dict[str, Any], override: dict[str, Any]) -> dict[str, Any]:
+    """``override`` over ``base``, nested blocks merged key by key, except a given ``grid``, which
+    replaces the default grid whole (``grid: {}`` is an empty grid, refused as such)."""
     out = dict(base)
     for key, value in override.items():
-        if isinstance(value, dict) and isinstance(out.get(key), dict):
+        if key != "grid" and isinstance(value, dict) and isinstance(out.get(key), dict):
             out[key] = _deep_merge(out[key], value)
         else:
             out[key] = value
