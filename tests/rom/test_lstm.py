@@ -16,7 +16,9 @@ from rom_pipeline.rom.lstm import (
     closed_loop_r2,
     closed_loop_skill,
     count_lstm_parameters,
+    training,
 )
+from rom_pipeline.rom.lstm.training import unrolled_loss
 
 TINY = dict(hidden_units=8, num_layers=1, batch_size=32, max_epochs=2, device="cpu")
 
@@ -220,6 +222,22 @@ def test_payload_round_trip_is_exact(tmp_path, runs, fitted):
         fitted.best_epoch_, fitted.n_parameters_, fitted.validation_runs_)
 
 
+def test_payload_format_and_state_dict_keys_are_stable(runs):
+    """Stored models must keep loading: the payload's format tag, its keys and the network's
+    parameter names are the ones every earlier payload was written with."""
+    model = LSTMForecaster(lag=3, linear_skip=True, **{**TINY, "num_layers": 2}).fit(runs)
+    payload = model.save_payload()
+    assert payload["format"] == "rom_pipeline.LSTMForecaster/1"
+    assert sorted(payload) == sorted([
+        "format", "state_dict", "hyperparameters", "n_modes", "mean", "std", "lower", "upper",
+        "climatology", "best_epoch", "n_parameters", "validation_runs", "training_runs",
+        "device", "training_log"])
+    lstm = [f"lstm.{kind}_{gate}_l{layer}" for layer in (0, 1) for kind in ("weight", "bias")
+            for gate in ("ih", "hh")]
+    assert sorted(payload["state_dict"]) == sorted(
+        lstm + ["norm.weight", "norm.bias", "head.weight", "head.bias", "skip.weight"])
+
+
 # --------------------------------------------------------------------------- determinism
 def test_same_seed_gives_bit_identical_weights(runs):
     kwargs = dict(lag=3, hidden_units=8, num_layers=2, dropout=0.2, noise_std=0.1, multi_step=2,
@@ -280,7 +298,7 @@ def test_multi_step_loss_is_mean_of_unrolled_errors(runs, fitted):
     seq = np.stack([runs[0][k:k + 5] for k in range(10)])  # 3 inputs + 2 targets
     normalise = lambda a: torch.as_tensor((a - fitted.mean_) / fitted.std_, dtype=torch.float32)
     with torch.no_grad():
-        loss = fitted._unrolled_loss(normalise(seq[:, :3]), normalise(seq[:, 3:]), 2)
+        loss = unrolled_loss(fitted.module_, normalise(seq[:, :3]), normalise(seq[:, 3:]), 2)
     forecast = fitted.rollout_batch(seq[:, :3], 2)
     expected = np.mean(((forecast - seq[:, 3:]) / fitted.std_) ** 2)
     assert float(loss) == pytest.approx(expected, rel=1e-4)
@@ -438,13 +456,13 @@ def test_input_noise_is_gaussian_in_units_of_each_modes_std_and_spares_the_targe
     # injected noise alone; the targets must stay the clean zeros.
     runs = [np.tile([1.0, -2.0], (30, 1)) for _ in range(4)]
     seen = []
-    original = LSTMForecaster._unrolled_loss
+    original = training.unrolled_loss
 
-    def record(self, window, targets, *args):
+    def record(module, window, targets, *args):
         seen.append((window.detach().clone(), targets.detach().clone()))
-        return original(self, window, targets, *args)
+        return original(module, window, targets, *args)
 
-    monkeypatch.setattr(LSTMForecaster, "_unrolled_loss", record)
+    monkeypatch.setattr(training, "unrolled_loss", record)
     LSTMForecaster(lag=3, noise_std=0.4, validation_fraction=0.0, **TINY).fit(runs)
     inputs = torch.cat([w for w, _ in seen]).numpy()
     assert inputs.size == 2 * 4 * 27 * 3 * 2  # 2 epochs of every window
@@ -462,9 +480,9 @@ def test_scheduled_sampling_mixes_true_and_predicted_frames(runs, fitted):
     x, y = normalise(seq[:, :3]), normalise(seq[:, 3:])
     gen = torch.Generator().manual_seed(0)
     with torch.no_grad():
-        free = fitted._unrolled_loss(x, y, 3)
-        always_model = fitted._unrolled_loss(x, y, 3, 1.0, gen)
-        teacher = fitted._unrolled_loss(x, y, 3, 0.0, gen)
+        free = unrolled_loss(fitted.module_, x, y, 3)
+        always_model = unrolled_loss(fitted.module_, x, y, 3, 1.0, gen)
+        teacher = unrolled_loss(fitted.module_, x, y, 3, 0.0, gen)
     assert float(always_model) == pytest.approx(float(free), rel=1e-6)
     # p = 0 feeds the true frames back: the mean of three one-step errors (teacher forcing).
     one_step = [np.mean(((fitted.predict_next(seq[:, j:j + 3]) - seq[:, j + 3]) / fitted.std_)
@@ -475,13 +493,13 @@ def test_scheduled_sampling_mixes_true_and_predicted_frames(runs, fitted):
 
 def test_scheduled_sampling_probability_rises_linearly_over_the_epochs(runs, monkeypatch):
     probabilities = []
-    original = LSTMForecaster._unrolled_loss
+    original = training.unrolled_loss
 
-    def record(self, window, targets, k_steps, p_model=None, generator=None):
+    def record(module, window, targets, k_steps, p_model=None, generator=None):
         probabilities.append(p_model)
-        return original(self, window, targets, k_steps, p_model, generator)
+        return original(module, window, targets, k_steps, p_model, generator)
 
-    monkeypatch.setattr(LSTMForecaster, "_unrolled_loss", record)
+    monkeypatch.setattr(training, "unrolled_loss", record)
     kwargs = {**TINY, "max_epochs": 5, "batch_size": 1000}  # one batch per epoch
     LSTMForecaster(lag=3, multi_step=2, scheduled_sampling=0.8, patience=10, **kwargs).fit(runs)
     np.testing.assert_allclose(probabilities, [0.0, 0.2, 0.4, 0.6, 0.8])
@@ -575,13 +593,13 @@ def test_linear_skip_adds_a_linear_map_of_the_read_window(runs, differences):
 
 def test_num_threads_applies_while_fitting_and_is_restored(runs, monkeypatch):
     seen = []
-    original = LSTMForecaster._unrolled_loss
+    original = training.unrolled_loss
 
-    def record(self, *args):
+    def record(module, *args):
         seen.append(torch.get_num_threads())
-        return original(self, *args)
+        return original(module, *args)
 
-    monkeypatch.setattr(LSTMForecaster, "_unrolled_loss", record)
+    monkeypatch.setattr(training, "unrolled_loss", record)
     before = torch.get_num_threads()  # 1 under this module's fixture
     torch.set_num_threads(2)
     try:
