@@ -628,3 +628,104 @@ def test_linear_skip_starts_from_the_least_squares_autoregression(runs, residual
     X_val = latent_windows([runs[i] for i in model.validation_runs_], 3)[0]
     expected = np.hstack([np.ones((len(X_val), 1)), X_val.reshape(len(X_val), -1)]) @ coef
     np.testing.assert_allclose(model.predict_next(X_val), expected, rtol=1e-4, atol=1e-4)
+
+
+# --------------------------------------------------------------------------- residual on the linear path
+def _least_squares_prediction(train, windows, lag):
+    """Oracle: ordinary least squares y_k = c + Σ_j A_j y_{k−j} on ``train``, applied to windows."""
+    X, Y, _ = latent_windows(train, lag)
+    design = np.hstack([np.ones((len(X), 1)), X.reshape(len(X), -1)])
+    coef, *_ = np.linalg.lstsq(design, Y, rcond=None)
+    return np.hstack([np.ones((len(windows), 1)), windows.reshape(len(windows), -1)]) @ coef
+
+
+def test_freeze_linear_trains_only_the_correction_on_top_of_the_least_squares_path(runs):
+    kwargs = dict(lag=3, linear_skip=True, learning_rate=1e-2, validation_fraction=0.3,
+                  **{**TINY, "max_epochs": 3})
+    frozen = LSTMForecaster(freeze_linear=True, **kwargs).fit(runs)
+    free = LSTMForecaster(**kwargs).fit(runs)
+    start = LSTMForecaster(**{**kwargs, "learning_rate": 1e-12, "max_epochs": 1}).fit(runs)
+    f, g, s = (m.module_.state_dict() for m in (frozen, free, start))
+    # the linear path is exactly its least-squares start; the LSTM and the head's weight trained
+    assert torch.equal(f["skip.weight"], s["skip.weight"]) and torch.equal(f["head.bias"], s["head.bias"])
+    assert not torch.equal(g["skip.weight"], s["skip.weight"])
+    assert not torch.equal(f["lstm.weight_hh_l0"], s["lstm.weight_hh_l0"])
+    assert torch.count_nonzero(f["head.weight"]) > 0
+    assert frozen.n_parameters_ == free.n_parameters_
+    assert all(p.requires_grad for p in frozen.module_.parameters())
+    # with its correction removed, the frozen network is the least-squares autoregression
+    with torch.no_grad():
+        frozen.module_.head.weight.zero_()
+    X_val = latent_windows([runs[i] for i in frozen.validation_runs_], 3)[0]
+    train = [runs[i] for i in frozen.training_runs_]
+    np.testing.assert_allclose(frozen.predict_next(X_val), _least_squares_prediction(train, X_val, 3),
+                               rtol=1e-4, atol=1e-4)
+    with pytest.raises(ValueError, match="freeze_linear=True needs linear_skip=True"):
+        LSTMForecaster(freeze_linear=True)
+
+
+def test_correction_is_the_prediction_minus_the_linear_path(runs, fitted):
+    model = LSTMForecaster(lag=3, linear_skip=True, residual=True, **TINY).fit(runs)
+    z = torch.as_tensor((latent_windows(runs, 3)[0][:20] - model.mean_) / model.std_,
+                        dtype=torch.float32)
+    with torch.no_grad():
+        prediction, correction = model.module_.forward_with_correction(z)
+        # oracle linear path by hand from the weights: last frame + A vec(window) + b
+        A = model.module_.skip.weight.numpy().astype(np.float64)
+        b = model.module_.head.bias.numpy().astype(np.float64)
+    linear = z[:, -1].numpy() + z.flatten(1).numpy() @ A.T + b
+    np.testing.assert_allclose(prediction.numpy() - linear, correction.numpy(), atol=1e-5)
+    assert torch.equal(prediction, model.module_(z))
+
+
+def test_correction_penalty_adds_lambda_times_the_mean_square_correction(runs, fitted):
+    seq = np.stack([runs[0][k:k + 5] for k in range(10)])  # 3 inputs + 2 targets
+    normalise = lambda a: torch.as_tensor((a - fitted.mean_) / fitted.std_, dtype=torch.float32)
+    x, y = normalise(seq[:, :3]), normalise(seq[:, 3:])
+    with torch.no_grad():
+        plain = unrolled_loss(fitted.module_, x, y, 2)
+        penalised = unrolled_loss(fitted.module_, x, y, 2, correction_penalty=0.7)
+        # oracle: the corrections along the same closed-loop unroll, step by step
+        c1 = fitted.module_.forward_with_correction(x)[1]
+        x2 = torch.cat((x[:, 1:], fitted.module_(x)[:, None]), dim=1)
+        c2 = fitted.module_.forward_with_correction(x2)[1]
+    expected = 0.7 * (float(c1.pow(2).mean()) + float(c2.pow(2).mean())) / 2
+    assert float(penalised) - float(plain) == pytest.approx(expected, rel=1e-4)
+    # trained with a heavy penalty, the network's correction shrinks towards zero (without the
+    # linear path the correction W · LayerNorm(h_T) carries the whole prediction)
+    kwargs = dict(lag=3, learning_rate=1e-2, **{**TINY, "max_epochs": 4})
+    z = normalise(latent_windows(runs, 3)[0])
+    mean_square = []
+    for penalty in (0.0, 100.0):
+        model = LSTMForecaster(correction_penalty=penalty, **kwargs).fit(runs)
+        with torch.no_grad():
+            mean_square.append(float(model.module_.forward_with_correction(z)[1].pow(2).mean()))
+    assert mean_square[1] < 0.1 * mean_square[0]
+    with pytest.raises(ValueError, match="correction_penalty must be >= 0"):
+        LSTMForecaster(correction_penalty=-1.0)
+
+
+def test_select_initial_keeps_the_untrained_network_when_training_only_hurts(runs):
+    # A learning rate of 0.5 wrecks the least-squares start, so no trained epoch beats epoch 0.
+    kwargs = dict(lag=3, linear_skip=True, learning_rate=0.5, validation_fraction=0.3, patience=3,
+                  gradient_clip=None, **{**TINY, "max_epochs": 4})
+    kept = LSTMForecaster(select_initial=True, **kwargs).fit(runs)
+    trained = LSTMForecaster(**kwargs).fit(runs)
+    log = kept.training_log_.set_index("epoch")
+    assert log.index[0] == 0 and np.isnan(log.loc[0, "train_loss"])
+    assert kept.best_epoch_ == 0 and trained.best_epoch_ >= 1
+    assert log.loc[0, "val_rollout_skill"] == log["val_rollout_skill"].max()
+    # the restored weights are the least-squares autoregression (oracle: numpy lstsq) ...
+    val = [runs[i] for i in kept.validation_runs_]
+    X_val = latent_windows(val, 3)[0]
+    train = [runs[i] for i in kept.training_runs_]
+    np.testing.assert_allclose(kept.predict_next(X_val), _least_squares_prediction(train, X_val, 3),
+                               rtol=1e-4, atol=1e-4)
+    # ... and the logged epoch-0 skill is their closed-loop skill on the held-out runs
+    forecast = kept.rollout_batch(np.stack([y[:3] for y in val]), 37)
+    skill = closed_loop_skill([y[3:] for y in val], list(forecast), kept.climatology_)
+    assert log.loc[0, "val_rollout_skill"] == pytest.approx(skill, abs=1e-9)
+    # epochs 1.. are the same training as without select_initial (it draws no random numbers)
+    pd_cols = ["train_loss", "val_rollout_skill"]
+    np.testing.assert_array_equal(log.loc[1:, pd_cols].to_numpy(),
+                                  trained.training_log_[pd_cols].to_numpy())

@@ -60,6 +60,14 @@ class LSTMForecaster:
             head, trained jointly: the model is a linear MVAR plus a nonlinear LSTM correction.
             Training starts from the least-squares linear model of the training windows (A and
             the head's bias from ``numpy.linalg.lstsq``, the head's weight 0).
+        freeze_linear: with ``linear_skip``, keep the linear path (A and the head's bias) at its
+            least-squares start: only the LSTM's correction W · LayerNorm(h_T) is trained, a
+            nonlinear residual on top of the fixed autoregression.
+        correction_penalty: λ ≥ 0; the training loss gains λ · mean(c²), c the network's
+            nonlinear correction in normalised units (:mod:`~rom_pipeline.rom.lstm.training`).
+        select_initial: validate the untrained network too (epoch 0 of the log; with
+            ``linear_skip`` the least-squares autoregression) and keep it if no trained epoch
+            beats it on the held-out runs.
         normalize_input: per-mode z-score from the training windows (else m = 0, s = 1).
         batch_size, learning_rate, weight_decay: Adam mini-batch training.
         max_epochs, patience: epoch budget and early-stopping patience (epochs without an
@@ -96,8 +104,9 @@ class LSTMForecaster:
         climatology_: (r,) mean latent state of all frames of the training runs, the reference
             forecast of ``selection="skill"``.
         training_log_: one row per epoch with columns ``LOG_COLUMNS``.
-        best_epoch_: epoch (1-based) of the restored checkpoint.
-        n_parameters_: trainable parameter count.
+        best_epoch_: epoch (1-based; 0: the untrained network, ``select_initial``) of the
+            restored checkpoint.
+        n_parameters_: parameter count of the network.
         validation_runs_, training_runs_: indices into ``trajectories`` of the held-out and
             training runs (``validation_runs_`` is empty when validation trajectories are given).
         fit_seconds_: wall time of ``fit``.
@@ -136,6 +145,9 @@ class LSTMForecaster:
         validate_every: int = 1,
         linear_skip: bool = False,
         num_threads: int | None = 1,
+        freeze_linear: bool = False,
+        correction_penalty: float = 0.0,
+        select_initial: bool = False,
     ) -> None:
         self.lag = lag
         self.hidden_units = hidden_units
@@ -165,6 +177,9 @@ class LSTMForecaster:
         self.validate_every = validate_every
         self.linear_skip = linear_skip
         self.num_threads = num_threads
+        self.freeze_linear = freeze_linear
+        self.correction_penalty = correction_penalty
+        self.select_initial = select_initial
         self._check_hyperparameters()
 
     # ------------------------------------------------------------------ hyper-parameters
@@ -183,7 +198,7 @@ class LSTMForecaster:
         if self.num_threads is not None:
             check_int("num_threads", self.num_threads, minimum=1)
         for key in ("use_layer_norm", "residual", "differences", "normalize_input",
-                    "linear_skip"):
+                    "linear_skip", "freeze_linear", "select_initial"):
             if not isinstance(getattr(self, key), (bool, np.bool_)):
                 raise ValueError(f"{key} must be True or False, got {getattr(self, key)!r}")
         if self.differences and self.residual:
@@ -203,6 +218,11 @@ class LSTMForecaster:
         check_range("validation_fraction", self.validation_fraction, 0.0, 1.0, "in [0, 1)",
                      hi_open=True)
         check_range("noise_std", self.noise_std, 0.0, math.inf, ">= 0")
+        check_range("correction_penalty", self.correction_penalty, 0.0, math.inf, ">= 0")
+        if self.freeze_linear and not self.linear_skip:
+            raise ValueError("freeze_linear=True needs linear_skip=True (it keeps the linear "
+                             "path at its least-squares start); set linear_skip or drop "
+                             "freeze_linear")
         if self.clip_rollout is not None:
             check_range("clip_rollout", self.clip_rollout, 0.0, math.inf,
                          ">= 0 (or None for no bound)")
@@ -330,11 +350,17 @@ class LSTMForecaster:
             self.module_ = self._new_module(r).to(device)
             if self.linear_skip:
                 self._init_linear_path(train_seq[:, :self.lag], train_seq[:, self.lag])
+            frozen = ([self.module_.skip.weight, self.module_.head.bias]
+                      if self.freeze_linear else [])
+            for parameter in frozen:
+                parameter.requires_grad_(False)
             result = train_network(self.module_, train_seq, self.lag, self._training_settings(),
                                    validate, progress)
+            for parameter in frozen:
+                parameter.requires_grad_(True)
         self.best_epoch_, self.training_log_ = result.best_epoch, result.log
 
-        self.n_parameters_ = sum(p.numel() for p in self.module_.parameters() if p.requires_grad)
+        self.n_parameters_ = sum(p.numel() for p in self.module_.parameters())
         self.validation_runs_ = list(validation_runs)
         self.training_runs_ = train_idx
         self.device_ = str(device)
@@ -554,7 +580,8 @@ _HYPERPARAMETERS = (
     "normalize_input", "batch_size", "learning_rate", "weight_decay", "max_epochs", "patience",
     "gradient_clip", "lr_patience", "lr_factor", "validation_fraction", "rollout_horizon",
     "selection", "multi_step", "noise_std", "clip_rollout", "device", "seed",
-    "scheduled_sampling", "validate_every", "linear_skip", "num_threads",
+    "scheduled_sampling", "validate_every", "linear_skip", "num_threads", "freeze_linear",
+    "correction_penalty", "select_initial",
 )
 
 def _as_runs(key: str, trajectories: Sequence[np.ndarray]) -> list[np.ndarray]:

@@ -69,19 +69,31 @@ class SequenceToOneLSTM(nn.Module):
         self.skip = (nn.Linear(linear_skip_frames * n_modes, n_modes, bias=False)
                      if linear_skip_frames else None)
 
-    def _read(self, sequence: torch.Tensor) -> torch.Tensor:
+    def _read(self, sequence: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """LSTM -> last hidden state of the top layer -> (LayerNorm) -> head (+ linear skip):
-        (batch, r)."""
+        (output, head output), each (batch, r)."""
         hidden, _ = self.lstm(sequence)
-        out = self.head(self.norm(hidden[:, -1]))
+        head = self.head(self.norm(hidden[:, -1]))
+        out = head
         if self.skip is not None:
             out = out + self.skip(sequence.flatten(1))
-        return out
+        return out, head
+
+    def forward_with_correction(self, windows: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """windows (batch, w, r) -> (next state, nonlinear correction), each (batch, r).
+
+        The correction c is the part of the prediction that is not the linear path (the last
+        frame, the head's bias and the skip map): c = W · LayerNorm(h_T), and for ``differences``
+        c = W · LayerNorm(h_T(Δz)) − W · LayerNorm(h_T(0)). ``correction_penalty`` penalises it.
+        """
+        if self.differences:
+            steps = windows[:, 1:] - windows[:, :-1]
+            out, head = self._read(steps)
+            out_0, head_0 = self._read(torch.zeros_like(steps[:1]))
+            return windows[:, -1] + out - out_0, head - head_0
+        out, head = self._read(windows)
+        return (windows[:, -1] + out if self.residual else out), head - self.head.bias
 
     def forward(self, windows: torch.Tensor) -> torch.Tensor:
         """windows (batch, w, r), oldest first -> next state (batch, r), normalised units."""
-        if self.differences:
-            steps = windows[:, 1:] - windows[:, :-1]
-            return windows[:, -1] + self._read(steps) - self._read(torch.zeros_like(steps[:1]))
-        out = self._read(windows)
-        return windows[:, -1] + out if self.residual else out
+        return self.forward_with_correction(windows)[0]

@@ -13,7 +13,14 @@ than the one-step map (each a :class:`~rom_pipeline.rom.lstm.forecaster.LSTMFore
   the newest input, with the gradient through all k steps (backpropagation through the rollout);
 * ``scheduled_sampling`` p: with ``multi_step`` k > 1, each fed-back frame is the model's own
   prediction with probability p_e and the true frame otherwise, per window and step; p_e rises
-  linearly from 0 in the first epoch to p at ``max_epochs`` (Bengio et al. 2015).
+  linearly from 0 in the first epoch to p at ``max_epochs`` (Bengio et al. 2015);
+* ``correction_penalty`` λ: each step's loss gains λ · mean(c²), c the network's nonlinear
+  correction (:meth:`~rom_pipeline.rom.lstm.network.SequenceToOneLSTM.forward_with_correction`),
+  so the LSTM departs from the linear path (``linear_skip``) only where that pays on the data.
+
+With ``select_initial`` the untrained network (epoch 0: with ``linear_skip`` the least-squares
+autoregression) is validated before the first epoch and is a checkpoint like any other, so
+training can only be kept where it beats its starting point on the held-out runs.
 
 Checkpoints are selected, and training is stopped early, on held-out *whole runs*. The default
 ``selection="skill"`` scores the closed-loop rollouts of the held-out runs, each seeded with its
@@ -73,6 +80,8 @@ class TrainingSettings:
     scheduled_sampling: float | None
     validate_every: int
     seed: int
+    correction_penalty: float
+    select_initial: bool
 
 
 @dataclass(frozen=True)
@@ -119,6 +128,15 @@ def train_network(module: nn.Module, sequences: torch.Tensor, lag: int,
     n_train = sequences.shape[0]
     rows: list[dict[str, float]] = []
     best_metric, best_state, best_epoch, stale = None, None, 0, 0
+    if settings.select_initial and has_validation:
+        # epoch 0: the untrained network is a candidate checkpoint (no schedule step)
+        tic = time.perf_counter()
+        val_loss, val_r2, val_skill = validate()
+        rows.append({"epoch": 0, "train_loss": math.nan, "val_loss": val_loss,
+                     "val_rollout_r2": val_r2, "val_rollout_skill": val_skill,
+                     "lr": settings.learning_rate, "seconds": time.perf_counter() - tic})
+        best_metric = _selection_metric(settings.selection, val_loss, val_r2, val_skill)
+        best_state = copy.deepcopy(module.state_dict())
 
     for epoch in range(1, settings.max_epochs + 1):
         tic = time.perf_counter()
@@ -137,7 +155,8 @@ def train_network(module: nn.Module, sequences: torch.Tensor, lag: int,
                 window = window + settings.noise_std * torch.randn(
                     window.shape, generator=noise_gen, device=device
                 )
-            loss = unrolled_loss(module, window, targets, k_steps, p_model, noise_gen)
+            loss = unrolled_loss(module, window, targets, k_steps, p_model, noise_gen,
+                                 settings.correction_penalty)
             optimizer.zero_grad(set_to_none=True)
             loss.backward()
             if settings.gradient_clip is not None:
@@ -172,12 +191,8 @@ def train_network(module: nn.Module, sequences: torch.Tensor, lag: int,
 
         if not has_validation:
             metric = train_loss
-        elif settings.selection == "skill":
-            metric = val_skill if math.isfinite(val_skill) else -math.inf
-        elif settings.selection == "rollout":
-            metric = val_r2 if math.isfinite(val_r2) else -math.inf
         else:
-            metric = val_loss if math.isfinite(val_loss) else math.inf
+            metric = _selection_metric(settings.selection, val_loss, val_r2, val_skill)
         scheduler.step(metric)
         improved = best_metric is None or (metric > best_metric if maximise
                                            else metric < best_metric)
@@ -196,18 +211,35 @@ def train_network(module: nn.Module, sequences: torch.Tensor, lag: int,
     return TrainingResult(best_epoch, pd.DataFrame(rows, columns=LOG_COLUMNS))
 
 
-def unrolled_loss(module: nn.Module, window: torch.Tensor, targets: torch.Tensor, k_steps: int,
-                  p_model: float | None = None,
-                  generator: torch.Generator | None = None) -> torch.Tensor:
-    """Mean MSE of k closed-loop predictions from ``window`` (B, w, r) against targets (B, k, r).
+def _selection_metric(selection: str, val_loss: float, val_r2: float, val_skill: float) -> float:
+    """The held-out score ``selection`` ranks checkpoints by; non-finite scores rank last."""
+    if selection == "skill":
+        return val_skill if math.isfinite(val_skill) else -math.inf
+    if selection == "rollout":
+        return val_r2 if math.isfinite(val_r2) else -math.inf
+    return val_loss if math.isfinite(val_loss) else math.inf
 
-    Each step's prediction is fed back as the newest frame (gradient through the unroll); with
-    ``p_model`` (scheduled sampling) each window of the batch feeds back its prediction with
-    probability ``p_model`` and the true frame ``targets[:, step]`` otherwise.
+
+def unrolled_loss(module: nn.Module, window: torch.Tensor, targets: torch.Tensor, k_steps: int,
+                  p_model: float | None = None, generator: torch.Generator | None = None,
+                  correction_penalty: float = 0.0) -> torch.Tensor:
+    """Mean loss of k closed-loop predictions from ``window`` (B, w, r) against targets (B, k, r)::
+
+        L = (1/k) Σ_j [ mean((ẑ_j − z_j)²) + λ · mean(c_j²) ]
+
+    with c_j the network's nonlinear correction at step j and λ = ``correction_penalty`` (the
+    term is left out when λ = 0). Each step's prediction is fed back as the newest frame
+    (gradient through the unroll); with ``p_model`` (scheduled sampling) each window of the batch
+    feeds back its prediction with probability ``p_model`` and the true frame
+    ``targets[:, step]`` otherwise.
     """
     loss = 0.0
     for step in range(k_steps):
-        prediction = module(window)
+        if correction_penalty > 0:
+            prediction, correction = module.forward_with_correction(window)
+            loss = loss + correction_penalty * correction.pow(2).mean()
+        else:
+            prediction = module(window)
         loss = loss + nn.functional.mse_loss(prediction, targets[:, step])
         if step + 1 < k_steps:
             fed_back = prediction
