@@ -350,6 +350,10 @@ class LSTMConfig(_Block):
         False, description="the untrained network (with linear_skip: the least-squares "
         "autoregression) is a checkpoint candidate, epoch 0",
     )
+    linear_fit: Literal["training", "all"] = Field(
+        "training", description="runs the least-squares start of linear_skip is fitted on: the "
+        "training runs, or all (the held-out validation runs too, as the MVAR)",
+    )
 
     @model_validator(mode="after")
     def _differences_form(self) -> LSTMConfig:
@@ -432,7 +436,7 @@ SEARCH_KEYS = {
         "max_epochs", "patience", "gradient_clip", "lr_patience", "lr_factor", "validation_fraction", "rollout_horizon",
         "selection", "multi_step", "noise_std", "clip_rollout", "device", "seed",
         "scheduled_sampling", "validate_every", "linear_skip", "num_threads", "freeze_linear",
-        "correction_penalty", "select_initial",
+        "correction_penalty", "select_initial", "linear_fit",
     ),
 }
 

@@ -729,3 +729,24 @@ def test_select_initial_keeps_the_untrained_network_when_training_only_hurts(run
     pd_cols = ["train_loss", "val_rollout_skill"]
     np.testing.assert_array_equal(log.loc[1:, pd_cols].to_numpy(),
                                   trained.training_log_[pd_cols].to_numpy())
+
+
+def test_linear_fit_all_starts_the_linear_path_from_every_run_held_out_ones_included(runs):
+    kwargs = dict(lag=3, linear_skip=True, learning_rate=1e-12, validation_fraction=0.3,
+                  **{**TINY, "max_epochs": 1})
+    every_run = LSTMForecaster(linear_fit="all", **kwargs).fit(runs)
+    training_only = LSTMForecaster(**kwargs).fit(runs)
+    assert every_run.validation_runs_ == training_only.validation_runs_ != []
+    X = latent_windows(runs, 3)[0]
+    oracle_all = _least_squares_prediction(runs, X, 3)
+    np.testing.assert_allclose(every_run.predict_next(X), oracle_all, rtol=1e-4, atol=1e-4)
+    # the default fits the training runs only, a different linear model (the per-run offsets
+    # of mode 2 make every subset's fit distinct)
+    train = [runs[i] for i in training_only.training_runs_]
+    np.testing.assert_allclose(training_only.predict_next(X), _least_squares_prediction(train, X, 3),
+                               rtol=1e-4, atol=1e-4)
+    assert np.abs(training_only.predict_next(X) - oracle_all).max() > 1e-3
+    # the normalisation still comes from the training runs only
+    np.testing.assert_array_equal(every_run.mean_, training_only.mean_)
+    with pytest.raises(ValueError, match="linear_fit must be one of 'training', 'all'"):
+        LSTMForecaster(linear_fit="everything")

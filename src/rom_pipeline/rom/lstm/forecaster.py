@@ -38,6 +38,7 @@ from rom_pipeline.rom.lstm.training import (
 logger = logging.getLogger(__name__)
 
 PAYLOAD_FORMAT = "rom_pipeline.LSTMForecaster/1"
+LINEAR_FITS = ("training", "all")
 
 
 class LSTMForecaster:
@@ -63,6 +64,11 @@ class LSTMForecaster:
         freeze_linear: with ``linear_skip``, keep the linear path (A and the head's bias) at its
             least-squares start: only the LSTM's correction W · LayerNorm(h_T) is trained, a
             nonlinear residual on top of the fixed autoregression.
+        linear_fit: runs the least-squares start of ``linear_skip`` is fitted on: ``"training"``
+            (the training runs only) or ``"all"`` (the held-out validation runs too, as the
+            MVAR uses every run; the LSTM itself still never trains on them). With
+            ``freeze_linear`` and ``"all"`` the linear path is the MVAR's least-squares fit, and
+            the held-out runs choose only how much nonlinear correction to keep.
         correction_penalty: λ ≥ 0; the training loss gains λ · mean(c²), c the network's
             nonlinear correction in normalised units (:mod:`~rom_pipeline.rom.lstm.training`).
         select_initial: validate the untrained network too (epoch 0 of the log; with
@@ -148,6 +154,7 @@ class LSTMForecaster:
         freeze_linear: bool = False,
         correction_penalty: float = 0.0,
         select_initial: bool = False,
+        linear_fit: str = "training",
     ) -> None:
         self.lag = lag
         self.hidden_units = hidden_units
@@ -180,6 +187,7 @@ class LSTMForecaster:
         self.freeze_linear = freeze_linear
         self.correction_penalty = correction_penalty
         self.select_initial = select_initial
+        self.linear_fit = linear_fit
         self._check_hyperparameters()
 
     # ------------------------------------------------------------------ hyper-parameters
@@ -219,6 +227,9 @@ class LSTMForecaster:
                      hi_open=True)
         check_range("noise_std", self.noise_std, 0.0, math.inf, ">= 0")
         check_range("correction_penalty", self.correction_penalty, 0.0, math.inf, ">= 0")
+        if self.linear_fit not in LINEAR_FITS:
+            raise ValueError(f"linear_fit must be one of {', '.join(map(repr, LINEAR_FITS))}, "
+                             f"got {self.linear_fit!r}")
         if self.freeze_linear and not self.linear_skip:
             raise ValueError("freeze_linear=True needs linear_skip=True (it keeps the linear "
                              "path at its least-squares start); set linear_skip or drop "
@@ -349,7 +360,11 @@ class LSTMForecaster:
         with seeded_training(self.seed, device):
             self.module_ = self._new_module(r).to(device)
             if self.linear_skip:
-                self._init_linear_path(train_seq[:, :self.lag], train_seq[:, self.lag])
+                windows, targets = train_seq[:, :self.lag], train_seq[:, self.lag]
+                if self.linear_fit == "all" and val_runs:
+                    windows = torch.cat((windows, val_windows))
+                    targets = torch.cat((targets, val_targets))
+                self._init_linear_path(windows, targets)
             frozen = ([self.module_.skip.weight, self.module_.head.bias]
                       if self.freeze_linear else [])
             for parameter in frozen:
@@ -581,7 +596,7 @@ _HYPERPARAMETERS = (
     "gradient_clip", "lr_patience", "lr_factor", "validation_fraction", "rollout_horizon",
     "selection", "multi_step", "noise_std", "clip_rollout", "device", "seed",
     "scheduled_sampling", "validate_every", "linear_skip", "num_threads", "freeze_linear",
-    "correction_penalty", "select_initial",
+    "correction_penalty", "select_initial", "linear_fit",
 )
 
 def _as_runs(key: str, trajectories: Sequence[np.ndarray]) -> list[np.ndarray]:
