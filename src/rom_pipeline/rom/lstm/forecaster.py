@@ -382,7 +382,8 @@ class LSTMForecaster:
         self.fit_seconds_ = time.perf_counter() - started
         logger.info(
             "LSTM: %d parameters, best epoch %d of %d, fit in %.1f s on %s",
-            self.n_parameters_, self.best_epoch_, len(self.training_log_), self.fit_seconds_,
+            self.n_parameters_, self.best_epoch_, int(self.training_log_["epoch"].max()),
+            self.fit_seconds_,
             self.device_,
         )
         return self
