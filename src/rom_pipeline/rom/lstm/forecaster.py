@@ -12,6 +12,7 @@ import logging
 import math
 import time
 from collections.abc import Sequence
+from dataclasses import fields
 from typing import Any
 
 import numpy as np
@@ -263,8 +264,7 @@ class LSTMForecaster:
                                  linear_skip_frames=read_frames if self.linear_skip else 0)
 
     def _training_settings(self) -> TrainingSettings:
-        return TrainingSettings(**{key: getattr(self, key)
-                                   for key in TrainingSettings.__dataclass_fields__})
+        return TrainingSettings(**{f.name: getattr(self, f.name) for f in fields(TrainingSettings)})
 
     # ------------------------------------------------------------------ training
     def fit(
@@ -345,14 +345,12 @@ class LSTMForecaster:
             np.concatenate([X_seq, Y_seq[:, None]], axis=1), device
         )
         del X_seq, Y_seq
-        val_windows = val_targets = None
+        val_windows = val_targets = validate = None
         if val_runs:
             X_val, Y_val, _ = latent_windows(val_runs, self.lag)
             val_windows = self._to_normalised_tensor(X_val, device)
             val_targets = self._to_normalised_tensor(Y_val, device)
 
-        validate = None
-        if val_runs:
             def validate() -> tuple[float, float, float]:
                 return (one_step_mse(self.module_, val_windows, val_targets),
                         *self._closed_loop_scores(val_runs))
