@@ -304,7 +304,7 @@ class LSTMConfig(_Block):
     residual: bool = False
     differences: bool = Field(
         False, description="read the window's increments, predict an increment that is zero for "
-        "a constant window (every shape neutral; lag >= 2, not with residual), see rom/lstm.py",
+        "a constant window (every shape neutral; lag >= 2, not with residual), see rom/lstm/network.py",
     )
     normalize_input: bool = True
     batch_size: int = Field(256, ge=1)
@@ -349,6 +349,22 @@ class LSTMConfig(_Block):
     num_threads: int | None = Field(
         1, ge=1, description="torch CPU threads while fitting/predicting (null: torch's choice)"
     )
+    freeze_linear: bool = Field(
+        False, description="with linear_skip: keep the linear path at its least-squares start, "
+        "train only the LSTM's nonlinear correction on top of it",
+    )
+    correction_penalty: float = Field(
+        0.0, ge=0, description="lambda: the loss gains lambda * mean(c^2), c the LSTM's "
+        "nonlinear correction (normalised units)",
+    )
+    select_initial: bool = Field(
+        False, description="the untrained network (with linear_skip: the least-squares "
+        "autoregression) is a checkpoint candidate, epoch 0",
+    )
+    linear_fit: Literal["training", "all"] = Field(
+        "training", description="runs the least-squares start of linear_skip is fitted on: the "
+        "training runs, or all (the held-out validation runs too, as the MVAR)",
+    )
 
     @model_validator(mode="after")
     def _differences_form(self) -> LSTMConfig:
@@ -360,6 +376,9 @@ class LSTMConfig(_Block):
             raise ValueError(f"scheduled_sampling = {self.scheduled_sampling} needs multi_step >= 2 "
                              "(it mixes true and predicted frames in the k-step unroll); set "
                              "multi_step or scheduled_sampling = null")
+        if self.freeze_linear and not self.linear_skip:
+            raise ValueError("freeze_linear = true needs linear_skip = true (it keeps the linear "
+                             "path at its least-squares start)")
         return self
 
 

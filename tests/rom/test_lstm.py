@@ -16,7 +16,9 @@ from rom_pipeline.rom.lstm import (
     closed_loop_r2,
     closed_loop_skill,
     count_lstm_parameters,
+    training,
 )
+from rom_pipeline.rom.lstm.training import unrolled_loss
 
 TINY = dict(hidden_units=8, num_layers=1, batch_size=32, max_epochs=2, device="cpu")
 
@@ -220,6 +222,22 @@ def test_payload_round_trip_is_exact(tmp_path, runs, fitted):
         fitted.best_epoch_, fitted.n_parameters_, fitted.validation_runs_)
 
 
+def test_payload_format_and_state_dict_keys_are_stable(runs):
+    """Stored models must keep loading: the payload's format tag, its keys and the network's
+    parameter names are the ones every earlier payload was written with."""
+    model = LSTMForecaster(lag=3, linear_skip=True, **{**TINY, "num_layers": 2}).fit(runs)
+    payload = model.save_payload()
+    assert payload["format"] == "rom_pipeline.LSTMForecaster/1"
+    assert sorted(payload) == sorted([
+        "format", "state_dict", "hyperparameters", "n_modes", "mean", "std", "lower", "upper",
+        "climatology", "best_epoch", "n_parameters", "validation_runs", "training_runs",
+        "device", "training_log"])
+    lstm = [f"lstm.{kind}_{gate}_l{layer}" for layer in (0, 1) for kind in ("weight", "bias")
+            for gate in ("ih", "hh")]
+    assert sorted(payload["state_dict"]) == sorted(
+        lstm + ["norm.weight", "norm.bias", "head.weight", "head.bias", "skip.weight"])
+
+
 # --------------------------------------------------------------------------- determinism
 def test_same_seed_gives_bit_identical_weights(runs):
     kwargs = dict(lag=3, hidden_units=8, num_layers=2, dropout=0.2, noise_std=0.1, multi_step=2,
@@ -280,7 +298,7 @@ def test_multi_step_loss_is_mean_of_unrolled_errors(runs, fitted):
     seq = np.stack([runs[0][k:k + 5] for k in range(10)])  # 3 inputs + 2 targets
     normalise = lambda a: torch.as_tensor((a - fitted.mean_) / fitted.std_, dtype=torch.float32)
     with torch.no_grad():
-        loss = fitted._unrolled_loss(normalise(seq[:, :3]), normalise(seq[:, 3:]), 2)
+        loss = unrolled_loss(fitted.module_, normalise(seq[:, :3]), normalise(seq[:, 3:]), 2)
     forecast = fitted.rollout_batch(seq[:, :3], 2)
     expected = np.mean(((forecast - seq[:, 3:]) / fitted.std_) ** 2)
     assert float(loss) == pytest.approx(expected, rel=1e-4)
@@ -438,13 +456,13 @@ def test_input_noise_is_gaussian_in_units_of_each_modes_std_and_spares_the_targe
     # injected noise alone; the targets must stay the clean zeros.
     runs = [np.tile([1.0, -2.0], (30, 1)) for _ in range(4)]
     seen = []
-    original = LSTMForecaster._unrolled_loss
+    original = training.unrolled_loss
 
-    def record(self, window, targets, *args):
+    def record(module, window, targets, *args):
         seen.append((window.detach().clone(), targets.detach().clone()))
-        return original(self, window, targets, *args)
+        return original(module, window, targets, *args)
 
-    monkeypatch.setattr(LSTMForecaster, "_unrolled_loss", record)
+    monkeypatch.setattr(training, "unrolled_loss", record)
     LSTMForecaster(lag=3, noise_std=0.4, validation_fraction=0.0, **TINY).fit(runs)
     inputs = torch.cat([w for w, _ in seen]).numpy()
     assert inputs.size == 2 * 4 * 27 * 3 * 2  # 2 epochs of every window
@@ -462,9 +480,9 @@ def test_scheduled_sampling_mixes_true_and_predicted_frames(runs, fitted):
     x, y = normalise(seq[:, :3]), normalise(seq[:, 3:])
     gen = torch.Generator().manual_seed(0)
     with torch.no_grad():
-        free = fitted._unrolled_loss(x, y, 3)
-        always_model = fitted._unrolled_loss(x, y, 3, 1.0, gen)
-        teacher = fitted._unrolled_loss(x, y, 3, 0.0, gen)
+        free = unrolled_loss(fitted.module_, x, y, 3)
+        always_model = unrolled_loss(fitted.module_, x, y, 3, 1.0, gen)
+        teacher = unrolled_loss(fitted.module_, x, y, 3, 0.0, gen)
     assert float(always_model) == pytest.approx(float(free), rel=1e-6)
     # p = 0 feeds the true frames back: the mean of three one-step errors (teacher forcing).
     one_step = [np.mean(((fitted.predict_next(seq[:, j:j + 3]) - seq[:, j + 3]) / fitted.std_)
@@ -475,13 +493,13 @@ def test_scheduled_sampling_mixes_true_and_predicted_frames(runs, fitted):
 
 def test_scheduled_sampling_probability_rises_linearly_over_the_epochs(runs, monkeypatch):
     probabilities = []
-    original = LSTMForecaster._unrolled_loss
+    original = training.unrolled_loss
 
-    def record(self, window, targets, k_steps, p_model=None, generator=None):
+    def record(module, window, targets, k_steps, p_model=None, generator=None, *rest):
         probabilities.append(p_model)
-        return original(self, window, targets, k_steps, p_model, generator)
+        return original(module, window, targets, k_steps, p_model, generator, *rest)
 
-    monkeypatch.setattr(LSTMForecaster, "_unrolled_loss", record)
+    monkeypatch.setattr(training, "unrolled_loss", record)
     kwargs = {**TINY, "max_epochs": 5, "batch_size": 1000}  # one batch per epoch
     LSTMForecaster(lag=3, multi_step=2, scheduled_sampling=0.8, patience=10, **kwargs).fit(runs)
     np.testing.assert_allclose(probabilities, [0.0, 0.2, 0.4, 0.6, 0.8])
@@ -546,13 +564,13 @@ def test_linear_skip_adds_a_linear_map_of_the_read_window(runs, differences):
 
 def test_num_threads_applies_while_fitting_and_is_restored(runs, monkeypatch):
     seen = []
-    original = LSTMForecaster._unrolled_loss
+    original = training.unrolled_loss
 
-    def record(self, *args):
+    def record(module, *args):
         seen.append(torch.get_num_threads())
-        return original(self, *args)
+        return original(module, *args)
 
-    monkeypatch.setattr(LSTMForecaster, "_unrolled_loss", record)
+    monkeypatch.setattr(training, "unrolled_loss", record)
     before = torch.get_num_threads()  # 1 under this module's fixture
     torch.set_num_threads(2)
     try:
@@ -581,3 +599,126 @@ def test_linear_skip_starts_from_the_least_squares_autoregression(runs, residual
     X_val = latent_windows([runs[i] for i in model.validation_runs_], 3)[0]
     expected = np.hstack([np.ones((len(X_val), 1)), X_val.reshape(len(X_val), -1)]) @ coef
     np.testing.assert_allclose(model.predict_next(X_val), expected, rtol=1e-4, atol=1e-4)
+
+
+# --------------------------------------------------------------------------- residual on the linear path
+def _least_squares_prediction(train, windows, lag):
+    """Oracle: ordinary least squares y_k = c + Σ_j A_j y_{k−j} on ``train``, applied to windows."""
+    X, Y, _ = latent_windows(train, lag)
+    design = np.hstack([np.ones((len(X), 1)), X.reshape(len(X), -1)])
+    coef, *_ = np.linalg.lstsq(design, Y, rcond=None)
+    return np.hstack([np.ones((len(windows), 1)), windows.reshape(len(windows), -1)]) @ coef
+
+
+def test_freeze_linear_trains_only_the_correction_on_top_of_the_least_squares_path(runs):
+    kwargs = dict(lag=3, linear_skip=True, learning_rate=1e-2, validation_fraction=0.3,
+                  **{**TINY, "max_epochs": 3})
+    frozen = LSTMForecaster(freeze_linear=True, **kwargs).fit(runs)
+    free = LSTMForecaster(**kwargs).fit(runs)
+    start = LSTMForecaster(**{**kwargs, "learning_rate": 1e-12, "max_epochs": 1}).fit(runs)
+    f, g, s = (m.module_.state_dict() for m in (frozen, free, start))
+    # the linear path is exactly its least-squares start; the LSTM and the head's weight trained
+    assert torch.equal(f["skip.weight"], s["skip.weight"]) and torch.equal(f["head.bias"], s["head.bias"])
+    assert not torch.equal(g["skip.weight"], s["skip.weight"])
+    assert not torch.equal(f["lstm.weight_hh_l0"], s["lstm.weight_hh_l0"])
+    assert torch.count_nonzero(f["head.weight"]) > 0
+    assert frozen.n_parameters_ == free.n_parameters_
+    assert all(p.requires_grad for p in frozen.module_.parameters())
+    # with its correction removed, the frozen network is the least-squares autoregression
+    with torch.no_grad():
+        frozen.module_.head.weight.zero_()
+    X_val = latent_windows([runs[i] for i in frozen.validation_runs_], 3)[0]
+    train = [runs[i] for i in frozen.training_runs_]
+    np.testing.assert_allclose(frozen.predict_next(X_val), _least_squares_prediction(train, X_val, 3),
+                               rtol=1e-4, atol=1e-4)
+    with pytest.raises(ValueError, match="freeze_linear=True needs linear_skip=True"):
+        LSTMForecaster(freeze_linear=True)
+
+
+def test_correction_is_the_prediction_minus_the_linear_path(runs, fitted):
+    model = LSTMForecaster(lag=3, linear_skip=True, residual=True, **TINY).fit(runs)
+    z = torch.as_tensor((latent_windows(runs, 3)[0][:20] - model.mean_) / model.std_,
+                        dtype=torch.float32)
+    with torch.no_grad():
+        prediction, correction = model.module_.forward_with_correction(z)
+        # oracle linear path by hand from the weights: last frame + A vec(window) + b
+        A = model.module_.skip.weight.numpy().astype(np.float64)
+        b = model.module_.head.bias.numpy().astype(np.float64)
+    linear = z[:, -1].numpy() + z.flatten(1).numpy() @ A.T + b
+    np.testing.assert_allclose(prediction.numpy() - linear, correction.numpy(), atol=1e-5)
+    assert torch.equal(prediction, model.module_(z))
+
+
+def test_correction_penalty_adds_lambda_times_the_mean_square_correction(runs, fitted):
+    seq = np.stack([runs[0][k:k + 5] for k in range(10)])  # 3 inputs + 2 targets
+    normalise = lambda a: torch.as_tensor((a - fitted.mean_) / fitted.std_, dtype=torch.float32)
+    x, y = normalise(seq[:, :3]), normalise(seq[:, 3:])
+    with torch.no_grad():
+        plain = unrolled_loss(fitted.module_, x, y, 2)
+        penalised = unrolled_loss(fitted.module_, x, y, 2, correction_penalty=0.7)
+        # oracle: the corrections along the same closed-loop unroll, step by step
+        c1 = fitted.module_.forward_with_correction(x)[1]
+        x2 = torch.cat((x[:, 1:], fitted.module_(x)[:, None]), dim=1)
+        c2 = fitted.module_.forward_with_correction(x2)[1]
+    expected = 0.7 * (float(c1.pow(2).mean()) + float(c2.pow(2).mean())) / 2
+    assert float(penalised) - float(plain) == pytest.approx(expected, rel=1e-4)
+    # trained with a heavy penalty, the network's correction shrinks towards zero (without the
+    # linear path the correction W · LayerNorm(h_T) carries the whole prediction)
+    kwargs = dict(lag=3, learning_rate=1e-2, **{**TINY, "max_epochs": 4})
+    z = normalise(latent_windows(runs, 3)[0])
+    mean_square = []
+    for penalty in (0.0, 100.0):
+        model = LSTMForecaster(correction_penalty=penalty, **kwargs).fit(runs)
+        with torch.no_grad():
+            mean_square.append(float(model.module_.forward_with_correction(z)[1].pow(2).mean()))
+    assert mean_square[1] < 0.1 * mean_square[0]
+    with pytest.raises(ValueError, match="correction_penalty must be >= 0"):
+        LSTMForecaster(correction_penalty=-1.0)
+
+
+def test_select_initial_keeps_the_untrained_network_when_training_only_hurts(runs):
+    # A learning rate of 0.5 wrecks the least-squares start, so no trained epoch beats epoch 0.
+    kwargs = dict(lag=3, linear_skip=True, learning_rate=0.5, validation_fraction=0.3, patience=3,
+                  gradient_clip=None, **{**TINY, "max_epochs": 4})
+    kept = LSTMForecaster(select_initial=True, **kwargs).fit(runs)
+    trained = LSTMForecaster(**kwargs).fit(runs)
+    log = kept.training_log_.set_index("epoch")
+    assert log.index[0] == 0 and np.isnan(log.loc[0, "train_loss"])
+    assert kept.best_epoch_ == 0 and trained.best_epoch_ >= 1
+    assert log.loc[0, "val_rollout_skill"] == log["val_rollout_skill"].max()
+    # the restored weights are the least-squares autoregression (oracle: numpy lstsq) ...
+    val = [runs[i] for i in kept.validation_runs_]
+    X_val = latent_windows(val, 3)[0]
+    train = [runs[i] for i in kept.training_runs_]
+    np.testing.assert_allclose(kept.predict_next(X_val), _least_squares_prediction(train, X_val, 3),
+                               rtol=1e-4, atol=1e-4)
+    # ... and the logged epoch-0 skill is their closed-loop skill on the held-out runs
+    forecast = kept.rollout_batch(np.stack([y[:3] for y in val]), 37)
+    skill = closed_loop_skill([y[3:] for y in val], list(forecast), kept.climatology_)
+    assert log.loc[0, "val_rollout_skill"] == pytest.approx(skill, abs=1e-9)
+    # epochs 1.. are the same training as without select_initial (it draws no random numbers;
+    # patience counts from epoch 0, so it may stop sooner)
+    columns = ["train_loss", "val_rollout_skill"]
+    np.testing.assert_array_equal(log.loc[1:, columns].to_numpy(),
+                                  trained.training_log_[columns].to_numpy()[:len(log) - 1])
+
+
+def test_linear_fit_all_starts_the_linear_path_from_every_run_held_out_ones_included(runs):
+    kwargs = dict(lag=3, linear_skip=True, learning_rate=1e-12, validation_fraction=0.3,
+                  **{**TINY, "max_epochs": 1})
+    every_run = LSTMForecaster(linear_fit="all", **kwargs).fit(runs)
+    training_only = LSTMForecaster(**kwargs).fit(runs)
+    assert every_run.validation_runs_ == training_only.validation_runs_ != []
+    X = latent_windows(runs, 3)[0]
+    oracle_all = _least_squares_prediction(runs, X, 3)
+    np.testing.assert_allclose(every_run.predict_next(X), oracle_all, rtol=1e-4, atol=1e-4)
+    # the default fits the training runs only, a different linear model (the per-run offsets
+    # of mode 2 make every subset's fit distinct)
+    train = [runs[i] for i in training_only.training_runs_]
+    np.testing.assert_allclose(training_only.predict_next(X), _least_squares_prediction(train, X, 3),
+                               rtol=1e-4, atol=1e-4)
+    assert np.abs(training_only.predict_next(X) - oracle_all).max() > 1e-3
+    # the normalisation still comes from the training runs only
+    np.testing.assert_array_equal(every_run.mean_, training_only.mean_)
+    with pytest.raises(ValueError, match="linear_fit must be one of 'training', 'all'"):
+        LSTMForecaster(linear_fit="everything")

@@ -1,132 +1,45 @@
-"""Sequence-to-one LSTM forecaster in POD latent space (science.md §7).
+"""The LSTM latent forecaster: normalisation, fitting on whole runs, one-step and closed-loop
+prediction, and the stored payload (science.md §7).
 
-Model, in per-mode z-scored units z = (y − m) / s (m, s from the training windows only)::
-
-    h_T = LSTM(z_{k−w}, …, z_{k−1})            last hidden state of the top layer, (hidden_units,)
-    o   = W · LayerNorm(h_T) + b                (r,)   (LayerNorm optional)
-    ẑ_k = o              (direct output)
-    ẑ_k = z_{k−1} + o    (``residual=True``: the head predicts the normalised increment)
-    ẑ_k = z_{k−1} + F(Δz) − F(0)   (``differences=True``: F is the LSTM + head above run on the
-                        w − 1 increments Δz of the window; a constant window predicts itself)
-    o  += A · vec(window)           (``linear_skip=True``: a linear autoregressive path beside the
-                        LSTM, so the network is an MVAR-like linear map plus a nonlinear correction)
-    ŷ_k = m + s ⊙ ẑ_k
-
-Training minimises the MSE in normalised units with Adam (weight decay), gradient-norm clipping and
-a plateau learning-rate schedule. Three training methods target closed-loop (rollout) skill rather
-than the one-step map, each a constructor key (and a ``rom.models.lstm`` / search key):
-
-* ``noise_std`` σ: the training windows are corrupted, z̃ = z + σ ε with ε ~ N(0, I) in
-  normalised units, i.e. noise of σ times each mode's training std, so the model learns to pull
-  perturbed states back onto the data (targets stay clean);
-* ``multi_step`` k: the loss is the mean MSE of k closed-loop steps, each prediction fed back as
-  the newest input, with the gradient through all k steps (backpropagation through the rollout);
-* ``scheduled_sampling`` p: with ``multi_step`` k > 1, each fed-back frame is the model's own
-  prediction with probability p_e and the true frame otherwise, per window and step; p_e rises
-  linearly from 0 in the first epoch to p at ``max_epochs`` (Bengio et al. 2015).
-
-Checkpoints are selected, and training is stopped early, on held-out *whole runs*. The default
-``selection="skill"`` scores the closed-loop rollouts of the held-out runs, each seeded with its
-first true window, against the climatology forecast ȳ_clim (the mean latent state of the training
-runs; ≈ 0 in centred POD coordinates)::
-
-    skill = 1 − Σ_runs Σ_k ‖y_k − ŷ_k‖² / Σ_runs Σ_k ‖y_k − ȳ_clim‖²
-
-so a checkpoint that predicts the mean scores 0 and only forecasts that beat the climatology score
-above it. ``validate_every`` k validates every k-th epoch (and the last), all held-out rollouts in
-one batch.
+The forecaster z-scores each mode, z = (y − m) / s (m, s from the training windows only), trains a
+:class:`~rom_pipeline.rom.lstm.network.SequenceToOneLSTM` with
+:func:`~rom_pipeline.rom.lstm.training.train_network` (the equations of the network and of the
+training methods are in those modules) and predicts ŷ_k = m + s ⊙ ẑ_k.
 """
 from __future__ import annotations
 
-import contextlib
-import copy
 import logging
 import math
 import time
 from collections.abc import Sequence
+from dataclasses import fields
 from typing import Any
 
 import numpy as np
 import pandas as pd
 import torch
-from torch import nn
 
 from rom_pipeline.rom.latent import latent_windows
+from rom_pipeline.rom.lstm._checks import check_int, check_range, resolve_device
+from rom_pipeline.rom.lstm.network import SequenceToOneLSTM
+from rom_pipeline.rom.lstm.training import (
+    LOG_COLUMNS,
+    PREDICT_CHUNK,
+    SELECTIONS,
+    TrainingSettings,
+    closed_loop_r2,
+    closed_loop_skill,
+    held_out_runs,
+    one_step_mse,
+    seeded_training,
+    torch_threads,
+    train_network,
+)
 
 logger = logging.getLogger(__name__)
 
-LOG_COLUMNS = ["epoch", "train_loss", "val_loss", "val_rollout_r2", "val_rollout_skill", "lr",
-               "seconds"]
-SELECTIONS = ("skill", "rollout", "one_step")
 PAYLOAD_FORMAT = "rom_pipeline.LSTMForecaster/1"
-_PREDICT_CHUNK = 16384
-
-
-def count_lstm_parameters(input_size: int, hidden_units: int, num_layers: int) -> int:
-    """Trainable parameters of ``torch.nn.LSTM(input_size, hidden_units, num_layers)``.
-
-    Layer ℓ with input width d_ℓ (d_1 = input_size, d_ℓ = hidden_units above) has four gates,
-    each with an input matrix (h × d_ℓ), a recurrent matrix (h × h) and PyTorch's two bias
-    vectors (b_ih, b_hh)::
-
-        n = Σ_ℓ 4 (d_ℓ h + h²) + 8 h
-    """
-    for key, value in (("input_size", input_size), ("hidden_units", hidden_units),
-                       ("num_layers", num_layers)):
-        _check_int(key, value, minimum=1)
-    h = int(hidden_units)
-    total = 0
-    for layer in range(int(num_layers)):
-        d_in = int(input_size) if layer == 0 else h
-        total += 4 * (d_in * h + h * h) + 8 * h
-    return total
-
-
-class SequenceToOneLSTM(nn.Module):
-    """LSTM over a (batch, w, r) window -> next normalised state (batch, r).
-
-    Stacked ``nn.LSTM`` (batch_first, dropout between layers) -> last hidden state of the top
-    layer -> optional ``LayerNorm`` -> ``Linear`` head to r. With ``residual`` the head output is
-    added to the newest input frame (an increment model). With ``differences`` the network reads
-    the window's w − 1 increments and its output for an all-zero increment sequence is subtracted,
-    so every constant state is an exact fixed point in eval mode: the nonlinear counterpart of the
-    MVAR's error-correction rank 0 (no drift, every shape neutral unless the increments say
-    otherwise). With ``linear_skip_frames`` = the length of the read sequence, a bias-free linear
-    map of the flattened sequence is added to the head's output.
-    """
-
-    def __init__(self, n_modes: int, hidden_units: int, num_layers: int, dropout: float = 0.0,
-                 use_layer_norm: bool = True, residual: bool = False,
-                 differences: bool = False, linear_skip_frames: int = 0) -> None:
-        super().__init__()
-        # nn.LSTM applies dropout only between stacked layers; with one layer it would just warn.
-        self.lstm = nn.LSTM(n_modes, hidden_units, num_layers, batch_first=True,
-                            dropout=dropout if num_layers > 1 else 0.0)
-        self.norm = nn.LayerNorm(hidden_units) if use_layer_norm else nn.Identity()
-        self.head = nn.Linear(hidden_units, n_modes)
-        self.residual = residual
-        self.differences = differences
-        # linear_skip_frames > 0: a linear map of the flattened sequence the LSTM reads (its
-        # length in frames) is added to the head output, no bias (the head has one)
-        self.skip = (nn.Linear(linear_skip_frames * n_modes, n_modes, bias=False)
-                     if linear_skip_frames else None)
-
-    def _read(self, sequence: torch.Tensor) -> torch.Tensor:
-        """LSTM -> last hidden state of the top layer -> (LayerNorm) -> head (+ linear skip):
-        (batch, r)."""
-        hidden, _ = self.lstm(sequence)
-        out = self.head(self.norm(hidden[:, -1]))
-        if self.skip is not None:
-            out = out + self.skip(sequence.flatten(1))
-        return out
-
-    def forward(self, windows: torch.Tensor) -> torch.Tensor:
-        """windows (batch, w, r), oldest first -> next state (batch, r), normalised units."""
-        if self.differences:
-            steps = windows[:, 1:] - windows[:, :-1]
-            return windows[:, -1] + self._read(steps) - self._read(torch.zeros_like(steps[:1]))
-        out = self._read(windows)
-        return windows[:, -1] + out if self.residual else out
+LINEAR_FITS = ("training", "all")
 
 
 class LSTMForecaster:
@@ -140,7 +53,7 @@ class LSTMForecaster:
         use_layer_norm: LayerNorm on the last hidden state before the head.
         residual: predict the normalised increment z_k − z_{k−1} instead of z_k.
         differences: read the window's increments and predict an increment that is zero for a
-            constant window (module docstring); needs lag >= 2, excludes ``residual``.
+            constant window (:mod:`~rom_pipeline.rom.lstm.network`); needs lag >= 2, excludes ``residual``.
         num_threads: torch intra-op CPU threads while fitting and predicting (restored after;
             ``None``: leave torch's setting). The small recurrent matrices of this model gain
             little from a second thread, and on a shared machine spinning threads make every
@@ -149,6 +62,19 @@ class LSTMForecaster:
             head, trained jointly: the model is a linear MVAR plus a nonlinear LSTM correction.
             Training starts from the least-squares linear model of the training windows (A and
             the head's bias from ``numpy.linalg.lstsq``, the head's weight 0).
+        freeze_linear: with ``linear_skip``, keep the linear path (A and the head's bias) at its
+            least-squares start: only the LSTM's correction W · LayerNorm(h_T) is trained, a
+            nonlinear residual on top of the fixed autoregression.
+        linear_fit: runs the least-squares start of ``linear_skip`` is fitted on: ``"training"``
+            (the training runs only) or ``"all"`` (the held-out validation runs too, as the
+            MVAR uses every run; the LSTM itself still never trains on them). With
+            ``freeze_linear`` and ``"all"`` the linear path is the MVAR's least-squares fit, and
+            the held-out runs choose only how much nonlinear correction to keep.
+        correction_penalty: λ ≥ 0; the training loss gains λ · mean(c²), c the network's
+            nonlinear correction in normalised units (:mod:`~rom_pipeline.rom.lstm.training`).
+        select_initial: validate the untrained network too (epoch 0 of the log; with
+            ``linear_skip`` the least-squares autoregression) and keep it if no trained epoch
+            beats it on the held-out runs.
         normalize_input: per-mode z-score from the training windows (else m = 0, s = 1).
         batch_size, learning_rate, weight_decay: Adam mini-batch training.
         max_epochs, patience: epoch budget and early-stopping patience (epochs without an
@@ -159,7 +85,7 @@ class LSTMForecaster:
             given: ceil(fraction · n_runs) runs picked by a permutation seeded with ``seed``.
         rollout_horizon: closed-loop validation steps per held-out run (``None``: the whole run).
         selection: checkpoint selection and early stopping on the held-out runs: ``"skill"``
-            (closed-loop skill against the training climatology, maximised; module docstring),
+            (closed-loop skill against the training climatology, maximised; :mod:`~rom_pipeline.rom.lstm.training`),
             ``"rollout"`` (closed-loop latent R² against each run's own mean, maximised) or
             ``"one_step"`` (one-step validation MSE, minimised).
         multi_step: k > 1 trains on k-step unrolled predictions, loss averaged over the k steps,
@@ -185,8 +111,9 @@ class LSTMForecaster:
         climatology_: (r,) mean latent state of all frames of the training runs, the reference
             forecast of ``selection="skill"``.
         training_log_: one row per epoch with columns ``LOG_COLUMNS``.
-        best_epoch_: epoch (1-based) of the restored checkpoint.
-        n_parameters_: trainable parameter count.
+        best_epoch_: epoch (1-based; 0: the untrained network, ``select_initial``) of the
+            restored checkpoint.
+        n_parameters_: parameter count of the network.
         validation_runs_, training_runs_: indices into ``trajectories`` of the held-out and
             training runs (``validation_runs_`` is empty when validation trajectories are given).
         fit_seconds_: wall time of ``fit``.
@@ -225,6 +152,10 @@ class LSTMForecaster:
         validate_every: int = 1,
         linear_skip: bool = False,
         num_threads: int | None = 1,
+        freeze_linear: bool = False,
+        correction_penalty: float = 0.0,
+        select_initial: bool = False,
+        linear_fit: str = "training",
     ) -> None:
         self.lag = lag
         self.hidden_units = hidden_units
@@ -254,6 +185,10 @@ class LSTMForecaster:
         self.validate_every = validate_every
         self.linear_skip = linear_skip
         self.num_threads = num_threads
+        self.freeze_linear = freeze_linear
+        self.correction_penalty = correction_penalty
+        self.select_initial = select_initial
+        self.linear_fit = linear_fit
         self._check_hyperparameters()
 
     # ------------------------------------------------------------------ hyper-parameters
@@ -264,15 +199,15 @@ class LSTMForecaster:
     def _check_hyperparameters(self) -> None:
         for key in ("lag", "hidden_units", "num_layers", "batch_size", "max_epochs", "patience",
                     "multi_step", "validate_every"):
-            _check_int(key, getattr(self, key), minimum=1)
-        _check_int("lr_patience", self.lr_patience, minimum=0)
-        _check_int("seed", self.seed, minimum=0)
+            check_int(key, getattr(self, key), minimum=1)
+        check_int("lr_patience", self.lr_patience, minimum=0)
+        check_int("seed", self.seed, minimum=0)
         if self.rollout_horizon is not None:
-            _check_int("rollout_horizon", self.rollout_horizon, minimum=1)
+            check_int("rollout_horizon", self.rollout_horizon, minimum=1)
         if self.num_threads is not None:
-            _check_int("num_threads", self.num_threads, minimum=1)
+            check_int("num_threads", self.num_threads, minimum=1)
         for key in ("use_layer_norm", "residual", "differences", "normalize_input",
-                    "linear_skip"):
+                    "linear_skip", "freeze_linear", "select_initial"):
             if not isinstance(getattr(self, key), (bool, np.bool_)):
                 raise ValueError(f"{key} must be True or False, got {getattr(self, key)!r}")
         if self.differences and self.residual:
@@ -284,19 +219,27 @@ class LSTMForecaster:
             raise ValueError(
                 f"differences needs lag >= 2 (the window's increments), got lag = {self.lag}"
             )
-        _check_range("dropout", self.dropout, 0.0, 1.0, "[0, 1)", hi_open=True)
-        _check_range("learning_rate", self.learning_rate, 0.0, math.inf, "> 0", lo_open=True)
-        _check_range("weight_decay", self.weight_decay, 0.0, math.inf, ">= 0")
-        _check_range("lr_factor", self.lr_factor, 0.0, 1.0, "in (0, 1)", lo_open=True,
+        check_range("dropout", self.dropout, 0.0, 1.0, "[0, 1)", hi_open=True)
+        check_range("learning_rate", self.learning_rate, 0.0, math.inf, "> 0", lo_open=True)
+        check_range("weight_decay", self.weight_decay, 0.0, math.inf, ">= 0")
+        check_range("lr_factor", self.lr_factor, 0.0, 1.0, "in (0, 1)", lo_open=True,
                      hi_open=True)
-        _check_range("validation_fraction", self.validation_fraction, 0.0, 1.0, "in [0, 1)",
+        check_range("validation_fraction", self.validation_fraction, 0.0, 1.0, "in [0, 1)",
                      hi_open=True)
-        _check_range("noise_std", self.noise_std, 0.0, math.inf, ">= 0")
+        check_range("noise_std", self.noise_std, 0.0, math.inf, ">= 0")
+        check_range("correction_penalty", self.correction_penalty, 0.0, math.inf, ">= 0")
+        if self.linear_fit not in LINEAR_FITS:
+            raise ValueError(f"linear_fit must be one of {', '.join(map(repr, LINEAR_FITS))}, "
+                             f"got {self.linear_fit!r}")
+        if self.freeze_linear and not self.linear_skip:
+            raise ValueError("freeze_linear=True needs linear_skip=True (it keeps the linear "
+                             "path at its least-squares start); set linear_skip or drop "
+                             "freeze_linear")
         if self.clip_rollout is not None:
-            _check_range("clip_rollout", self.clip_rollout, 0.0, math.inf,
+            check_range("clip_rollout", self.clip_rollout, 0.0, math.inf,
                          ">= 0 (or None for no bound)")
         if self.gradient_clip is not None:
-            _check_range("gradient_clip", self.gradient_clip, 0.0, math.inf,
+            check_range("gradient_clip", self.gradient_clip, 0.0, math.inf,
                          "> 0 (or None to disable clipping)", lo_open=True)
         if self.selection not in SELECTIONS:
             raise ValueError(
@@ -304,7 +247,7 @@ class LSTMForecaster:
                 f"{self.selection!r}"
             )
         if self.scheduled_sampling is not None:
-            _check_range("scheduled_sampling", self.scheduled_sampling, 0.0, 1.0,
+            check_range("scheduled_sampling", self.scheduled_sampling, 0.0, 1.0,
                          "in [0, 1] (or None: always feed the predictions back)")
             if self.multi_step == 1:
                 raise ValueError(
@@ -312,13 +255,16 @@ class LSTMForecaster:
                     "chooses between true and predicted frames inside the k-step unroll); set "
                     "multi_step >= 2 or scheduled_sampling None"
                 )
-        _resolve_device(self.device)
+        resolve_device(self.device)
 
     def _new_module(self, n_modes: int) -> SequenceToOneLSTM:
         read_frames = self.lag - 1 if self.differences else self.lag
         return SequenceToOneLSTM(n_modes, self.hidden_units, self.num_layers, self.dropout,
                                  self.use_layer_norm, self.residual, self.differences,
                                  linear_skip_frames=read_frames if self.linear_skip else 0)
+
+    def _training_settings(self) -> TrainingSettings:
+        return TrainingSettings(**{f.name: getattr(self, f.name) for f in fields(TrainingSettings)})
 
     # ------------------------------------------------------------------ training
     def fit(
@@ -345,7 +291,7 @@ class LSTMForecaster:
             ValueError: on non-finite or mis-shaped runs, runs not longer than the lag (plus
                 ``multi_step`` − 1), or a split that leaves no training run.
         """
-        with _torch_threads(self.num_threads):
+        with torch_threads(self.num_threads):
             return self._fit(trajectories, validation_trajectories, progress)
 
     def _fit(
@@ -379,7 +325,7 @@ class LSTMForecaster:
                 "checkpoints are selected on the training loss"
             )
 
-        device = torch.device(_resolve_device(self.device))
+        device = torch.device(resolve_device(self.device))
         self.n_modes_ = r
         X_one, _, _ = latent_windows(train_runs, self.lag)
         self._set_normalisation(X_one.reshape(-1, r), device)
@@ -399,38 +345,43 @@ class LSTMForecaster:
             np.concatenate([X_seq, Y_seq[:, None]], axis=1), device
         )
         del X_seq, Y_seq
-        val_windows = val_targets = None
+        val_windows = val_targets = validate = None
         if val_runs:
             X_val, Y_val, _ = latent_windows(val_runs, self.lag)
             val_windows = self._to_normalised_tensor(X_val, device)
             val_targets = self._to_normalised_tensor(Y_val, device)
 
-        previous_deterministic = (torch.are_deterministic_algorithms_enabled(),
-                                  torch.is_deterministic_algorithms_warn_only_enabled())
-        cuda_devices = []
-        if device.type == "cuda":
-            cuda_devices = [torch.cuda.current_device() if device.index is None else device.index]
-        try:
-            if device.type == "cpu":
-                torch.use_deterministic_algorithms(True)
-            with torch.random.fork_rng(devices=cuda_devices):
-                torch.manual_seed(self.seed)
-                self.module_ = self._new_module(r).to(device)
-                if self.linear_skip:
-                    self._init_linear_path(train_seq[:, :self.lag], train_seq[:, self.lag])
-                self._train(train_seq, val_windows, val_targets, val_runs, device, progress)
-        finally:
-            torch.use_deterministic_algorithms(previous_deterministic[0],
-                                               warn_only=previous_deterministic[1])
+            def validate() -> tuple[float, float, float]:
+                return (one_step_mse(self.module_, val_windows, val_targets),
+                        *self._closed_loop_scores(val_runs))
 
-        self.n_parameters_ = sum(p.numel() for p in self.module_.parameters() if p.requires_grad)
+        with seeded_training(self.seed, device):
+            self.module_ = self._new_module(r).to(device)
+            if self.linear_skip:
+                windows, targets = train_seq[:, :self.lag], train_seq[:, self.lag]
+                if self.linear_fit == "all" and val_runs:
+                    windows = torch.cat((windows, val_windows))
+                    targets = torch.cat((targets, val_targets))
+                self._init_linear_path(windows, targets)
+            frozen = ([self.module_.skip.weight, self.module_.head.bias]
+                      if self.freeze_linear else [])
+            for parameter in frozen:
+                parameter.requires_grad_(False)
+            result = train_network(self.module_, train_seq, self.lag, self._training_settings(),
+                                   validate, progress)
+            for parameter in frozen:
+                parameter.requires_grad_(True)
+        self.best_epoch_, self.training_log_ = result.best_epoch, result.log
+
+        self.n_parameters_ = sum(p.numel() for p in self.module_.parameters())
         self.validation_runs_ = list(validation_runs)
         self.training_runs_ = train_idx
         self.device_ = str(device)
         self.fit_seconds_ = time.perf_counter() - started
         logger.info(
             "LSTM: %d parameters, best epoch %d of %d, fit in %.1f s on %s",
-            self.n_parameters_, self.best_epoch_, len(self.training_log_), self.fit_seconds_,
+            self.n_parameters_, self.best_epoch_, int(self.training_log_["epoch"].max()),
+            self.fit_seconds_,
             self.device_,
         )
         return self
@@ -456,133 +407,6 @@ class LSTMForecaster:
         module.skip.weight.copy_(torch.as_tensor(coef[:-1].T, dtype=module.skip.weight.dtype))
         module.head.weight.zero_()
         module.head.bias.copy_(torch.as_tensor(coef[-1], dtype=module.head.bias.dtype))
-
-    def _train(self, train_seq, val_windows, val_targets, val_runs, device, progress=None) -> None:
-        module = self.module_
-        w, k_steps = self.lag, self.multi_step
-        optimizer = torch.optim.Adam(module.parameters(), lr=self.learning_rate,
-                                     weight_decay=self.weight_decay)
-        maximise = self.selection in ("skill", "rollout") and bool(val_runs)
-        # patience and lr_patience are in epochs; the metric is seen every validate_every epochs
-        every = self.validate_every
-        scheduler = torch.optim.lr_scheduler.ReduceLROnPlateau(
-            optimizer, mode="max" if maximise else "min", factor=self.lr_factor,
-            patience=math.ceil(self.lr_patience / every),
-        )
-        order_gen = torch.Generator().manual_seed(self.seed)
-        noise_gen = torch.Generator(device=device).manual_seed(self.seed + 1)
-        n_train = train_seq.shape[0]
-        rows: list[dict[str, float]] = []
-        best_metric, best_state, best_epoch, stale = None, None, 0, 0
-
-        for epoch in range(1, self.max_epochs + 1):
-            tic = time.perf_counter()
-            module.train()
-            order = torch.randperm(n_train, generator=order_gen).to(device)
-            # scheduled sampling: share of fed-back frames that are predictions, 0 -> p linearly
-            p_model = None
-            if self.scheduled_sampling is not None:
-                p_model = self.scheduled_sampling * (
-                    (epoch - 1) / (self.max_epochs - 1) if self.max_epochs > 1 else 1.0)
-            loss_sum = torch.zeros((), device=device)
-            for start in range(0, n_train, self.batch_size):
-                batch = train_seq[order[start:start + self.batch_size]]
-                window, targets = batch[:, :w], batch[:, w:]
-                if self.noise_std > 0:
-                    window = window + self.noise_std * torch.randn(
-                        window.shape, generator=noise_gen, device=device
-                    )
-                loss = self._unrolled_loss(window, targets, k_steps, p_model, noise_gen)
-                optimizer.zero_grad(set_to_none=True)
-                loss.backward()
-                if self.gradient_clip is not None:
-                    nn.utils.clip_grad_norm_(module.parameters(), self.gradient_clip)
-                optimizer.step()
-                loss_sum += loss.detach() * batch.shape[0]
-            train_loss = float(loss_sum) / n_train
-
-            validate = not val_runs or epoch % every == 0 or epoch == self.max_epochs
-            val_loss = val_r2 = val_skill = math.nan
-            if val_runs and validate:
-                val_loss = self._one_step_mse(val_windows, val_targets)
-                val_r2, val_skill = self._closed_loop_scores(val_runs)
-            lr = optimizer.param_groups[0]["lr"]
-            row = {"epoch": epoch, "train_loss": train_loss, "val_loss": val_loss,
-                   "val_rollout_r2": val_r2, "val_rollout_skill": val_skill, "lr": lr,
-                   "seconds": time.perf_counter() - tic}
-            rows.append(row)
-            if progress is not None:
-                progress()
-            logger.debug(
-                "LSTM epoch %3d  train_loss %.3e  val_loss %.3e  val_rollout_r2 %.4f  "
-                "val_rollout_skill %.4f  lr %.1e  %.2f s", epoch, train_loss, val_loss, val_r2,
-                val_skill, lr, row["seconds"],
-            )
-            if not math.isfinite(train_loss):
-                logger.warning("LSTM: training loss is %s at epoch %d; stopping", train_loss,
-                               epoch)
-                if best_state is None:
-                    best_state, best_epoch = copy.deepcopy(module.state_dict()), epoch
-                break
-            if not validate:
-                continue
-
-            if not val_runs:
-                metric = train_loss
-            elif self.selection == "skill":
-                metric = val_skill if math.isfinite(val_skill) else -math.inf
-            elif self.selection == "rollout":
-                metric = val_r2 if math.isfinite(val_r2) else -math.inf
-            else:
-                metric = val_loss if math.isfinite(val_loss) else math.inf
-            scheduler.step(metric)
-            improved = best_metric is None or (metric > best_metric if maximise
-                                               else metric < best_metric)
-            if improved:
-                best_metric, best_epoch, stale = metric, epoch, 0
-                best_state = copy.deepcopy(module.state_dict())
-            else:
-                stale += every if val_runs else 1
-            if stale >= self.patience:
-                logger.info("LSTM: early stop at epoch %d (no improvement for %d epochs)",
-                            epoch, stale)
-                break
-
-        module.load_state_dict(best_state)
-        module.eval()
-        self.best_epoch_ = best_epoch
-        self.training_log_ = pd.DataFrame(rows, columns=LOG_COLUMNS)
-
-    def _unrolled_loss(self, window: torch.Tensor, targets: torch.Tensor, k_steps: int,
-                       p_model: float | None = None,
-                       generator: torch.Generator | None = None) -> torch.Tensor:
-        """Mean MSE of k closed-loop predictions from ``window`` against targets (B, k, r).
-
-        Each step's prediction is fed back as the newest frame (gradient through the unroll);
-        with ``p_model`` (scheduled sampling) each window of the batch feeds back its prediction
-        with probability ``p_model`` and the true frame ``targets[:, step]`` otherwise.
-        """
-        loss = 0.0
-        for step in range(k_steps):
-            prediction = self.module_(window)
-            loss = loss + nn.functional.mse_loss(prediction, targets[:, step])
-            if step + 1 < k_steps:
-                fed_back = prediction
-                if p_model is not None:
-                    use_model = torch.rand((window.shape[0], 1), generator=generator,
-                                           device=window.device) < p_model
-                    fed_back = torch.where(use_model, prediction, targets[:, step])
-                window = torch.cat((window[:, 1:], fed_back[:, None]), dim=1)
-        return loss / k_steps
-
-    @torch.inference_mode()
-    def _one_step_mse(self, windows: torch.Tensor, targets: torch.Tensor) -> float:
-        self.module_.eval()
-        sq = torch.zeros((), dtype=torch.float64, device=windows.device)
-        for start in range(0, windows.shape[0], _PREDICT_CHUNK):
-            pred = self.module_(windows[start:start + _PREDICT_CHUNK])
-            sq += ((pred - targets[start:start + _PREDICT_CHUNK]) ** 2).sum(dtype=torch.float64)
-        return float(sq) / targets.numel()
 
     def _closed_loop_scores(self, runs: Sequence[np.ndarray]) -> tuple[float, float]:
         """(closed-loop latent R², skill against the climatology) over the held-out runs.
@@ -667,9 +491,9 @@ class LSTMForecaster:
         self.module_.eval()
         device = self._mean_t.device
         out = []
-        with _torch_threads(self.num_threads):
-            for start in range(0, windows.shape[0], _PREDICT_CHUNK):
-                z = self._to_normalised_tensor(windows[start:start + _PREDICT_CHUNK], device)
+        with torch_threads(self.num_threads):
+            for start in range(0, windows.shape[0], PREDICT_CHUNK):
+                z = self._to_normalised_tensor(windows[start:start + PREDICT_CHUNK], device)
                 out.append(self._to_physical(self.module_(z)))
         return np.concatenate(out) if out else np.zeros((0, self.n_modes_))
 
@@ -687,13 +511,13 @@ class LSTMForecaster:
     def rollout_batch(self, seed_windows: np.ndarray, n_steps: int) -> np.ndarray:
         """Batched closed loop: seeds (B, lag, r) -> forecasts (B, n_steps, r)."""
         self._check_fitted()
-        _check_int("n_steps", n_steps, minimum=0)
+        check_int("n_steps", n_steps, minimum=0)
         seed_windows = self._check_windows("seed_windows", seed_windows, ndim=3)
         self.module_.eval()
         window = self._to_normalised_tensor(seed_windows, self._mean_t.device)
         out = torch.empty((window.shape[0], int(n_steps), self.n_modes_),
                           dtype=window.dtype, device=window.device)
-        with _torch_threads(self.num_threads):
+        with torch_threads(self.num_threads):
             for step in range(int(n_steps)):
                 prediction = self.module_(window)
                 if self._bounds_t is not None:
@@ -742,7 +566,7 @@ class LSTMForecaster:
         hyper = dict(payload["hyperparameters"])
         hyper["device"] = device
         model = cls(**hyper)
-        torch_device = torch.device(_resolve_device(device))
+        torch_device = torch.device(resolve_device(device))
         r = int(payload["n_modes"])
         model.module_ = model._new_module(r)
         model.module_.load_state_dict(payload["state_dict"])
@@ -770,67 +594,9 @@ _HYPERPARAMETERS = (
     "normalize_input", "batch_size", "learning_rate", "weight_decay", "max_epochs", "patience",
     "gradient_clip", "lr_patience", "lr_factor", "validation_fraction", "rollout_horizon",
     "selection", "multi_step", "noise_std", "clip_rollout", "device", "seed",
-    "scheduled_sampling", "validate_every", "linear_skip", "num_threads",
+    "scheduled_sampling", "validate_every", "linear_skip", "num_threads", "freeze_linear",
+    "correction_penalty", "select_initial", "linear_fit",
 )
-
-
-def _pooled_skill(truth: Sequence[np.ndarray], forecast: Sequence[np.ndarray], reference) -> float:
-    """1 − Σ ‖y − ŷ‖² / Σ ‖y − reference(y)‖² over matching (H_i, r) blocks; −inf if any forecast
-    value is non-finite; 1 or −inf when every truth equals its reference."""
-    num = den = 0.0
-    for y, y_hat in zip(truth, forecast):
-        y_hat = np.asarray(y_hat, dtype=np.float64)
-        if not np.all(np.isfinite(y_hat)):
-            return -math.inf
-        num += float(np.sum((y - y_hat) ** 2))
-        den += float(np.sum((y - reference(y)) ** 2))
-    if den <= 0.0:
-        return 1.0 if num == 0.0 else -math.inf
-    return 1.0 - num / den
-
-
-def closed_loop_r2(truth: Sequence[np.ndarray], forecast: Sequence[np.ndarray]) -> float:
-    """Pooled R² over runs: 1 − Σ ‖y − ŷ‖² / Σ ‖y − ȳ_run‖² (ȳ_run per-mode mean of each run).
-
-    Args:
-        truth, forecast: matching lists of (H_i, r) blocks.
-
-    Returns:
-        The pooled R²; −inf if any forecast value is non-finite.
-    """
-    return _pooled_skill(truth, forecast, lambda y: y.mean(axis=0))
-
-
-def closed_loop_skill(truth: Sequence[np.ndarray], forecast: Sequence[np.ndarray],
-                      climatology: np.ndarray) -> float:
-    """Pooled skill against a climatology forecast: 1 − Σ ‖y − ŷ‖² / Σ ‖y − c‖².
-
-    Args:
-        truth, forecast: matching lists of (H_i, r) blocks.
-        climatology: (r,) the constant reference forecast c (the training runs' mean state).
-
-    Returns:
-        The skill (1: perfect, 0: as good as forecasting c, < 0: worse); −inf if any forecast
-        value is non-finite; 1 or −inf if every truth equals c.
-    """
-    c = np.asarray(climatology, dtype=np.float64)
-    return _pooled_skill(truth, forecast, lambda y: c)
-
-
-def held_out_runs(n_runs: int, fraction: float, seed: int) -> list[int]:
-    """Sorted indices of the ceil(fraction · n_runs) validation runs: the first entries of a
-    permutation of range(n_runs) drawn from ``torch.Generator().manual_seed(seed)``."""
-    n_val = math.ceil(fraction * n_runs)
-    if n_val == 0:
-        return []
-    if n_val >= n_runs:
-        raise ValueError(
-            f"validation_fraction={fraction} holds out {n_val} of {n_runs} runs, leaving none to "
-            "train on: pass more runs, a smaller validation_fraction, or validation_trajectories"
-        )
-    perm = torch.randperm(n_runs, generator=torch.Generator().manual_seed(seed))
-    return sorted(int(i) for i in perm[:n_val])
-
 
 def _as_runs(key: str, trajectories: Sequence[np.ndarray]) -> list[np.ndarray]:
     if isinstance(trajectories, np.ndarray) and trajectories.ndim == 2:
@@ -845,53 +611,6 @@ def _as_runs(key: str, trajectories: Sequence[np.ndarray]) -> list[np.ndarray]:
         if not np.all(np.isfinite(run)):
             raise ValueError(f"{key}[{i}] contains non-finite values")
     return runs
-
-
-@contextlib.contextmanager
-def _torch_threads(n_threads: int | None):
-    """Run the block with ``torch.set_num_threads(n_threads)`` (None: unchanged), then restore."""
-    previous = torch.get_num_threads()
-    if n_threads is not None and n_threads != previous:
-        torch.set_num_threads(n_threads)
-    try:
-        yield
-    finally:
-        if torch.get_num_threads() != previous:
-            torch.set_num_threads(previous)
-
-
-def _resolve_device(device: str) -> str:
-    if not isinstance(device, str):
-        raise ValueError(f"device must be 'auto', 'cpu', 'cuda' or 'cuda:N', got {device!r}")
-    if device == "auto":
-        return "cuda" if torch.cuda.is_available() else "cpu"
-    if device == "cpu":
-        return device
-    if device == "cuda" or (device.startswith("cuda:") and device[5:].isdigit()):
-        if not torch.cuda.is_available():
-            raise ValueError(f"device={device!r} but CUDA is not available here; use "
-                             "device='auto' or 'cpu'")
-        if device != "cuda" and int(device[5:]) >= torch.cuda.device_count():
-            raise ValueError(f"device={device!r} but only {torch.cuda.device_count()} CUDA "
-                             "devices are visible")
-        return device
-    raise ValueError(f"device must be 'auto', 'cpu', 'cuda' or 'cuda:N', got {device!r}")
-
-
-def _check_int(key: str, value: Any, minimum: int) -> None:
-    if isinstance(value, (bool, np.bool_)) or not isinstance(value, (int, np.integer)) \
-            or value < minimum:
-        raise ValueError(f"{key} must be an integer >= {minimum}, got {value!r}")
-
-
-def _check_range(key: str, value: Any, lo: float, hi: float, text: str, lo_open: bool = False,
-                 hi_open: bool = False) -> None:
-    ok = isinstance(value, (int, float, np.integer, np.floating)) \
-        and not isinstance(value, (bool, np.bool_)) and not math.isnan(value)
-    if ok:
-        ok = (value > lo if lo_open else value >= lo) and (value < hi if hi_open else value <= hi)
-    if not ok:
-        raise ValueError(f"{key} must be {text}, got {value!r}")
 
 
 def _plain(value: Any) -> Any:
