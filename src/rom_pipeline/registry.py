@@ -23,7 +23,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from rom_pipeline.config import LSTMConfig, MVARConfig, forecaster_config
+from rom_pipeline.config_blocks import LSTMConfig, MVARConfig, forecaster_config
 from rom_pipeline.rom.lstm import LSTMForecaster
 from rom_pipeline.rom.mvar import MVARForecaster
 from rom_pipeline.rom.opinf import OpInfForecaster

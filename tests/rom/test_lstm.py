@@ -525,6 +525,13 @@ def test_validate_every_validates_only_every_kth_and_the_last_epoch(runs, monkey
     assert model.best_epoch_ in validated
 
 
+@pytest.mark.parametrize(
+    "kwargs, message",
+    [({"scheduled_sampling": 0.5}, "scheduled_sampling=0.5 needs multi_step > 1"),
+     ({"scheduled_sampling": 1.5, "multi_step": 2}, "scheduled_sampling must be in"),
+     ({"validate_every": 0}, "validate_every must be an integer >= 1"),
+     ({"selection": "r2"}, "selection must be one of 'skill', 'rollout', 'one_step'")],
+)
 def test_closed_loop_training_arguments_are_checked(kwargs, message):
     with pytest.raises(ValueError, match=message):
         LSTMForecaster(**kwargs)
