@@ -261,8 +261,8 @@ class Candidate:
     lag: int | None = None
 
     def __post_init__(self) -> None:
-        if self.lag is None:
-            self.lag = int(self.hyperparameters["lag"])
+        if self.lag is None:  # frozen: set once, here
+            object.__setattr__(self, "lag", int(self.hyperparameters["lag"]))
 
     @property
     def config_id(self) -> str:
