@@ -11,16 +11,22 @@ def _prints(params, **overrides):
     return {name: fingerprint(r) for name, r in records.items()}
 
 
+from rom_pipeline.registry import FORECASTERS  # noqa: E402
+
+MODELS = {f"{m}.model" for m in FORECASTERS}  # every registered forecaster's artifacts
+PREDICTIONS = {f"{m}.predictions" for m in FORECASTERS}
+
+
 @pytest.mark.parametrize("key,value,stale", [
-    ("params.R", 3.0, {"train.runs", "test.runs", "pod_basis", "train_latent", "latent_dataset", "mvar.model", "lstm.model",
-                       "mvar.predictions", "lstm.predictions"}),
-    ("test_sim.T", 5.0, {"test.runs", "mvar.predictions", "lstm.predictions"}),
-    ("rom.subsample", 1, {"pod_basis", "train_latent", "latent_dataset", "mvar.model", "lstm.model",
-                          "mvar.predictions", "lstm.predictions"}),
-    ("latent_dataset.lag", 2, {"latent_dataset", "mvar.model", "lstm.model", "mvar.predictions", "lstm.predictions"}),
+    ("params.R", 3.0, {"train.runs", "test.runs", "pod_basis", "train_latent", "latent_dataset",
+                       *MODELS, *PREDICTIONS}),
+    ("test_sim.T", 5.0, {"test.runs", *PREDICTIONS}),
+    ("rom.subsample", 1, {"pod_basis", "train_latent", "latent_dataset", *MODELS, *PREDICTIONS}),
+    ("latent_dataset.lag", 2, {"latent_dataset", *MODELS, *PREDICTIONS}),
     ("mvar.ridge_alpha", 1.0, {"mvar.model", "mvar.predictions"}),
+    ("opinf.bound_factor", 2.0, {"opinf.model", "opinf.predictions"}),
     ("lstm.device", "cpu", set()),  # where it trains does not define the model
-    ("eval.clamp_mode", "clamp", {"mvar.predictions", "lstm.predictions"}),
+    ("eval.clamp_mode", "clamp", PREDICTIONS),
     ("execution.workers", 2, set()),  # results are identical whatever the number of workers
 ])
 def test_a_parameter_change_makes_exactly_its_dependants_stale(test_params, key, value, stale):

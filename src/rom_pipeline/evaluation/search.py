@@ -301,7 +301,8 @@ class Candidate:
 
     @property
     def lag(self) -> int:
-        """Seed frames the forecaster needs (1 for the baselines, which have no ``lag`` key)."""
+        """Seed frames the forecaster needs (1 for a forecaster without a ``lag`` key: the
+        baselines, operator inference)."""
         return int(self.hyperparameters.get("lag", 1))
 
     @property
