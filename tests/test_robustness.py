@@ -345,7 +345,9 @@ def test_fixed_modes_beyond_rank_fails_the_pod_stage_and_writes_none_of_it(tmp_p
     assert "rom.fixed_modes=300 exceeds the numerical rank" in text
     assert "choose rom.fixed_modes <=" in text
     exp = root / "test"
-    assert sorted(p.name for p in exp.iterdir() if p.is_dir()) == ["test", "train"]  # the simulation stage, nothing of POD
+    # the simulation stage and the parameters' description of the ROM grid, nothing of POD
+    assert sorted(p.name for p in exp.iterdir() if p.is_dir()) == ["rom_common", "test", "train"]
+    assert sorted(p.name for p in (exp / "rom_common").iterdir()) == ["rom_grid.json"]
     assert not [p for p in root.rglob("*") if ".partial-" in p.name]
     assert len(SimulationRunsDataset(path=str(exp / "train")).load()) == 8
 

@@ -529,6 +529,8 @@ class _RefusingRuns:
 def test_the_node_refuses_bad_input_before_reading_a_run(synthetic, base_params, override,
                                                          n_runs, message):
     from rom_pipeline.pipelines.hyperparameter_search.nodes import search_hyperparameters
+    from rom_pipeline.pipelines.models import derived_quantities
+    from rom_pipeline.registry import FORECASTERS
     from rom_pipeline.rom.latent import pack_trajectories
 
     _, pod, latent = synthetic
@@ -537,8 +539,11 @@ def test_the_node_refuses_bad_input_before_reading_a_run(synthetic, base_params,
                     "dt_rom": np.array(DT)}
     params = {**base_params, **override,
               "eval": {**base_params["eval"], "forecast_start": 0.6}}
+    rom_grid, forecast_setup = derived_quantities(params)
+    blocks = {name: params.get(name, {}) for name in FORECASTERS}
     with pytest.raises(ValueError, match=message):
-        search_hyperparameters(train_latent, pod.to_arrays(), _RefusingRuns(), params)
+        search_hyperparameters(train_latent, pod.to_arrays(), _RefusingRuns(), rom_grid,
+                               forecast_setup, params["search"], **blocks)
 
 
 def test_refitted_pods_take_fixed_mode_counts_beyond_the_stored_r(synthetic):
