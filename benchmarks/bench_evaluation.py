@@ -35,7 +35,8 @@ DT = 0.12
 
 
 def blob_run(seed: int, n_frames: int, grid: int) -> np.ndarray:
-    """(n_frames, grid, grid) density of a blob drifting on a noisy track while it breathes."""
+    """(n_frames, grid, grid) density of a blob drifting on a noisy track while it breathes, on a
+slightly noisy floor (so the POD has many modes)."""
     rng = np.random.default_rng(seed)
     yy, xx = np.meshgrid(np.arange(grid), np.arange(grid), indexing="ij")
     velocity = rng.uniform(-0.4, 0.4, 2)
@@ -45,7 +46,7 @@ def blob_run(seed: int, n_frames: int, grid: int) -> np.ndarray:
     for k in range(n_frames):
         dy = (yy - centre[k, 0] + grid / 2) % grid - grid / 2
         dx = (xx - centre[k, 1] + grid / 2) % grid - grid / 2
-        frames[k] = np.exp(-(dy**2 + dx**2) / (2 * width[k] ** 2)) + 0.01
+        frames[k] = np.exp(-(dy**2 + dx**2) / (2 * width[k] ** 2)) + 0.01 + 0.002 * rng.random((grid, grid))
     return frames / frames.sum(axis=(1, 2), keepdims=True) * 100.0
 
 

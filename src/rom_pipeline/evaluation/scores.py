@@ -61,8 +61,10 @@ def crps_fair(truth: np.ndarray, members: np.ndarray) -> np.ndarray:
     truth, members = _members(truth, members)
     if members.shape[0] == 1:
         return np.abs(members[0] - truth)
-    return np.asarray(sr.crps_ensemble(truth, np.moveaxis(members, 0, -1), estimator="fair",
-                                        backend=_BACKEND), dtype=np.float64)
+    # members last and contiguous: the gufunc's inner loop then reads one cache line per element
+    ensemble = np.ascontiguousarray(np.moveaxis(members, 0, -1))
+    return np.asarray(sr.crps_ensemble(truth, ensemble, estimator="fair", backend=_BACKEND),
+                      dtype=np.float64)
 
 
 def energy_score_fair(truth: np.ndarray, members: np.ndarray) -> np.ndarray:
