@@ -1,5 +1,7 @@
 import copy
 import os
+import subprocess
+import sys
 import tempfile
 from pathlib import Path
 
@@ -50,3 +52,17 @@ def with_overrides(params: dict, **dotted: object) -> dict:
             node = node.setdefault(k, {})
         node[last] = value
     return out
+
+
+@pytest.fixture(scope="session")
+def tiny_default_run(tmp_path_factory) -> Path:
+    """``ROM_DATA_ROOT`` of one ``kedro run --env test``: the whole default pipeline on the tiny
+    test experiment (outputs under ``<root>/test``), run once per session and shared by the tests
+    that read its outputs. A test that changes files there must work on a copy."""
+    root = tmp_path_factory.mktemp("tiny_default_run")
+    env = {**os.environ, "ROM_DATA_ROOT": str(root), "KEDRO_DISABLE_TELEMETRY": "1", "MPLBACKEND": "Agg"}
+    kedro = Path(sys.executable).with_name("kedro")
+    proc = subprocess.run([str(kedro), "run", "--env", "test"], cwd=PROJECT, env=env,
+                          capture_output=True, text=True, timeout=600)
+    assert proc.returncode == 0, f"kedro run --env test failed:\n{proc.stdout[-3000:]}\n{proc.stderr[-6000:]}"
+    return root

@@ -1,15 +1,14 @@
 """The example notebooks run end to end on the tiny `test` experiment and show its real numbers.
 
-One `kedro run --env test` writes every output into a temporary ROM_DATA_ROOT; both notebooks are
-then executed with nbclient in a kernel of this very interpreter, with KEDRO_ENV=test and that
-ROM_DATA_ROOT, exactly as a user would run them from ``notebooks/``. The numbers the notebooks
-print are checked against the files the pipeline wrote.
+The session's one `kedro run --env test` (``tiny_default_run`` in conftest) writes every output
+into a temporary ROM_DATA_ROOT; both notebooks are then executed with nbclient in a kernel of
+this very interpreter, with KEDRO_ENV=test and that ROM_DATA_ROOT, exactly as a user would run
+them from ``notebooks/``. The numbers the notebooks print are checked against the files the pipeline wrote.
 """
 from __future__ import annotations
 
 import os
 import re
-import subprocess
 import sys
 from pathlib import Path
 
@@ -32,17 +31,9 @@ KERNEL_NAME = "rom_pipeline_test"
 
 
 @pytest.fixture(scope="module")
-def data_root(tmp_path_factory) -> Path:
-    """Outputs of the whole default pipeline on the tiny test experiment."""
-    root = tmp_path_factory.mktemp("rom_data")
-    env = {**os.environ, "ROM_DATA_ROOT": str(root), "KEDRO_DISABLE_TELEMETRY": "1", "MPLBACKEND": "Agg"}
-    kedro = Path(sys.executable).with_name("kedro")
-    run = subprocess.run(
-        [str(kedro), "run", "--env", "test"], cwd=PROJECT, env=env, capture_output=True, text=True,
-        timeout=600,
-    )
-    assert run.returncode == 0, f"kedro run --env test failed:\n{run.stdout[-3000:]}\n{run.stderr[-6000:]}"
-    return root
+def data_root(tiny_default_run) -> Path:
+    """Outputs of the whole default pipeline on the tiny test experiment (the session's run)."""
+    return tiny_default_run
 
 
 @pytest.fixture(scope="module")

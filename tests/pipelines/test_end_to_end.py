@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -30,10 +31,9 @@ def kedro_run(data_root: Path, *args: str, check: bool = True) -> subprocess.Com
 
 
 @pytest.fixture(scope="module")
-def full_run(tmp_path_factory) -> Path:
-    root = tmp_path_factory.mktemp("e2e")
-    kedro_run(root)
-    return root / "test"
+def full_run(tiny_default_run: Path) -> Path:
+    """The default `kedro run --env test` of the session (shared with the notebook tests: read only)."""
+    return tiny_default_run / "test"
 
 
 def test_default_run_writes_every_artifact_for_both_models(full_run: Path):
@@ -121,9 +121,10 @@ def test_predictions_match_r2_in_results(full_run: Path):
     assert r2 == pytest.approx(stored, abs=1e-5)  # predictions are stored as float32
 
 
-def test_model_pipelines_run_alone_from_shared_artifacts(full_run: Path):
-    exp = full_run
-    root = exp.parent
+def test_model_pipelines_run_alone_from_shared_artifacts(full_run: Path, tmp_path: Path):
+    root = tmp_path / "data"
+    shutil.copytree(full_run.parent, root)  # the session's run stays untouched (mtimes are kept)
+    exp = root / full_run.name
     runs_before = {p: p.stat().st_mtime_ns for p in (exp / "train").rglob("*.npz")}
     pod_versions = sorted((exp / "rom_common" / "pod_basis.npz").iterdir())
     mvar_versions = sorted((exp / "MVAR" / "mvar_model.npz").iterdir())

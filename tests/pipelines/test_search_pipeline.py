@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -30,13 +31,15 @@ def _versioned(folder: Path) -> Path:
 
 
 @pytest.fixture(scope="module")
-def searched(tmp_path_factory) -> Path:
-    root = tmp_path_factory.mktemp("search")
+def searched(tiny_default_run: Path, tmp_path_factory) -> Path:
+    """The search pipeline run on a copy of the session's default tiny run (its simulations and
+    shared POD artifacts, which the search reuses)."""
+    root = tmp_path_factory.mktemp("search") / "data"
+    shutil.copytree(tiny_default_run, root)
     env = {**os.environ, "ROM_DATA_ROOT": str(root), "KEDRO_DISABLE_TELEMETRY": "1",
            "MPLBACKEND": "Agg"}
     proc = subprocess.run(
-        [KEDRO, "run", "--env", "test",
-         "--pipelines=simulation,pod,latent_dataset,hyperparameter_search"],
+        [KEDRO, "run", "--env", "test", "--pipelines=hyperparameter_search"],
         cwd=PROJECT, env=env, capture_output=True, text=True, timeout=600,
     )
     assert proc.returncode == 0, proc.stdout[-4000:] + proc.stderr[-4000:]

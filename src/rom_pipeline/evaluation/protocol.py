@@ -395,6 +395,11 @@ class ForecastBlock:
         track_mean, track_cov: (n_f, 2) mean and (n_f, 2, 2) covariance of the forecast
             frames' shifts under the track model (``lab_ensemble`` only, else None).
         member_shifts: (M, n_f, 2) sampled shifts of the ensemble members (``lab_ensemble``).
+        climatology: ``lab_ensemble`` only: per-frame scores (``crps``, ``energy``, ``mse_mean``,
+            ``variance``, each (n_f,)) of the climatological reference ensemble, the lifted
+            training-mean co-moving state at ``ensemble_size`` seeded, uniformly random positions
+            per frame. It depends on the truth and the basis mean only (lift(0) is the same for
+            every r' <= r), so it is scored once here for every forecaster on the block.
     """
 
     run: TestRun
@@ -410,7 +415,7 @@ class ForecastBlock:
     track_mean: np.ndarray | None = field(default=None, repr=False)
     track_cov: np.ndarray | None = field(default=None, repr=False)
     member_shifts: np.ndarray | None = field(default=None, repr=False)
-    _climatology: dict[int, dict[str, np.ndarray]] = field(default_factory=dict, repr=False)
+    climatology: dict[str, np.ndarray] | None = field(default=None, repr=False)
 
     @classmethod
     def prepare(
@@ -475,12 +480,15 @@ class ForecastBlock:
                 true_shifts[:k0], n_f, config.ensemble_size, seed=config.ensemble_seed
             )
             track = {"track_mean": last + mean, "track_cov": cov, "member_shifts": last + samples}
-        return cls(
+        block = cls(
             run=run, k0=k0, latent=np.asarray(latent, dtype=np.float64), true_shifts=true_shifts,
             truth=density[k0:], times=times, lead_time=times - times[0],
             target_mass=run.cell_area * float(density[k0 - 1].sum()), grid_shape=grid_shape,
             **track,
         )
+        if track:
+            block.climatology = _climatology_scores(pod, block, config)
+        return block
 
     @property
     def n_forecast(self) -> int:
@@ -712,22 +720,14 @@ def _ensemble_scores(basis, y_pred: np.ndarray, block: ForecastBlock, config: Ev
     """Per-frame scores (``ENSEMBLE_FRAME_COLUMNS``) of the lab-frame ensemble and its references.
 
     Members: the co-moving forecast lift(ŷ_k) on the sampled tracks ``block.member_shifts``.
-    Climatology: the lifted training-mean co-moving state (zero latent state) at M independent,
-    uniformly random positions per frame (the same for every model on this block). Hold: the
-    forecast shape at s_{k0−1}, a single (deterministic) member. Every member is post-processed
-    like the scored forecasts (clamp, mass restoration).
+    Climatology: ``block.climatology``, scored once per block by :func:`_climatology_scores`.
+    Hold: the forecast shape at s_{k0−1}, a single (deterministic) member. Every member is
+    post-processed like the scored forecasts (clamp, mass restoration).
     """
     post = _postprocessor(block, config)
     shape = np.asarray(basis.lift(y_pred, shifts=None), dtype=np.float64)
     model = translated_ensemble_scores(block.truth, shape, block.member_shifts, post)
-    r = int(basis.n_modes_)
-    if r not in block._climatology:
-        rng = np.random.default_rng([config.ensemble_seed, 1])
-        n = np.asarray(block.grid_shape, dtype=np.float64)
-        positions = rng.uniform(-n / 2, n / 2, size=(config.ensemble_size, block.n_forecast, 2))
-        climatology_shape = np.asarray(basis.lift(np.zeros((1, r)), shifts=None), dtype=np.float64)[0]
-        block._climatology[r] = translated_ensemble_scores(block.truth, climatology_shape, positions, post)
-    climatology = block._climatology[r]
+    climatology = block.climatology
     held = np.repeat(block.true_shifts[block.k0 - 1][None].astype(np.float64), block.n_forecast, axis=0)
     hold = translated_ensemble_scores(block.truth, shape, held[None], post)
     return {
@@ -736,6 +736,20 @@ def _ensemble_scores(basis, y_pred: np.ndarray, block: ForecastBlock, config: Ev
         "energy_hold": hold["energy"], "ensemble_variance": model["variance"],
         "ensemble_mean_mse": model["mse_mean"],
     }
+
+
+def _climatology_scores(basis, block: ForecastBlock, config: EvaluationConfig) -> dict[str, np.ndarray]:
+    """Per-frame scores of the climatological reference ensemble of ``block``: the lifted
+    training-mean co-moving state lift(0) at M = ``config.ensemble_size`` independent, uniformly
+    random positions per frame (seed ``[config.ensemble_seed, 1]``), post-processed like the scored
+    forecasts. Model independent: lift(0) = T^{-1}(mu) for any number of modes."""
+    rng = np.random.default_rng([config.ensemble_seed, 1])
+    n = np.asarray(block.grid_shape, dtype=np.float64)
+    positions = rng.uniform(-n / 2, n / 2, size=(config.ensemble_size, block.n_forecast, 2))
+    r = int(basis.n_modes_)
+    climatology_shape = np.asarray(basis.lift(np.zeros((1, r)), shifts=None), dtype=np.float64)[0]
+    return translated_ensemble_scores(block.truth, climatology_shape, positions,
+                                      _postprocessor(block, config))
 
 
 def _ensemble_summary(ensemble: dict[str, np.ndarray], n_members: int) -> dict[str, float]:
@@ -774,7 +788,8 @@ def teacher_forced(forecaster, basis, block: ForecastBlock) -> np.ndarray:
 
 # ---------------------------------------------------------------------- evaluation
 def evaluate_forecaster(
-    forecaster, pod, run: TestRun, config: EvaluationConfig, track_model=None
+    forecaster, pod, run: TestRun, config: EvaluationConfig, track_model=None,
+    blocks: dict[str, ForecastBlock] | None = None,
 ) -> EvaluationResult:
     """Score one latent forecaster on one unseen test run (science.md §8).
 
@@ -785,6 +800,10 @@ def evaluate_forecaster(
         run: the test run on the ROM time grid.
         config: protocol settings.
         track_model: the training-run track model, needed by the ``lab_ensemble`` shift mode.
+        blocks: optional ``{run_id: ForecastBlock}`` shared by forecasters scored with the same
+            ``pod``, ``config`` and ``track_model``: the run's truth side (shifts, restriction,
+            track law, climatology reference) is prepared once, by the first forecaster, and
+            reused by the others (the scores are the same as without it).
 
     Returns:
         An :class:`EvaluationResult`. Metrics per shift mode: the scores of :func:`forecast_block`
@@ -804,8 +823,15 @@ def evaluate_forecaster(
             differs from the basis, or if the forecaster returns the wrong shape.
     """
     model = str(forecaster.name)
-    block = ForecastBlock.prepare(pod, run, config, seed_length=int(forecaster.lag),
-                                  track_model=track_model)
+    block = None if blocks is None else blocks.get(run.run_id)
+    if block is None or block.run is not run:
+        block = ForecastBlock.prepare(pod, run, config, seed_length=int(forecaster.lag),
+                                      track_model=track_model)
+        if blocks is not None:
+            blocks[run.run_id] = block
+    else:  # the shared block was cut for another lag: check this forecaster's seed fits
+        forecast_start_index(config.forecast_start, _uniform_step(run.times, run.run_id),
+                             int(forecaster.lag), run.times.size, run.run_id)
     forecast = forecast_block(forecaster, pod, block, config)
     r2_ceiling, ceiling_t, r2_one_step = _diagnostics(forecaster, pod, block)
     order = _truth_order(run, block, config)
@@ -903,9 +929,10 @@ def _r2_vs_time(model, block, m: ModeForecast, ceiling_t, order) -> pd.DataFrame
 
 
 def evaluate_many(
-    forecaster, pod, runs: Iterable[TestRun], config: EvaluationConfig, track_model=None
+    forecaster, pod, runs: Iterable[TestRun], config: EvaluationConfig, track_model=None,
+    blocks: dict[str, ForecastBlock] | None = None,
 ) -> tuple[pd.DataFrame, pd.DataFrame, dict[str, EvaluationResult]]:
-    """Run :func:`evaluate_forecaster` on every test run.
+    """Run :func:`evaluate_forecaster` on every test run (``blocks``: see there).
 
     Returns:
         ``test_results`` (one row per run × shift mode), ``r2_vs_time`` (long table, all runs)
@@ -918,7 +945,7 @@ def evaluate_many(
     for run in runs:
         if run.run_id in results:
             raise ValueError(f"two test runs share run_id {run.run_id!r}; run ids must be unique")
-        results[run.run_id] = evaluate_forecaster(forecaster, pod, run, config, track_model)
+        results[run.run_id] = evaluate_forecaster(forecaster, pod, run, config, track_model, blocks)
     if not results:
         raise ValueError("evaluate_many got no test runs; check the test simulation outputs")
     test_results = pd.DataFrame([row for res in results.values() for row in res.metrics])

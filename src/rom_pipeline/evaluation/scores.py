@@ -21,7 +21,10 @@ Spread/skill ratio (Fortin et al. 2014) over a set of frames and pixels::
 with ``s^2`` the unbiased ensemble variance and ``xbar`` the ensemble mean; 1 for a calibrated
 ensemble, < 1 over-confident, > 1 under-confident.
 
-The ensemble sums use :mod:`scoringrules` (``crps_ensemble``, ``es_ensemble``, ``estimator="fair"``).
+The ensemble sums use :mod:`scoringrules` (``crps_ensemble``, ``es_ensemble``, ``estimator="fair"``)
+with its compiled numba backend: without ``backend=`` scoringrules takes its NumPy path, whose
+(M, M, ...) pairwise temporaries made these scores about 90 % of the evaluation time; the numba
+gufuncs agree with it to ~1e-16 relative (summation order only).
 """
 from __future__ import annotations
 
@@ -29,6 +32,8 @@ import numpy as np
 import scoringrules as sr
 
 __all__ = ["crps_fair", "energy_score_fair", "frame_scores", "skill", "spread_skill_ratio"]
+
+_BACKEND = "numba"  # scoringrules' compiled gufuncs (see the module docstring)
 
 
 def _members(truth: np.ndarray, members: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -56,7 +61,10 @@ def crps_fair(truth: np.ndarray, members: np.ndarray) -> np.ndarray:
     truth, members = _members(truth, members)
     if members.shape[0] == 1:
         return np.abs(members[0] - truth)
-    return np.asarray(sr.crps_ensemble(truth, np.moveaxis(members, 0, -1), estimator="fair"), dtype=np.float64)
+    # members last and contiguous: the gufunc's inner loop then reads one cache line per element
+    ensemble = np.ascontiguousarray(np.moveaxis(members, 0, -1))
+    return np.asarray(sr.crps_ensemble(truth, ensemble, estimator="fair", backend=_BACKEND),
+                      dtype=np.float64)
 
 
 def energy_score_fair(truth: np.ndarray, members: np.ndarray) -> np.ndarray:
@@ -77,7 +85,7 @@ def energy_score_fair(truth: np.ndarray, members: np.ndarray) -> np.ndarray:
     obs = truth.reshape(n, -1)
     if M == 1:
         return np.linalg.norm(flat[0] - obs, axis=1)
-    return np.asarray(sr.es_ensemble(obs, np.moveaxis(flat, 0, 1), estimator="fair"), dtype=np.float64)
+    return np.asarray(sr.es_ensemble(obs, np.moveaxis(flat, 0, 1), estimator="fair", backend=_BACKEND), dtype=np.float64)
 
 
 def frame_scores(truth: np.ndarray, members: np.ndarray) -> dict[str, np.ndarray]:

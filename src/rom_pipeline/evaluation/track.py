@@ -35,7 +35,7 @@ from collections.abc import Sequence
 
 import numpy as np
 
-from rom_pipeline.rom.shifts import fourier_shift
+from rom_pipeline.rom.shifts import fourier_shift_copies
 
 __all__ = ["TrackModel", "lab_frame_mean", "lab_frame_members", "track_increments", "translated_ensemble_scores"]
 
@@ -259,8 +259,7 @@ def lab_frame_members(shape: np.ndarray, member_shifts: np.ndarray) -> np.ndarra
     M, n = member_shifts.shape[:2]
     if member_shifts.shape != (M, shape.shape[0], 2):
         raise ValueError(f"member_shifts must have shape (M, {shape.shape[0]}, 2), got {member_shifts.shape}")
-    frames = np.broadcast_to(shape[None], (M,) + shape.shape).reshape(M * n, *shape.shape[1:])
-    return fourier_shift(frames, -member_shifts.reshape(M * n, 2)).reshape((M,) + shape.shape)
+    return fourier_shift_copies(shape, -member_shifts)
 
 
 def translated_ensemble_scores(

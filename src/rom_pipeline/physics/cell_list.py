@@ -216,9 +216,15 @@ def neighbourhood_sums_and_forces(
     partner = np.empty(n, dtype=np.int64)
     away = np.empty((n, 2), dtype=np.float64)  # x_b - x_a (minimal image)
     distance = np.empty(n, dtype=np.float64)
+    # positions in cell order, so the inner loop reads them sequentially (no gather via order)
+    x_sorted = np.empty((n, 2), dtype=np.float64)
+    for p in range(n):
+        x_sorted[p, 0] = x[order[p], 0]
+        x_sorted[p, 1] = x[order[p], 1]
     for cell in range(nx * ny):
         for p in range(start[cell], start[cell + 1]):
             a = order[p]
+            xa, ya = x_sorted[p, 0], x_sorted[p, 1]
             m = 0
             for q in table[cell]:
                 if q < 0:
@@ -227,9 +233,11 @@ def neighbourhood_sums_and_forces(
                     continue  # this cell pair is visited from q
                 for p2 in range(p + 1 if q == cell else start[q], start[q + 1]):
                     b = order[p2]
-                    i, j = (a, b) if a < b else (b, a)
-                    dx = x[j, 0] - x[i, 0]
-                    dy = x[j, 1] - x[i, 1]
+                    # x_b - x_a directly, with no i < j swap: fl(u - w) = -fl(w - u) and the
+                    # minimal image is odd (rint rounds half to even), so (dx, dy, r) equal the
+                    # oracle's x_j - x_i up to the sign, bit for bit, without a branch
+                    dx = x_sorted[p2, 0] - xa
+                    dy = x_sorted[p2, 1] - ya
                     if periodic:
                         dx -= Lx * np.rint(dx * inv_Lx)
                         dy -= Ly * np.rint(dy * inv_Ly)
@@ -243,7 +251,7 @@ def neighbourhood_sums_and_forces(
                             summed[b, k] += values[a, k]
                     # kept only if 0 < r <= force_radius (the slot is reused otherwise)
                     partner[m] = b
-                    away[m, 0], away[m, 1] = (dx, dy) if a == i else (-dx, -dy)
+                    away[m, 0], away[m, 1] = dx, dy
                     distance[m] = r
                     if 0.0 < r <= force_radius:
                         m += 1

@@ -29,7 +29,8 @@ from __future__ import annotations
 
 import numpy as np
 
-__all__ = ["SHIFT_METHODS", "align_densities", "apply_shifts", "estimate_shifts", "fourier_shift", "check_shift_method"]
+__all__ = ["SHIFT_METHODS", "align_densities", "apply_shifts", "estimate_shifts", "fourier_shift", "fourier_shift_copies",
+           "check_shift_method"]
 
 SHIFT_METHODS = ("integer", "subpixel")
 _NEWTON_STEPS = 8
@@ -160,9 +161,39 @@ def fourier_shift(frames: np.ndarray, shifts: np.ndarray) -> np.ndarray:
         raise ValueError(f"shifts must have shape (T, 2) = {(T, 2)} to match frames, got {shifts.shape}")
     if not np.all(np.isfinite(shifts)):
         raise ValueError("shifts contain non-finite values; estimate them from finite frames")
+    return _shift_spectra(np.fft.rfft2(frames, axes=(1, 2)), shifts, (ny, nx))
+
+
+def fourier_shift_copies(frames: np.ndarray, shifts: np.ndarray) -> np.ndarray:
+    """``fourier_shift`` of M copies of the frames, each copy on its own shifts, with each frame's
+    forward FFT taken once (not M times); equal to ``fourier_shift`` of the stacked copies.
+
+    Args:
+        frames: (T, ny, nx) real fields.
+        shifts: (M, T, 2) real shifts: copy ``m`` of frame ``t`` moves by ``shifts[m, t]``.
+
+    Returns:
+        (M, T, ny, nx) float64 shifted copies.
+    """
+    frames = _as_frames(frames)
+    T, ny, nx = frames.shape
+    shifts = np.asarray(shifts, dtype=np.float64)
+    if shifts.ndim != 3 or shifts.shape[1:] != (T, 2):
+        raise ValueError(f"shifts must have shape (M, {T}, 2) to match frames, got {shifts.shape}")
+    if not np.all(np.isfinite(shifts)):
+        raise ValueError("shifts contain non-finite values; estimate them from finite frames")
+    M = shifts.shape[0]
+    spectrum = np.fft.rfft2(frames, axes=(1, 2))
+    copies = np.repeat(spectrum[None], M, axis=0).reshape((M * T,) + spectrum.shape[1:])
+    return _shift_spectra(copies, shifts.reshape(M * T, 2), (ny, nx)).reshape(M, T, ny, nx)
+
+
+def _shift_spectra(spectrum: np.ndarray, shifts: np.ndarray, grid_shape: tuple[int, int]) -> np.ndarray:
+    """Inverse rFFT of the (T, ny, nx//2 + 1) spectra, each multiplied by its shift's phase
+    factors (``spectrum`` is overwritten)."""
+    ny, nx = grid_shape
     phase_y = _axis_phase(ny, shifts[:, 0], full=True)  # (T, ny)
     phase_x = _axis_phase(nx, shifts[:, 1], full=False)  # (T, nx//2 + 1)
-    spectrum = np.fft.rfft2(frames, axes=(1, 2))
     spectrum *= phase_y[:, :, None] * phase_x[:, None, :]
     return np.fft.irfft2(spectrum, s=(ny, nx), axes=(1, 2))
 

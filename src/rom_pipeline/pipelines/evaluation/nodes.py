@@ -37,11 +37,12 @@ def score_baselines(
     config = evaluation_config(forecast_setup)
     climatology = ClimatologyForecaster().fit(list(unpack_trajectories(train_latent).values()))
     track_model = training_track_model(train_latent, pod, forecast_setup)
+    runs = list(test_runs_for_evaluation(test_runs, rom_grid, forecast_setup))
+    blocks: dict = {}  # each run's truth side, prepared once for both baselines
     results, curves = [], []
     for baseline in (climatology, PersistenceForecaster()):
-        table, r2_t, _ = evaluate_many(
-            baseline, pod, test_runs_for_evaluation(test_runs, rom_grid, forecast_setup), config,
-            track_model=track_model)
+        table, r2_t, _ = evaluate_many(baseline, pod, runs, config, track_model=track_model,
+                                       blocks=blocks)
         results.append(table)
         curves.append(r2_t)
     return pd.concat(results, ignore_index=True), pd.concat(curves, ignore_index=True)
