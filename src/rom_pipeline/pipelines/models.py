@@ -85,7 +85,9 @@ def training_track_model(train_latent: dict, pod: PODBasis, parameters: dict[str
             "before scoring eval.shift_modes 'lab_ensemble'"
         )
     tracks = list(unpack_trajectories(train_latent, key="shifts").values())
-    return TrackModel(order=cfg.eval.track_order).fit(tracks, pod.grid_shape_)
+    start = int(round(cfg.forecast_start / cfg.dt_rom))  # the protocol's k0
+    return TrackModel(order=cfg.eval.track_order, calibration=cfg.eval.track_calibration).fit(
+        tracks, pod.grid_shape_, start=start)
 
 
 def evaluate_forecaster_on_tests(

@@ -156,9 +156,10 @@ def snapshot_figures(
 
 def summarise_experiment(
     all_test_results: pd.DataFrame, pod_summary: dict, parameters: dict[str, Any],
-    *training_summaries: dict,
+    ensemble_skill_by_lead: pd.DataFrame, *training_summaries: dict,
 ) -> tuple[dict, dict]:
-    """``summary.json`` (models, r, lags, mean R² per model, training times) and ``config_used.yaml``."""
+    """``summary.json`` (models, r, lags, mean R² per model, the lab-frame ensemble's skills per
+    lead window, training times) and ``config_used.yaml``."""
     cfg = validate_parameters(parameters)
     extra = {
         "rom_pipeline_version": __version__,
@@ -173,7 +174,7 @@ def summarise_experiment(
         "n_train_runs": cfg.train_ic.run_count("train_ic"),
         "n_test_runs": cfg.test_ic.run_count("test_ic"),
     }
-    summary = report.summary_dict(all_test_results, extra)
+    summary = report.summary_dict(all_test_results, extra, skill_by_lead=ensemble_skill_by_lead)
     for training in training_summaries:
         summary["models"].setdefault(training["model"], {})["training"] = training
     summary["lineage"] = _summary_lineage(cfg, [t["model"] for t in training_summaries])

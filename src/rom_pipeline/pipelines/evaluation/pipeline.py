@@ -27,7 +27,7 @@ def create_pipeline(models: list[str] | None = None, **kwargs) -> Pipeline:
             Node(nodes.snapshot_figures, ["test.runs", "parameters", *summaries, *predictions],
                  ["snapshot_grid_plot", "comparison_animations"], name="snapshot_figures"),
             Node(nodes.summarise_experiment,
-                 ["all_test_results", "pod_summary", "parameters", *summaries],
+                 ["all_test_results", "pod_summary", "parameters", "ensemble_skill_by_lead", *summaries],
                  ["summary", "config_used"], name="summarise_experiment"),
             Node(nodes.build_report_page,
                  ["comparison_markdown", "all_test_results", "comparison_animations", "summary"],
