@@ -5,9 +5,10 @@ Loads the experiment's POD basis, training shifts and trained models through the
 shift modes ``oracle`` and ``lab_ensemble`` (whatever ``eval.shift_modes`` of the environment says), with the
 track model of ``eval.track_order`` / ``eval.track_calibration`` (overridable here). Writes
 ``benchmarks/results/lab_ensemble_<tag>.csv`` (one row per model, run and mode) and
-``lab_ensemble_<tag>_skill_by_lead.csv``, and prints both as markdown.
+``lab_ensemble_<tag>_skill_by_lead.csv``, and prints both as markdown. ``--horizon S`` scores only the first
+S seconds of each test run (the pooled R² is then over that window, not the whole run).
 
-    PYTHONPATH=src python benchmarks/lab_ensemble_env.py --env gas --models mvar lstm
+    PYTHONPATH=src python benchmarks/lab_ensemble_env.py --env gas --models mvar lstm [--horizon 20]
 """
 from __future__ import annotations
 
@@ -15,15 +16,19 @@ import argparse
 import copy
 import logging
 import time
+from dataclasses import replace
 from pathlib import Path
 
+import numpy as np
 import pandas as pd
 from kedro.framework.session import KedroSession
 from kedro.framework.startup import bootstrap_project
 
 from rom_pipeline.config import validate_parameters
 from rom_pipeline.evaluation.plots_skill import skill_by_lead
-from rom_pipeline.pipelines.models import evaluate_forecaster_on_tests
+from rom_pipeline.evaluation.protocol import evaluate_many
+from rom_pipeline.pipelines.models import evaluation_config, test_runs_for_evaluation, training_track_model
+from rom_pipeline.rom.pod import PODBasis
 from rom_pipeline.rom.lstm import LSTMForecaster
 from rom_pipeline.rom.mvar import MVARForecaster
 
@@ -38,6 +43,7 @@ def main() -> None:
     parser.add_argument("--models", nargs="+", default=["mvar"], choices=sorted(LOADERS))
     parser.add_argument("--track-calibration", default=None, choices=["none", "heldout"])
     parser.add_argument("--track-order", type=int, default=None)
+    parser.add_argument("--horizon", type=float, default=None, help="seconds of each test run to score")
     args = parser.parse_args()
     logging.basicConfig(level=logging.WARNING)
     bootstrap_project(PROJECT)
@@ -54,11 +60,18 @@ def main() -> None:
         ev["track_order"] = args.track_order
     cfg = validate_parameters(parameters)
     pod, latent, runs = catalog.load("pod_basis"), catalog.load("train_latent"), catalog.load("test.runs")
+    basis = PODBasis.from_arrays(pod)
+    track_model = training_track_model(latent, basis, parameters)
+    test_runs = list(test_runs_for_evaluation(runs, parameters))
+    if args.horizon is not None:
+        test_runs = [replace(r, times=r.times[r.times - r.times[0] <= args.horizon + 1e-9],
+                             density=r.density[: int(np.sum(r.times - r.times[0] <= args.horizon + 1e-9))])
+                     for r in test_runs]
     results, curves = [], []
     for name in args.models:
         start = time.perf_counter()
-        table, r2_t, _ = evaluate_forecaster_on_tests(catalog.load(f"{name}.model"), pod, latent, runs, parameters,
-                                                      LOADERS[name])
+        table, r2_t, _ = evaluate_many(LOADERS[name](catalog.load(f"{name}.model")), basis, test_runs,
+                                       evaluation_config(parameters), track_model=track_model)
         results.append(table)
         curves.append(r2_t)
         print(f"{name}: {time.perf_counter() - start:.0f} s", flush=True)
@@ -74,9 +87,9 @@ def main() -> None:
     by_lead.to_csv(f"{out}_skill_by_lead.csv", index=False)
     pd.set_option("display.width", 250)
     print(f"track_order {cfg.eval.track_order}, track_calibration {cfg.eval.track_calibration}, "
-          f"{cfg.eval.ensemble_size} members, forecast_start {cfg.forecast_start} s")
-    print(results[keep].round(4).to_markdown(index=False))
-    print(by_lead.round(4).to_markdown(index=False))
+          f"{cfg.eval.ensemble_size} members, forecast_start {cfg.forecast_start} s, horizon {args.horizon} s")
+    print(results[keep].round(4).to_string(index=False))
+    print(by_lead.round(4).to_string(index=False))
     lab = results[results.shift_mode == "lab_ensemble"]
     print("min lab R2 per model:", lab.groupby("model").r2_pooled.min().round(4).to_dict(), flush=True)
 

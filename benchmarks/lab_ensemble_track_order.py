@@ -133,7 +133,7 @@ def main() -> None:
     summary = pd.DataFrame(summary)
     pd.set_option("display.width", 250)
     print(summary.round(4).to_string(index=False))
-    Path(f"{out}.md").write_text(summary.round(4).to_markdown(index=False) + "\n")
+    Path(f"{out}.txt").write_text(summary.round(4).to_string(index=False) + "\n")
 
 
 if __name__ == "__main__":
