@@ -1,51 +1,140 @@
-"""lab_ensemble of the default MVAR with track orders 1 and 3, from the integer-track artifacts of data/default
-(after `kedro run --pipelines=pod,latent_dataset,mvar,lstm,evaluation`); scored on the 4 TEST runs, so it
-informs, it does not select a default.
+"""Track model of the lab_ensemble mode chosen on HELD-OUT TRAINING runs (issue 14): eval.track_order and
+eval.track_calibration.
 
-    PYTHONPATH=src:benchmarks python experiments/lab_ensemble_track_order.py
+The training runs are split into ``--folds`` folds; for each fold the track model (VAR order p, with or
+without the held-out calibration, whose own inner folds use only the remaining runs) is fitted on the other
+folds' shifts and scored on the fold's runs from the experiment's ``forecast_start``. The scored co-moving
+shape is the run's own (true) latent state lifted by the POD basis, so the table measures the track law
+alone: the ensemble mean ``E[S_{-s} g_h]`` (pooled lab R² per run, R² per lead window) and the ensemble of
+``--members`` sampled tracks (fair CRPS skill against the POD mean shape at uniformly random positions, and
+the spread/skill ratio, per lead window; every ``--frame-step``-th frame). No test run is read.
+
+    PYTHONPATH=src python experiments/lab_ensemble_track_order.py --env base --experiment default
+    # writes experiments/results/lab_ensemble_selection_<experiment>.csv / .md
 """
-import glob, numpy as np, pandas as pd
+from __future__ import annotations
+
+import argparse
+import time
+import glob
+import sys
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
 from rom_pipeline.config import validate_parameters
 from rom_pipeline.datasets.runs import RunCollection
-from rom_pipeline.evaluation.protocol import EvaluationConfig, TestRun, evaluate_forecaster
-from rom_pipeline.evaluation.track import TrackModel
+from rom_pipeline.evaluation.metrics import r2_pooled
+from rom_pipeline.evaluation.scores import crps_fair, skill, spread_skill_ratio
+from rom_pipeline.evaluation.track import TrackModel, lab_frame_mean, lab_frame_members
 from rom_pipeline.rom.latent import unpack_trajectories
-from rom_pipeline.rom.mvar import MVARForecaster
 from rom_pipeline.rom.pod import PODBasis
-from pathlib import Path
-import sys
-sys.path.insert(0, "experiments")
-from shift_method_heldout import load_parameters
-cfg = validate_parameters(load_parameters("base"))
-def npz(pattern):
-    f = glob.glob(pattern)[0]; return dict(np.load(f, allow_pickle=False))
-pod = PODBasis.from_arrays(npz("data/default/rom_common/pod_basis.npz/*/*.npz"))
-model = MVARForecaster.from_arrays(npz("data/default/MVAR/mvar_model.npz/*/*.npz"))
-latent = npz("data/default/rom_common/latent_trajectories.npz/*/*.npz")
-tracks = list(unpack_trajectories(latent, key="shifts").values())
-ids = sorted(p.name for p in Path("data/default/test").iterdir() if p.is_dir())
-runs = RunCollection(Path("data/default/test"), ids)
-k = cfg.rom.subsample
-cell = (cfg.sim.Lx / cfg.density.nx) * (cfg.sim.Ly / cfg.density.ny)
-config = EvaluationConfig(forecast_start=cfg.forecast_start, mass_postprocess=cfg.eval.mass_postprocess,
-                          shift_modes=("lab_ensemble",), order_parameters=False, lead_windows=(0.0, 2.0, 5.0, 10.0))
-rows = []
-for order in (1, 3):
-    track = TrackModel(order).fit(tracks, pod.grid_shape_)
+
+PROJECT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(PROJECT / "benchmarks"))
+from shift_method_heldout import load_parameters  # noqa: E402
+
+EDGES = (0.0, 2.0, 5.0, 10.0, 20.0)
+
+
+def npz(pattern: str) -> dict:
+    return dict(np.load(sorted(glob.glob(pattern))[-1], allow_pickle=False))
+
+
+def crps_scores(truth: np.ndarray, shape: np.ndarray, member_shifts: np.ndarray) -> dict[str, np.ndarray]:
+    """Per-frame pixel-mean fair CRPS, ensemble variance and ensemble-mean MSE of the members
+    ``S_{-s_m} g`` (the ingredients of :func:`rom_pipeline.evaluation.scores.frame_scores`, no energy score)."""
+    members = lab_frame_members(np.ascontiguousarray(shape), member_shifts)
+    return {"crps": crps_fair(truth, members).mean(axis=(1, 2)),
+            "variance": members.var(axis=0, ddof=1).mean(axis=(1, 2)),
+            "mse_mean": ((members.mean(axis=0) - truth) ** 2).mean(axis=(1, 2))}
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--env", default="base")
+    parser.add_argument("--experiment", default="default")
+    parser.add_argument("--folds", type=int, default=6)
+    parser.add_argument("--members", type=int, default=20)
+    parser.add_argument("--orders", type=int, nargs="+", default=[1, 3])
+    parser.add_argument("--frame-step", type=int, default=2, help="score every n-th forecast frame (speed)")
+    args = parser.parse_args()
+    cfg = validate_parameters(load_parameters(args.env))
+    data = PROJECT / "data" / args.experiment
+    pod = PODBasis.from_arrays(npz(f"{data}/rom_common/pod_basis.npz/*/*.npz"))
+    latent = npz(f"{data}/rom_common/latent_trajectories.npz/*/*.npz")
+    tracks = unpack_trajectories(latent, key="shifts")
+    states = unpack_trajectories(latent)
+    ids = sorted(tracks)
+    dt = float(latent["dt_rom"])
+    k0 = int(round(cfg.forecast_start / dt))
+    runs = RunCollection(data / "train", ids)
+    grid = tuple(int(g) for g in pod.grid_shape_)
+    n = np.asarray(grid, dtype=np.float64)
+    rng = np.random.default_rng([0, 1])
+    climatology_shape = np.asarray(pod.lift(np.zeros((1, pod.n_modes_)), shifts=None))[0]
+    folds = np.array_split(np.arange(len(ids)), args.folds)
+    truth, shape, clim = {}, {}, {}
+    step = args.frame_step
     for r in ids:
-        d = runs.density(r)
-        run = TestRun(run_id=r, family=runs[r]["family"], times=d["times"][::k], density=d["density"][::k].astype(float),
-                      positions=None, velocities=None, Lx=cfg.sim.Lx, Ly=cfg.sim.Ly, periodic=True, cell_area=cell)
-        res = evaluate_forecaster(model, pod, run, config, track_model=track)
-        m = res.metrics[0]
-        c = res.r2_vs_time
-        w = c[(c.lead_time >= 2) & (c.lead_time < 10)]
-        rows.append({"order": order, "run": r, "r2_pooled": m["r2_pooled"], "r2_0_2": m["r2_lead_0_2"],
-                     "crps_skill_clim": m["crps_skill_climatology"], "spread_skill": m["spread_skill"],
-                     "crps_2_10": w.crps.sum(), "crps_clim_2_10": w.crps_climatology.sum()})
-        print(rows[-1], flush=True)
-t = pd.DataFrame(rows)
-g = t.groupby("order").agg(r2_pooled=("r2_pooled", "mean"), r2_0_2=("r2_0_2", "mean"), spread_skill=("spread_skill", "mean"),
-                           crps_2_10=("crps_2_10", "sum"), clim_2_10=("crps_clim_2_10", "sum"))
-g["crps_skill_clim_2_10"] = 1 - g.crps_2_10 / g.clim_2_10
-print(g)
+        truth[r] = runs.density(r)["density"][:: cfg.rom.subsample][k0:].astype(np.float64)
+        shape[r] = np.asarray(pod.lift(states[r][k0:], shifts=None), dtype=np.float64)
+        positions = rng.uniform(-n / 2, n / 2, size=(args.members, len(truth[r][::step]), 2))
+        clim[r] = crps_scores(truth[r][::step], np.broadcast_to(climatology_shape, truth[r][::step].shape), positions)
+    print("truth and climatology scored", time.strftime("%X"), flush=True)
+    rows = []
+    for order in args.orders:
+        for calibration in ("none", "heldout"):
+            for fold in folds:
+                fit_ids = [ids[i] for i in range(len(ids)) if i not in set(fold.tolist())]
+                model = TrackModel(order, calibration).fit([tracks[r] for r in fit_ids], grid, start=k0)
+                for i in fold:
+                    r = ids[i]
+                    s = tracks[r]
+                    nf = len(truth[r])
+                    mean, cov = model.displacement_law(s[:k0], nf)
+                    last = s[k0 - 1]
+                    pred = lab_frame_mean(shape[r], last + mean, cov)
+                    members = last + model.sample_displacements(s[:k0], nf, args.members, seed=0)
+                    sc = crps_scores(truth[r][::step], shape[r][::step], members[:, ::step])
+                    lead = np.arange(nf) * dt
+                    row = {"order": order, "calibration": calibration, "run": r,
+                           "r2_pooled": r2_pooled(truth[r], pred)}
+                    bounds = (*EDGES, np.inf)
+                    for lo, hi in zip(bounds[:-1], bounds[1:]):
+                        w = (lead >= lo) & (lead < hi)
+                        tag = f"{lo:g}_{hi:g}"
+                        row[f"r2_{tag}"] = r2_pooled(truth[r][w], pred[w]) if w.any() else np.nan
+                        w = w[::step]
+                        row[f"crps_{tag}"] = sc["crps"][w].sum()
+                        row[f"crpsclim_{tag}"] = clim[r]["crps"][w].sum()
+                        row[f"var_{tag}"] = sc["variance"][w].sum()
+                        row[f"mse_{tag}"] = sc["mse_mean"][w].sum()
+                        row[f"nf_{tag}"] = int(w.sum())
+                    rows.append(row)
+            print(order, calibration, time.strftime("%X"), flush=True)
+    table = pd.DataFrame(rows)
+    out = PROJECT / "experiments" / "results" / f"lab_ensemble_selection_{args.experiment}"
+    table.to_csv(f"{out}.csv", index=False)
+    summary = []
+    for (order, calibration), g in table.groupby(["order", "calibration"]):
+        row = {"order": order, "calibration": calibration, "r2_pooled_mean": g.r2_pooled.mean(),
+               "r2_pooled_min": g.r2_pooled.min(), "runs_r2_ge_0": f"{(g.r2_pooled >= 0).sum()}/{len(g)}"}
+        bounds = (*EDGES, np.inf)
+        for lo, hi in zip(bounds[:-1], bounds[1:]):
+            tag = f"{lo:g}_{hi:g}"
+            row[f"r2_{tag}"] = g[f"r2_{tag}"].mean()
+            row[f"crps_skill_{tag}"] = skill(g[f"crps_{tag}"].sum(), g[f"crpsclim_{tag}"].sum())
+            row[f"spread_skill_{tag}"] = spread_skill_ratio(
+                g[f"var_{tag}"].sum() / g[f"nf_{tag}"].sum(), g[f"mse_{tag}"].sum() / g[f"nf_{tag}"].sum(),
+                args.members)
+        summary.append(row)
+    summary = pd.DataFrame(summary)
+    pd.set_option("display.width", 250)
+    print(summary.round(4).to_string(index=False))
+    Path(f"{out}.txt").write_text(summary.round(4).to_string(index=False) + "\n")
+
+
+if __name__ == "__main__":
+    main()

@@ -124,3 +124,53 @@ def test_bad_input_is_refused_before_any_work(basis):
     unaligned = PODBasis(fixed_modes=2).fit([run.density])
     with pytest.raises(ValueError, match="without alignment the forecast already lives in the lab frame"):
         evaluate_forecaster(MeanStateForecaster(), unaligned, run, config(), track_model=track_model(np.eye(2)))
+
+
+def test_ensemble_scores_reach_summary_json_and_mlflow_metrics():
+    import json
+
+    import pandas as pd
+
+    from rom_pipeline.evaluation.plots_skill import skill_by_lead
+    from rom_pipeline.evaluation.report import summary_dict
+    from rom_pipeline.tracking import summary_metrics
+
+    rng = np.random.default_rng(2)
+    lead = np.arange(6) * 1.0  # frames at 0..5 s, windows [0, 2), [2, end]
+    curves, results = [], []
+    for run in ("a", "b"):
+        frame = pd.DataFrame({
+            "model": "MVAR", "run_id": run, "shift_mode": "lab_ensemble", "lead_time": lead, "r2": rng.random(6),
+            **{c: rng.random(6) + 0.5 for c in ("crps", "crps_climatology", "crps_hold", "energy",
+                                                 "energy_climatology", "energy_hold", "ensemble_variance",
+                                                 "ensemble_mean_mse")},
+        })
+        curves.append(frame)
+        for mode in ("oracle", "lab_ensemble"):
+            ens = mode == "lab_ensemble"
+            results.append({"model": "MVAR", "run_id": run, "shift_mode": mode, "diverged": False,
+                            "r2_pooled": rng.random(),
+                            "crps_skill_climatology": rng.random() if ens else np.nan,
+                            "spread_skill": rng.random() if ens else np.nan})
+    curves, results = pd.concat(curves, ignore_index=True), pd.DataFrame(results)
+    table = skill_by_lead(curves, (0.0, 2.0), n_members=20)
+    summary = json.loads(json.dumps(summary_dict(results, None, skill_by_lead=table)))  # JSON-ready
+    block = summary["models"]["MVAR"]
+    early = curves[curves.lead_time < 2]
+    late = curves[curves.lead_time >= 2]
+    expected = 1 - early.crps.sum() / early.crps_climatology.sum()
+    assert block["crps_skill_climatology_lead_mean"]["lab_ensemble"]["0_2"] == pytest.approx(expected, rel=1e-12)
+    expected = 1 - late.energy.sum() / late.energy_hold.sum()
+    assert block["energy_skill_hold_lead_mean"]["lab_ensemble"]["2_end"] == pytest.approx(expected, rel=1e-12)
+    spread = np.sqrt(21 / 20 * late.ensemble_variance.mean()) / np.sqrt(late.ensemble_mean_mse.mean())
+    assert block["spread_skill_lead_mean"]["lab_ensemble"]["2_end"] == pytest.approx(spread, rel=1e-12)
+    whole = results[results.shift_mode == "lab_ensemble"].crps_skill_climatology.mean()
+    assert block["crps_skill_climatology_mean"] == {"oracle": None, "lab_ensemble": pytest.approx(whole)}
+    metrics = summary_metrics(summary)
+    assert metrics["MVAR.crps_skill_climatology_lead_mean.lab_ensemble.0_2"] == pytest.approx(
+        block["crps_skill_climatology_lead_mean"]["lab_ensemble"]["0_2"])
+    assert metrics["MVAR.spread_skill_mean.lab_ensemble"] == pytest.approx(
+        results[results.shift_mode == "lab_ensemble"].spread_skill.mean())
+    assert "MVAR.spread_skill_mean.oracle" not in metrics  # no ensemble in the other modes
+    # no ensemble table (lab_ensemble not scored): no lead entries
+    assert "crps_skill_climatology_lead_mean" not in summary_dict(results, None)["models"]["MVAR"]

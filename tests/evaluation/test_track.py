@@ -146,3 +146,98 @@ def test_translated_ensemble_scores_equal_the_scores_of_the_full_ensemble():
     # one shape for every frame
     one = translated_ensemble_scores(truth, shape[0], shifts, chunk=5)
     np.testing.assert_allclose(one["crps"], frame_scores(truth, lab_frame_members(np.repeat(shape[:1], 7, 0), shifts))["crps"], rtol=1e-12)
+
+
+# ---------------------------------------------------------------- held-out calibration
+def wrap(x, grid=GRID):
+    n = np.asarray(grid, dtype=float)
+    return np.mod(x + n / 2, n) - n / 2
+
+
+def test_wrapped_lead_variance_recovers_a_wrapped_normal_and_the_uniform_limit():
+    from rom_pipeline.evaluation.track import wrapped_lead_variance
+
+    rng = np.random.default_rng(11)
+    sigma2 = np.array([[1.0, 4.0], [9.0, 16.0], [30.0, 60.0]])  # (H, 2); 60 > (48/2)^2/12-ish: wraps
+    errors = wrap(np.sqrt(sigma2)[None] * rng.standard_normal((20000, 3, 2)))
+    errors[:3000, 2] = np.nan  # a lead with fewer runs
+    v = wrapped_lead_variance(errors, GRID)
+    np.testing.assert_allclose(v, sigma2, rtol=0.06)
+    # uniform errors carry no information: the uniform limit n^2, and v never decreases with the lead
+    uniform = rng.uniform(-0.5, 0.5, size=(400, 2, 2)) * np.array(GRID)
+    v2 = wrapped_lead_variance(np.concatenate([errors[3000:3400, :1], uniform], axis=1), GRID)
+    np.testing.assert_allclose(v2[1:], np.array(GRID, dtype=float)[None] ** 2 * np.ones((2, 1)))
+    assert np.all(np.diff(v2, axis=0) >= 0)
+
+
+def drifting_tracks(n_runs, T, seed):
+    """Runs with a random constant velocity each (sd 0.8 cells/frame) plus white jitter: the
+    displacement variance grows like h^2, which a pooled VAR on increments cannot capture."""
+    rng = np.random.default_rng(seed)
+    out = []
+    for _ in range(n_runs):
+        v = rng.normal(scale=0.8, size=2)
+        s = np.cumsum(v[None] + rng.normal(scale=0.3, size=(T, 2)), axis=0)
+        out.append(wrap(s))
+    return out
+
+
+def test_heldout_errors_use_a_model_fitted_without_the_held_out_runs():
+    from rom_pipeline.evaluation.track import heldout_displacement_errors
+
+    tracks = drifting_tracks(6, 25, seed=2)
+    errors = heldout_displacement_errors(tracks, GRID, order=1, start=4, n_folds=3)
+    assert errors.shape == (6, 21, 2)
+    # brute force for run 3 (fold 2 = runs 2, 3): fit on runs 0, 1, 4, 5 only
+    model = TrackModel(1).fit([tracks[i] for i in (0, 1, 4, 5)], GRID)
+    mean, _ = model.displacement_law(tracks[3][:4], 21)
+    true = np.cumsum(track_increments(tracks[3][3:], GRID), axis=0)
+    np.testing.assert_allclose(errors[3], wrap(true - mean), atol=1e-12)
+
+
+def test_heldout_calibration_matches_the_displacement_spread_of_new_runs():
+    train = drifting_tracks(300, 30, seed=4)
+    start = 5
+    plain = TrackModel(1).fit(train, GRID, start=start)
+    calibrated = TrackModel(1, calibration="heldout").fit(train, GRID, start=start)
+    assert plain.lead_variance_ is None and calibrated.lead_variance_.shape == (25, 2)
+    np.testing.assert_array_equal(calibrated.coefs_, plain.coefs_)  # same VAR, same mean
+    # the spread of fresh runs' displacements about the VAR mean, at leads before wrapping matters
+    fresh = drifting_tracks(3000, 30, seed=5)
+    err = []
+    for s in fresh:
+        mean, _ = plain.displacement_law(s[:start], 8)
+        err.append(wrap(np.cumsum(track_increments(s[start - 1:start + 8], GRID), axis=0) - mean))
+    emp = np.var(np.array(err), axis=0)  # (8, 2)
+    _, cov_plain = plain.displacement_law(fresh[0][:start], 8)
+    _, cov_cal = calibrated.displacement_law(fresh[0][:start], 8)
+    var_cal = np.diagonal(cov_cal, axis1=1, axis2=2)
+    var_plain = np.diagonal(cov_plain, axis1=1, axis2=2)
+    np.testing.assert_allclose(var_cal[:6], emp[:6], rtol=0.2)
+    assert np.all(np.abs(var_plain[3:6] / emp[3:6] - 1) > 0.4)  # the VAR alone is off by > 40 %
+    # correlation kept: C' = R C R
+    corr = lambda c: c[:, 0, 1] / np.sqrt(c[:, 0, 0] * c[:, 1, 1])  # noqa: E731
+    np.testing.assert_allclose(corr(cov_cal), corr(cov_plain), atol=1e-12)
+    # members follow the calibrated law (per lead), about the same mean
+    paths = calibrated.sample_displacements(fresh[0][:start], 8, 20000, seed=1)
+    mean_cal, _ = calibrated.displacement_law(fresh[0][:start], 8)
+    np.testing.assert_allclose(paths.mean(axis=0), mean_cal, atol=0.1)
+    np.testing.assert_allclose(paths.var(axis=0), var_cal, rtol=0.05)
+    # past the calibrated leads the last variance ratio is kept
+    _, long_cov = calibrated.displacement_law(fresh[0][:start], 40)
+    _, long_plain = plain.displacement_law(fresh[0][:start], 40)
+    ratio = np.diagonal(long_cov, axis1=1, axis2=2) / np.diagonal(long_plain, axis1=1, axis2=2)
+    np.testing.assert_allclose(ratio[25:], ratio[24][None].repeat(15, 0), rtol=1e-12)
+    # round trip
+    rebuilt = TrackModel.from_arrays(calibrated.to_arrays())
+    np.testing.assert_array_equal(rebuilt.displacement_law(fresh[0][:start], 30)[1],
+                                  calibrated.displacement_law(fresh[0][:start], 30)[1])
+
+
+def test_bad_calibration_input_is_refused():
+    with pytest.raises(ValueError, match="eval.track_calibration is 'wide'; use one of"):
+        TrackModel(1, calibration="wide")
+    with pytest.raises(ValueError, match="needs the forecast start index"):
+        TrackModel(1, calibration="heldout").fit(drifting_tracks(4, 20, seed=0), GRID)
+    with pytest.raises(ValueError, match="needs 3 conditioning shifts.*start leaves 2"):
+        TrackModel(2, calibration="heldout").fit(drifting_tracks(4, 20, seed=0), GRID, start=2)

@@ -328,21 +328,45 @@ def _json_number(value: float) -> float | None:
     return value if np.isfinite(value) else None
 
 
-#: Per-model, per-shift-mode means in ``summary.json`` (and MLflow), besides ``r2_pooled``.
+#: Per-model, per-shift-mode means in ``summary.json`` (and MLflow), besides ``r2_pooled``; the
+#: ensemble scores exist for the ``lab_ensemble`` mode only (None in the other modes).
 SUMMARY_METRICS: tuple[str, ...] = (
     "r2_pooled", "skill_vs_climatology", "skill_vs_persistence", "r2_latent",
+    "crps_skill_climatology", "energy_skill_climatology", "crps_skill_hold", "energy_skill_hold",
+    "spread_skill",
+)
+
+#: Columns of the ensemble skill-by-lead table that ``summary.json`` gives per lead window.
+ENSEMBLE_LEAD_METRICS: tuple[str, ...] = (
+    "crps_skill_climatology", "energy_skill_climatology", "crps_skill_hold", "energy_skill_hold",
+    "spread_skill",
 )
 
 
-def summary_dict(test_results: pd.DataFrame, extra: Mapping | None) -> dict:
+def summary_dict(
+    test_results: pd.DataFrame, extra: Mapping | None, skill_by_lead: pd.DataFrame | None = None,
+    shift_mode: str = "lab_ensemble",
+) -> dict:
     """JSON-ready headline numbers per model, merged with ``extra``.
+
+    Args:
+        test_results: the long results table (one row per model, run and shift mode).
+        extra: further top-level entries.
+        skill_by_lead: the ensemble skill per model and lead window
+            (:func:`rom_pipeline.evaluation.plots_skill.skill_by_lead`, pooled over test runs);
+            None or empty for none.
+        shift_mode: the shift mode ``skill_by_lead`` was computed for.
 
     Returns:
         ``{"models": {model: {"<metric>_mean": {shift_mode: float | None} for every metric of
         :data:`SUMMARY_METRICS` present in the table, "r2_lead_mean": {shift_mode: {window:
-        float | None}} (when the table has ``r2_lead_*`` columns), "n_diverged":
-        {shift_mode: int}, "n_runs": int}}, **extra}`` where ``n_runs`` is the number of
-        distinct test runs of the model and every mean is NaN-aware over its test runs.
+        float | None}} (when the table has ``r2_lead_*`` columns), "<metric>_lead_mean":
+        {shift_mode: {window: float | None}} for every :data:`ENSEMBLE_LEAD_METRICS` (when
+        ``skill_by_lead`` has rows of the model; windows named like the ``r2_lead_*`` ones,
+        e.g. ``"0_2"``, ``"20_end"``), "n_diverged": {shift_mode: int}, "n_runs": int}},
+        **extra}`` where ``n_runs`` is the number of distinct test runs of the model and every
+        ``_mean`` of the results table is NaN-aware over its test runs (a per-run mean: the
+        whole-run ensemble skills are means of per-run skills, the lead-window ones pooled).
         Non-finite values become ``None`` (JSON has no NaN).
 
     Raises:
@@ -378,6 +402,14 @@ def summary_dict(test_results: pd.DataFrame, extra: Mapping | None) -> dict:
                     c.removeprefix(LEAD_PREFIX): mean_of(of_mode, c) for c in leads
                 }
             block["n_diverged"][str(mode)] = int(of_mode["diverged"].eq(True).sum())
+        if skill_by_lead is not None and len(skill_by_lead):
+            of_lead = skill_by_lead[skill_by_lead["model"] == model]
+            windows = [f"{lo:g}_{'end' if not np.isfinite(hi) else f'{hi:g}'}"
+                       for lo, hi in zip(of_lead["lead_start"], of_lead["lead_end"])]
+            for metric in ENSEMBLE_LEAD_METRICS if len(of_lead) else ():
+                block[f"{metric}_lead_mean"] = {shift_mode: {
+                    w: _json_number(v) for w, v in zip(windows, of_lead[metric].to_numpy(float))
+                }}
         block["n_runs"] = int(of_model["run_id"].nunique())
         models[str(model)] = block
     return {"models": models, **extra}

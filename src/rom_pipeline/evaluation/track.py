@@ -28,6 +28,24 @@ Lab-frame ensemble of a co-moving forecast ``g_h`` (n, ny, nx):
   fraction of a cell, take its real part);
 * member ``m`` is ``S_{-s_m} g_h`` with ``s_m`` a path of the fitted VAR driven by seeded Gaussian
   noise (Fourier shift, so each member keeps the mass of ``g_h``).
+
+Held-out calibration (``calibration="heldout"``, config key ``eval.track_calibration``). The VAR's
+law is too narrow a few seconds after a forecast start near the run start (the increments are not
+stationary: the swarm forms, splits and the shift estimate of a diffuse swarm jumps), and too wide
+in the first frames. The calibrated law keeps the VAR mean and correlation and replaces the
+per-axis variance at every lead by the one measured on HELD-OUT TRAINING runs from the same
+forecast start ``k0``: the runs are split into ``n_folds`` folds, a VAR is fitted without each fold
+and its errors ``e_{i,h} = wrap(D_h - E D_h)`` on the fold's runs are collected. Per axis ``a``
+(``n_a`` cells) the wrapped-normal variance matching the first harmonic of the errors is
+
+    rho_{h,a} = mean_i cos(2 pi e_{i,h,a} / n_a),    v_{h,a} = -n_a^2 / (2 pi^2) log rho_{h,a},
+
+(the real part of the empirical characteristic function at the lowest wavenumber, which is what the
+ensemble mean's first Fourier mode needs), set to the uniform limit ``n_a^2`` when ``rho`` is below
+its sampling noise ``2 / sqrt(2 N_h)`` and made non-decreasing in ``h``. The covariance becomes
+``C'_h = R_h C_h R_h`` with ``R_h = diag(sqrt(v_{h,a} / C_{h,aa}))``; past the calibrated leads
+``R_h`` keeps its last value. Member paths are scaled the same way about the VAR mean, so their
+per-lead covariance is ``C'_h`` too.
 """
 from __future__ import annotations
 
@@ -37,7 +55,12 @@ import numpy as np
 
 from rom_pipeline.rom.shifts import fourier_shift_copies
 
-__all__ = ["TrackModel", "lab_frame_mean", "lab_frame_members", "track_increments", "translated_ensemble_scores"]
+__all__ = ["TRACK_CALIBRATIONS", "TrackModel", "heldout_displacement_errors", "lab_frame_mean", "lab_frame_members", "track_increments", "translated_ensemble_scores",
+           "wrapped_lead_variance"]
+
+
+#: Values of ``eval.track_calibration``.
+TRACK_CALIBRATIONS = ("none", "heldout")
 
 
 def track_increments(shifts: np.ndarray, grid_shape: tuple[int, int]) -> np.ndarray:
@@ -56,6 +79,10 @@ class TrackModel:
 
     Args:
         order: p >= 1 (config key ``eval.track_order``).
+        calibration: ``"none"`` (the VAR's Gaussian law) or ``"heldout"`` (per-lead variances
+            measured on held-out training runs, see the module docstring; config key
+            ``eval.track_calibration``).
+        n_folds: folds of training runs for the ``"heldout"`` calibration (>= 2).
 
     Attributes (after ``fit``):
         intercept_: (2,) ``c``.
@@ -63,23 +90,51 @@ class TrackModel:
         noise_cov_: (2, 2) ``Sigma``.
         grid_shape_: (ny, nx) of the tracks.
         n_obs_: number of fitted increments.
+        lead_variance_: (H, 2) calibrated per-axis variances ``v_h`` of ``D_h``, h = 1..H
+            (``"heldout"`` only, else None).
     """
 
-    def __init__(self, order: int = 1):
+    def __init__(self, order: int = 1, calibration: str = "none", n_folds: int = 5):
         if isinstance(order, bool) or int(order) != order or order < 1:
             raise ValueError(f"eval.track_order must be a positive integer, got {order!r}")
+        if calibration not in TRACK_CALIBRATIONS:
+            raise ValueError(
+                f"eval.track_calibration is {calibration!r}; use one of {TRACK_CALIBRATIONS}"
+            )
+        if isinstance(n_folds, bool) or int(n_folds) != n_folds or n_folds < 2:
+            raise ValueError(f"the held-out track calibration needs n_folds >= 2, got {n_folds!r}")
         self.order = int(order)
+        self.calibration = calibration
+        self.n_folds = int(n_folds)
 
-    def fit(self, tracks: Sequence[np.ndarray], grid_shape: tuple[int, int]) -> TrackModel:
-        """Pooled least squares on the training tracks.
+    def fit(
+        self, tracks: Sequence[np.ndarray], grid_shape: tuple[int, int], start: int | None = None
+    ) -> TrackModel:
+        """Pooled least squares on the training tracks (and, for ``calibration="heldout"``, the
+        held-out per-lead variances).
 
         Args:
             tracks: one (T_i, 2) array of alignment shifts per training run.
             grid_shape: (ny, nx).
+            start: forecast start index k0 (conditioning frames) the law will be used from;
+                required by ``calibration="heldout"``.
 
         Returns:
             self.
         """
+        self._fit_var(tracks, grid_shape)
+        self.lead_variance_ = None
+        if self.calibration == "heldout":
+            if start is None:
+                raise ValueError(
+                    "the held-out track calibration needs the forecast start index: "
+                    "fit(tracks, grid_shape, start=k0)"
+                )
+            errors = heldout_displacement_errors(tracks, grid_shape, self.order, int(start), self.n_folds)
+            self.lead_variance_ = wrapped_lead_variance(errors, grid_shape)
+        return self
+
+    def _fit_var(self, tracks: Sequence[np.ndarray], grid_shape: tuple[int, int]) -> None:
         p = self.order
         rows, targets = [], []
         for i, track in enumerate(tracks):
@@ -106,7 +161,6 @@ class TrackModel:
         self.noise_cov_ = resid.T @ resid / (n_obs - n_params)
         self.grid_shape_ = (int(grid_shape[0]), int(grid_shape[1]))
         self.n_obs_ = int(n_obs)
-        return self
 
     def _check_fitted(self) -> None:
         if not hasattr(self, "coefs_"):
@@ -152,6 +206,14 @@ class TrackModel:
             mean (n_steps, 2) and covariance (n_steps, 2, 2) of ``D_h`` (cells).
         """
         self._check_fitted()
+        mean, cov = self._var_law(conditioning_shifts, n_steps)
+        scale = self._lead_scale(cov)
+        if scale is not None:
+            cov = cov * scale[:, :, None] * scale[:, None, :]
+        return mean, cov
+
+    def _var_law(self, conditioning_shifts: np.ndarray, n_steps: int) -> tuple[np.ndarray, np.ndarray]:
+        """The fitted VAR's (uncalibrated) Gaussian law of ``D_h``: mean (n, 2), cov (n, 2, 2)."""
         p = self.order
         F, b, L = self._companion()
         Q = L @ self.noise_cov_ @ L.T
@@ -165,6 +227,19 @@ class TrackModel:
             mean[h] = z[2 * p :]
             cov[h] = P[2 * p :, 2 * p :]
         return mean, cov
+
+    def _lead_scale(self, cov: np.ndarray) -> np.ndarray | None:
+        """(n, 2) per-axis factors ``sqrt(v_h / C_h,aa)`` of the held-out calibration (None
+        without it); past the calibrated leads the last factor is kept."""
+        if getattr(self, "lead_variance_", None) is None:
+            return None
+        n, H = cov.shape[0], self.lead_variance_.shape[0]
+        var = np.diagonal(cov, axis1=1, axis2=2)  # (n, 2)
+        target = self.lead_variance_[np.minimum(np.arange(n), H - 1)]
+        scale = np.sqrt(target / np.where(var > 0, var, 1.0))
+        if n > H:  # keep the last calibrated ratio, not the last variance
+            scale[H:] = scale[H - 1]
+        return np.where(var > 0, scale, 1.0)
 
     def sample_displacements(
         self, conditioning_shifts: np.ndarray, n_steps: int, n_members: int, seed: int
@@ -190,6 +265,10 @@ class TrackModel:
             total = total + step
             out[:, h] = total
             history = np.concatenate([step[:, None], history[:, :-1]], axis=1)
+        if getattr(self, "lead_variance_", None) is not None:
+            mean, cov = self._var_law(conditioning_shifts, n_steps)
+            scale = self._lead_scale(cov)
+            out = mean[None] + (out - mean[None]) * scale[None]
         return out
 
     def to_arrays(self) -> dict[str, np.ndarray]:
@@ -199,18 +278,95 @@ class TrackModel:
             "order": np.array(self.order, dtype=np.int64),
             "intercept": self.intercept_, "coefs": self.coefs_, "noise_cov": self.noise_cov_,
             "grid_shape": np.array(self.grid_shape_, dtype=np.int64), "n_obs": np.array(self.n_obs_, dtype=np.int64),
+            "calibration": np.array(self.calibration), "n_folds": np.array(self.n_folds, dtype=np.int64),
+            "lead_variance": (np.zeros((0, 2)) if self.lead_variance_ is None else self.lead_variance_),
         }
 
     @classmethod
     def from_arrays(cls, arrays: dict[str, np.ndarray]) -> TrackModel:
         """Inverse of :meth:`to_arrays`."""
-        model = cls(int(arrays["order"]))
+        model = cls(int(arrays["order"]), str(arrays.get("calibration", "none")), int(arrays.get("n_folds", 5)))
         model.intercept_ = np.asarray(arrays["intercept"], dtype=np.float64)
         model.coefs_ = np.asarray(arrays["coefs"], dtype=np.float64)
         model.noise_cov_ = np.asarray(arrays["noise_cov"], dtype=np.float64)
         model.grid_shape_ = tuple(int(v) for v in arrays["grid_shape"])
         model.n_obs_ = int(arrays["n_obs"])
+        lead_variance = np.asarray(arrays.get("lead_variance", np.zeros((0, 2))), dtype=np.float64)
+        model.lead_variance_ = lead_variance if lead_variance.size else None
         return model
+
+
+def heldout_displacement_errors(
+    tracks: Sequence[np.ndarray], grid_shape: tuple[int, int], order: int, start: int, n_folds: int = 5
+) -> np.ndarray:
+    """Errors of the VAR displacement mean on held-out training runs, from forecast start ``start``.
+
+    The runs are split into ``n_folds`` contiguous folds; a VAR(order) fitted on the other folds
+    gives, for each held-out run ``i``, the mean ``E D_h`` from its first ``start`` shifts, and the
+    error is ``e_{i,h} = wrap(D_h - E D_h)`` (minimal periodic image), h = 1..T_i - start.
+
+    Args:
+        tracks: one (T_i, 2) array of alignment shifts per training run.
+        grid_shape: (ny, nx).
+        order: VAR order p (``start >= p + 1``).
+        start: forecast start index k0.
+        n_folds: folds (clipped to the number of runs).
+
+    Returns:
+        (n_runs, H, 2) errors, H = max_i T_i - start, NaN past a run's end.
+    """
+    tracks = [np.asarray(t, dtype=np.float64) for t in tracks]
+    if start < order + 1:
+        raise ValueError(
+            f"the track model of order {order} needs {order + 1} conditioning shifts, but the forecast "
+            f"start leaves {start}: raise eval.forecast_start or lower eval.track_order"
+        )
+    n_runs = len(tracks)
+    if n_runs < 2:
+        raise ValueError(
+            f"eval.track_calibration: heldout needs at least 2 training runs, got {n_runs}: use more "
+            "training runs or set eval.track_calibration: none"
+        )
+    H = max(len(t) for t in tracks) - start
+    if H < 1:
+        raise ValueError(f"the training runs end before the forecast start index {start}")
+    n = np.asarray(grid_shape, dtype=np.float64)
+    errors = np.full((n_runs, H, 2), np.nan)
+    for fold in np.array_split(np.arange(n_runs), min(int(n_folds), n_runs)):
+        held = set(fold.tolist())
+        model = TrackModel(order).fit([t for i, t in enumerate(tracks) if i not in held], grid_shape)
+        for i in fold:
+            track = tracks[i]
+            if len(track) <= start:
+                continue
+            mean, _ = model.displacement_law(track[:start], len(track) - start)
+            true = np.cumsum(track_increments(track[start - 1:], grid_shape), axis=0)
+            errors[i, : len(track) - start] = np.mod(true - mean + n / 2, n) - n / 2
+    return errors
+
+
+def wrapped_lead_variance(errors: np.ndarray, grid_shape: tuple[int, int]) -> np.ndarray:
+    """(H, 2) per-axis wrapped-normal variances of held-out displacement errors (module docstring).
+
+    Args:
+        errors: (n_runs, H, 2) wrapped errors, NaN where a run has none.
+        grid_shape: (ny, nx).
+
+    Returns:
+        (H, 2) variances ``v_h``: from the first circular moment, ``n_a^2`` (the uniform limit) when
+        it is within its sampling noise, non-decreasing in h.
+    """
+    n = np.asarray(grid_shape, dtype=np.float64)
+    valid = np.isfinite(errors[..., 0])  # (n_runs, H)
+    count = valid.sum(axis=0)  # (H,)
+    if not count.all():
+        raise ValueError("every calibrated lead needs at least one held-out error")
+    cosine = np.where(valid[..., None], np.cos(2.0 * np.pi * np.nan_to_num(errors) / n), 0.0)
+    rho = cosine.sum(axis=0) / count[:, None]  # (H, 2)
+    noise = 2.0 / np.sqrt(2.0 * count)[:, None]
+    with np.errstate(divide="ignore"):
+        var = np.where(rho > noise, -(n**2) / (2.0 * np.pi**2) * np.log(np.clip(rho, 1e-300, 1.0)), n**2)
+    return np.maximum.accumulate(np.minimum(var, n**2), axis=0)
 
 
 def lab_frame_mean(shape: np.ndarray, shift_mean: np.ndarray, shift_cov: np.ndarray) -> np.ndarray:

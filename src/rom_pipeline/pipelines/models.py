@@ -71,7 +71,7 @@ def describe_forecast(eval: dict, test_sim: dict, rom_grid: dict) -> dict[str, A
     the horizon ``test_sim.T − forecast_start``), the shift modes scored (``oracle`` alone
     without alignment) and the rest of :class:`~rom_pipeline.evaluation.protocol.EvaluationConfig`;
     plus ``forecast_start_given`` (the raw key, for the search), ``test_horizon``,
-    ``track_order`` and the display settings."""
+    ``track_order``, ``track_calibration`` and the display settings."""
     e, t = EvalConfig.model_validate(eval), TestSimConfig.model_validate(test_sim)
     start = e.forecast_start if e.forecast_start is not None else rom_grid["train_horizon"]
     if e.lead_windows is not None:
@@ -89,6 +89,7 @@ def describe_forecast(eval: dict, test_sim: dict, rom_grid: dict) -> dict[str, A
         "forecast_start_given": e.forecast_start,
         "test_horizon": t.T,
         "track_order": e.track_order,
+        "track_calibration": e.track_calibration,
         "lab_ensemble": rom_grid["shift_align"] and "lab_ensemble" in e.shift_modes,
         "snapshot_times": list(e.snapshot_times),
         "animation_max_frames": e.animation_max_frames,
@@ -168,7 +169,11 @@ def training_track_model(train_latent: dict, pod: PODBasis, forecast_setup: dict
             "before scoring eval.shift_modes 'lab_ensemble'"
         )
     tracks = list(unpack_trajectories(train_latent, key="shifts").values())
-    return TrackModel(order=forecast_setup["track_order"]).fit(tracks, pod.grid_shape_)
+    # the protocol's k0, on the ROM grid the training shifts were stored on
+    start = int(round(forecast_setup["evaluation"]["forecast_start"] / float(train_latent["dt_rom"])))
+    return TrackModel(order=forecast_setup["track_order"],
+                      calibration=forecast_setup["track_calibration"]).fit(
+        tracks, pod.grid_shape_, start=start)
 
 
 # ---------------------------------------------------------------------- the template's nodes

@@ -167,10 +167,11 @@ def record_parameters(**blocks: dict[str, Any]) -> dict[str, Any]:
 
 def summarise_experiment(
     all_test_results: pd.DataFrame, pod_summary: dict, forecast_setup: dict[str, Any],
-    config_used: dict[str, Any], *training_summaries: dict,
+    config_used: dict[str, Any], ensemble_skill_by_lead: pd.DataFrame, *training_summaries: dict,
 ) -> dict:
-    """``summary.json``: models, r, lags, mean R² per model, training times, and the lineage of
-    its numbers (from the parameters recorded in ``config_used``)."""
+    """``summary.json``: models, r, lags, mean R² per model, the lab-frame ensemble's skills per
+    lead window, training times, and the lineage of its numbers (from the parameters recorded in
+    ``config_used``)."""
     cfg = validate_parameters(config_used)
     extra = {
         "rom_pipeline_version": __version__,
@@ -185,7 +186,7 @@ def summarise_experiment(
         "n_train_runs": cfg.train_ic.run_count("train_ic"),
         "n_test_runs": cfg.test_ic.run_count("test_ic"),
     }
-    summary = report.summary_dict(all_test_results, extra)
+    summary = report.summary_dict(all_test_results, extra, skill_by_lead=ensemble_skill_by_lead)
     for training in training_summaries:
         summary["models"].setdefault(training["model"], {})["training"] = training
     summary["lineage"] = _summary_lineage(cfg, [t["model"] for t in training_summaries])
