@@ -32,10 +32,11 @@ from pathlib import Path
 import pandas as pd
 
 from rom_pipeline.cli.catalogue import REFERENCE_R2
+from rom_pipeline.registry import FORECASTERS
 
 PROJECT = Path(__file__).resolve().parents[1]
 KEDRO = str(Path(sys.executable).with_name("kedro"))
-STAGES = ("simulation", "pod", "latent_dataset", "mvar", "lstm", "evaluation")
+STAGES = ("simulation", "pod", "latent_dataset", *FORECASTERS, "evaluation")  # one per pipeline
 # Mean test forecast R² of the research code (reference_results.md), oracle shifts: (MVAR, LSTM).
 REFERENCE = {regime: (ref["MVAR"], ref["LSTM"]) for regime, ref in REFERENCE_R2.items()}
 RESEARCH_CODE_HOURS = (2.0, 4.0)

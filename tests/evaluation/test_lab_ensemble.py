@@ -133,7 +133,7 @@ def test_ensemble_scores_reach_summary_json_and_mlflow_metrics():
 
     from rom_pipeline.evaluation.plots_skill import skill_by_lead
     from rom_pipeline.evaluation.report import summary_dict
-    from rom_pipeline.tracking import summary_metrics
+    from rom_pipeline.framework.tracking import summary_metrics
 
     rng = np.random.default_rng(2)
     lead = np.arange(6) * 1.0  # frames at 0..5 s, windows [0, 2), [2, end]

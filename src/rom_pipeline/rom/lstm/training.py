@@ -4,7 +4,7 @@ k epochs, checkpoint selection by closed-loop skill, early stopping and the lear
 Training minimises the MSE in normalised units with Adam (weight decay), gradient-norm clipping and
 a plateau learning-rate schedule. Three training methods target closed-loop (rollout) skill rather
 than the one-step map (each a :class:`~rom_pipeline.rom.lstm.forecaster.LSTMForecaster` key and a
-``rom.models.lstm`` / search key):
+``lstm`` block / search key):
 
 * ``noise_std`` σ: the training windows are corrupted, z̃ = z + σ ε with ε ~ N(0, I) in
   normalised units, i.e. noise of σ times each mode's training std, so the model learns to pull

@@ -3,7 +3,7 @@ f08a72d: 2 MB slab products, all dense steps on the BLAS thread pool, SVD of eac
 now (64 MB products, small dense steps on one BLAS thread, QR + small SVD). Alternating fits,
 median of ``--repeat`` each.
 
-    PYTHONPATH=src .venv/bin/python benchmarks/bench_pod_krylov_change.py --runs 40 --repeat 3
+    PYTHONPATH=src .venv/bin/python experiments/pod_krylov_change.py --runs 40 --repeat 3
 
 Needs the old module: ``git show f08a72d:src/rom_pipeline/rom/pod.py > /tmp/pod_f08a72d.py``.
 """
@@ -18,7 +18,7 @@ import time
 import numpy as np
 from scipy.linalg import subspace_angles
 
-sys.path.insert(0, os.path.dirname(__file__))
+sys.path.insert(0, os.path.join(os.path.dirname(__file__), os.pardir, "benchmarks"))
 from bench_pod import smooth_random_fields  # noqa: E402
 
 from rom_pipeline.rom.eigensolvers import top_eigenpairs_krylov  # noqa: E402
