@@ -731,8 +731,11 @@ def test_a_pod_started_during_a_simulation_is_refused(data_copy):
     env = {**os.environ, "ROM_DATA_ROOT": str(data_copy), "KEDRO_DISABLE_TELEMETRY": "1", "MPLBACKEND": "Agg",
            "COLUMNS": "400"}
     owner = data_copy / "test" / ".rom_pipeline.lock.json"
+    # The paused simulation may be stopped inside an MLflow write; its own tracking store keeps
+    # that SQLite lock (an artefact of SIGSTOP) away from the POD, which must meet the experiment lock.
+    sim_env = {**env, "MLFLOW_TRACKING_URI": f"sqlite:///{data_copy.parent / 'simulation_mlflow.db'}"}
     sim = subprocess.Popen([KEDRO, "run", "--env", "test", "--pipelines=simulation", "--params=train_ic.uniform.n_runs=40"],
-                           cwd=PROJECT, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+                           cwd=PROJECT, env=sim_env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
     try:
         deadline = time.monotonic() + 120
         while not owner.exists() and sim.poll() is None and time.monotonic() < deadline:
