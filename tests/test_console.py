@@ -344,3 +344,26 @@ def test_mlflow_ui_command_needs_no_activated_venv():
     proc = subprocess.run([*command[:3], "--version"], env={"PATH": "/usr/bin:/bin"},
                           capture_output=True, text=True, timeout=300)
     assert proc.returncode == 0 and "version" in proc.stdout
+
+
+def test_closing_lines_follow_the_registry_order_whatever_finished_first(caplog):
+    import logging
+
+    import pandas as pd
+    from kedro.io import DataCatalog
+
+    from rom_pipeline.framework.hooks import BASELINE_RESULTS, RunSummaryHooks
+
+    def table(model: str) -> pd.DataFrame:
+        return pd.DataFrame({"run_id": ["a"], "model": [model], "shift_mode": ["oracle"],
+                             "r2_pooled": [0.5], "diverged": [False]})
+
+    hooks = RunSummaryHooks()
+    hooks.before_pipeline_run({}, None, None)
+    for name, model in (("opinf", "OPINF"), (BASELINE_RESULTS, "climatology"), ("lstm", "LSTM"),
+                        ("mvar", "MVAR")):  # completion order, not report order
+        hooks.after_dataset_saved(f"{name}.test_results" if name != BASELINE_RESULTS else name, table(model))
+    with caplog.at_level(logging.INFO, logger="rom_pipeline.framework.hooks"):
+        hooks.after_pipeline_run({}, None, DataCatalog())
+    firsts = [record.getMessage().split(":")[0] for record in caplog.records]
+    assert firsts == ["MVAR", "LSTM", "OPINF", "climatology"]

@@ -268,7 +268,11 @@ class RunSummaryHooks:
         paths = {name: _filepath(catalog, name if name == BASELINE_RESULTS else f"{name}.test_results")
                  for name in self._results}
         report = _filepath(catalog, "comparison_markdown") if self._report_saved else None
-        models_first = sorted(self._results, key=lambda name: name == BASELINE_RESULTS)
+        from rom_pipeline.registry import FORECASTERS
+
+        order = list(FORECASTERS)  # the registry's order (the reports'), whatever finished first
+        models_first = sorted(self._results, key=lambda name: (
+            name == BASELINE_RESULTS, order.index(name) if name in order else len(order)))
         results = {name: self._results[name] for name in models_first}
         for line in run_summary_lines(results, paths, report):
             logger.info(line)
