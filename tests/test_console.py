@@ -174,12 +174,13 @@ def test_pod_energy_ignored_under_fixed_modes_is_reported(test_params):
 def test_disabled_model_pipeline_only_says_it_is_skipped(test_params, monkeypatch, caplog):
     from kedro.framework.project import configure_project
 
-    from rom_pipeline.framework import hooks
+    from rom_pipeline.framework import session_state
     from rom_pipeline.pipeline_registry import register_pipelines
 
     configure_project("rom_pipeline")
     off = with_overrides(test_params, **{"lstm.enabled": False})
-    monkeypatch.setitem(hooks._ACTIVE, "params", off)
+    monkeypatch.setitem(session_state._ACTIVE, "params", off)
+    monkeypatch.delitem(session_state._ACTIVE, "config", raising=False)  # validated from "params"
     pipelines = register_pipelines()
     (node,) = pipelines["lstm"].nodes
     assert node.name == "lstm_disabled" and node.inputs == ["params:lstm"] and node.outputs == []

@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from rom_pipeline.framework import hooks
+from rom_pipeline.framework import session_state
 from rom_pipeline.config import validate_parameters
 from rom_pipeline.cli.hpc import SCHEDULER_PLACEHOLDER, load_execution, render_driver_script, render_job_script
 from rom_pipeline.execution.parallel import ExecutionConfig, slurm_cluster_kwargs
@@ -130,7 +130,8 @@ def test_driver_script_runs_the_pipeline_on_the_cluster(monkeypatch, tmp_path, d
 
 
 def test_dask_runner_takes_its_cluster_from_the_environment(monkeypatch):
-    monkeypatch.setitem(hooks._ACTIVE, "params", _load_env("hpc"))
+    monkeypatch.setitem(session_state._ACTIVE, "params", _load_env("hpc"))
+    monkeypatch.delitem(session_state._ACTIVE, "config", raising=False)  # validated from "params"
     from_env = DaskRunner().execution_config()
     assert (from_env.cluster, from_env.workers) == ("slurm", 16)
     assert from_env.slurm["queue"] == "normal"

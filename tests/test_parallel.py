@@ -25,7 +25,7 @@ from rom_pipeline.config import validate_parameters
 from rom_pipeline.datasets.files import NpzDataset
 from rom_pipeline.datasets.runs import RunCollection, SimulationRunsDataset
 from rom_pipeline.execution import parallel
-from rom_pipeline.framework import hooks
+from rom_pipeline.framework import session_state
 from rom_pipeline.execution.parallel import (
     ExecutionConfig,
     dask_client,
@@ -155,7 +155,8 @@ def test_keep_cluster_hooks_start_one_cluster_lazily_and_close_it(monkeypatch):
     key = parallel._cluster_key(config)
     params = _load_env("test")
     params["execution"]["workers"] = 2
-    monkeypatch.setitem(hooks._ACTIVE, "params", params)
+    monkeypatch.setitem(session_state._ACTIVE, "params", params)
+    monkeypatch.delitem(session_state._ACTIVE, "config", raising=False)  # validated from "params"
     run_hooks = KeepClusterHooks()
     run_hooks.before_pipeline_run(run_params={}, pipeline=None, catalog=None)
     try:

@@ -84,10 +84,12 @@ def test_old_locations_say_where_the_key_moved(base_params, dotted, value, expec
 
 # ---------------------------------------------------------------------- params:<block> only
 def _registered_pipelines(monkeypatch, params=None):
-    from rom_pipeline.framework import hooks
+    from rom_pipeline.framework import session_state
     from rom_pipeline.pipeline_registry import register_pipelines
 
-    monkeypatch.setitem(hooks._ACTIVE, "params", params or {})
+    monkeypatch.setitem(session_state._ACTIVE, "params", params or {})
+
+    monkeypatch.delitem(session_state._ACTIVE, "config", raising=False)  # validated from "params"
     return register_pipelines()
 
 

@@ -9,27 +9,9 @@ from typing import Any
 from kedro.framework.hooks import hook_impl
 
 from rom_pipeline.config import ROMConfig, validate_parameters
+from rom_pipeline.framework.session_state import _ACTIVE
 
 logger = logging.getLogger(__name__)
-_ACTIVE: dict[str, Any] = {}
-
-
-def active_parameters() -> dict[str, Any]:
-    """Parameters of the running session (set when its context is created), else ``{}``.
-
-    The pipeline registry uses them to include only the enabled models; with no session (e.g. a
-    bare import) every model counts as enabled.
-    """
-    return _ACTIVE.get("params", {})
-
-
-def active_config():
-    """The running session's parameter tree as validated ONCE by :class:`ValidationHooks` (an
-    ``ExperimentConfig``), else None. Hooks that need the whole tree read it here; nodes never do
-    (they take ``params:<block>``)."""
-    return _ACTIVE.get("config")
-
-
 def _merge(base: dict[str, Any], override: dict[str, Any]) -> dict[str, Any]:
     out = dict(base)
     for key, value in override.items():

@@ -75,7 +75,7 @@ class IntegrityHooks:
 
     @hook_impl
     def before_pipeline_run(self, run_params: dict[str, Any], pipeline, catalog) -> None:
-        from rom_pipeline.framework.hooks import active_config, active_parameters
+        from rom_pipeline.framework.session_state import active_config, active_parameters
         from rom_pipeline.execution.parallel import require_sbatch
 
         if self._lock is not None:  # an earlier session of this process failed before its run

@@ -125,7 +125,7 @@ class DaskRunner(AbstractRunner):
     def execution_config(self) -> ExecutionConfig:
         """The cluster to use: runner parameters, else the session's ``execution`` block."""
         from rom_pipeline.config import validate_parameters
-        from rom_pipeline.framework.hooks import active_config, active_parameters
+        from rom_pipeline.framework.session_state import active_config, active_parameters
 
         params = active_parameters()
         cfg = active_config() or (validate_parameters(params) if params else None)
@@ -220,7 +220,7 @@ class KeepClusterHooks:
     @hook_impl
     def before_pipeline_run(self, run_params: dict[str, Any], pipeline, catalog) -> None:
         from rom_pipeline.config import validate_parameters
-        from rom_pipeline.framework.hooks import active_config, active_parameters
+        from rom_pipeline.framework.session_state import active_config, active_parameters
 
         params = active_parameters()
         if not params:

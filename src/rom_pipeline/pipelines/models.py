@@ -36,10 +36,10 @@ def enabled_models(parameters: dict[str, Any] | None = None) -> list[str]:
 
     Without ``parameters``: those of the running session. Kedro 1.7 calls
     ``register_pipelines()`` with no arguments, so the session's parameters reach the pipeline
-    registry only through the hook that validates them (:func:`rom_pipeline.framework.hooks.active_parameters`).
+    registry only through the hook that validates them (:func:`rom_pipeline.framework.session_state.active_parameters`).
     """
     if parameters is None:
-        from rom_pipeline.framework.hooks import active_parameters
+        from rom_pipeline.framework.session_state import active_parameters
 
         parameters = active_parameters()
     return [m for m in FORECASTERS if (parameters.get(m) or {}).get("enabled", True)]
