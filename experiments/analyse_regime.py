@@ -74,11 +74,14 @@ def main() -> None:
     params, pod, trajectories, runs = (regime_data.params, regime_data.pod,
                                        regime_data.trajectories, regime_data.runs)
     config = regime_data.config
-    lag = int(params["rom"]["models"]["mvar"]["lag"])
+    from rom_pipeline.config import validate_parameters
+
+    cfg = validate_parameters(params)  # every default filled in (they live in the constructors)
+    lag = int(cfg.mvar.lag)
     if any(v > lag for v in lags):
         raise SystemExit(f"--lags {args.lags!r}: give lags from 1 to the configured {lag} (a longer "
                          "one does not fit the seed window the configured lag was chosen for)")
-    alpha0 = float(params["rom"]["models"]["mvar"]["ridge_alpha"])
+    alpha0 = float(cfg.mvar.ridge_alpha)
 
     lines: list[str] = []
 
@@ -90,9 +93,7 @@ def main() -> None:
         per_run = "  ".join(f"{run.family} {v:6.3f}" for run, v in zip(runs, values))
         emit(f"{label:38s} mean {np.mean(values):6.3f}   {per_run}{suffix}")
 
-    lstm_cfg = params["rom"]["models"]["lstm"]
-    val_idx = set(held_out_runs(len(trajectories), lstm_cfg.get("validation_fraction", 0.2),
-                                lstm_cfg.get("seed", 0)))
+    val_idx = set(held_out_runs(len(trajectories), cfg.lstm.validation_fraction, cfg.lstm.seed))
     fit_runs = [y for i, y in enumerate(trajectories) if i not in val_idx]
     val_runs = [y for i, y in enumerate(trajectories) if i in val_idx]
 
@@ -111,9 +112,8 @@ def main() -> None:
     emit(f"regime {args.regime}: MVAR lag {lag}, pooled R² on {len(runs)} test runs (oracle shifts)")
     # One evaluation of the MVAR as configured per run gives the forecast block (the protocol's
     # own truth and times) for both the fluctuation bound and the MVAR's loss split.
-    mvar_cfg = params["rom"]["models"]["mvar"]
-    configured = MVARForecaster(lag, alpha0, mvar_cfg.get("eigenvalue_threshold"),
-                                mvar_cfg.get("coint_rank")).fit(trajectories)
+    configured = MVARForecaster(lag, alpha0, cfg.mvar.eigenvalue_threshold,
+                                cfg.mvar.coint_rank).fit(trajectories)
     bounds, early, late_loss, forecasts = [], [], [], []
     for run in runs:
         res = evaluate_forecaster(configured, pod, run, config)

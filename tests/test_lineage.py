@@ -42,3 +42,17 @@ def test_the_check_names_the_difference_and_the_earliest_stage_to_rebuild(test_p
     assert root == "pod_basis"
     assert rebuild_command(root, "test") == "`kedro run --pipelines=pod,latent_dataset --env test`"
     assert compare_record("latent_dataset", stored, stored) == ([], "latent_dataset")
+
+
+def test_a_forecaster_block_with_tuple_defaults_matches_its_stored_record():
+    """A record goes through JSON (tuples become lists); the expected one must read the same, or a
+    stage run on its own finds its own fresh artifact stale (opinf's penalty grids are tuples)."""
+    import json
+
+    from rom_pipeline.config import validate_parameters
+    from rom_pipeline.framework.lineage import stage_parameters
+
+    cfg = validate_parameters({})
+    expected = stage_parameters("opinf.model", cfg)
+    assert isinstance(cfg.opinf.linear_regularisation, tuple)
+    assert json.loads(json.dumps(expected)) == expected

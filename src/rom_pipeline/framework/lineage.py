@@ -111,7 +111,8 @@ def stage_parameters(name: str, cfg: ExperimentConfig) -> dict[str, Any]:
         return {"latent_dataset.lag (shared: latent_dataset.lag, else mvar.lag)": cfg.shared_lag()}
     if name.endswith(".model") and name.split(".")[0] in FORECASTERS:
         model = name.split(".")[0]
-        block = getattr(cfg, model).model_dump(exclude={"enabled", "device"})
+        # JSON mode: a tuple default (opinf's penalty grids) reads as the list the stored record holds
+        block = getattr(cfg, model).model_dump(mode="json", exclude={"enabled", "device"})
         return {f"{model}.{k}": v for k, v in block.items()}
     if name.endswith(".predictions"):
         out: dict[str, Any] = {}
