@@ -1,4 +1,5 @@
 """Smoke tests: every benchmark runs in its ``--quick`` mode and prints its figure and ratio."""
+import json
 import re
 import subprocess
 import sys
@@ -10,7 +11,9 @@ import pytest
 
 from tests.conftest import PROJECT
 
-BENCHES = sorted(p.name for p in (PROJECT / "benchmarks").glob("bench_*.py"))
+# bench_lstm_regime.py has two steps instead of a --quick mode: check_lstm_regime runs both.
+BENCHES = sorted(p.name for p in (PROJECT / "benchmarks").glob("bench_*.py")
+                 if p.name != "bench_lstm_regime.py")
 
 
 @pytest.mark.slow
@@ -27,6 +30,33 @@ def test_benchmark_quick_mode_runs(bench: str, tmp_path: Path):
     if bench == "bench_thesis_regime.py":
         check_regime_analysis(tmp_path)
         check_lstm_variant(tmp_path)
+        check_lstm_regime(tmp_path)
+
+
+def check_lstm_regime(data_root: Path):
+    """bench_lstm_regime.py refits the environment's own LSTM from its stored latent set, then
+    scores it with the evaluation protocol: on the CPU, seeded, that is the model the lstm
+    pipeline trained, so every shift mode's mean pooled R² equals the pipeline's own."""
+    script = [sys.executable, str(PROJECT / "benchmarks" / "bench_lstm_regime.py")]
+    model, record, report = data_root / "m.pt", data_root / "fit.json", data_root / "report.md"
+    fit = subprocess.run(script + ["fit", "test", "--latent",
+                                   str(data_root / "test" / "rom_common" / "latent_dataset.npz"),
+                                   "--device", "cpu", "--out", str(model), "--record", str(record)],
+                         cwd=PROJECT, capture_output=True, text=True, timeout=600)
+    assert fit.returncode == 0, fit.stdout[-3000:] + fit.stderr[-3000:]
+    fitted = json.loads(record.read_text())
+    assert fitted["device"] == "cpu" and fitted["epochs_run"] >= fitted["best_epoch"] >= 0
+    scored = subprocess.run(script + ["score", "test", "--model", str(model), "--record", str(record),
+                                      "--data-root", str(data_root), "--report", str(report)],
+                            cwd=PROJECT, capture_output=True, text=True, timeout=600)
+    assert scored.returncode == 0, scored.stdout[-3000:] + scored.stderr[-3000:]
+    rows = [line.split("|")[1:-1] for line in report.read_text().splitlines()[6:] if line.startswith("|")]
+    ours = {mode.strip(): float(r2) for mode, r2, _ in rows}
+    pipeline = pd.read_csv(data_root / "test" / "LSTM" / "test_results.csv")
+    expected = pipeline.groupby("shift_mode")["r2_pooled"].mean()
+    assert set(ours) == set(expected.index)
+    for mode, value in expected.items():
+        assert abs(ours[mode] - value) < 5e-5, (mode, ours[mode], value)
 
 
 def check_lstm_variant(data_root: Path):
