@@ -30,6 +30,7 @@ import torch
 
 from rom_pipeline.rom.latent import latent_windows
 from rom_pipeline.rom.lstm import LSTMForecaster, SequenceToOneLSTM, held_out_runs
+from rom_pipeline.rom.lstm.training import full_fp32
 
 
 def stable_var_runs(n_runs: int, n_frames: int, r: int, seed: int = 0) -> list[np.ndarray]:
@@ -57,7 +58,13 @@ def _sync(device: torch.device) -> None:
 
 def bare_loop_epoch_seconds(model: LSTMForecaster, train_runs, epochs: int) -> list[float]:
     """Seconds per epoch of a plain loop with ``model``'s hyper-parameters: the same module on
-    the same z-scored training windows, Adam and MSE; no clipping, validation or schedule."""
+    the same z-scored training windows, Adam and MSE; no clipping, validation or schedule. In full
+    fp32 (TF32 off on CUDA) like ``fit``, so both sides do the same arithmetic."""
+    with full_fp32():
+        return _bare_loop(model, train_runs, epochs)
+
+
+def _bare_loop(model: LSTMForecaster, train_runs, epochs: int) -> list[float]:
     device = torch.device(model.device if model.device != "auto" else
                           ("cuda" if torch.cuda.is_available() else "cpu"))
     X, Y, _ = latent_windows(train_runs, model.lag)

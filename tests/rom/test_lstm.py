@@ -592,6 +592,34 @@ def test_num_threads_applies_while_fitting_and_is_restored(runs, monkeypatch):
         LSTMForecaster(num_threads=0)
 
 
+def _tf32_flags() -> tuple[bool, bool]:
+    return torch.backends.cudnn.allow_tf32, torch.backends.cuda.matmul.allow_tf32
+
+
+def test_fit_and_rollout_run_without_tf32_and_restore_the_setting(runs, monkeypatch):
+    """cuDNN's TF32 (on by default) would make a GPU fit roll out away from its CPU reload."""
+    seen = []
+    original = training.unrolled_loss
+
+    def record(module, *args):
+        seen.append(_tf32_flags())
+        return original(module, *args)
+
+    monkeypatch.setattr(training, "unrolled_loss", record)
+    previous = _tf32_flags()
+    torch.backends.cudnn.allow_tf32 = torch.backends.cuda.matmul.allow_tf32 = True
+    try:
+        model = LSTMForecaster(lag=3, **TINY).fit(runs)
+        assert seen and set(seen) == {(False, False)} and _tf32_flags() == (True, True)
+        seen.clear()
+        model.module_.register_forward_pre_hook(lambda module, args: seen.append(_tf32_flags()))
+        model.rollout(runs[0][:3], 4)
+        model.predict_next(runs[0][None, :3])
+        assert len(seen) == 5 and set(seen) == {(False, False)} and _tf32_flags() == (True, True)
+    finally:
+        torch.backends.cudnn.allow_tf32, torch.backends.cuda.matmul.allow_tf32 = previous
+
+
 @pytest.mark.parametrize("residual", [False, True])
 def test_linear_skip_starts_from_the_least_squares_autoregression(runs, residual):
     # A learning rate of 1e-12 leaves the initial network in place after one epoch.

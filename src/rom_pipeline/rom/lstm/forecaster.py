@@ -29,6 +29,7 @@ from rom_pipeline.rom.lstm.training import (
     TrainingSettings,
     closed_loop_r2,
     closed_loop_skill,
+    full_fp32,
     held_out_runs,
     one_step_mse,
     seeded_training,
@@ -291,7 +292,7 @@ class LSTMForecaster:
             ValueError: on non-finite or mis-shaped runs, runs not longer than the lag (plus
                 ``multi_step`` − 1), or a split that leaves no training run.
         """
-        with torch_threads(self.num_threads):
+        with torch_threads(self.num_threads), full_fp32():
             return self._fit(trajectories, validation_trajectories, progress)
 
     def _fit(
@@ -491,7 +492,7 @@ class LSTMForecaster:
         self.module_.eval()
         device = self._mean_t.device
         out = []
-        with torch_threads(self.num_threads):
+        with torch_threads(self.num_threads), full_fp32():
             for start in range(0, windows.shape[0], PREDICT_CHUNK):
                 z = self._to_normalised_tensor(windows[start:start + PREDICT_CHUNK], device)
                 out.append(self._to_physical(self.module_(z)))
@@ -517,7 +518,7 @@ class LSTMForecaster:
         window = self._to_normalised_tensor(seed_windows, self._mean_t.device)
         out = torch.empty((window.shape[0], int(n_steps), self.n_modes_),
                           dtype=window.dtype, device=window.device)
-        with torch_threads(self.num_threads):
+        with torch_threads(self.num_threads), full_fp32():
             for step in range(int(n_steps)):
                 prediction = self.module_(window)
                 if self._bounds_t is not None:

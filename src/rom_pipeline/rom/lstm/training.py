@@ -337,6 +337,24 @@ def torch_threads(n_threads: int | None):
 
 
 @contextlib.contextmanager
+def full_fp32():
+    """Run the block in full fp32 on CUDA: TF32 off in cuDNN (the LSTM kernels) and in CUDA
+    matrix products, the caller's settings restored after (no effect on CPU).
+
+    cuDNN's default TF32 rounds the recurrent products' inputs to a 10-bit mantissa. Measured on
+    an H200 (benchmarks/results/lstm_cuda.md): a model fitted on the GPU rolled out up to 2e-3
+    (relative) away from its own CPU reload after 20 steps with TF32, 1.4e-4 without; closed
+    loops amplify such differences."""
+    previous = (torch.backends.cudnn.allow_tf32, torch.backends.cuda.matmul.allow_tf32)
+    torch.backends.cudnn.allow_tf32 = False
+    torch.backends.cuda.matmul.allow_tf32 = False
+    try:
+        yield
+    finally:
+        torch.backends.cudnn.allow_tf32, torch.backends.cuda.matmul.allow_tf32 = previous
+
+
+@contextlib.contextmanager
 def seeded_training(seed: int, device: torch.device):
     """Run the block (build, initialise and train a network) reproducibly: torch's global RNG
     seeded with ``seed`` inside :func:`torch.random.fork_rng` (the caller's RNG state is left as
