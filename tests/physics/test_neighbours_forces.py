@@ -6,6 +6,7 @@ import math
 import numpy as np
 import pytest
 
+from rom_pipeline.physics.cell_list import exp_nonpositive
 from rom_pipeline.physics.forces import (
     morse_forces,
     morse_forces_and_neighbourhood_sums,
@@ -109,7 +110,8 @@ def test_cell_list_sums_and_forces_match_brute_force_oracle(
         x, values, align_radius, force_radius, L, L, periodic, **MORSE
     )
     i, j, dx, r = brute_force_pairs(x, max(align_radius, force_radius), L, L, periodic)
-    expected_sum = neighbourhood_sum(values, i, j, weights=(r <= align_radius).astype(float))
+    # align_radius <= 0 skips the sums (the documented contract), coincident agents included
+    expected_sum = neighbourhood_sum(values, i, j, weights=(r <= align_radius) * float(align_radius > 0))
     expected_F = np.zeros((n, 2))
     if force_radius > 0:
         expected_F = morse_forces_from_pairs(n, i, j, dx, r, rcut=force_radius, **MORSE)
@@ -119,6 +121,46 @@ def test_cell_list_sums_and_forces_match_brute_force_oracle(
     if force_radius > 0:
         assert np.abs(F).max() > 0
         np.testing.assert_allclose(F.sum(axis=0), 0.0, atol=1e-11 * np.abs(F).max())
+
+
+@pytest.mark.parametrize(
+    "la, lr",
+    [(2.0, 0.5), (1.5, 0.5), (0.5, 2.0), (1.0, 1.0), (2.5, 0.5), (4.0, 0.5), (2.0, 0.7)],
+    ids=["la/lr=4", "3", "lr/la=4", "1", "5", "8", "not an integer"],
+)
+def test_cell_list_forces_in_a_dense_cluster_match_brute_force_oracle(la, lr):
+    # a settled crystal: every pair inside the cut-off, long contiguous ranges per cell; each
+    # length ratio takes another branch of the kernel's e^{-r/l_short} = (e^{-r/l_long})^k
+    rng = np.random.default_rng(17)
+    n, L = 300, 25.0
+    angle = rng.uniform(0, 2 * np.pi, n)
+    x = 12.0 + 3.0 * np.sqrt(rng.uniform(size=n))[:, None] * np.column_stack(
+        (np.cos(angle), np.sin(angle))
+    )
+    values = rng.normal(size=(n, 2))
+    morse = dict(Ca=3.0, Cr=3.0, la=la, lr=lr)
+    rcut = 5.0 * max(la, lr)
+    summed, F = morse_forces_and_neighbourhood_sums(x, values, 4.0, rcut, L, L, True, **morse)
+    i, j, dx, r = brute_force_pairs(x, rcut, L, L, True)
+    expected_F = morse_forces_from_pairs(n, i, j, dx, r, rcut=rcut, **morse)
+    expected_sum = neighbourhood_sum(values, i, j, weights=(r <= 4.0).astype(float))
+    np.testing.assert_allclose(F, expected_F, rtol=1e-12, atol=1e-12 * np.abs(expected_F).max())
+    np.testing.assert_allclose(summed, expected_sum, rtol=1e-12, atol=1e-12)
+
+
+def test_kernel_exp_matches_numpy_to_an_ulp_and_is_the_same_in_every_simd_lane():
+    rng = np.random.default_rng(0)
+    t = np.concatenate([-np.linspace(0.0, 708.0, 200_001), -rng.uniform(0.0, 40.0, 100_000),
+                        [0.0, -0.0, -1e-300, -np.log(2.0), -0.5 * np.log(2.0)]])
+    got, expected = exp_nonpositive(t), np.exp(t)
+    np.testing.assert_allclose(got, expected, rtol=2.3e-16, atol=0)
+    assert got[-5] == 1.0 and got[-3] == 1.0 and got[-2] == 0.5
+    # below -708 (e^t < 3.4e-308) the kernels use e^-708: an absolute error below 3.4e-308
+    np.testing.assert_allclose(exp_nonpositive(np.array([-708.5, -800.0, -1e6])), 0.0,
+                               atol=3.4e-308)
+    # one call per element runs the scalar code; the long array runs the SIMD loop
+    one_by_one = np.array([exp_nonpositive(t[k:k + 1])[0] for k in range(0, t.size, 997)])
+    np.testing.assert_array_equal(one_by_one, got[::997])
 
 
 def test_neighbourhood_sum_matches_dense_adjacency():
