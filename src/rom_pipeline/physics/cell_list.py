@@ -320,7 +320,7 @@ def neighbourhood_sums_and_forces(
     nx, ny, cell_of, start, order = _bin_agents(x, radius, Lx, Ly, periodic)
     table = _neighbour_cells(nx, ny, periodic)
     inv_Lx, inv_Ly = 1.0 / Lx, 1.0 / Ly
-    # e^{-r/l_short} = (e^{-r/l_long})^k when l_long / l_short is an integer k <= 8 (4 in the
+    # e^{-r/l_short} = (e^{-r/l_long})^k when l_long / l_short is an integer k <= 8 (3, 4 in the
     # thesis regimes): one exp per pair instead of two, equal to the second exp to about
     # (r / l_short + k) eps relative; the power is taken by squaring
     l_long, l_short = max(la, lr), min(la, lr)
