@@ -111,7 +111,8 @@ def test_cell_list_sums_and_forces_match_brute_force_oracle(
     )
     i, j, dx, r = brute_force_pairs(x, max(align_radius, force_radius), L, L, periodic)
     # align_radius <= 0 skips the sums (the documented contract), coincident agents included
-    expected_sum = neighbourhood_sum(values, i, j, weights=(r <= align_radius) * float(align_radius > 0))
+    weights = (r <= align_radius) * float(align_radius > 0)
+    expected_sum = neighbourhood_sum(values, i, j, weights=weights)
     expected_F = np.zeros((n, 2))
     if force_radius > 0:
         expected_F = morse_forces_from_pairs(n, i, j, dx, r, rcut=force_radius, **MORSE)
