@@ -110,7 +110,8 @@ def test_cell_list_sums_and_forces_match_brute_force_oracle(
         x, values, align_radius, force_radius, L, L, periodic, **MORSE
     )
     i, j, dx, r = brute_force_pairs(x, max(align_radius, force_radius), L, L, periodic)
-    # align_radius <= 0 skips the sums (the documented contract), coincident agents included
+    # align_radius <= 0 skips the sums (the documented contract; r <= 0 alone would keep the
+    # coincident pair)
     weights = (r <= align_radius) * float(align_radius > 0)
     expected_sum = neighbourhood_sum(values, i, j, weights=weights)
     expected_F = np.zeros((n, 2))
