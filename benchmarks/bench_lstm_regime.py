@@ -125,13 +125,16 @@ def score(args: argparse.Namespace) -> None:
     results, _, _ = evaluate_many(model, regime.pod, regime.runs, regime.config,
                                   track_model=regime.track_model)
     ours = results.groupby("shift_mode")["r2_pooled"].mean()
-    committed = pd.read_csv(RESULTS / f"{args.regime}.csv")
-    cpu = committed[(committed.model == "LSTM") & (committed.family == "all")].set_index("shift_mode")
+    committed_csv = RESULTS / f"{args.regime}.csv"  # bench_thesis_regime.py's table, if any
+    cpu = pd.DataFrame(columns=["r2_pooled"])
+    if committed_csv.exists():
+        committed = pd.read_csv(committed_csv)
+        cpu = committed[(committed.model == "LSTM") & (committed.family == "all")].set_index("shift_mode")
     record = json.loads(Path(args.record).read_text()) if args.record else {}
     lines = [f"# `{args.regime}`: LSTM stage on {record.get('device_name', '?')}", "",
              f"Fit: {record.get('fit_seconds', '?')} s, {record.get('epochs_run', '?')} epochs "
              f"(best {record.get('best_epoch', '?')}), median {record.get('median_epoch_seconds', '?')} "
-             f"s/epoch; CPU stage on the 2-core machine: {record.get('cpu_stage_seconds', '?')} s.", "",
+             f"s/epoch; CPU stage on the 2-core machine: {record.get('cpu_stage_seconds') or float('nan'):.0f} s.", "",
              "| shift mode | LSTM fitted on this device: mean pooled test R² | CPU-fitted LSTM (committed) |",
              "|---|---:|---:|"]
     for mode, value in ours.items():
