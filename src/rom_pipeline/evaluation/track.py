@@ -56,7 +56,7 @@ import numpy as np
 from rom_pipeline.rom.shifts import fourier_shift_copies
 
 __all__ = ["TRACK_CALIBRATIONS", "TrackModel", "heldout_displacement_errors", "lab_frame_mean", "lab_frame_members", "track_increments", "translated_ensemble_scores",
-           "wrapped_lead_variance"]
+           "translated_mixture_components", "wrapped_lead_variance"]
 
 
 #: Values of ``eval.track_calibration``.
@@ -462,5 +462,59 @@ def translated_ensemble_scores(
             k = members.shape[1]
             members = postprocess(members.reshape(M * k, *truth.shape[1:])).reshape(members.shape)
         for key, value in frame_scores(truth[sl], members).items():
+            parts.setdefault(key, []).append(value)
+    return {key: np.concatenate(values) for key, values in parts.items()}
+
+
+
+def translated_mixture_components(
+    truth: np.ndarray,
+    shape: np.ndarray,
+    member_shifts: np.ndarray,
+    reference_shape: np.ndarray,
+    reference_shifts: np.ndarray,
+    postprocess=None,
+    chunk: int = 32,
+) -> dict[str, np.ndarray]:
+    """Per-frame :func:`rom_pipeline.evaluation.scores.mixture_components` of the forecast
+    ensemble ``post(S_{-s_m,h} g_h)`` and a reference ensemble ``post(S_{-c_j,h} g^ref_h)`` (the
+    climatology: its shape at random positions), built a chunk of frames at a time.
+
+    Args:
+        truth: (n, ny, nx) observed frames.
+        shape, reference_shape: (n, ny, nx) frames, or (ny, nx) for one frame at every lead.
+        member_shifts: (M, n, 2) forecast members' shifts; reference_shifts: (M_c, n, 2).
+        postprocess: callable (k, ny, nx) -> (k, ny, nx) applied to every member's frames.
+        chunk: frames per chunk.
+
+    Returns:
+        ``MIXTURE_COMPONENTS``, each (n,).
+    """
+    from rom_pipeline.evaluation.scores import mixture_components
+
+    truth = np.asarray(truth, dtype=np.float64)
+    n = truth.shape[0]
+    shapes = []
+    for frames in (shape, reference_shape):
+        frames = np.asarray(frames, dtype=np.float64)
+        shapes.append(np.broadcast_to(frames[None], truth.shape) if frames.ndim == 2 else frames)
+    shifts = [np.asarray(member_shifts, dtype=np.float64), np.asarray(reference_shifts, dtype=np.float64)]
+    for frames, sh in zip(shapes, shifts):
+        if frames.shape != truth.shape or sh.ndim != 3 or sh.shape[1:] != (n, 2) or sh.shape[0] < 1:
+            raise ValueError(
+                f"need shapes {truth.shape} (or one frame) and shifts (M >= 1, {n}, 2); got "
+                f"{frames.shape} and {sh.shape}"
+            )
+    parts: dict[str, list[np.ndarray]] = {}
+    for start in range(0, n, chunk):
+        sl = slice(start, min(start + chunk, n))
+        ensembles = []
+        for frames, sh in zip(shapes, shifts):
+            members = lab_frame_members(np.ascontiguousarray(frames[sl]), sh[:, sl])
+            if postprocess is not None:
+                m, k = members.shape[:2]
+                members = postprocess(members.reshape(m * k, *truth.shape[1:])).reshape(members.shape)
+            ensembles.append(members)
+        for key, value in mixture_components(truth[sl], *ensembles).items():
             parts.setdefault(key, []).append(value)
     return {key: np.concatenate(values) for key, values in parts.items()}
