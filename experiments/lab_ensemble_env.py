@@ -46,7 +46,7 @@ def main() -> None:
     parser.add_argument("--env", default="base")
     parser.add_argument("--tag", default=None, help="results file suffix (default: the env)")
     parser.add_argument("--models", nargs="+", default=["mvar"], choices=sorted(LOADERS))
-    parser.add_argument("--track-calibration", default=None, choices=["none", "heldout"])
+    parser.add_argument("--track-calibration", default=None, choices=["none", "heldout", "empirical"])
     parser.add_argument("--track-order", type=int, default=None)
     parser.add_argument("--horizon", type=float, default=None, help="seconds of each test run to score")
     args = parser.parse_args()

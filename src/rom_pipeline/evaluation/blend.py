@@ -92,7 +92,17 @@ class ClimatologyBlend:
         return np.asarray(self.weights)[self.window_index(lead_time)]
 
     def to_dict(self) -> dict:
-        return {"edges": list(self.edges), "weights": list(self.weights), "n_frames": list(self.n_frames)}
+        """JSON form (``method: heldout``); :meth:`from_dict` reads it back."""
+        return {"method": "heldout", "edges": list(self.edges), "weights": list(self.weights),
+                "n_frames": list(self.n_frames)}
+
+    @classmethod
+    def from_dict(cls, data: dict) -> ClimatologyBlend | None:
+        """Inverse of :meth:`to_dict`; None for ``{"method": "none"}``."""
+        check_blend_method(str(data.get("method")))
+        if data["method"] == "none":
+            return None
+        return cls(tuple(data["edges"]), tuple(data["weights"]), tuple(data.get("n_frames", ())))
 
 
 def fit_climatology_blend(
