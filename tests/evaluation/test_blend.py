@@ -188,3 +188,29 @@ def test_heldout_fit_uses_other_folds_only_and_recovers_a_perfect_forecast(basis
     assert min(blend.weights[:2]) > 0.999
     assert blend.n_frames[0] == 4 * 9  # 4 held-out runs x leads 0..0.96 s (frames 5..13)
     assert blend.weights[2] == blend.weights[1] or blend.n_frames[2] > 0
+
+
+def test_least_squares_mean_weight_is_the_brute_force_optimum():
+    from rom_pipeline.evaluation.blend import least_squares_weight
+
+    rng = np.random.default_rng(4)
+    truth = rng.random((6, 5, 7))
+    a = truth + rng.normal(0, 0.4, (6, 5, 7))  # informative but noisy forecast mean
+    b = np.full_like(truth, truth.mean())  # the climatology's uniform mean
+    sxy, sxx = least_squares_weight(truth, a, b)
+    v = float(np.clip(sxy.sum() / sxx.sum(), 0, 1))
+    grid = np.linspace(0, 1, 10001)
+    sse = [((g * a + (1 - g) * b - truth) ** 2).sum() for g in grid]
+    assert 0 < v < 1
+    assert v == pytest.approx(grid[int(np.argmin(sse))], abs=1e-4)
+
+
+def test_blend_mean_weights_default_to_the_ensemble_weights_and_round_trip():
+    blend = ClimatologyBlend((0.0, 2.0), (0.9, 0.4), (10, 20), (1.0, 0.2))
+    np.testing.assert_array_equal(blend.weights_at(np.array([1.0, 3.0]), mean=True), [1.0, 0.2])
+    again = ClimatologyBlend.from_dict(blend.to_dict())
+    assert again == blend
+    assert ClimatologyBlend((), (0.3,)).mean_weights == (0.3,)
+    assert ClimatologyBlend.from_dict({"method": "none"}) is None
+    with pytest.raises(ValueError, match="eval.ensemble_blend"):
+        ClimatologyBlend.from_dict({"method": "mixture"})

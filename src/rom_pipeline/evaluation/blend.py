@@ -8,17 +8,21 @@ sampled tracks) is replaced by the mixture
 
 with ``C_h`` the climatological reference ensemble (the training-mean co-moving shape at uniformly
 random positions) and one weight ``w`` per lead window ``[e_i, e_{i+1})`` of ``eval.lead_windows``.
-Its mean, the scored lab-frame density, is ``w E[S_{-s} g_h] + (1 - w) mean(lift(0))``: the
-climatology's mean over uniform positions is the constant field of its mass. Its proper scores
-follow exactly from :func:`rom_pipeline.evaluation.scores.mixture_frame_scores`. ``w = 1`` is the
-unblended forecast, ``w = 0`` the climatology.
+Its proper scores follow exactly from :func:`rom_pipeline.evaluation.scores.mixture_frame_scores`.
+The scored lab-frame density (the point forecast, scored by R²) is the same blend of the two means,
+``v E[S_{-s} g_h] + (1 - v) mean(lift(0))`` (the climatology's mean over uniform positions is the
+constant field of its mass), with its own weight ``v`` per window, fitted for its own score (squared
+error). ``w = v = 1`` is the unblended forecast, ``w = v = 0`` the climatology.
 
 Fit (``method="heldout"``). The training runs are split into ``n_folds`` contiguous folds; for each
 fold the forecaster and the track model are refitted on the other folds' runs and forecast the
 fold's runs from the protocol's forecast start; the per-frame mixture components of every held-out
 frame (every ``frame_step``-th) are pooled per lead window and ``w`` minimises their summed fair CRPS
-(a convex quadratic, :func:`rom_pipeline.evaluation.scores.fit_mixture_weight`). Since ``w = 0``
-reproduces the climatology, the fitted weight is at least as good as the climatology on those runs.
+(a convex quadratic, :func:`rom_pipeline.evaluation.scores.fit_mixture_weight`), and ``v`` their
+summed squared error, ``v = clip(sum <y - b, a - b> / sum ||a - b||^2, 0, 1)`` with ``a`` and ``b``
+the post-processed forecast and climatology means (:func:`least_squares_weight`). Since ``w = 0``
+(``v = 0``) reproduces the climatology, the fitted weights are at least as good as the climatology on
+those runs.
 Lead windows past the training runs' horizon take the last fitted window's weight. No test run is
 read. (The POD basis and its mean, i.e. the climatological shape, are the stored ones, fitted on all
 training runs.)
@@ -33,7 +37,7 @@ import numpy as np
 
 from rom_pipeline.evaluation.scores import MIXTURE_COMPONENTS, _check_weight, fit_mixture_weight
 
-__all__ = ["BLEND_METHODS", "ClimatologyBlend", "check_blend_method", "fit_climatology_blend"]
+__all__ = ["BLEND_METHODS", "ClimatologyBlend", "check_blend_method", "fit_climatology_blend", "least_squares_weight"]
 
 logger = logging.getLogger(__name__)
 
@@ -63,11 +67,13 @@ class ClimatologyBlend:
             [0, 1]; with no edges a single weight.
         n_frames: (K,) held-out frames each weight was fitted on (0: inherited from the window
             before).
+        mean_weights: (K,) weights ``v`` of the scored mean (empty: ``weights``).
     """
 
     edges: tuple[float, ...]
     weights: tuple[float, ...]
     n_frames: tuple[int, ...] = ()
+    mean_weights: tuple[float, ...] = ()
 
     def __post_init__(self) -> None:
         self.edges = tuple(float(e) for e in self.edges)
@@ -80,6 +86,10 @@ class ClimatologyBlend:
         if any(b <= a for a, b in zip(self.edges, self.edges[1:])):
             raise ValueError(f"the blend's lead-window edges must increase, got {self.edges}")
         _check_weight(np.asarray(self.weights))
+        self.mean_weights = tuple(float(w) for w in self.mean_weights) or self.weights
+        if len(self.mean_weights) != len(self.weights):
+            raise ValueError(f"a climatology blend needs one mean weight per lead window, got {self.mean_weights}")
+        _check_weight(np.asarray(self.mean_weights))
 
     def window_index(self, lead_time: np.ndarray) -> np.ndarray:
         """(n,) window of every lead time (frames before the first edge: window 0)."""
@@ -87,14 +97,14 @@ class ClimatologyBlend:
             return np.zeros(np.shape(lead_time), dtype=int)
         return np.clip(np.searchsorted(self.edges, np.asarray(lead_time), side="right") - 1, 0, None)
 
-    def weights_at(self, lead_time: np.ndarray) -> np.ndarray:
-        """(n,) forecast weight of every frame with the given lead times (s)."""
-        return np.asarray(self.weights)[self.window_index(lead_time)]
+    def weights_at(self, lead_time: np.ndarray, mean: bool = False) -> np.ndarray:
+        """(n,) forecast weight ``w`` (``mean``: ``v``) of every frame with the given lead times (s)."""
+        return np.asarray(self.mean_weights if mean else self.weights)[self.window_index(lead_time)]
 
     def to_dict(self) -> dict:
         """JSON form (``method: heldout``); :meth:`from_dict` reads it back."""
         return {"method": "heldout", "edges": list(self.edges), "weights": list(self.weights),
-                "n_frames": list(self.n_frames)}
+                "mean_weights": list(self.mean_weights), "n_frames": list(self.n_frames)}
 
     @classmethod
     def from_dict(cls, data: dict) -> ClimatologyBlend | None:
@@ -102,7 +112,25 @@ class ClimatologyBlend:
         check_blend_method(str(data.get("method")))
         if data["method"] == "none":
             return None
-        return cls(tuple(data["edges"]), tuple(data["weights"]), tuple(data.get("n_frames", ())))
+        return cls(tuple(data["edges"]), tuple(data["weights"]), tuple(data.get("n_frames", ())),
+                   tuple(data.get("mean_weights", ())))
+
+
+def least_squares_weight(truth: np.ndarray, forecast_mean: np.ndarray, reference_mean: np.ndarray
+                         ) -> tuple[np.ndarray, np.ndarray]:
+    """Per-frame sums of the least-squares blend ``v a + (1 - v) b`` of two point forecasts.
+
+    Args:
+        truth, forecast_mean, reference_mean: (n, ny, nx) ``y``, ``a``, ``b``.
+
+    Returns:
+        ``sxy`` = sum_pixels (y - b)(a - b) and ``sxx`` = sum_pixels (a - b)^2, each (n,): the
+        squared error summed over a set of frames is minimised over [0, 1] by
+        ``clip(sum sxy / sum sxx, 0, 1)``.
+    """
+    y, a, b = (np.asarray(x, dtype=np.float64) for x in (truth, forecast_mean, reference_mean))
+    gap = a - b
+    return ((y - b) * gap).sum(axis=(1, 2)), (gap * gap).sum(axis=(1, 2))
 
 
 def fit_climatology_blend(
@@ -136,7 +164,7 @@ def fit_climatology_blend(
     from dataclasses import replace
 
     from rom_pipeline.evaluation.protocol import ForecastBlock, _postprocessor
-    from rom_pipeline.evaluation.track import translated_mixture_components
+    from rom_pipeline.evaluation.track import lab_frame_mean, lab_frame_mean_paths, translated_mixture_components
 
     check_blend_method("heldout", n_folds)
     n_runs = len(runs)
@@ -149,7 +177,7 @@ def fit_climatology_blend(
     config = replace(config, shift_modes=("lab_ensemble",))
     r = int(pod.n_modes_)
     climatology_shape = np.asarray(pod.lift(np.zeros((1, r)), shifts=None), dtype=np.float64)[0]
-    leads, parts = [], {key: [] for key in MIXTURE_COMPONENTS}
+    leads, parts = [], {key: [] for key in (*MIXTURE_COMPONENTS, "sxy", "sxx")}
     for fold in np.array_split(np.arange(n_runs), min(int(n_folds), n_runs)):
         held = set(fold.tolist())
         rest = [i for i in range(n_runs) if i not in held]
@@ -169,11 +197,18 @@ def fit_climatology_blend(
                                "left out of the fit", runs[i].run_id)
                 continue
             idx = np.arange(0, n_f, int(frame_step))
+            post = _postprocessor(block, config)
             comps = translated_mixture_components(
                 block.truth[idx], shape[idx], block.member_shifts[:, idx], climatology_shape,
-                block.climatology_positions[:, idx], _postprocessor(block, config))
+                block.climatology_positions[:, idx], post)
+            if block.track_paths is not None:
+                mean = lab_frame_mean_paths(shape[idx], block.track_paths[:, idx])
+            else:
+                mean = lab_frame_mean(shape[idx], block.track_mean[idx], block.track_cov[idx])
+            level = np.full_like(mean, float(np.mean(climatology_shape)))
+            comps["sxy"], comps["sxx"] = least_squares_weight(block.truth[idx], post(mean), post(level))
             leads.append(block.lead_time[idx])
-            for key in MIXTURE_COMPONENTS:
+            for key in parts:
                 parts[key].append(comps[key])
     if not leads:
         raise ValueError("the climatology blend could not score any held-out training run (every "
@@ -182,12 +217,15 @@ def fit_climatology_blend(
     comps = {key: np.concatenate(values) for key, values in parts.items()}
     edges = tuple(config.lead_windows)
     window = ClimatologyBlend(edges, [1.0] * max(len(edges), 1)).window_index(lead)
-    weights, counts = [], []
+    weights, mean_weights, counts = [], [], []
     for k in range(max(len(edges), 1)):
         inside = window == k
         counts.append(int(inside.sum()))
         if inside.any():
             weights.append(fit_mixture_weight({key: v[inside] for key, v in comps.items()}))
-        else:  # past the training runs' horizon: the last fitted window's weight
+            sxx = float(comps["sxx"][inside].sum())
+            mean_weights.append(float(np.clip(comps["sxy"][inside].sum() / sxx, 0.0, 1.0)) if sxx > 0 else 1.0)
+        else:  # past the training runs' horizon: the last fitted window's weights
             weights.append(weights[-1] if weights else 1.0)
-    return ClimatologyBlend(edges, weights, tuple(counts))
+            mean_weights.append(mean_weights[-1] if mean_weights else 1.0)
+    return ClimatologyBlend(edges, weights, tuple(counts), mean_weights)

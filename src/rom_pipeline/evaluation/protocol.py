@@ -536,8 +536,8 @@ def lift_forecast(basis, y_pred: np.ndarray, block: ForecastBlock, mode: str, bl
 
     ``"lab_ensemble"``: E[S_{−s} g_k] with g_k = lift(ŷ_k) in the co-moving frame and s ~
     N(block.track_mean_k, block.track_cov_k) (:func:`rom_pipeline.evaluation.track.lab_frame_mean`);
-    with a :class:`~rom_pipeline.evaluation.blend.ClimatologyBlend` ``blend``, the mixture mean
-    w_k E[S_{−s} g_k] + (1 − w_k) mean(lift(0)) (the climatology's mean over uniform positions is
+    with a :class:`~rom_pipeline.evaluation.blend.ClimatologyBlend` ``blend``, the blended mean
+    v_k E[S_{−s} g_k] + (1 − v_k) mean(lift(0)) (``blend.mean_weights``) (the climatology's mean over uniform positions is
     the constant field of its mass)."""
     if mode == "lab_ensemble":
         shape = np.asarray(basis.lift(y_pred, shifts=None), dtype=np.float64)
@@ -547,7 +547,7 @@ def lift_forecast(basis, y_pred: np.ndarray, block: ForecastBlock, mode: str, bl
             mean = lab_frame_mean(shape, block.track_mean, block.track_cov)
         if blend is None:
             return mean
-        w = blend.weights_at(block.lead_time)[:, None, None]
+        w = blend.weights_at(block.lead_time, mean=True)[:, None, None]
         level = float(np.mean(basis.lift(np.zeros((1, y_pred.shape[1])), shifts=None)))
         return w * mean + (1.0 - w) * level
     shifts = forecast_shifts(mode, block.true_shifts, block.k0, block.latent.shape[0],

@@ -225,9 +225,10 @@ def forecaster_blend(forecaster: Forecaster, model_options: dict[str, Any], trai
         lambda trajectories: forecaster.train(model_options, trajectories), fit_track, pod, runs,
         [latents[r] for r in ids], [tracks[r] for r in ids], evaluation_config(forecast_setup), n_folds=folds,
     )
-    logger.info("%s: lab_ensemble blend with climatology, forecast weight per lead window %s: %s "
-                "(held-out training frames %s)", forecaster.name, list(blend.edges),
-                [round(w, 3) for w in blend.weights], list(blend.n_frames))
+    logger.info("%s: lab_ensemble blend with climatology, forecast weight per lead window %s: "
+                "ensemble %s, mean %s (held-out training frames %s)", forecaster.name, list(blend.edges),
+                [round(w, 3) for w in blend.weights], [round(w, 3) for w in blend.mean_weights],
+                list(blend.n_frames))
     return blend
 
 
