@@ -187,7 +187,12 @@ def test_heldout_fit_uses_other_folds_only_and_recovers_a_perfect_forecast(basis
     # beats climatology by far, so w = 1 in the fitted windows
     assert min(blend.weights[:2]) > 0.999
     assert blend.n_frames[0] == 4 * 9  # 4 held-out runs x leads 0..0.96 s (frames 5..13)
-    assert blend.weights[2] == blend.weights[1] or blend.n_frames[2] > 0
+    assert blend.n_frames[1:] == (4 * 8, 4 * 8)  # leads 1.08..1.92 s and 2.04..2.88 s
+    assert min(blend.mean_weights) > 0.999
+    # a window past the training runs' horizon (3 s) has no held-out frame: the climatology
+    late = fit_climatology_blend(train, fit_track, basis, runs, latents, tracks,
+                                 config(lead_windows=(0.0, 1.0, 5.0)), n_folds=2, frame_step=1)
+    assert late.n_frames[2] == 0 and late.weights[2] == 0.0 and late.mean_weights[2] == 0.0
 
 
 def test_least_squares_mean_weight_is_the_brute_force_optimum():

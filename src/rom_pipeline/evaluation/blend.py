@@ -23,8 +23,9 @@ summed squared error, ``v = clip(sum <y - b, a - b> / sum ||a - b||^2, 0, 1)`` w
 the post-processed forecast and climatology means (:func:`least_squares_weight`). Since ``w = 0``
 (``v = 0``) reproduces the climatology, the fitted weights are at least as good as the climatology on
 those runs.
-Lead windows past the training runs' horizon take the last fitted window's weight. No test run is
-read. (The POD basis and its mean, i.e. the climatological shape, are the stored ones, fitted on all
+Lead windows past the training runs' horizon hold no held-out frame, so nothing supports the
+forecast there: they get ``w = v = 0``, the climatology (the empirical track law, too, is only
+measured up to that horizon). No test run is read. (The POD basis and its mean, i.e. the climatological shape, are the stored ones, fitted on all
 training runs.)
 """
 from __future__ import annotations
@@ -65,8 +66,8 @@ class ClimatologyBlend:
         edges: (K,) increasing lead-window edges in s (``eval.lead_windows``; empty: one window).
         weights: (K,) weight of window ``[e_i, e_{i+1})`` (the last: ``[e_last, end]``), each in
             [0, 1]; with no edges a single weight.
-        n_frames: (K,) held-out frames each weight was fitted on (0: inherited from the window
-            before).
+        n_frames: (K,) held-out frames each weight was fitted on (0: past the training runs'
+            horizon, weight 0).
         mean_weights: (K,) weights ``v`` of the scored mean (empty: ``weights``).
     """
 
@@ -225,7 +226,7 @@ def fit_climatology_blend(
             weights.append(fit_mixture_weight({key: v[inside] for key, v in comps.items()}))
             sxx = float(comps["sxx"][inside].sum())
             mean_weights.append(float(np.clip(comps["sxy"][inside].sum() / sxx, 0.0, 1.0)) if sxx > 0 else 1.0)
-        else:  # past the training runs' horizon: the last fitted window's weights
-            weights.append(weights[-1] if weights else 1.0)
-            mean_weights.append(mean_weights[-1] if mean_weights else 1.0)
+        else:  # past the training runs' horizon: no evidence for the forecast, the climatology
+            weights.append(0.0)
+            mean_weights.append(0.0)
     return ClimatologyBlend(edges, weights, tuple(counts), mean_weights)
