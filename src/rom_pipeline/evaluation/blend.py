@@ -165,7 +165,7 @@ def fit_climatology_blend(
     from dataclasses import replace
 
     from rom_pipeline.evaluation.protocol import ForecastBlock, _postprocessor
-    from rom_pipeline.evaluation.track import lab_frame_mean, lab_frame_mean_paths, translated_mixture_components
+    from rom_pipeline.evaluation.track import lab_frame_mean, translated_mixture_components
 
     check_blend_method("heldout", n_folds)
     n_runs = len(runs)
@@ -202,10 +202,7 @@ def fit_climatology_blend(
             comps = translated_mixture_components(
                 block.truth[idx], shape[idx], block.member_shifts[:, idx], climatology_shape,
                 block.climatology_positions[:, idx], post)
-            if block.track_paths is not None:
-                mean = lab_frame_mean_paths(shape[idx], block.track_paths[:, idx])
-            else:
-                mean = lab_frame_mean(shape[idx], block.track_mean[idx], block.track_cov[idx])
+            mean = lab_frame_mean(shape[idx], block.track_mean[idx], block.track_cov[idx])
             level = np.full_like(mean, float(np.mean(climatology_shape)))
             comps["sxy"], comps["sxx"] = least_squares_weight(block.truth[idx], post(mean), post(level))
             leads.append(block.lead_time[idx])

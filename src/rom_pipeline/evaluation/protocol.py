@@ -56,7 +56,7 @@ from rom_pipeline.evaluation.metrics import (
 )
 from rom_pipeline.evaluation.postprocess import CLAMP_MODES, MASS_MODES, clamp, mass_postprocess
 from rom_pipeline.evaluation.scores import mixture_frame_scores, skill, spread_skill_ratio
-from rom_pipeline.evaluation.track import lab_frame_mean, lab_frame_mean_paths, translated_ensemble_scores, translated_mixture_components
+from rom_pipeline.evaluation.track import lab_frame_mean, translated_ensemble_scores, translated_mixture_components
 
 __all__ = [
     "SHIFT_MODES",
@@ -394,8 +394,6 @@ class ForecastBlock:
         grid_shape: (ny, nx).
         track_mean, track_cov: (n_f, 2) mean and (n_f, 2, 2) covariance of the forecast
             frames' shifts under the track model (``lab_ensemble`` only, else None).
-        track_paths: (N, n_f, 2) the equally likely shift paths of the empirical track law
-            (``eval.track_calibration: empirical``; the ensemble mean averages over them), else None.
         member_shifts: (M, n_f, 2) sampled shifts of the ensemble members (``lab_ensemble``).
         climatology: ``lab_ensemble`` only: per-frame scores (``crps``, ``energy``, ``mse_mean``,
             ``variance``, each (n_f,)) of the climatological reference ensemble, the lifted
@@ -419,7 +417,6 @@ class ForecastBlock:
     track_mean: np.ndarray | None = field(default=None, repr=False)
     track_cov: np.ndarray | None = field(default=None, repr=False)
     member_shifts: np.ndarray | None = field(default=None, repr=False)
-    track_paths: np.ndarray | None = field(default=None, repr=False)
     climatology: dict[str, np.ndarray] | None = field(default=None, repr=False)
     climatology_positions: np.ndarray | None = field(default=None, repr=False)
 
@@ -487,8 +484,6 @@ class ForecastBlock:
             samples = track_model.sample_displacements(
                 true_shifts[:k0], n_f, config.ensemble_size, seed=config.ensemble_seed
             )
-            if getattr(track_model, "lead_errors_", None) is not None:
-                track["track_paths"] = last + track_model.displacement_paths(true_shifts[:k0], n_f)
             rng = np.random.default_rng([config.ensemble_seed, 1])
             n = np.asarray(grid_shape, dtype=np.float64)
             track.update({"track_mean": last + mean, "track_cov": cov, "member_shifts": last + samples,
@@ -541,10 +536,7 @@ def lift_forecast(basis, y_pred: np.ndarray, block: ForecastBlock, mode: str, bl
     the constant field of its mass)."""
     if mode == "lab_ensemble":
         shape = np.asarray(basis.lift(y_pred, shifts=None), dtype=np.float64)
-        if block.track_paths is not None:
-            mean = lab_frame_mean_paths(shape, block.track_paths)
-        else:
-            mean = lab_frame_mean(shape, block.track_mean, block.track_cov)
+        mean = lab_frame_mean(shape, block.track_mean, block.track_cov)
         if blend is None:
             return mean
         w = blend.weights_at(block.lead_time, mean=True)[:, None, None]
