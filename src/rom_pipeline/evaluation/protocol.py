@@ -30,7 +30,9 @@ Shift modes (shift-aligned bases only; otherwise a single mode ``"none"`` is sco
         seeded members (the forecast shape on sampled tracks) get the proper scores of
         :mod:`rom_pipeline.evaluation.scores` (fair CRPS and energy score, as skill against the
         climatological shape at uniformly random positions and against the held track, and the
-        spread/skill ratio).
+        spread/skill ratio). With a per-forecaster
+        :class:`~rom_pipeline.evaluation.blend.ClimatologyBlend` (``eval.ensemble_blend``) the
+        ensemble and its mean are blended with the climatology per lead window.
 """
 from __future__ import annotations
 
