@@ -95,7 +95,8 @@ def main() -> None:
                                  forecast_setup)
         if blend is not None:
             print(f"{name}: blend weights per lead window {list(blend.edges)}: "
-                  f"{[round(w, 3) for w in blend.weights]} ({time.perf_counter() - start:.0f} s)", flush=True)
+                  f"ensemble {[round(w, 3) for w in blend.weights]}, mean {[round(w, 3) for w in blend.mean_weights]} "
+                  f"({time.perf_counter() - start:.0f} s)", flush=True)
         table, r2_t, _ = evaluate_many(FORECASTERS[name].load(catalog.load(f"{name}.model")), basis, test_runs,
                                        evaluation_config(forecast_setup), track_model=track_model, blend=blend)
         results.append(table)
