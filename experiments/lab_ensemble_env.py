@@ -6,7 +6,10 @@ shift modes ``oracle`` and ``lab_ensemble`` (whatever ``eval.shift_modes`` of th
 track model of ``eval.track_order`` / ``eval.track_calibration`` (overridable here). Writes
 ``experiments/results/lab_ensemble_<tag>.csv`` (one row per model, run and mode) and
 ``lab_ensemble_<tag>_skill_by_lead.csv``, and prints both as markdown. ``--horizon S`` scores only the first
-S seconds of each test run (the pooled R² is then over that window, not the whole run).
+S seconds of each test run (the pooled R² is then over that window, not the whole run). With
+``eval.ensemble_blend: heldout`` (or ``--blend heldout``) each model's climatology blend is fitted on held-out
+TRAINING runs first (``rom_pipeline.pipelines.models.forecaster_blend``; ``--blend-runs K``: on K evenly spaced
+training runs only, for speed) and its weights are printed.
 
     PYTHONPATH=src python experiments/lab_ensemble_env.py --env gas --models mvar lstm [--horizon 20]
 """
@@ -30,24 +33,25 @@ from rom_pipeline.evaluation.protocol import evaluate_many
 from rom_pipeline.pipelines.models import (
     derived_quantities,
     evaluation_config,
+    forecaster_blend,
     test_runs_for_evaluation,
     training_track_model,
 )
+from rom_pipeline.registry import FORECASTERS
 from rom_pipeline.rom.pod import PODBasis
-from rom_pipeline.rom.lstm import LSTMForecaster
-from rom_pipeline.rom.mvar import MVARForecaster
 
 PROJECT = Path(__file__).resolve().parents[1]
-LOADERS = {"mvar": MVARForecaster.from_arrays, "lstm": LSTMForecaster.from_payload}
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--env", default="base")
     parser.add_argument("--tag", default=None, help="results file suffix (default: the env)")
-    parser.add_argument("--models", nargs="+", default=["mvar"], choices=sorted(LOADERS))
-    parser.add_argument("--track-calibration", default=None, choices=["none", "heldout"])
+    parser.add_argument("--models", nargs="+", default=["mvar"], choices=sorted(FORECASTERS))
+    parser.add_argument("--track-calibration", default=None, choices=["none", "heldout", "empirical"])
     parser.add_argument("--track-order", type=int, default=None)
+    parser.add_argument("--blend", default=None, choices=["none", "heldout"])
+    parser.add_argument("--blend-runs", type=int, default=None, help="fit the blend on K training runs only")
     parser.add_argument("--horizon", type=float, default=None, help="seconds of each test run to score")
     args = parser.parse_args()
     logging.basicConfig(level=logging.WARNING)
@@ -63,9 +67,20 @@ def main() -> None:
         ev["track_calibration"] = args.track_calibration
     if args.track_order is not None:
         ev["track_order"] = args.track_order
+    if args.blend is not None:
+        ev["ensemble_blend"] = args.blend
     cfg = validate_parameters(parameters)
     rom_grid, forecast_setup = derived_quantities(parameters)
     pod, latent, runs = catalog.load("pod_basis"), catalog.load("train_latent"), catalog.load("test.runs")
+    train_runs = catalog.load("train.runs")
+    blend_latent = latent
+    if args.blend_runs is not None:  # a subset of the training runs for the blend fit
+        from rom_pipeline.rom.latent import pack_trajectories, unpack_trajectories
+        states, shifts = unpack_trajectories(latent), unpack_trajectories(latent, key="shifts")
+        ids = list(states)
+        keep = [ids[i] for i in np.linspace(0, len(ids) - 1, args.blend_runs).round().astype(int)]
+        blend_latent = {**pack_trajectories({r: states[r] for r in keep}, {r: shifts[r] for r in keep}),
+                        "dt_rom": latent["dt_rom"]}
     basis = PODBasis.from_arrays(pod)
     track_model = training_track_model(latent, basis, forecast_setup)
     test_runs = list(test_runs_for_evaluation(runs, rom_grid, forecast_setup))
@@ -76,8 +91,14 @@ def main() -> None:
     results, curves = [], []
     for name in args.models:
         start = time.perf_counter()
-        table, r2_t, _ = evaluate_many(LOADERS[name](catalog.load(f"{name}.model")), basis, test_runs,
-                                       evaluation_config(forecast_setup), track_model=track_model)
+        blend = forecaster_blend(FORECASTERS[name], parameters[name], blend_latent, train_runs, basis, rom_grid,
+                                 forecast_setup)
+        if blend is not None:
+            print(f"{name}: blend weights per lead window {list(blend.edges)}: "
+                  f"ensemble {[round(w, 3) for w in blend.weights]}, mean {[round(w, 3) for w in blend.mean_weights]} "
+                  f"({time.perf_counter() - start:.0f} s)", flush=True)
+        table, r2_t, _ = evaluate_many(FORECASTERS[name].load(catalog.load(f"{name}.model")), basis, test_runs,
+                                       evaluation_config(forecast_setup), track_model=track_model, blend=blend)
         results.append(table)
         curves.append(r2_t)
         print(f"{name}: {time.perf_counter() - start:.0f} s", flush=True)

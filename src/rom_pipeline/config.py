@@ -275,10 +275,17 @@ class EvalConfig(_Block):
     ensemble_size: int = Field(20, ge=1, description="members of the lab_ensemble shift mode")
     ensemble_seed: int = Field(0, description="seed of the sampled tracks and climatology positions")
     track_order: int = Field(1, ge=1, description="VAR order of the track model (shift increments)")
-    track_calibration: Literal["none", "heldout"] = Field(
-        "heldout", description="per-lead variances of the track law: none (the VAR's) | heldout "
-        "(measured on held-out training runs from the forecast start)",
+    track_calibration: Literal["none", "heldout", "empirical"] = Field(
+        "empirical", description="per-lead law of the track: none (the VAR's) | heldout (variances "
+        "measured on held-out training runs from the forecast start) | empirical (the held-out "
+        "error paths themselves)",
     )
+    ensemble_blend: Literal["none", "heldout"] = Field(
+        "heldout", description="lab_ensemble blended with climatology: none (the forecast ensemble "
+        "alone) | heldout (per-lead-window weights fitted on held-out training runs; "
+        "rom_pipeline.evaluation.blend)",
+    )
+    blend_folds: int = Field(3, ge=2, description="folds of training runs of the heldout blend fit")
     lead_windows: list[float] | None = Field(
         None, description="edges [s after the forecast start] of the lead-time R2 windows "
         "[e0, e1), ..., [e_last, end]; null: 0, 2, 5, 10, 20 without the edges past the horizon",

@@ -241,3 +241,44 @@ def test_bad_calibration_input_is_refused():
         TrackModel(1, calibration="heldout").fit(drifting_tracks(4, 20, seed=0), GRID)
     with pytest.raises(ValueError, match="needs 3 conditioning shifts.*start leaves 2"):
         TrackModel(2, calibration="heldout").fit(drifting_tracks(4, 20, seed=0), GRID, start=2)
+
+
+def test_empirical_law_is_the_var_mean_plus_the_held_out_error_paths():
+    from rom_pipeline.evaluation.track import heldout_displacement_errors, lab_frame_mean_paths
+
+    tracks = drifting_tracks(6, 25, seed=5) + [drifting_tracks(1, 12, seed=6)[0]]  # one short run
+    model = TrackModel(1, calibration="empirical", n_folds=3).fit(tracks, GRID, start=4)
+    errors = heldout_displacement_errors(tracks, GRID, order=1, start=4, n_folds=3)
+    # the short run (8 leads) ends first: the common horizon is its length, and it is kept
+    np.testing.assert_allclose(model.lead_errors_, errors[:, :8], atol=1e-12)
+    conditioning = tracks[0][:4]
+    mean, _ = model.displacement_law(conditioning, 20)
+    paths = model.displacement_paths(conditioning, 20)
+    assert paths.shape == (7, 20, 2)
+    np.testing.assert_allclose(paths[:, :8], mean[None, :8] + errors[:, :8], atol=1e-12)
+    np.testing.assert_allclose(paths[:, 8:], mean[None, 8:] + errors[:, 7:8], atol=1e-12)  # held past H
+    # members: distinct paths of the law, seeded
+    members = model.sample_displacements(conditioning, 20, 5, seed=3)
+    match = [int(np.argmin(np.abs(paths - m[None]).max(axis=(1, 2)))) for m in members]
+    np.testing.assert_allclose(members, paths[match], atol=0)
+    assert len(set(match)) == 5
+    np.testing.assert_array_equal(members, model.sample_displacements(conditioning, 20, 5, seed=3))
+    assert model.sample_displacements(conditioning, 20, 9, seed=3).shape == (9, 20, 2)  # M > N: replacement
+    # round trip
+    again = TrackModel.from_arrays(model.to_arrays())
+    np.testing.assert_array_equal(again.displacement_paths(conditioning, 20), paths)
+    # the ensemble mean over integer paths equals the mean of rolled copies (brute force)
+    rng = np.random.default_rng(0)
+    shape = rng.random((3, *GRID))
+    shifts = rng.integers(-10, 10, size=(4, 3, 2)).astype(float)
+    brute = np.mean([[np.roll(shape[h], tuple(-shifts[i, h].astype(int)), axis=(0, 1)) for h in range(3)]
+                     for i in range(4)], axis=0)
+    np.testing.assert_allclose(lab_frame_mean_paths(shape, shifts, chunk=2), brute, atol=1e-12)
+
+
+def test_empirical_law_needs_runs_past_the_start():
+    with pytest.raises(ValueError, match="track_calibration: empirical"):
+        runs = drifting_tracks(3, 25, seed=1)
+        TrackModel(1, calibration="empirical").fit([runs[0], runs[1][:4], runs[2][:4]], GRID, start=4)
+    with pytest.raises(ValueError, match="track_calibration is 'gaussian'"):
+        TrackModel(1, calibration="gaussian")

@@ -30,7 +30,9 @@ Shift modes (shift-aligned bases only; otherwise a single mode ``"none"`` is sco
         seeded members (the forecast shape on sampled tracks) get the proper scores of
         :mod:`rom_pipeline.evaluation.scores` (fair CRPS and energy score, as skill against the
         climatological shape at uniformly random positions and against the held track, and the
-        spread/skill ratio).
+        spread/skill ratio). With a per-forecaster
+        :class:`~rom_pipeline.evaluation.blend.ClimatologyBlend` (``eval.ensemble_blend``) the
+        ensemble and its mean are blended with the climatology per lead window.
 """
 from __future__ import annotations
 
@@ -55,8 +57,8 @@ from rom_pipeline.evaluation.metrics import (
     valid_prediction_time,
 )
 from rom_pipeline.evaluation.postprocess import CLAMP_MODES, MASS_MODES, clamp, mass_postprocess
-from rom_pipeline.evaluation.scores import skill, spread_skill_ratio
-from rom_pipeline.evaluation.track import lab_frame_mean, translated_ensemble_scores
+from rom_pipeline.evaluation.scores import mixture_frame_scores, skill, spread_skill_ratio
+from rom_pipeline.evaluation.track import lab_frame_mean, translated_ensemble_scores, translated_mixture_components
 
 __all__ = [
     "SHIFT_MODES",
@@ -400,6 +402,8 @@ class ForecastBlock:
             training-mean co-moving state at ``ensemble_size`` seeded, uniformly random positions
             per frame. It depends on the truth and the basis mean only (lift(0) is the same for
             every r' <= r), so it is scored once here for every forecaster on the block.
+        climatology_positions: (M, n_f, 2) the climatological reference's random positions
+            (``lab_ensemble`` only).
     """
 
     run: TestRun
@@ -416,11 +420,12 @@ class ForecastBlock:
     track_cov: np.ndarray | None = field(default=None, repr=False)
     member_shifts: np.ndarray | None = field(default=None, repr=False)
     climatology: dict[str, np.ndarray] | None = field(default=None, repr=False)
+    climatology_positions: np.ndarray | None = field(default=None, repr=False)
 
     @classmethod
     def prepare(
         cls, pod, run: TestRun, config: EvaluationConfig, seed_length: int,
-        latent: np.ndarray | None = None, track_model=None,
+        latent: np.ndarray | None = None, track_model=None, score_climatology: bool = True,
     ) -> ForecastBlock:
         """Estimate the run's true shifts, restrict it, and cut it at ``config.forecast_start``.
 
@@ -433,6 +438,8 @@ class ForecastBlock:
                 trajectory of a training run); None restricts here.
             track_model: a fitted :class:`rom_pipeline.evaluation.track.TrackModel` (training
                 tracks only); required by the ``lab_ensemble`` shift mode.
+            score_climatology: score the climatological reference ensemble here (``lab_ensemble``);
+                False leaves ``climatology`` None (only its positions are drawn).
 
         Raises:
             ValueError: if the run's grid differs from the basis, the forecast start leaves fewer
@@ -479,14 +486,17 @@ class ForecastBlock:
             samples = track_model.sample_displacements(
                 true_shifts[:k0], n_f, config.ensemble_size, seed=config.ensemble_seed
             )
-            track = {"track_mean": last + mean, "track_cov": cov, "member_shifts": last + samples}
+            rng = np.random.default_rng([config.ensemble_seed, 1])
+            n = np.asarray(grid_shape, dtype=np.float64)
+            track.update({"track_mean": last + mean, "track_cov": cov, "member_shifts": last + samples,
+                          "climatology_positions": rng.uniform(-n / 2, n / 2, size=(config.ensemble_size, n_f, 2))})
         block = cls(
             run=run, k0=k0, latent=np.asarray(latent, dtype=np.float64), true_shifts=true_shifts,
             truth=density[k0:], times=times, lead_time=times - times[0],
             target_mass=run.cell_area * float(density[k0 - 1].sum()), grid_shape=grid_shape,
             **track,
         )
-        if track:
+        if track and score_climatology:
             block.climatology = _climatology_scores(pod, block, config)
         return block
 
@@ -516,16 +526,24 @@ class ForecastBlock:
         return self._ceiling[r]
 
 
-def lift_forecast(basis, y_pred: np.ndarray, block: ForecastBlock, mode: str) -> np.ndarray:
+def lift_forecast(basis, y_pred: np.ndarray, block: ForecastBlock, mode: str, blend=None) -> np.ndarray:
     """(n_f, ny, nx) density of a latent forecast ``y_pred`` (n_f, r') placed by shift mode
     ``mode``: ρ̂_k = lift(ŷ_k, s_k) with s_k from :func:`forecast_shifts`. The one place a shift
     mode turns a latent forecast into densities (a new mode adds a branch here).
 
     ``"lab_ensemble"``: E[S_{−s} g_k] with g_k = lift(ŷ_k) in the co-moving frame and s ~
-    N(block.track_mean_k, block.track_cov_k) (:func:`rom_pipeline.evaluation.track.lab_frame_mean`)."""
+    N(block.track_mean_k, block.track_cov_k) (:func:`rom_pipeline.evaluation.track.lab_frame_mean`);
+    with a :class:`~rom_pipeline.evaluation.blend.ClimatologyBlend` ``blend``, the blended mean
+    v_k E[S_{−s} g_k] + (1 − v_k) mean(lift(0)) (``blend.mean_weights``) (the climatology's mean over uniform positions is
+    the constant field of its mass)."""
     if mode == "lab_ensemble":
         shape = np.asarray(basis.lift(y_pred, shifts=None), dtype=np.float64)
-        return lab_frame_mean(shape, block.track_mean, block.track_cov)
+        mean = lab_frame_mean(shape, block.track_mean, block.track_cov)
+        if blend is None:
+            return mean
+        w = blend.weights_at(block.lead_time, mean=True)[:, None, None]
+        level = float(np.mean(basis.lift(np.zeros((1, y_pred.shape[1])), shifts=None)))
+        return w * mean + (1.0 - w) * level
     shifts = forecast_shifts(mode, block.true_shifts, block.k0, block.latent.shape[0],
                              block.grid_shape)
     return np.asarray(basis.lift(y_pred, shifts=shifts), dtype=np.float64)
@@ -615,7 +633,7 @@ def _score_density(
 
 
 def forecast_block(
-    forecaster, basis, block: ForecastBlock, config: EvaluationConfig,
+    forecaster, basis, block: ForecastBlock, config: EvaluationConfig, blend=None,
 ) -> BlockForecast:
     """The one forecast block (science.md §8): seed, roll out, lift, post-process, score.
 
@@ -627,6 +645,10 @@ def forecast_block(
     4. post-process: ``clamp`` (``config.clamp_mode``), then restore the mass M0 of the last
        conditioning frame (``config.mass_postprocess``);
     5. score ρ̂ against ``block.truth`` and ŷ against y_{k0..T−1}.
+
+    ``blend`` (a :class:`~rom_pipeline.evaluation.blend.ClimatologyBlend`, or None): the
+    ``lab_ensemble`` mode scores the forecaster's mixture with climatology (its mean and its
+    proper scores); the other modes ignore it.
 
     Evaluation and hyper-parameter search both score through this function, so a forecast
     scores the same wherever it is scored. A diverged forecast (non-finite or
@@ -666,7 +688,7 @@ def forecast_block(
         pred = None
         if not diverged:
             with np.errstate(all="ignore"):
-                pred = lift_forecast(basis, y_pred, block, mode)
+                pred = lift_forecast(basis, y_pred, block, mode, blend)
                 diverged = not np.all(np.isfinite(pred))
                 if not diverged:
                     pred = clamp(pred, config.clamp_mode)
@@ -696,7 +718,7 @@ def forecast_block(
             scores, r2_t, r2_cum, rel = _score_density(block, pred, y[k0:], y_pred, config)
             ensemble = None
             if mode == "lab_ensemble":
-                ensemble = _ensemble_scores(basis, y_pred, block, config)
+                ensemble = _ensemble_scores(basis, y_pred, block, config, blend)
                 scores.update(_ensemble_summary(ensemble, config.ensemble_size))
             modes.append(ModeForecast(mode, pred, False, scores, r2_t, r2_cum, rel, ensemble))
     return BlockForecast(y_pred, forecast_seconds, latent_diverged, modes)
@@ -716,17 +738,29 @@ def _postprocessor(block: ForecastBlock, config: EvaluationConfig):
     return post
 
 
-def _ensemble_scores(basis, y_pred: np.ndarray, block: ForecastBlock, config: EvaluationConfig):
+def _ensemble_scores(basis, y_pred: np.ndarray, block: ForecastBlock, config: EvaluationConfig,
+                     blend=None):
     """Per-frame scores (``ENSEMBLE_FRAME_COLUMNS``) of the lab-frame ensemble and its references.
 
     Members: the co-moving forecast lift(ŷ_k) on the sampled tracks ``block.member_shifts``.
     Climatology: ``block.climatology``, scored once per block by :func:`_climatology_scores`.
     Hold: the forecast shape at s_{k0−1}, a single (deterministic) member. Every member is
-    post-processed like the scored forecasts (clamp, mass restoration).
+    post-processed like the scored forecasts (clamp, mass restoration). With a ``blend``, the
+    model's scores are those of the mixture w_k F_k + (1 − w_k) C_k with the climatological
+    ensemble C (:func:`rom_pipeline.evaluation.scores.mixture_frame_scores`).
     """
     post = _postprocessor(block, config)
     shape = np.asarray(basis.lift(y_pred, shifts=None), dtype=np.float64)
-    model = translated_ensemble_scores(block.truth, shape, block.member_shifts, post)
+    if block.climatology is None:
+        block.climatology = _climatology_scores(basis, block, config)
+    if blend is None:
+        model = translated_ensemble_scores(block.truth, shape, block.member_shifts, post)
+    else:
+        r = int(basis.n_modes_)
+        climatology_shape = np.asarray(basis.lift(np.zeros((1, r)), shifts=None), dtype=np.float64)[0]
+        components = translated_mixture_components(block.truth, shape, block.member_shifts,
+                                                   climatology_shape, block.climatology_positions, post)
+        model = mixture_frame_scores(components, blend.weights_at(block.lead_time))
     climatology = block.climatology
     held = np.repeat(block.true_shifts[block.k0 - 1][None].astype(np.float64), block.n_forecast, axis=0)
     hold = translated_ensemble_scores(block.truth, shape, held[None], post)
@@ -743,12 +777,9 @@ def _climatology_scores(basis, block: ForecastBlock, config: EvaluationConfig) -
     training-mean co-moving state lift(0) at M = ``config.ensemble_size`` independent, uniformly
     random positions per frame (seed ``[config.ensemble_seed, 1]``), post-processed like the scored
     forecasts. Model independent: lift(0) = T^{-1}(mu) for any number of modes."""
-    rng = np.random.default_rng([config.ensemble_seed, 1])
-    n = np.asarray(block.grid_shape, dtype=np.float64)
-    positions = rng.uniform(-n / 2, n / 2, size=(config.ensemble_size, block.n_forecast, 2))
     r = int(basis.n_modes_)
     climatology_shape = np.asarray(basis.lift(np.zeros((1, r)), shifts=None), dtype=np.float64)[0]
-    return translated_ensemble_scores(block.truth, climatology_shape, positions,
+    return translated_ensemble_scores(block.truth, climatology_shape, block.climatology_positions,
                                       _postprocessor(block, config))
 
 
@@ -789,7 +820,7 @@ def teacher_forced(forecaster, basis, block: ForecastBlock) -> np.ndarray:
 # ---------------------------------------------------------------------- evaluation
 def evaluate_forecaster(
     forecaster, pod, run: TestRun, config: EvaluationConfig, track_model=None,
-    blocks: dict[str, ForecastBlock] | None = None,
+    blocks: dict[str, ForecastBlock] | None = None, blend=None,
 ) -> EvaluationResult:
     """Score one latent forecaster on one unseen test run (science.md §8).
 
@@ -804,6 +835,8 @@ def evaluate_forecaster(
             ``pod``, ``config`` and ``track_model``: the run's truth side (shifts, restriction,
             track law, climatology reference) is prepared once, by the first forecaster, and
             reused by the others (the scores are the same as without it).
+        blend: this forecaster's :class:`~rom_pipeline.evaluation.blend.ClimatologyBlend` of the
+            ``lab_ensemble`` mode (None: the forecast ensemble alone).
 
     Returns:
         An :class:`EvaluationResult`. Metrics per shift mode: the scores of :func:`forecast_block`
@@ -832,7 +865,7 @@ def evaluate_forecaster(
     else:  # the shared block was cut for another lag: check this forecaster's seed fits
         forecast_start_index(config.forecast_start, _uniform_step(run.times, run.run_id),
                              int(forecaster.lag), run.times.size, run.run_id)
-    forecast = forecast_block(forecaster, pod, block, config)
+    forecast = forecast_block(forecaster, pod, block, config, blend)
     r2_ceiling, ceiling_t, r2_one_step = _diagnostics(forecaster, pod, block)
     order = _truth_order(run, block, config)
     metrics_rows = [_metrics_row(model, block, forecast, m, r2_ceiling, r2_one_step, order)
@@ -930,9 +963,9 @@ def _r2_vs_time(model, block, m: ModeForecast, ceiling_t, order) -> pd.DataFrame
 
 def evaluate_many(
     forecaster, pod, runs: Iterable[TestRun], config: EvaluationConfig, track_model=None,
-    blocks: dict[str, ForecastBlock] | None = None,
+    blocks: dict[str, ForecastBlock] | None = None, blend=None,
 ) -> tuple[pd.DataFrame, pd.DataFrame, dict[str, EvaluationResult]]:
-    """Run :func:`evaluate_forecaster` on every test run (``blocks``: see there).
+    """Run :func:`evaluate_forecaster` on every test run (``blocks``, ``blend``: see there).
 
     Returns:
         ``test_results`` (one row per run × shift mode), ``r2_vs_time`` (long table, all runs)
@@ -945,7 +978,7 @@ def evaluate_many(
     for run in runs:
         if run.run_id in results:
             raise ValueError(f"two test runs share run_id {run.run_id!r}; run ids must be unique")
-        results[run.run_id] = evaluate_forecaster(forecaster, pod, run, config, track_model, blocks)
+        results[run.run_id] = evaluate_forecaster(forecaster, pod, run, config, track_model, blocks, blend)
     if not results:
         raise ValueError("evaluate_many got no test runs; check the test simulation outputs")
     test_results = pd.DataFrame([row for res in results.values() for row in res.metrics])

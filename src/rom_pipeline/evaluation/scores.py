@@ -25,13 +25,31 @@ The ensemble sums use :mod:`scoringrules` (``crps_ensemble``, ``es_ensemble``, `
 with its compiled numba backend: without ``backend=`` scoringrules takes its NumPy path, whose
 (M, M, ...) pairwise temporaries made these scores about 90 % of the evaluation time; the numba
 gufuncs agree with it to ~1e-16 relative (summation order only).
+
+Mixture with climatology (forecast post-processing, ``eval.ensemble_blend``). The mixture
+``w F + (1 - w) C`` of a forecast ensemble ``F`` (M members) and a reference ensemble ``C``
+(M_c members) is scored without building it: with the pixel means (per frame)
+
+    A_F = mean_i |x_i - y|,  B_FF = mean_{i != j} |x_i - x_j|,  B_FC = mean_{i, j} |x_i - c_j|
+
+(and ``A_C``, ``B_CC`` alike), the fair CRPS of the mixture is
+
+    CRPS(w) = w A_F + (1 - w) A_C - 1/2 [w^2 B_FF + 2 w (1 - w) B_FC + (1 - w)^2 B_CC],
+
+a convex quadratic in ``w`` (its w^2 coefficient is half the energy distance of F and C), equal to
+the fair CRPS of ``F`` at ``w = 1`` and of ``C`` at ``w = 0``. The energy score has the same form
+with Euclidean norms over the pixels. ``B_FC`` comes from the fair score of the pooled ensemble
+``F u C``: its ordered pair sum is the pair sums of ``F`` and ``C`` plus twice the cross sum.
+The mixture's mean is ``w xbar_F + (1 - w) xbar_C`` and its (per pixel) variance
+``w s_F^2 + (1 - w) s_C^2 + w (1 - w) (xbar_F - xbar_C)^2``.
 """
 from __future__ import annotations
 
 import numpy as np
 import scoringrules as sr
 
-__all__ = ["crps_fair", "energy_score_fair", "frame_scores", "skill", "spread_skill_ratio"]
+__all__ = ["crps_fair", "energy_score_fair", "fit_mixture_weight", "frame_scores", "mixture_components",
+           "mixture_frame_scores", "skill", "spread_skill_ratio"]
 
 _BACKEND = "numba"  # scoringrules' compiled gufuncs (see the module docstring)
 
@@ -131,3 +149,133 @@ def skill(score: np.ndarray | float, reference: np.ndarray | float) -> np.ndarra
     with np.errstate(divide="ignore", invalid="ignore"):
         out = np.where(reference > 0, 1.0 - score / np.where(reference > 0, reference, 1.0), np.nan)
     return float(out) if out.ndim == 0 else out
+
+
+#: Per-frame columns of :func:`mixture_components` (each (n,)).
+MIXTURE_COMPONENTS = (
+    "crps_abs_f", "crps_abs_c", "crps_pair_ff", "crps_pair_cc", "crps_pair_fc",
+    "energy_abs_f", "energy_abs_c", "energy_pair_ff", "energy_pair_cc", "energy_pair_fc",
+    "mse_f", "mse_c", "cross_fc", "variance_f", "variance_c", "mean_gap",
+)
+
+
+def _abs_and_pairs(fair: np.ndarray, absolute: np.ndarray, m: int) -> np.ndarray:
+    """Mean over ordered pairs i != j of the distance, from a fair score and its absolute term:
+    ``fair = absolute - pairs / 2`` (0 for a single member)."""
+    return 2.0 * (absolute - fair) if m > 1 else np.zeros_like(fair)
+
+
+def mixture_components(truth: np.ndarray, forecast: np.ndarray, reference: np.ndarray) -> dict[str, np.ndarray]:
+    """Per-frame ingredients of the scores of every mixture ``w F + (1 - w) C`` (module docstring).
+
+    Args:
+        truth: (n, ny, nx) observed frames.
+        forecast: (M, n, ny, nx) ensemble ``F``.
+        reference: (M_c, n, ny, nx) ensemble ``C`` (e.g. the climatology).
+
+    Returns:
+        ``MIXTURE_COMPONENTS``, each (n,): pixel means of ``A`` and ``B`` of the CRPS
+        (``crps_abs_*``, ``crps_pair_*``), the same Euclidean terms of the energy score
+        (``energy_*``), the pixel-mean squared errors of the two ensemble means (``mse_f``,
+        ``mse_c``) and their cross term mean((xbar_F - y)(xbar_C - y)) (``cross_fc``), the
+        pixel-mean unbiased variances (``variance_*``, 0 for one member) and the pixel mean of
+        (xbar_F - xbar_C)^2 (``mean_gap``).
+    """
+    truth, forecast = _members(truth, forecast)
+    _, reference = _members(truth, reference)
+    if truth.ndim != 3:
+        raise ValueError(f"truth must have shape (n, ny, nx), got {truth.shape}")
+    m, mc = forecast.shape[0], reference.shape[0]
+    pooled = np.concatenate([forecast, reference], axis=0)
+    n = truth.shape[0]
+    out: dict[str, np.ndarray] = {}
+    # CRPS: pixel means of the absolute terms and of the pair means
+    abs_f = np.abs(forecast - truth).mean(axis=0)
+    abs_c = np.abs(reference - truth).mean(axis=0)
+    pair_ff = _abs_and_pairs(crps_fair(truth, forecast), abs_f, m)
+    pair_cc = _abs_and_pairs(crps_fair(truth, reference), abs_c, mc)
+    abs_u = (m * abs_f + mc * abs_c) / (m + mc)
+    pair_uu = _abs_and_pairs(crps_fair(truth, pooled), abs_u, m + mc)  # mean over (m+mc)(m+mc-1) pairs
+    total = pair_uu * (m + mc) * (m + mc - 1) - pair_ff * m * (m - 1) - pair_cc * mc * (mc - 1)
+    pair_fc = total / (2.0 * m * mc)
+    for key, value in (("crps_abs_f", abs_f), ("crps_abs_c", abs_c), ("crps_pair_ff", pair_ff),
+                       ("crps_pair_cc", pair_cc), ("crps_pair_fc", pair_fc)):
+        out[key] = value.mean(axis=(1, 2))
+    # energy score: the same with Euclidean norms over the pixels
+    obs = truth.reshape(n, -1)
+    e_abs_f = np.linalg.norm(forecast.reshape(m, n, -1) - obs, axis=2).mean(axis=0)
+    e_abs_c = np.linalg.norm(reference.reshape(mc, n, -1) - obs, axis=2).mean(axis=0)
+    e_ff = _abs_and_pairs(energy_score_fair(truth, forecast), e_abs_f, m)
+    e_cc = _abs_and_pairs(energy_score_fair(truth, reference), e_abs_c, mc)
+    e_abs_u = (m * e_abs_f + mc * e_abs_c) / (m + mc)
+    e_uu = _abs_and_pairs(energy_score_fair(truth, pooled), e_abs_u, m + mc)
+    e_fc = (e_uu * (m + mc) * (m + mc - 1) - e_ff * m * (m - 1) - e_cc * mc * (mc - 1)) / (2.0 * m * mc)
+    out.update(energy_abs_f=e_abs_f, energy_abs_c=e_abs_c, energy_pair_ff=e_ff, energy_pair_cc=e_cc,
+               energy_pair_fc=e_fc)
+    # ensemble means and variances
+    mean_f, mean_c = forecast.mean(axis=0), reference.mean(axis=0)
+    out["mse_f"] = ((mean_f - truth) ** 2).mean(axis=(1, 2))
+    out["mse_c"] = ((mean_c - truth) ** 2).mean(axis=(1, 2))
+    out["cross_fc"] = ((mean_f - truth) * (mean_c - truth)).mean(axis=(1, 2))
+    out["variance_f"] = forecast.var(axis=0, ddof=1).mean(axis=(1, 2)) if m > 1 else np.zeros(n)
+    out["variance_c"] = reference.var(axis=0, ddof=1).mean(axis=(1, 2)) if mc > 1 else np.zeros(n)
+    out["mean_gap"] = ((mean_f - mean_c) ** 2).mean(axis=(1, 2))
+    return out
+
+
+def _check_weight(weight) -> np.ndarray:
+    w = np.asarray(weight, dtype=np.float64)
+    if not np.all(np.isfinite(w)) or np.any(w < 0) or np.any(w > 1):
+        raise ValueError(
+            f"a climatology blend weight must lie in [0, 1] (1: the forecast alone, 0: the "
+            f"climatology alone), got {weight!r}"
+        )
+    return w
+
+
+def mixture_frame_scores(components: dict[str, np.ndarray], weight) -> dict[str, np.ndarray]:
+    """Per-frame scores of the mixture ``w F + (1 - w) C`` from :func:`mixture_components`.
+
+    Args:
+        components: ``MIXTURE_COMPONENTS``, each (n,).
+        weight: w in [0, 1], a scalar or (n,) one per frame.
+
+    Returns:
+        ``crps``, ``energy``, ``mse_mean`` (of the mixture mean) and ``variance`` (pixel-mean
+        mixture variance), each (n,), like :func:`frame_scores`.
+    """
+    w = _check_weight(weight)
+    c = components
+    v = 1.0 - w
+
+    def fair(prefix: str) -> np.ndarray:
+        return (w * c[f"{prefix}_abs_f"] + v * c[f"{prefix}_abs_c"]
+                - 0.5 * (w * w * c[f"{prefix}_pair_ff"] + 2.0 * w * v * c[f"{prefix}_pair_fc"]
+                         + v * v * c[f"{prefix}_pair_cc"]))
+
+    return {
+        "crps": fair("crps"),
+        "energy": fair("energy"),
+        "mse_mean": w * w * c["mse_f"] + v * v * c["mse_c"] + 2.0 * w * v * c["cross_fc"],
+        "variance": w * c["variance_f"] + v * c["variance_c"] + w * v * c["mean_gap"],
+    }
+
+
+def fit_mixture_weight(components: dict[str, np.ndarray]) -> float:
+    """The w in [0, 1] minimising the summed mixture CRPS ``sum_frames CRPS(w)`` (module
+    docstring): the vertex of the convex quadratic ``a w^2 + b w + const``, clipped to [0, 1].
+
+    Args:
+        components: ``MIXTURE_COMPONENTS`` of the frames to fit (each (n,), n >= 1).
+
+    Returns:
+        the optimal weight (1 when the forecast and reference ensembles coincide: a = 0, b >= 0).
+    """
+    c = {k: np.asarray(components[k], dtype=np.float64) for k in MIXTURE_COMPONENTS[:5]}
+    if c["crps_abs_f"].size == 0:
+        raise ValueError("fitting a climatology blend weight needs at least one scored frame")
+    a = float(np.sum(c["crps_pair_fc"] - 0.5 * (c["crps_pair_ff"] + c["crps_pair_cc"])))
+    b = float(np.sum(c["crps_abs_f"] - c["crps_abs_c"] - c["crps_pair_fc"] + c["crps_pair_cc"]))
+    if a <= 0.0:  # flat or (by sampling noise) concave: the better end point
+        return 1.0 if a + b <= 0.0 else 0.0
+    return float(np.clip(-b / (2.0 * a), 0.0, 1.0))

@@ -46,6 +46,18 @@ its sampling noise ``2 / sqrt(2 N_h)`` and made non-decreasing in ``h``. The cov
 ``C'_h = R_h C_h R_h`` with ``R_h = diag(sqrt(v_{h,a} / C_{h,aa}))``; past the calibrated leads
 ``R_h`` keeps its last value. Member paths are scaled the same way about the VAR mean, so their
 per-lead covariance is ``C'_h`` too.
+
+Empirical law (``calibration="empirical"``). The wrapped normal matches only the first circular
+moment of the held-out errors; their law is not Gaussian (a swarm is either still located or
+lost). The empirical law keeps the N held-out error PATHS ``e_i = (e_{i,1}, ..., e_{i,H})`` (runs
+complete to the common horizon H) and takes the displacement ``D_h = E D_h + e_{i,h}`` with
+probability 1/N each: the M members are M of the N paths drawn without replacement (with
+replacement if M > N), seeded; past H every path keeps its error at H. The scored ensemble mean
+(the point forecast) uses the smooth estimate of the same law, the wrapped normal matching its
+first circular moment (``displacement_law``, as ``heldout``): the plain average over the N paths,
+``(1/N) sum_i S_{-(s_{k0-1} + E D_h + e_{i,h})} g_h`` (:func:`lab_frame_mean_paths`), is N
+displaced copies of the shape, whose sampling noise costs squared error where the law is nearly
+uniform (measured on the default experiment: ``experiments/results/lab_ensemble_blend_default.md``).
 """
 from __future__ import annotations
 
@@ -55,12 +67,12 @@ import numpy as np
 
 from rom_pipeline.rom.shifts import fourier_shift_copies
 
-__all__ = ["TRACK_CALIBRATIONS", "TrackModel", "heldout_displacement_errors", "lab_frame_mean", "lab_frame_members", "track_increments", "translated_ensemble_scores",
-           "wrapped_lead_variance"]
+__all__ = ["TRACK_CALIBRATIONS", "TrackModel", "heldout_displacement_errors", "lab_frame_mean", "lab_frame_mean_paths", "lab_frame_members", "track_increments", "translated_ensemble_scores",
+           "translated_mixture_components", "wrapped_lead_variance"]
 
 
 #: Values of ``eval.track_calibration``.
-TRACK_CALIBRATIONS = ("none", "heldout")
+TRACK_CALIBRATIONS = ("none", "heldout", "empirical")
 
 
 def track_increments(shifts: np.ndarray, grid_shape: tuple[int, int]) -> np.ndarray:
@@ -79,9 +91,9 @@ class TrackModel:
 
     Args:
         order: p >= 1 (config key ``eval.track_order``).
-        calibration: ``"none"`` (the VAR's Gaussian law) or ``"heldout"`` (per-lead variances
-            measured on held-out training runs, see the module docstring; config key
-            ``eval.track_calibration``).
+        calibration: ``"none"`` (the VAR's Gaussian law), ``"heldout"`` (per-lead variances
+            measured on held-out training runs) or ``"empirical"`` (the held-out error paths
+            themselves), see the module docstring; config key ``eval.track_calibration``.
         n_folds: folds of training runs for the ``"heldout"`` calibration (>= 2).
 
     Attributes (after ``fit``):
@@ -91,7 +103,8 @@ class TrackModel:
         grid_shape_: (ny, nx) of the tracks.
         n_obs_: number of fitted increments.
         lead_variance_: (H, 2) calibrated per-axis variances ``v_h`` of ``D_h``, h = 1..H
-            (``"heldout"`` only, else None).
+            (``"heldout"`` and ``"empirical"``, else None).
+        lead_errors_: (N, H, 2) held-out error paths (``"empirical"`` only, else None).
     """
 
     def __init__(self, order: int = 1, calibration: str = "none", n_folds: int = 5):
@@ -124,7 +137,8 @@ class TrackModel:
         """
         self._fit_var(tracks, grid_shape)
         self.lead_variance_ = None
-        if self.calibration == "heldout":
+        self.lead_errors_ = None
+        if self.calibration in ("heldout", "empirical"):
             if start is None:
                 raise ValueError(
                     "the held-out track calibration needs the forecast start index: "
@@ -132,6 +146,16 @@ class TrackModel:
                 )
             errors = heldout_displacement_errors(tracks, grid_shape, self.order, int(start), self.n_folds)
             self.lead_variance_ = wrapped_lead_variance(errors, grid_shape)
+            if self.calibration == "empirical":
+                complete = np.isfinite(errors[..., 0])
+                horizon = int(np.argmin(complete.all(axis=0))) if not complete.all() else errors.shape[1]
+                keep = complete[:, :max(horizon, 1)].all(axis=1)
+                if horizon < 1 or keep.sum() < 2:
+                    raise ValueError(
+                        "eval.track_calibration: empirical needs at least 2 training runs that go past the "
+                        "forecast start; use more or longer training runs or set eval.track_calibration: heldout"
+                    )
+                self.lead_errors_ = errors[keep, :horizon]
         return self
 
     def _fit_var(self, tracks: Sequence[np.ndarray], grid_shape: tuple[int, int]) -> None:
@@ -265,11 +289,26 @@ class TrackModel:
             total = total + step
             out[:, h] = total
             history = np.concatenate([step[:, None], history[:, :-1]], axis=1)
+        if getattr(self, "lead_errors_", None) is not None:
+            paths = self.displacement_paths(conditioning_shifts, n_steps)
+            pick = rng.choice(len(paths), size=int(n_members), replace=int(n_members) > len(paths))
+            return paths[pick]
         if getattr(self, "lead_variance_", None) is not None:
             mean, cov = self._var_law(conditioning_shifts, n_steps)
             scale = self._lead_scale(cov)
             out = mean[None] + (out - mean[None]) * scale[None]
         return out
+
+    def displacement_paths(self, conditioning_shifts: np.ndarray, n_steps: int) -> np.ndarray:
+        """(N, n_steps, 2) the empirical law's equally likely paths of ``D_h``: the VAR mean plus
+        each held-out error path (past its horizon H the error at H); ``"empirical"`` only."""
+        self._check_fitted()
+        if getattr(self, "lead_errors_", None) is None:
+            raise ValueError("displacement_paths needs a TrackModel fitted with calibration='empirical'")
+        mean, _ = self._var_law(conditioning_shifts, n_steps)
+        errors = self.lead_errors_
+        lead = np.minimum(np.arange(n_steps), errors.shape[1] - 1)
+        return mean[None] + errors[:, lead]
 
     def to_arrays(self) -> dict[str, np.ndarray]:
         """Learned state as plain arrays (``np.savez``-able)."""
@@ -280,6 +319,7 @@ class TrackModel:
             "grid_shape": np.array(self.grid_shape_, dtype=np.int64), "n_obs": np.array(self.n_obs_, dtype=np.int64),
             "calibration": np.array(self.calibration), "n_folds": np.array(self.n_folds, dtype=np.int64),
             "lead_variance": (np.zeros((0, 2)) if self.lead_variance_ is None else self.lead_variance_),
+            "lead_errors": (np.zeros((0, 0, 2)) if getattr(self, "lead_errors_", None) is None else self.lead_errors_),
         }
 
     @classmethod
@@ -293,6 +333,8 @@ class TrackModel:
         model.n_obs_ = int(arrays["n_obs"])
         lead_variance = np.asarray(arrays.get("lead_variance", np.zeros((0, 2))), dtype=np.float64)
         model.lead_variance_ = lead_variance if lead_variance.size else None
+        lead_errors = np.asarray(arrays.get("lead_errors", np.zeros((0, 0, 2))), dtype=np.float64)
+        model.lead_errors_ = lead_errors if lead_errors.size else None
         return model
 
 
@@ -400,6 +442,26 @@ def lab_frame_mean(shape: np.ndarray, shift_mean: np.ndarray, shift_cov: np.ndar
     return np.fft.irfft2(np.fft.rfft2(shape, axes=(1, 2)) * factor, s=(ny, nx), axes=(1, 2))
 
 
+def lab_frame_mean_paths(shape: np.ndarray, shift_paths: np.ndarray, chunk: int = 32) -> np.ndarray:
+    """Exact expectation of ``S_{-s} g`` when ``s`` is one of the N equally likely paths
+    ``shift_paths`` (the empirical track law): ``(1/N) sum_i S_{-s_i,h} g_h``, frame by frame.
+
+    Args:
+        shape: (n, ny, nx) co-moving frames.
+        shift_paths: (N, n, 2) alignment shifts (cells).
+        chunk: frames per chunk (an (N, n, ny, nx) array is never held).
+
+    Returns:
+        (n, ny, nx) expected lab-frame density.
+    """
+    shape = np.asarray(shape, dtype=np.float64)
+    out = np.empty_like(shape)
+    for start in range(0, shape.shape[0], chunk):
+        sl = slice(start, min(start + chunk, shape.shape[0]))
+        out[sl] = lab_frame_members(np.ascontiguousarray(shape[sl]), shift_paths[:, sl]).mean(axis=0)
+    return out
+
+
 def lab_frame_members(shape: np.ndarray, member_shifts: np.ndarray) -> np.ndarray:
     """Members ``S_{-s_m} g`` of the lab-frame ensemble.
 
@@ -462,5 +524,59 @@ def translated_ensemble_scores(
             k = members.shape[1]
             members = postprocess(members.reshape(M * k, *truth.shape[1:])).reshape(members.shape)
         for key, value in frame_scores(truth[sl], members).items():
+            parts.setdefault(key, []).append(value)
+    return {key: np.concatenate(values) for key, values in parts.items()}
+
+
+
+def translated_mixture_components(
+    truth: np.ndarray,
+    shape: np.ndarray,
+    member_shifts: np.ndarray,
+    reference_shape: np.ndarray,
+    reference_shifts: np.ndarray,
+    postprocess=None,
+    chunk: int = 32,
+) -> dict[str, np.ndarray]:
+    """Per-frame :func:`rom_pipeline.evaluation.scores.mixture_components` of the forecast
+    ensemble ``post(S_{-s_m,h} g_h)`` and a reference ensemble ``post(S_{-c_j,h} g^ref_h)`` (the
+    climatology: its shape at random positions), built a chunk of frames at a time.
+
+    Args:
+        truth: (n, ny, nx) observed frames.
+        shape, reference_shape: (n, ny, nx) frames, or (ny, nx) for one frame at every lead.
+        member_shifts: (M, n, 2) forecast members' shifts; reference_shifts: (M_c, n, 2).
+        postprocess: callable (k, ny, nx) -> (k, ny, nx) applied to every member's frames.
+        chunk: frames per chunk.
+
+    Returns:
+        ``MIXTURE_COMPONENTS``, each (n,).
+    """
+    from rom_pipeline.evaluation.scores import mixture_components
+
+    truth = np.asarray(truth, dtype=np.float64)
+    n = truth.shape[0]
+    shapes = []
+    for frames in (shape, reference_shape):
+        frames = np.asarray(frames, dtype=np.float64)
+        shapes.append(np.broadcast_to(frames[None], truth.shape) if frames.ndim == 2 else frames)
+    shifts = [np.asarray(member_shifts, dtype=np.float64), np.asarray(reference_shifts, dtype=np.float64)]
+    for frames, sh in zip(shapes, shifts):
+        if frames.shape != truth.shape or sh.ndim != 3 or sh.shape[1:] != (n, 2) or sh.shape[0] < 1:
+            raise ValueError(
+                f"need shapes {truth.shape} (or one frame) and shifts (M >= 1, {n}, 2); got "
+                f"{frames.shape} and {sh.shape}"
+            )
+    parts: dict[str, list[np.ndarray]] = {}
+    for start in range(0, n, chunk):
+        sl = slice(start, min(start + chunk, n))
+        ensembles = []
+        for frames, sh in zip(shapes, shifts):
+            members = lab_frame_members(np.ascontiguousarray(frames[sl]), sh[:, sl])
+            if postprocess is not None:
+                m, k = members.shape[:2]
+                members = postprocess(members.reshape(m * k, *truth.shape[1:])).reshape(members.shape)
+            ensembles.append(members)
+        for key, value in mixture_components(truth[sl], *ensembles).items():
             parts.setdefault(key, []).append(value)
     return {key: np.concatenate(values) for key, values in parts.items()}

@@ -12,6 +12,7 @@ the cell area, the forecast start, the lead windows) are computed ONCE per run b
 """
 from __future__ import annotations
 
+import logging
 from collections.abc import Iterator
 from functools import partial, update_wrapper
 from typing import Any
@@ -27,7 +28,10 @@ from rom_pipeline.registry import FORECASTERS, Forecaster
 from rom_pipeline.rom.latent import unpack_trajectories
 from rom_pipeline.rom.pod import PODBasis
 
-SHARED_INPUTS = {"latent_dataset", "train_latent", "pod_basis", "test.runs", "rom_grid", "forecast_setup"}
+logger = logging.getLogger(__name__)
+
+SHARED_INPUTS = {"latent_dataset", "train_latent", "pod_basis", "train.runs", "test.runs", "rom_grid",
+                 "forecast_setup"}
 MODEL_NAMES = tuple(FORECASTERS)
 
 
@@ -71,7 +75,8 @@ def describe_forecast(eval: dict, test_sim: dict, rom_grid: dict) -> dict[str, A
     the horizon ``test_sim.T − forecast_start``), the shift modes scored (``oracle`` alone
     without alignment) and the rest of :class:`~rom_pipeline.evaluation.protocol.EvaluationConfig`;
     plus ``forecast_start_given`` (the raw key, for the search), ``test_horizon``,
-    ``track_order``, ``track_calibration`` and the display settings."""
+    ``track_order``, ``track_calibration``, ``ensemble_blend``, ``blend_folds`` and the display
+    settings."""
     e, t = EvalConfig.model_validate(eval), TestSimConfig.model_validate(test_sim)
     start = e.forecast_start if e.forecast_start is not None else rom_grid["train_horizon"]
     if e.lead_windows is not None:
@@ -90,6 +95,8 @@ def describe_forecast(eval: dict, test_sim: dict, rom_grid: dict) -> dict[str, A
         "test_horizon": t.T,
         "track_order": e.track_order,
         "track_calibration": e.track_calibration,
+        "ensemble_blend": e.ensemble_blend,
+        "blend_folds": e.blend_folds,
         "lab_ensemble": rom_grid["shift_align"] and "lab_ensemble" in e.shift_modes,
         "snapshot_times": list(e.snapshot_times),
         "animation_max_frames": e.animation_max_frames,
@@ -176,6 +183,66 @@ def training_track_model(train_latent: dict, pod: PODBasis, forecast_setup: dict
         tracks, pod.grid_shape_, start=start)
 
 
+def forecaster_blend(forecaster: Forecaster, model_options: dict[str, Any], train_latent: dict,
+                     train_runs: RunCollection, pod: PODBasis, rom_grid: dict[str, Any],
+                     forecast_setup: dict[str, Any]):
+    """The ``lab_ensemble`` mode's blend with climatology of one forecaster
+    (:func:`rom_pipeline.evaluation.blend.fit_climatology_blend`): the forecaster (its
+    ``model_options``) and the track model refitted without each of ``eval.blend_folds`` folds of
+    TRAINING runs and scored on the fold. None when the mode is not scored or
+    ``eval.ensemble_blend`` is ``none``."""
+    from rom_pipeline.evaluation.blend import check_blend_method, fit_climatology_blend
+    from rom_pipeline.evaluation.track import TrackModel
+
+    method, folds = forecast_setup.get("ensemble_blend", "none"), forecast_setup.get("blend_folds", 3)
+    check_blend_method(method, folds)
+    if not forecast_setup["lab_ensemble"] or method == "none":
+        return None
+    latents = unpack_trajectories(train_latent)
+    tracks = unpack_trajectories(train_latent, key="shifts")
+    ids = list(latents)
+    missing = [r for r in ids if r not in set(train_runs.run_ids)]
+    if missing:
+        raise ValueError(
+            f"eval.ensemble_blend: heldout needs the training runs' densities; {len(missing)} of the "
+            f"latent trajectories' runs are not in the training folder (e.g. {missing[0]!r}): re-run "
+            "the simulation or set eval.ensemble_blend: none"
+        )
+    runs = list(runs_for_evaluation(RunCollection(train_runs.path, ids), rom_grid, particles=False))
+    for run, run_id in zip(runs, ids):
+        if run.times.size != latents[run_id].shape[0]:
+            raise ValueError(
+                f"training run {run_id!r} has {run.times.size} ROM frames but {latents[run_id].shape[0]} "
+                "stored latent states: re-run the pod pipeline on these training runs"
+            )
+    start = int(round(forecast_setup["evaluation"]["forecast_start"] / float(train_latent["dt_rom"])))
+
+    def fit_track(shifts):
+        return TrackModel(order=forecast_setup["track_order"],
+                          calibration=forecast_setup["track_calibration"]).fit(shifts, pod.grid_shape_, start=start)
+
+    blend = fit_climatology_blend(
+        lambda trajectories: forecaster.train(model_options, trajectories), fit_track, pod, runs,
+        [latents[r] for r in ids], [tracks[r] for r in ids], evaluation_config(forecast_setup), n_folds=folds,
+    )
+    logger.info("%s: lab_ensemble blend with climatology, forecast weight per lead window %s: "
+                "ensemble %s, mean %s (held-out training frames %s)", forecaster.name, list(blend.edges),
+                [round(w, 3) for w in blend.weights], [round(w, 3) for w in blend.mean_weights],
+                list(blend.n_frames))
+    return blend
+
+
+def fit_ensemble_blend(model_options: dict[str, Any], pod_basis: dict, train_latent: dict,
+                       train_runs: RunCollection, rom_grid: dict[str, Any], forecast_setup: dict[str, Any],
+                       *, forecaster: Forecaster) -> dict[str, Any]:
+    """``ensemble_blend.json``: the ``lab_ensemble`` mode's per-lead-window weights of the blend
+    with climatology (:func:`forecaster_blend`, fitted on held-out training runs), or
+    ``{"method": "none"}`` when that mode is not scored or ``eval.ensemble_blend`` is ``none``."""
+    blend = forecaster_blend(forecaster, model_options, train_latent, train_runs,
+                             PODBasis.from_arrays(pod_basis), rom_grid, forecast_setup)
+    return {"method": "none"} if blend is None else blend.to_dict()
+
+
 # ---------------------------------------------------------------------- the template's nodes
 def train_forecaster(latent_dataset: dict, model_options: dict[str, Any],
                      forecaster: Forecaster) -> tuple[Any, pd.DataFrame, dict]:
@@ -196,6 +263,8 @@ def evaluate_forecaster_on_tests(
     test_runs: RunCollection,
     rom_grid: dict[str, Any],
     forecast_setup: dict[str, Any],
+    ensemble_blend: dict[str, Any] | None = None,
+    *,
     forecaster: Forecaster,
 ) -> tuple[pd.DataFrame, pd.DataFrame, dict[str, np.ndarray]]:
     """Score one forecaster on every unseen test run with the shared protocol (science.md §8).
@@ -203,17 +272,22 @@ def evaluate_forecaster_on_tests(
     Returns ``test_results`` (one row per run × shift mode), ``r2_vs_time`` (long format) and the
     predicted density movies ``{run_id: (T_f, ny, nx)}`` (first shift mode) with their times
     (``{run_id}__times``) and the true density of the same frames (``{run_id}__truth``).
-    ``train_latent`` supplies the training shifts of the ``lab_ensemble`` track model.
+    ``train_latent`` supplies the training shifts of the ``lab_ensemble`` track model;
+    ``ensemble_blend`` (:func:`fit_ensemble_blend`) that mode's weights of the blend with
+    climatology (None or method ``none``: unblended).
     """
+    from rom_pipeline.evaluation.blend import ClimatologyBlend
+
     from rom_pipeline.evaluation.protocol import evaluate_many
 
     model = forecaster.load(model_artifact)
     pod = PODBasis.from_arrays(pod_basis)
+    blend = ClimatologyBlend.from_dict(ensemble_blend) if ensemble_blend else None
     results, r2_t, per_run = evaluate_many(
         model, pod, track(test_runs_for_evaluation(test_runs, rom_grid, forecast_setup),
                           "evaluating test runs", total=len(test_runs)),
         evaluation_config(forecast_setup),
-        track_model=training_track_model(train_latent, pod, forecast_setup),
+        track_model=training_track_model(train_latent, pod, forecast_setup), blend=blend,
     )
     predictions: dict[str, np.ndarray] = {}
     for run_id, res in per_run.items():
@@ -235,8 +309,12 @@ def model_template(forecaster: Forecaster) -> Pipeline:
     nodes = [
         Node(_bound(train_forecaster, forecaster=forecaster), ["latent_dataset", "params:model_options"],
              ["model", table, "training_summary"], name="train_forecaster"),
+        Node(_bound(fit_ensemble_blend, forecaster=forecaster),
+             ["params:model_options", "pod_basis", "train_latent", "train.runs", "rom_grid", "forecast_setup"],
+             "ensemble_blend", name="fit_ensemble_blend"),
         Node(_bound(evaluate_forecaster_on_tests, forecaster=forecaster),
-             ["model", "pod_basis", "train_latent", "test.runs", "rom_grid", "forecast_setup"],
+             ["model", "pod_basis", "train_latent", "test.runs", "rom_grid", "forecast_setup",
+              "ensemble_blend"],
              ["test_results", "r2_vs_time", "predictions"], name="evaluate_on_test_runs"),
     ]
     for plot in forecaster.plots:
