@@ -104,3 +104,16 @@ def tiny_default_run(tmp_path_factory) -> Path:
     if failed.is_file():
         raise AssertionError(failed.read_text())
     return root
+
+
+@pytest.fixture(autouse=True)
+def _end_leaked_mlflow_runs():
+    """End an MLflow run a test left active in this process (an in-process ``kedro run`` that
+    failed, or a session of a test that never closed it): a CLI process would have exited, and the
+    next in-process run of this worker would otherwise log into it ("Changing param values is not
+    allowed"), so that the outcome of a test depended on which tests ran before it."""
+    yield
+    mlflow = sys.modules.get("mlflow")  # never imported here: nothing can be active
+    if mlflow is not None:
+        while mlflow.active_run() is not None:
+            mlflow.end_run()
