@@ -1,3 +1,4 @@
+import contextlib
 import copy
 import os
 import subprocess
@@ -116,4 +117,7 @@ def _end_leaked_mlflow_runs():
     mlflow = sys.modules.get("mlflow")  # never imported here: nothing can be active
     if mlflow is not None:
         while mlflow.active_run() is not None:
-            mlflow.end_run()
+            # end_run pops the run first: a run of a store the test has since left (its
+            # termination then fails) is dropped all the same
+            with contextlib.suppress(mlflow.exceptions.MlflowException):
+                mlflow.end_run()
