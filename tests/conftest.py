@@ -66,25 +66,16 @@ def _kedro_run_test_env(root: Path) -> None:
     assert proc.returncode == 0, f"kedro run --env test failed:\n{proc.stdout[-3000:]}\n{proc.stderr[-6000:]}"
 
 
-def pytest_collection_modifyitems(config, items):
-    """Under pytest-xdist (``make test`` runs ``-n auto --dist loadgroup``) every test that reads
-    the session's tiny run goes to one worker, so the run is made once and no worker waits for
-    another's; the file lock in ``tiny_default_run`` keeps that true under any other ``--dist``."""
-    group = pytest.mark.xdist_group("tiny_default_run")
-    for item in items:
-        if "tiny_default_run" in getattr(item, "fixturenames", ()):
-            item.add_marker(group)
-
-
 @pytest.fixture(scope="session")
 def tiny_default_run(tmp_path_factory) -> Path:
     """``ROM_DATA_ROOT`` of one ``kedro run --env test``: the whole default pipeline on the tiny
     test experiment (outputs under ``<root>/test``), run once per session and shared by the tests
     that read its outputs. A test that changes files there must work on a copy.
 
-    Under pytest-xdist the run is made once for all workers (the file-lock pattern of the xdist
-    docs): the first worker that needs it runs it into the session's shared temporary folder, and
-    a failure is recorded there so that the other workers report it instead of running it again."""
+    Under pytest-xdist (``make test`` runs ``-n auto``) the run is made once for all workers (the
+    file-lock pattern of the xdist docs): the first worker that needs it runs it into the session's
+    shared temporary folder while a worker that needs it meanwhile waits, and a failure is recorded
+    there so that the other workers report it instead of running it again."""
     if os.environ.get("PYTEST_XDIST_WORKER") is None:
         root = tmp_path_factory.mktemp("tiny_default_run")
         _kedro_run_test_env(root)
