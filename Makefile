@@ -23,8 +23,10 @@ install: $(STAMP)
 run: $(STAMP)
 	$(BIN)/kedro run $(ARGS)
 
+# The suite on every core (pytest-xdist); the session's tiny `kedro run` is made once for all
+# workers (tests/conftest.py). `make test ARGS="-n 0 tests/rom"` runs serially.
 test: $(STAMP)
-	$(BIN)/python -m pytest $(ARGS)
+	$(BIN)/python -m pytest -n auto $(ARGS)
 
 viz: $(STAMP)
 	$(BIN)/kedro viz run --host 127.0.0.1 --port 4141

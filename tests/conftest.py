@@ -1,3 +1,4 @@
+import contextlib
 import copy
 import os
 import subprocess
@@ -10,12 +11,13 @@ import yaml
 
 os.environ.setdefault("KEDRO_DISABLE_TELEMETRY", "1")
 os.environ.setdefault("MPLBACKEND", "Agg")
-# One MLflow store for the whole test session (when the optional extra is installed), so every
-# tiny `kedro run` does not pay for creating a fresh SQLite store.
-os.environ.setdefault(
-    "MLFLOW_TRACKING_URI",
-    "sqlite:///" + str(Path(tempfile.gettempdir()) / f"rom_pipeline_tests_{os.getpid()}_mlflow.db"),
-)
+# One MLflow store per test process (when the optional extra is installed), so every tiny
+# `kedro run` does not pay for creating a fresh SQLite store. Each pytest-xdist worker gets its own:
+# the workers inherit the controller's environment, and two processes writing one SQLite store
+# at once can fail with "database is locked". A URI the user set is kept.
+if os.environ.get("MLFLOW_TRACKING_URI", "") == os.environ.get("ROM_TESTS_MLFLOW_URI", ""):
+    os.environ["MLFLOW_TRACKING_URI"] = os.environ["ROM_TESTS_MLFLOW_URI"] = "sqlite:///" + str(
+        Path(tempfile.gettempdir()) / f"rom_pipeline_tests_{os.getpid()}_mlflow.db")
 
 PROJECT = Path(__file__).resolve().parents[1]
 
@@ -54,15 +56,59 @@ def with_overrides(params: dict, **dotted: object) -> dict:
     return out
 
 
-@pytest.fixture(scope="session")
-def tiny_default_run(tmp_path_factory) -> Path:
-    """``ROM_DATA_ROOT`` of one ``kedro run --env test``: the whole default pipeline on the tiny
-    test experiment (outputs under ``<root>/test``), run once per session and shared by the tests
-    that read its outputs. A test that changes files there must work on a copy."""
-    root = tmp_path_factory.mktemp("tiny_default_run")
+def _kedro_run_test_env(root: Path) -> None:
+    """One ``kedro run --env test`` with ``ROM_DATA_ROOT=root`` (an assertion error with the run's
+    output tails when it fails)."""
     env = {**os.environ, "ROM_DATA_ROOT": str(root), "KEDRO_DISABLE_TELEMETRY": "1", "MPLBACKEND": "Agg"}
     kedro = Path(sys.executable).with_name("kedro")
     proc = subprocess.run([str(kedro), "run", "--env", "test"], cwd=PROJECT, env=env,
                           capture_output=True, text=True, timeout=600)
     assert proc.returncode == 0, f"kedro run --env test failed:\n{proc.stdout[-3000:]}\n{proc.stderr[-6000:]}"
+
+
+@pytest.fixture(scope="session")
+def tiny_default_run(tmp_path_factory) -> Path:
+    """``ROM_DATA_ROOT`` of one ``kedro run --env test``: the whole default pipeline on the tiny
+    test experiment (outputs under ``<root>/test``), run once per session and shared by the tests
+    that read its outputs. A test that changes files there must work on a copy.
+
+    Under pytest-xdist (``make test`` runs ``-n auto``) the run is made once for all workers (the
+    file-lock pattern of the xdist docs): the first worker that needs it runs it into the session's
+    shared temporary folder while a worker that needs it meanwhile waits, and a failure is recorded
+    there so that the other workers report it instead of running it again."""
+    if os.environ.get("PYTEST_XDIST_WORKER") is None:
+        root = tmp_path_factory.mktemp("tiny_default_run")
+        _kedro_run_test_env(root)
+        return root
+    from filelock import FileLock
+
+    shared = tmp_path_factory.getbasetemp().parent  # the same folder for every worker of the session
+    root, done, failed = (shared / f"tiny_default_run.{s}" for s in ("data", "done", "failed"))
+    with FileLock(str(shared / "tiny_default_run.lock")):
+        if not done.is_file() and not failed.is_file():
+            root.mkdir()
+            try:
+                _kedro_run_test_env(root)
+            except BaseException as error:  # a failure or a timeout: the other workers report it
+                failed.write_text(f"{type(error).__name__}: {error}")
+                raise
+            done.touch()
+    if failed.is_file():
+        raise AssertionError(failed.read_text())
     return root
+
+
+@pytest.fixture(autouse=True)
+def _end_leaked_mlflow_runs():
+    """End an MLflow run a test left active in this process (an in-process ``kedro run`` that
+    failed, or a session of a test that never closed it): a CLI process would have exited, and the
+    next in-process run of this worker would otherwise log into it ("Changing param values is not
+    allowed"), so that the outcome of a test depended on which tests ran before it."""
+    yield
+    mlflow = sys.modules.get("mlflow")  # never imported here: nothing can be active
+    if mlflow is not None:
+        while mlflow.active_run() is not None:
+            # end_run pops the run first: a run of a store the test has since left (its
+            # termination then fails) is dropped all the same
+            with contextlib.suppress(mlflow.exceptions.MlflowException):
+                mlflow.end_run()
