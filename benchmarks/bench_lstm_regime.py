@@ -14,6 +14,9 @@ host without Kedro) and the scoring where the regime's test runs lie:
     python benchmarks/bench_lstm_regime.py score blackhole_vs --model lstm_cuda.pt \\
         --record lstm_cuda.json --data-root /tmp/rom_bench_blackhole_vs
 
+``score`` applies the ``lab_ensemble`` blend with climatology that the regime's lstm pipeline
+stored (``<regime>/LSTM/ensemble_blend.json``, when there is one): its weights come from refits
+of the same block on held-out training runs, so they hold for a model fitted elsewhere.
 ``fit`` reads the ``lstm`` block of ``conf/<regime>/parameters.yml`` (every key is explicit in the
 thesis environments) and overrides only ``device`` (and ``num_threads`` with ``--threads``). The
 stage's wall time on CPU is the ``lstm`` entry of ``benchmarks/results/<regime>_times.json``
@@ -117,13 +120,20 @@ def score(args: argparse.Namespace) -> None:
     import torch
     from regime_artifacts import load_regime
 
+    from rom_pipeline.evaluation.blend import ClimatologyBlend
     from rom_pipeline.evaluation.protocol import evaluate_many
     from rom_pipeline.rom.lstm import LSTMForecaster
 
     model = LSTMForecaster.from_payload(torch.load(args.model, weights_only=False), device="cpu")
     regime = load_regime(args.regime, args.data_root)
+    # The lab_ensemble mode's blend with climatology, as the lstm pipeline stored it: its weights
+    # come from refits of the regime's lstm block on held-out training runs, not from the fitted
+    # model, so they apply to a model fitted elsewhere with the same block.
+    blend_file = Path(args.data_root) / args.regime / "LSTM" / "ensemble_blend.json"
+    stored = json.loads(blend_file.read_text()) if blend_file.exists() else None
+    blend = ClimatologyBlend.from_dict(stored) if stored else None
     results, _, _ = evaluate_many(model, regime.pod, regime.runs, regime.config,
-                                  track_model=regime.track_model)
+                                  track_model=regime.track_model, blend=blend)
     ours = results.groupby("shift_mode")["r2_pooled"].mean()
     committed_csv = RESULTS / f"{args.regime}.csv"  # bench_thesis_regime.py's table, if any
     cpu = pd.DataFrame(columns=["r2_pooled"])

@@ -336,8 +336,8 @@ def test_dask_runner_reproduces_the_sequential_run(tmp_path):
     proc = _kedro(on_dask, stages, "--runner=rom_pipeline.framework.runner.DaskRunner", "--runner-params=workers=2",
                   "--params=execution.workers=2")
     log = proc.stdout + proc.stderr
-    assert "DaskRunner: 14 nodes on a local cluster of 2 worker processes" in " ".join(log.split())
-    assert "Completed 14 out of 14 tasks" in " ".join(log.split())
+    assert "DaskRunner: 15 nodes on a local cluster of 2 worker processes" in " ".join(log.split())
+    assert "Completed 15 out of 15 tasks" in " ".join(log.split())
 
     seq_model = _latest(sequential / "test" / "MVAR" / "mvar_model.npz")
     dask_model = _latest(on_dask / "test" / "MVAR" / "mvar_model.npz")
