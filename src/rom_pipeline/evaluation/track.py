@@ -505,28 +505,45 @@ def translated_ensemble_scores(
     from rom_pipeline.evaluation.scores import frame_scores
 
     truth = np.asarray(truth, dtype=np.float64)
+    ensemble = _checked_ensemble(truth, shape, member_shifts)
+    return _chunked_scores(truth, [ensemble], frame_scores, postprocess, chunk)
+
+
+def _checked_ensemble(truth: np.ndarray, shape: np.ndarray, shifts: np.ndarray
+                      ) -> tuple[np.ndarray, np.ndarray]:
+    """(frames (n, ny, nx), shifts (M, n, 2)) as float64, one shape frame broadcast to every
+    lead; ValueError naming both shapes when they do not fit ``truth`` (n, ny, nx)."""
     n = truth.shape[0]
-    shape = np.asarray(shape, dtype=np.float64)
-    if shape.ndim == 2:
-        shape = np.broadcast_to(shape[None], truth.shape)
-    member_shifts = np.asarray(member_shifts, dtype=np.float64)
-    M = member_shifts.shape[0]
-    if shape.shape != truth.shape or member_shifts.shape != (M, n, 2) or M < 1:
+    frames = np.asarray(shape, dtype=np.float64)
+    if frames.ndim == 2:
+        frames = np.broadcast_to(frames[None], truth.shape)
+    shifts = np.asarray(shifts, dtype=np.float64)
+    if frames.shape != truth.shape or shifts.ndim != 3 or shifts.shape[1:] != (n, 2) or shifts.shape[0] < 1:
         raise ValueError(
             f"need shape {truth.shape} (or one frame) and member_shifts (M >= 1, {n}, 2); got "
-            f"{shape.shape} and {member_shifts.shape}"
+            f"{frames.shape} and {shifts.shape}"
         )
+    return frames, shifts
+
+
+def _chunked_scores(truth: np.ndarray, ensembles: list[tuple[np.ndarray, np.ndarray]], score,
+                    postprocess, chunk: int) -> dict[str, np.ndarray]:
+    """``score(truth_chunk, *members)`` over chunks of frames, concatenated per key: each
+    ensemble's members ``post(S_{-s_m,h} g_h)`` (M, k, ny, nx) are built a chunk at a time."""
+    n = truth.shape[0]
     parts: dict[str, list[np.ndarray]] = {}
     for start in range(0, n, chunk):
         sl = slice(start, min(start + chunk, n))
-        members = lab_frame_members(np.ascontiguousarray(shape[sl]), member_shifts[:, sl])
-        if postprocess is not None:
-            k = members.shape[1]
-            members = postprocess(members.reshape(M * k, *truth.shape[1:])).reshape(members.shape)
-        for key, value in frame_scores(truth[sl], members).items():
+        built = []
+        for frames, shifts in ensembles:
+            members = lab_frame_members(np.ascontiguousarray(frames[sl]), shifts[:, sl])
+            if postprocess is not None:
+                m, k = members.shape[:2]
+                members = postprocess(members.reshape(m * k, *truth.shape[1:])).reshape(members.shape)
+            built.append(members)
+        for key, value in score(truth[sl], *built).items():
             parts.setdefault(key, []).append(value)
     return {key: np.concatenate(values) for key, values in parts.items()}
-
 
 
 def translated_mixture_components(
@@ -555,28 +572,6 @@ def translated_mixture_components(
     from rom_pipeline.evaluation.scores import mixture_components
 
     truth = np.asarray(truth, dtype=np.float64)
-    n = truth.shape[0]
-    shapes = []
-    for frames in (shape, reference_shape):
-        frames = np.asarray(frames, dtype=np.float64)
-        shapes.append(np.broadcast_to(frames[None], truth.shape) if frames.ndim == 2 else frames)
-    shifts = [np.asarray(member_shifts, dtype=np.float64), np.asarray(reference_shifts, dtype=np.float64)]
-    for frames, sh in zip(shapes, shifts):
-        if frames.shape != truth.shape or sh.ndim != 3 or sh.shape[1:] != (n, 2) or sh.shape[0] < 1:
-            raise ValueError(
-                f"need shapes {truth.shape} (or one frame) and shifts (M >= 1, {n}, 2); got "
-                f"{frames.shape} and {sh.shape}"
-            )
-    parts: dict[str, list[np.ndarray]] = {}
-    for start in range(0, n, chunk):
-        sl = slice(start, min(start + chunk, n))
-        ensembles = []
-        for frames, sh in zip(shapes, shifts):
-            members = lab_frame_members(np.ascontiguousarray(frames[sl]), sh[:, sl])
-            if postprocess is not None:
-                m, k = members.shape[:2]
-                members = postprocess(members.reshape(m * k, *truth.shape[1:])).reshape(members.shape)
-            ensembles.append(members)
-        for key, value in mixture_components(truth[sl], *ensembles).items():
-            parts.setdefault(key, []).append(value)
-    return {key: np.concatenate(values) for key, values in parts.items()}
+    ensembles = [_checked_ensemble(truth, shape, member_shifts),
+                 _checked_ensemble(truth, reference_shape, reference_shifts)]
+    return _chunked_scores(truth, ensembles, mixture_components, postprocess, chunk)
