@@ -55,7 +55,7 @@ probability 1/N each: the M members are M of the N paths drawn without replaceme
 replacement if M > N), seeded; past H every path keeps its error at H. The scored ensemble mean
 (the point forecast) uses the smooth estimate of the same law, the wrapped normal matching its
 first circular moment (``displacement_law``, as ``heldout``): the plain average over the N paths,
-``(1/N) sum_i S_{-(s_{k0-1} + E D_h + e_{i,h})} g_h`` (:func:`lab_frame_mean_paths`), is N
+``(1/N) sum_i S_{-(s_{k0-1} + E D_h + e_{i,h})} g_h``, is N
 displaced copies of the shape, whose sampling noise costs squared error where the law is nearly
 uniform (measured on the default experiment: ``experiments/results/lab_ensemble_blend_default.md``).
 """
@@ -67,7 +67,7 @@ import numpy as np
 
 from rom_pipeline.rom.shifts import fourier_shift_copies
 
-__all__ = ["TRACK_CALIBRATIONS", "TrackModel", "heldout_displacement_errors", "lab_frame_mean", "lab_frame_mean_paths", "lab_frame_members", "track_increments", "translated_ensemble_scores",
+__all__ = ["TRACK_CALIBRATIONS", "TrackModel", "heldout_displacement_errors", "lab_frame_mean", "lab_frame_members", "track_increments", "translated_ensemble_scores",
            "translated_mixture_components", "wrapped_lead_variance"]
 
 
@@ -440,26 +440,6 @@ def lab_frame_mean(shape: np.ndarray, shift_mean: np.ndarray, shift_cov: np.ndar
         nyquist[:, nx // 2] = True
     factor = np.where(nyquist[None], factor.real, factor)
     return np.fft.irfft2(np.fft.rfft2(shape, axes=(1, 2)) * factor, s=(ny, nx), axes=(1, 2))
-
-
-def lab_frame_mean_paths(shape: np.ndarray, shift_paths: np.ndarray, chunk: int = 32) -> np.ndarray:
-    """Exact expectation of ``S_{-s} g`` when ``s`` is one of the N equally likely paths
-    ``shift_paths`` (the empirical track law): ``(1/N) sum_i S_{-s_i,h} g_h``, frame by frame.
-
-    Args:
-        shape: (n, ny, nx) co-moving frames.
-        shift_paths: (N, n, 2) alignment shifts (cells).
-        chunk: frames per chunk (an (N, n, ny, nx) array is never held).
-
-    Returns:
-        (n, ny, nx) expected lab-frame density.
-    """
-    shape = np.asarray(shape, dtype=np.float64)
-    out = np.empty_like(shape)
-    for start in range(0, shape.shape[0], chunk):
-        sl = slice(start, min(start + chunk, shape.shape[0]))
-        out[sl] = lab_frame_members(np.ascontiguousarray(shape[sl]), shift_paths[:, sl]).mean(axis=0)
-    return out
 
 
 def lab_frame_members(shape: np.ndarray, member_shifts: np.ndarray) -> np.ndarray:
