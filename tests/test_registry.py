@@ -12,6 +12,8 @@ from __future__ import annotations
 import inspect
 import json
 import os
+import subprocess
+import sys
 from pathlib import Path
 
 import numpy as np
@@ -41,6 +43,30 @@ def test_config_defaults_are_the_constructor_defaults(name):
     assert block.pop("enabled") is True
     assert set(block) <= set(signature)
     assert all(value != signature[key].default for key, value in block.items()), block
+
+
+@pytest.mark.parametrize("name", list(FORECASTERS))
+def test_each_entry_labels_its_model_as_its_class_does(name):
+    entry = FORECASTERS[name]
+    assert entry.label == entry.estimator.name and entry.folder == entry.estimator.name.upper()
+
+
+def test_reading_the_registry_and_checking_parameters_imports_no_model_library(base_params):
+    """A `kedro run` of a stage that builds no model (the catalog, the pipelines, the parameter
+    checks) must not pay for PyTorch or opinf: both load only when a model is built or loaded."""
+    code = ("import sys, yaml, pathlib\n"
+            "from rom_pipeline.pipeline_registry import register_pipelines\n"
+            "from rom_pipeline.config import validate_parameters, SEARCH_KEYS\n"
+            "from rom_pipeline.registry import FORECASTERS\n"
+            "register_pipelines(); SEARCH_KEYS\n"
+            f"validate_parameters({base_params!r})\n"
+            "print([FORECASTERS[n].label for n in FORECASTERS])\n"
+            "print(sorted(m for m in ('torch', 'opinf') if m in sys.modules))\n")
+    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=PROJECT,
+                          env={**os.environ, "KEDRO_DISABLE_TELEMETRY": "1"}, timeout=300)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    labels, loaded = proc.stdout.strip().splitlines()[-2:]
+    assert labels == "['MVAR', 'LSTM', 'OPINF']" and loaded == "[]", proc.stdout
 
 
 def test_each_forecaster_block_is_a_top_level_block_of_the_tree(base_params):

@@ -681,12 +681,14 @@ def validate_experiment_name(name: Any, source: str = "globals.yml") -> str:
 
 
 # --------------------------------------------------------------------------- built from the registry
-_BUILT: dict[tuple, tuple[type[_Block], type[_Block]]] = {}
+_BUILT: dict[tuple, tuple[type[_Block], type[_Block], tuple]] = {}
 
 
 def _built() -> tuple[type[_Block], type[_Block]]:
-    """(SearchConfig, ExperimentConfig) for the forecasters registered now (rebuilt when the
-    registry changes, e.g. a test registering a forecaster)."""
+    """(SearchConfig, ExperimentConfig) for the forecasters registered now (built once per
+    registry: a test that registers a forecaster and restores the registry gets the original
+    classes back, so models validated before and after compare equal). Each cached pair keeps
+    its entries alive, so their ids in the key cannot be reused by other entries."""
     from rom_pipeline.registry import FORECASTERS
 
     key = tuple((name, id(entry)) for name, entry in FORECASTERS.items())
@@ -701,9 +703,8 @@ def _built() -> tuple[type[_Block], type[_Block]]:
             **{name: (e.config, e.config()) for name, e in FORECASTERS.items()},
             search=(search, search()),
         )
-        _BUILT.clear()
-        _BUILT[key] = (search, experiment)
-    return _BUILT[key]
+        _BUILT[key] = (search, experiment, tuple(FORECASTERS.values()))
+    return _BUILT[key][:2]
 
 
 def __getattr__(name: str) -> Any:

@@ -13,9 +13,16 @@ default hyper-parameter search. Config (:mod:`rom_pipeline.config`), the search
 Adding a forecaster: write its module (a class with ``fit(trajectories) -> self``,
 ``predict_next``, ``rollout``, ``lag``, ``name``, ``to_arrays``/``from_arrays``), one parameters
 block ``conf/base/parameters_<name>.yml`` and one line in :data:`FORECASTERS` below.
+
+The built-in entries name their class as ``"module:Class"`` and give its label: the class (and
+with it PyTorch, about 1–3 s of imports) is imported when a model is built, trained, loaded or
+scored, not by every ``kedro run`` that only reads the registry (the catalog, the pipelines, the
+parameter checks of a simulation stage). An entry may also hold the class itself.
 """
 from __future__ import annotations
 
+import functools
+import importlib
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
@@ -24,9 +31,6 @@ import numpy as np
 import pandas as pd
 
 from rom_pipeline.config_blocks import LSTMConfig, MVARConfig, forecaster_config
-from rom_pipeline.rom.lstm import LSTMForecaster
-from rom_pipeline.rom.mvar import MVARForecaster
-from rom_pipeline.rom.opinf import OpInfForecaster
 
 #: How a fitted forecaster is stored: Kedro dataset type, file name, save and load.
 ARTIFACT_FORMATS: dict[str, tuple[str, str]] = {
@@ -47,13 +51,31 @@ class PlotNode:
     output: str
 
 
+@functools.cache
+def import_class(reference: str) -> type:
+    """The class ``"package.module:Class"`` names (imported once)."""
+    module, _, name = reference.partition(":")
+    return getattr(importlib.import_module(module), name)
+
+
+@functools.cache
+def _derived_config(estimator: type | str) -> type:
+    """:func:`forecaster_config` of a class, or of the class ``"module:Class"`` names (built once)."""
+    return forecaster_config(import_class(estimator) if isinstance(estimator, str) else estimator)
+
+
 @dataclass(frozen=True)
 class Forecaster:
-    """One registered forecaster (see the module doc)."""
+    """One registered forecaster (see the module doc).
+
+    ``estimator_ref``: the class, or ``"module:Class"`` (imported on first use of
+    :attr:`estimator`); ``config_ref``: the pydantic model of its block, or ``None`` for the one
+    :func:`forecaster_config` derives from the class's constructor; ``label_name``: the class's
+    ``name``, given so that reading a label imports nothing (a test checks the two agree)."""
 
     name: str
-    estimator: type
-    config: type
+    estimator_ref: type | str
+    config_ref: type | None = None
     artifact: str = "npz"
     training_table: str = "training_log"
     summary: Callable[[Any, dict[str, Any]], dict[str, Any]] | None = None
@@ -61,11 +83,23 @@ class Forecaster:
     plots: tuple[PlotNode, ...] = ()
     search_grid: Mapping[str, Any] = field(default_factory=dict)
     search_exclude: tuple[str, ...] = ()
+    label_name: str | None = None
+
+    @property
+    def estimator(self) -> type:
+        """The forecaster's class."""
+        ref = self.estimator_ref
+        return import_class(ref) if isinstance(ref, str) else ref
+
+    @property
+    def config(self) -> type:
+        """The pydantic model of its parameters block."""
+        return self.config_ref if self.config_ref is not None else _derived_config(self.estimator_ref)
 
     @property
     def label(self) -> str:
         """The model's name in results and reports (``MVAR``), its class's ``name``."""
-        return str(self.estimator.name)
+        return self.label_name if self.label_name is not None else str(self.estimator.name)
 
     @property
     def folder(self) -> str:
@@ -121,16 +155,15 @@ class Forecaster:
                 "learned": learned, "fit_seconds": None if seconds is None else float(seconds)}
 
     def search_keys(self) -> tuple[str, ...]:
-        """Hyper-parameters a search grid may vary: the constructor arguments (in their order)
-        the search passes, i.e. all but ``search_exclude``."""
-        import inspect
-
-        return tuple(k for k in inspect.signature(self.estimator).parameters
-                     if k in self.config.model_fields and k not in self.search_exclude)
+        """Hyper-parameters a search grid may vary: the keys of its block (in the block's order;
+        each is a constructor argument, :meth:`options`), all but ``enabled`` and
+        ``search_exclude``. Read from the block's model, so checking a grid imports no class."""
+        return tuple(k for k in self.config.model_fields
+                     if k != "enabled" and k not in self.search_exclude)
 
 
 # ---------------------------------------------------------------------- MVAR and LSTM specifics
-def _mvar_summary(model: MVARForecaster, options: dict[str, Any]) -> dict[str, Any]:
+def _mvar_summary(model: Any, options: dict[str, Any]) -> dict[str, Any]:
     return {
         "model": model.name,
         "lag": int(model.lag),
@@ -149,14 +182,14 @@ def _mvar_summary(model: MVARForecaster, options: dict[str, Any]) -> dict[str, A
     }
 
 
-def _lstm_fit(model: LSTMForecaster, trajectories: list[np.ndarray]) -> LSTMForecaster:
+def _lstm_fit(model: Any, trajectories: list[np.ndarray]) -> Any:
     from rom_pipeline.execution.progress import progress_bar
 
     with progress_bar("LSTM epochs", total=model.max_epochs) as advance:
         return model.fit(trajectories, progress=advance)
 
 
-def _lstm_summary(model: LSTMForecaster, options: dict[str, Any]) -> dict[str, Any]:
+def _lstm_summary(model: Any, options: dict[str, Any]) -> dict[str, Any]:
     log = model.training_log_
     best = log.loc[log["epoch"] == model.best_epoch_].iloc[0]
     return {
@@ -178,6 +211,7 @@ def _lstm_summary(model: LSTMForecaster, options: dict[str, Any]) -> dict[str, A
 def plot_eigenvalues(model: dict, training_summary: dict):
     """Companion-matrix eigenvalues of a stored MVAR, with its stability threshold."""
     from rom_pipeline.evaluation import plots
+    from rom_pipeline.rom.mvar import MVARForecaster
 
     fitted = MVARForecaster.from_arrays(model)
     return plots.plot_eigenvalues(np.linalg.eigvals(fitted.companion_matrix()),
@@ -209,7 +243,8 @@ def plot_training_log(training_log: pd.DataFrame, training_summary: dict):
 # ---------------------------------------------------------------------- the registry
 _ENTRIES = (
     Forecaster(
-        "mvar", MVARForecaster, MVARConfig, artifact="npz", training_table="lag_scan",
+        "mvar", "rom_pipeline.rom.mvar:MVARForecaster", MVARConfig, label_name="MVAR",
+        artifact="npz", training_table="lag_scan",
         summary=_mvar_summary,
         plots=(PlotNode(plot_eigenvalues, ("model", "training_summary"), "eigenvalues_plot"),
                PlotNode(plot_lag_scan, ("training_table", "training_summary"), "lag_scan_plot")),
@@ -218,17 +253,20 @@ _ENTRIES = (
         search_exclude=("max_lag",),  # the search needs no lag scan
     ),
     Forecaster(
-        "lstm", LSTMForecaster, LSTMConfig, artifact="torch", training_table="training_log",
+        "lstm", "rom_pipeline.rom.lstm:LSTMForecaster", LSTMConfig, label_name="LSTM",
+        artifact="torch", training_table="training_log",
         summary=_lstm_summary, fit=_lstm_fit,
         plots=(PlotNode(plot_training_log, ("training_table", "training_summary"), "training_plot"),),
         search_grid={"pairing": "zip", "grid": {"hidden_units": [16, 32], "num_layers": [1, 2],
                                                 "max_epochs": [25], "patience": [6]},
                      "modes": {"fixed_modes": [], "pod_energy": []}},
     ),
-    Forecaster("opinf", OpInfForecaster, forecaster_config(OpInfForecaster), training_table="regularisation_scan"),
+    Forecaster("opinf", "rom_pipeline.rom.opinf:OpInfForecaster", label_name="OPINF",
+               training_table="regularisation_scan"),
 )
 
 #: name -> entry, in registration order (the order of reports and of the default pipeline).
 FORECASTERS: dict[str, Forecaster] = {entry.name: entry for entry in _ENTRIES}
 
-__all__ = ["ARTIFACT_FORMATS", "FORECASTERS", "Forecaster", "PlotNode", "forecaster_config"]
+__all__ = ["ARTIFACT_FORMATS", "FORECASTERS", "Forecaster", "PlotNode", "forecaster_config",
+           "import_class"]

@@ -48,7 +48,6 @@ import time
 from collections.abc import Sequence
 
 import numpy as np
-import opinf
 import pandas as pd
 
 logger = logging.getLogger(__name__)
@@ -101,11 +100,21 @@ def held_out_runs(n_runs: int, fraction: float, seed: int) -> list[int]:
 
 def _pairs(runs: Sequence[np.ndarray]) -> tuple[np.ndarray, np.ndarray]:
     """States (r, n) and next states (r, n) of the within-run pairs (opinf's stacking)."""
-    return opinf.models.DiscreteModel.stack_trajectories([y.T for y in runs])
+    return _opinf().models.DiscreteModel.stack_trajectories([y.T for y in runs])
 
 
-_OPERATORS = (opinf.operators.ConstantOperator, opinf.operators.LinearOperator,
-              opinf.operators.QuadraticOperator)
+def _opinf():
+    """The ``opinf`` package, imported on first use: it costs 1–2 s (it loads matplotlib), which
+    every ``kedro run`` paid when the registry read this module for the model's parameters."""
+    import opinf
+
+    return opinf
+
+
+def _operators() -> tuple[type, type, type]:
+    """opinf's constant, linear and quadratic operator classes (the model ``cAH``)."""
+    operators = _opinf().operators
+    return operators.ConstantOperator, operators.LinearOperator, operators.QuadraticOperator
 
 
 def _regression(states: np.ndarray, next_states: np.ndarray) -> opinf.lstsq.TikhonovSolver:
@@ -116,19 +125,19 @@ def _regression(states: np.ndarray, next_states: np.ndarray) -> opinf.lstsq.Tikh
     objective only by a constant (so every candidate solves a 2d x d problem instead of an
     (n + d) x d one).
     """
-    data = np.hstack([op.datablock(states).T for op in _OPERATORS])
+    data = np.hstack([op.datablock(states).T for op in _operators()])
     lhs = next_states.T
     if data.shape[0] > data.shape[1]:
         q, data = np.linalg.qr(data)
         lhs = q.T @ lhs
-    return opinf.lstsq.TikhonovSolver(method="lstsq").fit(data, lhs.T)
+    return _opinf().lstsq.TikhonovSolver(method="lstsq").fit(data, lhs.T)
 
 
 def _solve(solver: opinf.lstsq.TikhonovSolver, r: int, linear: float, quadratic: float
            ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """``(c, A, H~)`` for the penalties: Gamma = diag(0, sqrt(linear) 1_r, sqrt(quadratic) 1_{r(r+1)/2})."""
-    solver.regularizer = opinf.lstsq.TikhonovSolver.get_operator_regularizer(
-        [op() for op in _OPERATORS], [0.0, math.sqrt(linear), math.sqrt(quadratic)], r)
+    solver.regularizer = _opinf().lstsq.TikhonovSolver.get_operator_regularizer(
+        [op() for op in _operators()], [0.0, math.sqrt(linear), math.sqrt(quadratic)], r)
     operator_matrix = solver.solve()
     return operator_matrix[:, 0].copy(), operator_matrix[:, 1:1 + r].copy(), operator_matrix[:, 1 + r:].copy()
 
@@ -136,8 +145,8 @@ def _solve(solver: opinf.lstsq.TikhonovSolver, r: int, linear: float, quadratic:
 def _discrete_model(constant: np.ndarray, linear: np.ndarray, quadratic: np.ndarray
                     ) -> opinf.models.DiscreteModel:
     """opinf's ``DiscreteModel`` with the given operators (its ``rhs`` is the one-step map)."""
-    return opinf.models.DiscreteModel(operators=[
-        op(entries) for op, entries in zip(_OPERATORS, (constant, linear, quadratic))])
+    return _opinf().models.DiscreteModel(operators=[
+        op(entries) for op, entries in zip(_operators(), (constant, linear, quadratic))])
 
 
 class OpInfForecaster:
@@ -284,7 +293,7 @@ class OpInfForecaster:
     def quadratic_full(self) -> np.ndarray:
         """(r, r^2) full quadratic operator ``H`` with ``H (y ⊗ y) = H~ (y ⊗~ y)``."""
         self._check_fitted()
-        return opinf.operators.QuadraticOperator.expand_entries(self.quadratic_)
+        return _opinf().operators.QuadraticOperator.expand_entries(self.quadratic_)
 
     # ------------------------------------------------------------------ forecasting
     def predict_next(self, windows: np.ndarray) -> np.ndarray:
