@@ -707,7 +707,8 @@ def forecast_block(
                 pred = lift_forecast(basis, y_pred, block, mode, blend)
                 diverged = not np.all(np.isfinite(pred))
                 if not diverged:
-                    pred = clamp(pred, config.clamp_mode)
+                    if config.clamp_mode != "none":  # "none" would only copy the movie
+                        pred = clamp(pred, config.clamp_mode)
                     pred = mass_postprocess(pred, config.mass_postprocess, block.target_mass,
                                             cell_area=block.run.cell_area)
                     diverged = not np.all(np.isfinite(pred))
