@@ -252,11 +252,12 @@ class TruthStatistics:
         self.shape = truth.shape
         t = truth.reshape(truth.shape[0], -1)
         self.truth = t
-        self.ss_tot = np.sum((t - t.mean()) ** 2)
-        self.ss_tot_frame = np.sum((t - t.mean(axis=1, keepdims=True)) ** 2, axis=1)
         c = t - t.mean()
+        c2 = c * c
+        self.ss_tot = np.sum(c2)
+        self.ss_tot_frame = np.sum((t - t.mean(axis=1, keepdims=True)) ** 2, axis=1)
         s1 = np.cumsum(c.sum(axis=1))
-        s2 = np.cumsum((c * c).sum(axis=1))
+        s2 = np.cumsum(c2.sum(axis=1))
         n = t.shape[1] * np.arange(1, t.shape[0] + 1, dtype=np.float64)
         self.ss_tot_cumulative = np.maximum(s2 - s1 * s1 / n, 0.0)
         self.abs_sum = np.abs(t).sum(axis=1)
