@@ -14,6 +14,13 @@ reference) is prepared once. Both must give bit-identical result tables; the scr
 otherwise. Prints CPU seconds per forecaster of each path (single-threaded BLAS, so the process CPU
 time is the cost even on a shared machine) and their ratio.
 
+Then the scoring kernels at thesis size (a 200 s test run: 1,662 forecast frames of 64 x 64, three
+shift modes scored against one truth), each against the code it replaced, in the same process:
+the metric functions called one by one (each recomputing the residual and the truth's sums, as
+the protocol did) vs :func:`~rom_pipeline.evaluation.metrics.density_scores` with the truth's
+statistics computed once; and the integer roll as one fancy-index gather (the previous
+``shifts._roll``) vs the block copies of the current one. Both pairs must agree bit for bit.
+
     .venv/bin/python benchmarks/bench_evaluation.py [--quick]
 """
 from __future__ import annotations
@@ -30,11 +37,13 @@ import time  # noqa: E402
 import numpy as np  # noqa: E402
 import pandas as pd  # noqa: E402
 
+from rom_pipeline.evaluation import metrics  # noqa: E402
 from rom_pipeline.evaluation.protocol import EvaluationConfig, TestRun, evaluate_many  # noqa: E402
 from rom_pipeline.evaluation.track import TrackModel  # noqa: E402
 from rom_pipeline.rom.baselines import ClimatologyForecaster, PersistenceForecaster  # noqa: E402
 from rom_pipeline.rom.mvar import MVARForecaster  # noqa: E402
 from rom_pipeline.rom.pod import PODBasis  # noqa: E402
+from rom_pipeline.rom.shifts import _roll  # noqa: E402
 
 DT = 0.12
 
@@ -95,6 +104,64 @@ def score_all(pod, track_model, forecasters, runs, config, shared: bool):
     return seconds, pd.concat(tables, ignore_index=True)
 
 
+def _separate_metrics(truth, pred, cell_area, windows):
+    """The protocol's scores before issue 19: every metric function on its own."""
+    out = {"r2_pooled": metrics.r2_pooled(truth, pred), "rmse": metrics.rmse(truth, pred),
+           "mse": metrics.mse(truth, pred), "mass_violation_max": metrics.mass_violation(truth, pred, cell_area),
+           "negativity_fraction": metrics.negativity_fraction(pred),
+           "r2_t": metrics.r2_per_snapshot(truth, pred), "r2_cumulative": metrics.r2_cumulative(truth, pred),
+           "rel": metrics.relative_errors(truth, pred)}
+    out["windows"] = {name: metrics.r2_pooled(truth[a:b], pred[a:b]) for name, (a, b) in windows.items()}
+    return out
+
+
+def _gather_roll(frames, shifts):
+    """The integer roll before issue 19: one fancy-index gather of every element."""
+    T, ny, nx = frames.shape
+    rows = (np.arange(ny)[None, :] - shifts[:, :1]) % ny
+    cols = (np.arange(nx)[None, :] - shifts[:, 1:]) % nx
+    return frames[np.arange(T)[:, None, None], rows[:, :, None], cols[:, None, :]]
+
+
+def _best_cpu(function, repeats: int = 3):
+    best, value = np.inf, None
+    for _ in range(repeats):
+        start = time.process_time()
+        value = function()
+        best = min(best, time.process_time() - start)
+    return best, value
+
+
+def scoring_kernels(quick: bool) -> bool:
+    """CPU seconds of the thesis-size scoring kernels, previous vs current code; True if equal."""
+    n_f, grid = (200, 24) if quick else (1662, 64)
+    rng = np.random.default_rng(0)
+    truth = blob_run(7, n_f, grid)
+    preds = [truth * (1 + 0.1 * rng.standard_normal(truth.shape)) for _ in range(3)]  # 3 shift modes
+    windows = {"a": (0, 17), "b": (17, 42), "c": (42, 84), "d": (84, n_f)}
+    before, old = _best_cpu(lambda: [_separate_metrics(truth, p, 0.15, windows) for p in preds])
+
+    def fused():
+        stats = metrics.TruthStatistics(truth)
+        return [metrics.density_scores(stats, p, 0.15, windows) for p in preds]
+
+    after, new = _best_cpu(fused)
+    same = all(np.array_equal(np.asarray(a[k], dtype=float), np.asarray(b[k], dtype=float), equal_nan=True)
+               for a, b in zip(old, new) for k in ("r2_pooled", "rmse", "mse", "mass_violation_max",
+                                                   "negativity_fraction", "r2_t", "r2_cumulative"))
+    same &= all(np.array_equal(a["rel"][k], b["rel"][k], equal_nan=True) and a["windows"] == b["windows"]
+                for a, b in zip(old, new) for k in ("l1", "l2", "linf"))
+    print(f"scores of 3 shift modes, {n_f} frames of {grid}x{grid}: separate metrics {before:.3f} CPU s, "
+          f"one pass {after:.3f} CPU s -> {before / after:.2f}x; bit-identical: {same}")
+    shifts = rng.integers(-grid // 2 + 1, grid // 2 + 1, size=(n_f, 2))
+    before, old_roll = _best_cpu(lambda: _gather_roll(truth, shifts))
+    after, new_roll = _best_cpu(lambda: _roll(truth, shifts))
+    rolled = np.array_equal(old_roll, new_roll)
+    print(f"integer roll of {n_f} frames: gather {before:.3f} CPU s, block copies {after:.3f} CPU s -> "
+          f"{before / after:.2f}x; bit-identical: {rolled}")
+    return same and rolled
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--quick", action="store_true", help="small sizes, a few seconds")
@@ -113,8 +180,9 @@ def main() -> int:
         print(f"{forecaster.name:<12} {before:>13.2f} {after:>12.2f} {before / after:>6.2f}x")
     print(f"{'all':<12} {sum(rebuilt):>13.2f} {sum(shared):>12.2f} {sum(rebuilt) / sum(shared):>6.2f}x")
     print(f"result tables bit-identical: {identical}")
+    kernels_equal = scoring_kernels(args.quick)
     print(f"load average after: {os.getloadavg()[0]:.2f}")
-    return 0 if identical else 1
+    return 0 if identical and kernels_equal else 1
 
 
 if __name__ == "__main__":

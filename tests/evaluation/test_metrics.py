@@ -4,8 +4,11 @@ import pytest
 from sklearn.metrics import r2_score
 
 from rom_pipeline.evaluation.metrics import (
+    TruthStatistics,
+    density_scores,
     latent_r2,
     mass_violation,
+    mse,
     negativity_fraction,
     r2_cumulative,
     r2_per_snapshot,
@@ -90,3 +93,38 @@ def test_shape_mismatch_and_bad_arguments_raise():
         valid_prediction_time([0.0, 1.0], [0.5], 0.5)
     with pytest.raises(ValueError, match="y_true has shape"):
         latent_r2(np.ones(3), np.ones(3))
+
+
+def test_density_scores_equal_the_separate_metrics_bit_for_bit():
+    """The one-pass scores of a forecast block against the metric functions (their oracle): equal
+    bit for bit, also on a second prediction against the same (cached) truth statistics, with lead
+    windows (one empty) and a frame of zero truth (NaN per-frame ratios)."""
+    rng = np.random.default_rng(3)
+    truth = rng.random((37, 5, 6)) + 0.1
+    truth[4] = 0.0
+    stats = TruthStatistics(truth)
+    windows = {"a": (0, 10), "b": (10, 37), "empty": (12, 12)}
+    for pred in (truth + 0.2 * rng.standard_normal(truth.shape), rng.random(truth.shape) - 0.3):
+        got = density_scores(stats, pred, cell_area=0.7, windows=windows)
+        with np.errstate(all="ignore"):
+            assert got["r2_pooled"] == r2_pooled(truth, pred)
+            assert got["rmse"] == rmse(truth, pred) and got["mse"] == mse(truth, pred)
+            assert np.isnan(got["mass_violation_max"]) and np.isnan(mass_violation(truth, pred, 0.7))
+            assert got["negativity_fraction"] == negativity_fraction(pred)
+            np.testing.assert_array_equal(got["r2_t"], r2_per_snapshot(truth, pred))
+            np.testing.assert_array_equal(got["r2_cumulative"], r2_cumulative(truth, pred))
+            for norm, values in relative_errors(truth, pred).items():
+                np.testing.assert_array_equal(got["rel"][norm], values)
+            assert got["windows"]["a"] == r2_pooled(truth[:10], pred[:10])
+            assert got["windows"]["b"] == r2_pooled(truth[10:], pred[10:])
+            assert np.isnan(got["windows"]["empty"])
+            pooled, per_frame = stats.r2(pred)
+            assert pooled == r2_pooled(truth, pred)
+            np.testing.assert_array_equal(per_frame, r2_per_snapshot(truth, pred))
+    # without the zero frame the mass violation is defined and equal
+    stats = TruthStatistics(truth[5:])
+    assert density_scores(stats, pred[5:], 0.7)["mass_violation_max"] == mass_violation(truth[5:], pred[5:], 0.7)
+    with pytest.raises(ValueError, match="pred has shape"):
+        density_scores(stats, pred, 0.7)
+    with pytest.raises(ValueError, match="cell_area"):
+        density_scores(stats, pred[5:], 0.0)

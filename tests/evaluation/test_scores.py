@@ -1,4 +1,8 @@
 """Proper ensemble scores (evaluation/scores.py) against brute-force formulas."""
+import os
+import subprocess
+import sys
+
 import numpy as np
 import pytest
 from scipy import integrate
@@ -81,3 +85,12 @@ def test_frame_scores_and_skill_by_hand():
         spread_skill_ratio(parts["variance"], parts["mse_mean"], 1)
     with pytest.raises(ValueError, match=r"members must have shape"):
         frame_scores(truth, members[0])
+
+
+def test_scoringrules_is_imported_only_when_an_ensemble_is_scored():
+    """Importing the protocol (every ``kedro run`` does, through the pipeline registry) must not
+    pay scoringrules' numba compilation; the first ensemble score imports it."""
+    code = ("import sys; import rom_pipeline.evaluation.protocol; assert 'scoringrules' not in sys.modules; "
+            "import numpy as np; from rom_pipeline.evaluation.scores import crps_fair; "
+            "crps_fair(np.zeros(3), np.ones((2, 3))); assert 'scoringrules' in sys.modules")
+    subprocess.run([sys.executable, "-c", code], check=True, env={**os.environ, "PYTHONPATH": os.pathsep.join(sys.path)})

@@ -29,6 +29,12 @@ def test_density_transform_round_trips_and_matches_its_definition(kind, eps):
     expected = {"raw": rho, "sqrt": np.sqrt(rho + eps), "log": np.log(rho + eps)}[kind]
     np.testing.assert_array_equal(x, expected)
     np.testing.assert_allclose(transform.inverse(x), rho, rtol=1e-12, atol=1e-12)
+    # in place (as PODBasis.lift does) equals the formula of the inverse, bit for bit
+    formula = {"raw": x, "sqrt": x * x - eps, "log": np.exp(x) - eps}[kind]
+    np.testing.assert_array_equal(transform.inverse(x), formula)
+    inplace = x.copy()
+    assert transform.inverse(inplace, out=inplace) is inplace
+    np.testing.assert_array_equal(inplace, formula)
 
 
 # ----------------------------------------------------------------- shift alignment

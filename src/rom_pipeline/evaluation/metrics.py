@@ -10,6 +10,8 @@ from __future__ import annotations
 import numpy as np
 
 __all__ = [
+    "TruthStatistics",
+    "density_scores",
     "latent_r2",
     "mass_violation",
     "mse",
@@ -225,3 +227,116 @@ def latent_r2(y_true: np.ndarray, y_pred: np.ndarray) -> float:
     if y_true.ndim != 2:
         raise ValueError(f"y_true has shape {y_true.shape}; expected latent coordinates (T, r)")
     return r2_pooled(y_true, y_pred)
+
+
+class TruthStatistics:
+    """The truth side of every density metric above, computed once for a truth block and reused
+    for every prediction scored against it (each shift mode of each forecaster).
+
+    With t the (T, n) truth (frames × cells, float64): ``ss_tot`` = Σ(t − t̄)² (t̄ the block mean,
+    :func:`r2_pooled`), ``ss_tot_frame`` (T,) = Σ_x (t_k − ⟨t_k⟩_x)² (:func:`r2_per_snapshot`),
+    ``ss_tot_cumulative`` (T,) (:func:`r2_cumulative`), ``abs_sum``, ``l2_norm``, ``abs_max`` (T,)
+    (:func:`relative_errors`), ``mass_sum`` (T,) = Σ_x t_k (:func:`mass_violation`, before the
+    cell area), and per frame range ``[start, stop)`` the pooled Σ(t − t̄_range)² of that range
+    (:meth:`window_ss_tot`, cached). Each is the very expression of the function it stands for, so
+    :func:`density_scores` returns what those functions return, bit for bit.
+    """
+
+    def __init__(self, truth: np.ndarray):
+        truth = np.asarray(truth, dtype=np.float64)
+        if truth.ndim < 2 or truth.shape[0] == 0:
+            raise ValueError(
+                f"truth has shape {truth.shape}; expected at least one frame with frames on axis 0, "
+                "e.g. (T, ny, nx)"
+            )
+        self.shape = truth.shape
+        t = truth.reshape(truth.shape[0], -1)
+        self.truth = t
+        c = t - t.mean()
+        c2 = c * c
+        self.ss_tot = np.sum(c2)
+        self.ss_tot_frame = np.sum((t - t.mean(axis=1, keepdims=True)) ** 2, axis=1)
+        s1 = np.cumsum(c.sum(axis=1))
+        s2 = np.cumsum(c2.sum(axis=1))
+        n = t.shape[1] * np.arange(1, t.shape[0] + 1, dtype=np.float64)
+        self.ss_tot_cumulative = np.maximum(s2 - s1 * s1 / n, 0.0)
+        self.abs_sum = np.abs(t).sum(axis=1)
+        self.l2_norm = np.sqrt((t * t).sum(axis=1))
+        self.abs_max = np.abs(t).max(axis=1)
+        self.mass_sum = t.sum(axis=1)
+        self._windows: dict[tuple[int, int], float] = {}
+
+    def r2(self, pred: np.ndarray) -> tuple[float, np.ndarray]:
+        """(:func:`r2_pooled`, :func:`r2_per_snapshot`) of ``pred`` (T, ny, nx) against this truth."""
+        sq = self._residual(pred) ** 2
+        return float(1.0 - _safe_ratio(np.sum(sq), self.ss_tot)), 1.0 - _safe_ratio(sq.sum(axis=1), self.ss_tot_frame)
+
+    def _residual(self, pred: np.ndarray) -> np.ndarray:
+        """(T, n) t − p of a prediction of the truth's shape."""
+        pred = np.asarray(pred, dtype=np.float64)
+        if pred.shape != self.shape:
+            raise ValueError(
+                f"truth has shape {self.shape} but pred has shape {pred.shape}; "
+                "pass the prediction on the same (T, ny, nx) grid and time frames as the truth"
+            )
+        return self.truth - pred.reshape(pred.shape[0], -1)
+
+    def window_ss_tot(self, start: int, stop: int) -> float:
+        """Σ(t − t̄)² over frames ``start..stop−1`` (t̄ their mean), as :func:`r2_pooled` of them."""
+        key = (int(start), int(stop))
+        if key not in self._windows:
+            t = self.truth[start:stop]
+            self._windows[key] = np.sum((t - t.mean()) ** 2)
+        return self._windows[key]
+
+
+def density_scores(
+    stats: TruthStatistics, pred: np.ndarray, cell_area: float = 1.0,
+    windows: dict[str, tuple[int, int]] | None = None,
+) -> dict:
+    """Every density metric of ``pred`` against the truth of ``stats`` in one pass over the
+    residual ρ − ρ̂ (the functions above each recompute it; a forecast block scores several
+    (T, ny, nx) movies of thousands of frames, where those passes dominate).
+
+    Args:
+        stats: the truth's :class:`TruthStatistics` (T frames).
+        pred: (T, ny, nx) prediction on the truth's grid.
+        cell_area: ΔxΔy > 0 (:func:`mass_violation`).
+        windows: ``{name: (start, stop)}`` frame ranges scored by pooled R² (an empty range: NaN).
+
+    Returns:
+        ``r2_pooled``, ``rmse``, ``mse``, ``mass_violation_max``, ``negativity_fraction`` (floats),
+        ``r2_t`` and ``r2_cumulative`` (T,), ``rel`` ({``l1``, ``l2``, ``linf``}: (T,)) and
+        ``windows`` ({name: pooled R²}): equal to :func:`r2_pooled`, :func:`rmse`, :func:`mse`,
+        :func:`mass_violation`, :func:`negativity_fraction`, :func:`r2_per_snapshot`,
+        :func:`r2_cumulative`, :func:`relative_errors` and :func:`r2_pooled` of each range.
+    """
+    if not np.isfinite(cell_area) or cell_area <= 0:
+        raise ValueError(f"cell_area must be a positive finite number, got {cell_area!r}")
+    err = stats._residual(pred)
+    p = np.asarray(pred, dtype=np.float64).reshape(err.shape)
+    sq = err * err  # == (t - p) ** 2, the residual of every R² above
+    ss_res_frame = sq.sum(axis=1)
+    mean_sq = np.mean(sq)
+    scores = {
+        "r2_pooled": float(1.0 - _safe_ratio(np.sum(sq), stats.ss_tot)),
+        "rmse": float(np.sqrt(mean_sq)),
+        "mse": float(mean_sq),
+        "mass_violation_max": float(np.max(_safe_ratio(
+            np.abs(cell_area * p.sum(axis=1) - cell_area * stats.mass_sum), cell_area * stats.mass_sum))),
+        "negativity_fraction": float(np.mean(p < 0.0)),
+        "r2_t": 1.0 - _safe_ratio(ss_res_frame, stats.ss_tot_frame),
+        "r2_cumulative": 1.0 - _safe_ratio(np.cumsum(ss_res_frame), stats.ss_tot_cumulative),
+    }
+    np.abs(err, out=err)
+    scores["rel"] = {
+        "l1": _safe_ratio(err.sum(axis=1), stats.abs_sum),
+        "l2": _safe_ratio(np.sqrt(ss_res_frame), stats.l2_norm),
+        "linf": _safe_ratio(err.max(axis=1), stats.abs_max),
+    }
+    scores["windows"] = {
+        name: (float(1.0 - _safe_ratio(np.sum(sq[start:stop]), stats.window_ss_tot(start, stop)))
+               if stop > start else float("nan"))
+        for name, (start, stop) in (windows or {}).items()
+    }
+    return scores

@@ -45,15 +45,10 @@ import numpy as np
 import pandas as pd
 
 from rom_pipeline.evaluation.metrics import (
+    TruthStatistics,
+    density_scores,
     latent_r2,
-    mass_violation,
-    mse,
-    negativity_fraction,
-    r2_cumulative,
-    r2_per_snapshot,
     r2_pooled,
-    relative_errors,
-    rmse,
     valid_prediction_time,
 )
 from rom_pipeline.evaluation.postprocess import CLAMP_MODES, MASS_MODES, clamp, mass_postprocess
@@ -421,6 +416,7 @@ class ForecastBlock:
     member_shifts: np.ndarray | None = field(default=None, repr=False)
     climatology: dict[str, np.ndarray] | None = field(default=None, repr=False)
     climatology_positions: np.ndarray | None = field(default=None, repr=False)
+    _truth_statistics: TruthStatistics | None = field(default=None, repr=False)
 
     @classmethod
     def prepare(
@@ -503,6 +499,22 @@ class ForecastBlock:
     @property
     def n_forecast(self) -> int:
         return self.truth.shape[0]
+
+    @property
+    def truth_statistics(self) -> TruthStatistics:
+        """The truth side of the density metrics (:class:`~rom_pipeline.evaluation.metrics.TruthStatistics`
+        of ``truth``), computed on first use and shared by every forecast scored on the block."""
+        if self._truth_statistics is None:
+            self._truth_statistics = TruthStatistics(self.truth)
+        return self._truth_statistics
+
+    def lead_window_ranges(self, edges: tuple[float, ...]) -> dict[str, tuple[int, int]]:
+        """``{r2_lead_<a>_<b>: (start, stop)}``: the forecast frames of each lead window of
+        :func:`lead_window_r2` as a range (``lead_time`` increases, so each window is contiguous)."""
+        bounds = (*edges, np.inf)
+        return {name: (int(np.searchsorted(self.lead_time, lo, side="left")),
+                       int(np.searchsorted(self.lead_time, hi, side="left")))
+                for name, lo, hi in zip(lead_window_names(edges), bounds[:-1], bounds[1:])}
 
     @property
     def oracle_shifts(self) -> np.ndarray | None:
@@ -616,20 +628,24 @@ def _score_density(
     block: ForecastBlock, pred: np.ndarray, y_true: np.ndarray, y_pred: np.ndarray,
     config: EvaluationConfig,
 ) -> tuple[dict[str, float], np.ndarray, np.ndarray, dict[str, np.ndarray]]:
-    truth, times = block.truth, block.times
-    r2_t = r2_per_snapshot(truth, pred)
+    """Scores of one post-processed forecast (the metrics of :mod:`rom_pipeline.evaluation.metrics`
+    in one pass, :func:`~rom_pipeline.evaluation.metrics.density_scores`, the truth side taken
+    from the block), its R²(t), cumulative R² and relative errors."""
+    fused = density_scores(block.truth_statistics, pred, block.run.cell_area,
+                           block.lead_window_ranges(config.lead_windows))
+    r2_t = fused["r2_t"]
     scores = {
-        "r2_pooled": r2_pooled(truth, pred),
+        "r2_pooled": fused["r2_pooled"],
         "r2_snapshot_mean": float(np.mean(r2_t)),
         "r2_latent": latent_r2(y_true, y_pred),
-        "rmse": rmse(truth, pred),
-        "mass_violation_max": mass_violation(truth, pred, block.run.cell_area),
-        "negativity_fraction": negativity_fraction(pred),
-        "valid_time": valid_prediction_time(times, r2_t, config.valid_r2_threshold),
-        "mse": mse(truth, pred),
-        **lead_window_r2(truth, pred, block.lead_time, config.lead_windows),
+        "rmse": fused["rmse"],
+        "mass_violation_max": fused["mass_violation_max"],
+        "negativity_fraction": fused["negativity_fraction"],
+        "valid_time": valid_prediction_time(block.times, r2_t, config.valid_r2_threshold),
+        "mse": fused["mse"],
+        **fused["windows"],
     }
-    return scores, r2_t, r2_cumulative(truth, pred), relative_errors(truth, pred)
+    return scores, r2_t, fused["r2_cumulative"], fused["rel"]
 
 
 def forecast_block(
@@ -691,7 +707,8 @@ def forecast_block(
                 pred = lift_forecast(basis, y_pred, block, mode, blend)
                 diverged = not np.all(np.isfinite(pred))
                 if not diverged:
-                    pred = clamp(pred, config.clamp_mode)
+                    if config.clamp_mode != "none":  # "none" would only copy the movie
+                        pred = clamp(pred, config.clamp_mode)
                     pred = mass_postprocess(pred, config.mass_postprocess, block.target_mass,
                                             cell_area=block.run.cell_area)
                     diverged = not np.all(np.isfinite(pred))
@@ -887,14 +904,12 @@ def evaluate_forecaster(
 
 def _diagnostics(forecaster, pod, block: ForecastBlock) -> tuple[float, np.ndarray, float]:
     """POD ceiling (pooled and per frame) and the teacher-forced one-step density R²."""
-    truth_f = block.truth
+    stats = block.truth_statistics
     with np.errstate(all="ignore"):
-        ceiling_density = block.ceiling(pod)
-        ceiling_t = r2_per_snapshot(truth_f, ceiling_density)
-        r2_ceiling = r2_pooled(truth_f, ceiling_density)
+        r2_ceiling, ceiling_t = stats.r2(block.ceiling(pod))
         y_one = teacher_forced(forecaster, pod, block)
         if np.all(np.isfinite(y_one)):
-            r2_one_step = r2_pooled(truth_f, pod.lift(y_one, shifts=block.oracle_shifts))
+            r2_one_step = stats.r2(pod.lift(y_one, shifts=block.oracle_shifts))[0]
         else:
             r2_one_step = float("nan")
     return r2_ceiling, ceiling_t, r2_one_step

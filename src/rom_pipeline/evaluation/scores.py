@@ -46,12 +46,20 @@ The mixture's mean is ``w xbar_F + (1 - w) xbar_C`` and its (per pixel) variance
 from __future__ import annotations
 
 import numpy as np
-import scoringrules as sr
 
 __all__ = ["crps_fair", "energy_score_fair", "fit_mixture_weight", "frame_scores", "mixture_components",
            "mixture_frame_scores", "skill", "spread_skill_ratio"]
 
 _BACKEND = "numba"  # scoringrules' compiled gufuncs (see the module docstring)
+
+
+def _scoringrules():
+    """:mod:`scoringrules`, imported on first use: its import compiles every numba gufunc it
+    ships (2-5 s per process), and only the ``lab_ensemble`` shift mode scores ensembles, while
+    every ``kedro run`` imports this module through the pipeline registry."""
+    import scoringrules
+
+    return scoringrules
 
 
 def _members(truth: np.ndarray, members: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -81,7 +89,7 @@ def crps_fair(truth: np.ndarray, members: np.ndarray) -> np.ndarray:
         return np.abs(members[0] - truth)
     # members last and contiguous: the gufunc's inner loop then reads one cache line per element
     ensemble = np.ascontiguousarray(np.moveaxis(members, 0, -1))
-    return np.asarray(sr.crps_ensemble(truth, ensemble, estimator="fair", backend=_BACKEND),
+    return np.asarray(_scoringrules().crps_ensemble(truth, ensemble, estimator="fair", backend=_BACKEND),
                       dtype=np.float64)
 
 
@@ -103,7 +111,7 @@ def energy_score_fair(truth: np.ndarray, members: np.ndarray) -> np.ndarray:
     obs = truth.reshape(n, -1)
     if M == 1:
         return np.linalg.norm(flat[0] - obs, axis=1)
-    return np.asarray(sr.es_ensemble(obs, np.moveaxis(flat, 0, 1), estimator="fair", backend=_BACKEND), dtype=np.float64)
+    return np.asarray(_scoringrules().es_ensemble(obs, np.moveaxis(flat, 0, 1), estimator="fair", backend=_BACKEND), dtype=np.float64)
 
 
 def frame_scores(truth: np.ndarray, members: np.ndarray) -> dict[str, np.ndarray]:

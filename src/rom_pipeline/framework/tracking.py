@@ -31,7 +31,10 @@ import importlib.util
 import logging
 import math
 import re
+import shutil
+import tempfile
 from collections.abc import Mapping
+from pathlib import Path
 from typing import Any
 
 import pandas as pd
@@ -136,8 +139,11 @@ class TrackingHooks:
     """Log parameters, headline metrics, figures and key tables into the active MLflow run (see
     the module doc); do nothing without MLflow or without an active run."""
 
+    _catalog: Any = None
+
     @hook_impl(trylast=True)  # after kedro-mlflow's before_pipeline_run has started the run
     def before_pipeline_run(self, run_params: dict[str, Any], pipeline: Any, catalog: Any) -> None:
+        self._catalog = catalog  # to find the files its figure datasets write
         if not mlflow_available():
             return
         import mlflow
@@ -162,8 +168,18 @@ class TrackingHooks:
         except Exception as exc:  # tracking must never fail a science run
             logger.warning("MLflow: could not log %s (%s: %s)", dataset_name, type(exc).__name__, exc)
 
-    @staticmethod
-    def _log(mlflow, name: str, data: Any) -> None:
+    def _saved_png(self, name: str) -> Path | None:
+        """The local PNG file that the (unversioned) catalog dataset ``name`` has just written,
+        or None when there is none to reuse."""
+        try:
+            dataset = self._catalog.get(name)
+            path = Path(str(dataset._filepath))
+            reusable = dataset._protocol == "file" and dataset._version is None
+        except Exception:  # another dataset type or catalog: render the figure instead
+            return None
+        return path if reusable and path.suffix == ".png" and path.is_file() else None
+
+    def _log(self, mlflow, name: str, data: Any) -> None:
         from matplotlib.figure import Figure
 
         if name == "summary":
@@ -172,8 +188,14 @@ class TrackingHooks:
             mlflow.log_metrics(search_metrics(data))
         if isinstance(data, Figure):
             folder, _, stem = name.rpartition(".")  # mvar.eigenvalues_plot -> figures/mvar/eigenvalues.png
-            path = f"figures/{folder + '/' if folder else ''}{stem.removesuffix('_plot')}.png"
-            mlflow.log_figure(data, path)
+            directory, file = f"figures{'/' + folder if folder else ''}", f"{stem.removesuffix('_plot')}.png"
+            saved = self._saved_png(name)
+            if saved is None:
+                mlflow.log_figure(data, f"{directory}/{file}")
+            else:  # the PNG the catalog wrote: rendering the figure again costs seconds per figure
+                with tempfile.TemporaryDirectory() as tmp:
+                    shutil.copyfile(saved, Path(tmp) / file)
+                    mlflow.log_artifact(str(Path(tmp) / file), artifact_path=directory)
         elif name in TABLE_ARTIFACTS and isinstance(data, pd.DataFrame):
             mlflow.log_text(data.to_csv(index=False), f"tables/{name}.csv")
         elif name in TEXT_ARTIFACTS and isinstance(data, str):

@@ -51,15 +51,25 @@ class DensityTransform:
             )
         return np.log(rho + self.eps)
 
-    def inverse(self, x: np.ndarray) -> np.ndarray:
-        """Transformed field (any shape) -> density of the same shape (float64)."""
+    def inverse(self, x: np.ndarray, out: np.ndarray | None = None) -> np.ndarray:
+        """Transformed field (any shape) -> density of the same shape (float64); ``out`` (e.g.
+        ``x`` itself, float64 of x's shape) receives it instead of a new array."""
         x = np.asarray(x, dtype=np.float64)
         if self.kind == "raw":
-            return x
+            if out is None or out is x:
+                return x
+            np.copyto(out, x)
+            return out
+        if out is None:
+            out = np.empty_like(x)
         if self.kind == "sqrt":
-            return x * x - self.eps
+            np.multiply(x, x, out=out)
+            out -= self.eps
+            return out
         with np.errstate(over="ignore"):
-            return np.exp(x) - self.eps
+            np.exp(x, out=out)
+        out -= self.eps
+        return out
 
     def __repr__(self) -> str:
         return f"DensityTransform(kind={self.kind!r}, eps={self.eps!r})"

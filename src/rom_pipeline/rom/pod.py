@@ -366,8 +366,9 @@ class PODBasis:
         y = np.asarray(y, dtype=np.float64)
         if y.ndim != 2 or y.shape[1] != self.n_modes_:
             raise ValueError(f"y must have shape (T, {self.n_modes_}), got {y.shape}")
-        x = y @ self.modes_.T + self.mean_
-        rho = DensityTransform(self.transform, self.transform_eps).inverse(x).reshape(
+        x = y @ self.modes_.T
+        x += self.mean_  # in place: a thesis-size lift is thousands of frames
+        rho = DensityTransform(self.transform, self.transform_eps).inverse(x, out=x).reshape(
             (y.shape[0],) + self.grid_shape_
         )
         if shifts is not None:

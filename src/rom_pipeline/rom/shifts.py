@@ -210,11 +210,20 @@ def _axis_phase(n: int, s: np.ndarray, full: bool) -> np.ndarray:
 
 
 def _roll(frames: np.ndarray, shifts: np.ndarray) -> np.ndarray:
-    """Periodic integer roll of frame ``t`` by ``shifts[t]`` in one gather (``np.roll`` per frame)."""
+    """Periodic integer roll of frame ``t`` by ``shifts[t]`` (``np.roll`` per frame): four block
+    copies per frame, 2-3x faster than one fancy-index gather of every element on 64 x 64 frames
+    (every lift of every shift mode is rolled this way); below about 32 x 32 the loop is the
+    slower one, by microseconds."""
     T, ny, nx = frames.shape
-    rows = (np.arange(ny)[None, :] - shifts[:, :1]) % ny
-    cols = (np.arange(nx)[None, :] - shifts[:, 1:]) % nx
-    return frames[np.arange(T)[:, None, None], rows[:, :, None], cols[:, None, :]]
+    out = np.empty_like(frames)
+    rows, cols = np.mod(shifts[:, 0], ny), np.mod(shifts[:, 1], nx)
+    for t in range(T):
+        a, b, src, dst = int(rows[t]), int(cols[t]), frames[t], out[t]
+        dst[a:, b:] = src[:ny - a, :nx - b]
+        dst[a:, :b] = src[:ny - a, nx - b:]
+        dst[:a, b:] = src[ny - a:, :nx - b]
+        dst[:a, :b] = src[ny - a:, nx - b:]
+    return out
 
 
 def apply_shifts(
