@@ -35,7 +35,7 @@ def fit_pod_basis(train_runs: RunCollection, rom: dict[str, Any], execution: dic
         fixed_modes=rom.fixed_modes, pod_energy=rom.pod_energy,
         transform=rom.density_transform, transform_eps=rom.density_transform_eps,
         shift_align=rom.shift_align, shift_align_ref=rom.shift_align_ref,
-        shift_method=rom.shift_method,
+        shift_method=rom.shift_method, solver=rom.pod_solver,
     )
     loaders = [partial(_subsampled_density, train_runs, r, rom.subsample) for r in train_runs]
     execution = ExecutionBlock.model_validate(execution).to_execution()
