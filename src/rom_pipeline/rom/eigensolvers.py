@@ -110,7 +110,7 @@ def _orthonormal_extension(
 
 def top_eigenpairs_krylov(
     chunks: list[np.ndarray] | KeptSnapshots, k: int, seed: int = 0, tol: float = 1e-10,
-    max_dim: int = 1024, block: int | None = None,
+    max_dim: int | None = None, block: int | None = None,
 ) -> tuple[np.ndarray, np.ndarray]:
     """Leading k eigenpairs of ``A = X^T X`` for the row chunks of X (kept in memory), exactly.
 
@@ -133,7 +133,8 @@ def top_eigenpairs_krylov(
         k: number of eigenpairs (k < n).
         seed: seed of the random start block (the result does not depend on it beyond ``tol``).
         tol: angle bound to reach.
-        max_dim: cap on the Krylov dimension; reaching it raises ``np.linalg.LinAlgError``.
+        max_dim: cap on the Krylov dimension (default ``max(1024, 8 (k + b))``); reaching it
+            raises ``np.linalg.LinAlgError``.
         block: block size ``b`` (default ``k + max(10, k // 2)``).
 
     Returns:
@@ -157,6 +158,7 @@ def top_eigenpairs_krylov(
     b = min(k + max(10, k // 2) if block is None else int(block), n - k)
     if b < 1 or k + b > n:
         raise np.linalg.LinAlgError(f"k={k} leaves no room for a Krylov block in dimension {n}")
+    max_dim = max(1024, 8 * (k + b)) if max_dim is None else int(max_dim)
 
     # the residual of A applied in float64 cannot go below about eps ||A|| sqrt(n k): reaching
     # that floor is convergence too (the angle is then eps ||A|| / gap, the accuracy of any
@@ -205,8 +207,8 @@ def top_eigenpairs_krylov(
 
 
 # first number of leading modes the "krylov" route computes under the energy rule (doubled until
-# the rule is met)
-_ENERGY_RULE_START = 16
+# the rule is met), and the most it computes before asking for the dense route
+_ENERGY_RULE_START, _ENERGY_RULE_MAX = 16, 256
 
 
 def _krylov_modes(
@@ -225,6 +227,7 @@ def _krylov_modes(
                 f"{n_snapshots} snapshots x {n_grid} cells: use solver='gram'"
             )
         return top_eigenpairs_krylov(operator, k)
+    limit = min(limit, _ENERGY_RULE_MAX)
     k = min(_ENERGY_RULE_START, limit)
     while True:
         if k < 1:
@@ -242,7 +245,7 @@ def _krylov_modes(
             raise ValueError(
                 f"rom.pod_energy={pod_energy} needs more than the {k} leading modes the 'krylov' "
                 f"solver can compute on {n_snapshots} snapshots x {n_grid} cells (they capture "
-                f"{captured:.6f}): use solver='gram'"
+                f"{captured:.6f}): use rom.pod_solver: gram (whole spectrum) or set rom.fixed_modes"
             )
         k = min(2 * k, limit)
 
