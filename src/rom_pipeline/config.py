@@ -244,11 +244,6 @@ class ROMConfig(_Block):
         "integer", description="integer: whole-cell rolls; subpixel: continuous shifts applied in "
         "Fourier space (rom_pipeline.rom.shifts)",
     )
-    pod_solver: Literal["gram", "krylov"] = Field(
-        "krylov", description="krylov: leading modes only, block Krylov on the training rows kept "
-        "in memory (fast; the spectrum stored stops at the modes computed); gram: whole spectrum "
-        "from the second moment streamed over the runs (for data that do not fit in memory)",
-    )
 
 
 class LatentDatasetConfig(_Block):
