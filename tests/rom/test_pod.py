@@ -458,3 +458,27 @@ def test_krylov_rank_deficient_fixed_modes_and_rows_kept_unmodified():
     with pytest.raises(ValueError, match="exceeds the numerical rank 3"):
         PODBasis(fixed_modes=4, solver="krylov").fit(runs)
 
+
+
+class _FakeRuns:
+    """The part of a RunCollection the POD node's solver choice reads."""
+
+    def __init__(self, n_runs, frames):
+        self.run_ids = [f"r{i}" for i in range(n_runs)]
+        self.frames = frames
+
+    def __len__(self):
+        return len(self.run_ids)
+
+    def density(self, run_id):
+        return {"density": self.frames}
+
+
+def test_pod_node_keeps_the_rows_in_memory_only_when_twice_the_matrix_fits(monkeypatch):
+    import rom_pipeline.pipelines.pod.nodes as pod_nodes
+
+    # 10 runs of 30 frames subsampled by 3 -> 10 x 10 x 64 float64 = 51,200 bytes
+    runs = _FakeRuns(10, np.zeros((30, 8, 8), dtype=np.float32))
+    for available, solver in [(2 * 51_200, "krylov"), (2 * 51_200 - 1, "gram")]:
+        monkeypatch.setattr(pod_nodes.psutil, "virtual_memory", lambda a=available: type("M", (), {"available": a}))
+        assert pod_nodes.choose_pod_solver(runs, subsample=3) == solver
