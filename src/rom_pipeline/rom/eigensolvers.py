@@ -266,6 +266,14 @@ def solve_pod(
     def choose(eigenvalues: np.ndarray) -> int:
         return choose_rank(eigenvalues, n_snapshots, n_grid, fixed_modes, pod_energy)[0]
 
+    if isinstance(moment, KeptSnapshots) and fixed_modes is not None and fixed_modes > min(n_snapshots, n_grid) - 2:
+        # too few snapshots or cells for a Krylov gap: the matrix is small, solve it densely (the
+        # "gram"/"snapshots" route, with its rank check and messages)
+        dense = StreamingSecondMoment()
+        for rows in moment.rows():
+            dense.add(rows)
+        moment.release()
+        return solve_pod(dense, fixed_modes, pod_energy)
     mean, route = moment.mean(), moment.route
     total_energy = None
     if route == "krylov":

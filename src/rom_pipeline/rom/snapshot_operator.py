@@ -89,6 +89,10 @@ class KeptSnapshots:
         shift = self._shift()
         return self._square_sum - self.n_snapshots * float(shift @ shift)
 
+    def rows(self) -> list[np.ndarray]:
+        """The kept row blocks, as added."""
+        return list(self._rows)
+
     def slabs(self) -> list[np.ndarray]:
         """The kept rows as row slabs (views) of at most ``_TASK_BYTES``, in row order."""
         step = self._slab_rows()
