@@ -267,7 +267,11 @@ def test_pod_on_a_cluster_is_bit_identical_to_serial(serial_runs, on_cluster, su
     assert np.all(np.diff(serial.singular_values_) <= 0)
 
 
-def test_pod_node_passes_execution_and_stays_bit_identical(serial_runs, on_cluster):
+@pytest.mark.parametrize("pod_solver", ["gram", "krylov"])  # gram maps on the cluster, krylov in process
+def test_pod_node_passes_execution_and_stays_bit_identical(serial_runs, on_cluster, pod_solver, monkeypatch):
+    import rom_pipeline.pipelines.pod.nodes as pod_nodes
+
+    monkeypatch.setattr(pod_nodes, "choose_pod_solver", lambda runs, subsample: pod_solver)
     params = _load_env("test")
     on_workers = copy.deepcopy(params)
     on_workers["execution"]["scheduler_address"] = on_cluster.scheduler_address

@@ -6,6 +6,7 @@ import io
 import numpy as np
 import pytest
 from scipy.linalg import subspace_angles
+from threadpoolctl import threadpool_limits
 
 from rom_pipeline.rom.pod import DensityTransform, PODBasis, apply_shifts, estimate_shifts
 
@@ -378,14 +379,20 @@ def test_krylov_solver_resolves_a_near_degenerate_pair_at_the_cut():
 
 
 def test_krylov_chunks_and_runs_give_the_same_basis_bit_for_bit(monkeypatch):
-    import rom_pipeline.rom.second_moment as second_moment
+    import rom_pipeline.rom.snapshot_operator as snapshot_operator
 
     rng = np.random.default_rng(16)
     runs = structured_runs(rng, 5, 23, 8, 8, noise=1e-2)
     reference = PODBasis(fixed_modes=6, solver="krylov").fit(runs)
     again = PODBasis(fixed_modes=6, solver="krylov").fit([lambda run=run: run for run in runs])
     np.testing.assert_array_equal(again.modes_, reference.modes_)  # reproducible
-    monkeypatch.setattr(second_moment, "_BUFFER_BYTES", 8 * 64 * 7)  # 7-row chunks, split inside runs
+    # the slab products are summed in slab order: the thread count does not change a bit
+    with threadpool_limits(limits=1, user_api="blas"):
+        one_thread = PODBasis(fixed_modes=6, solver="krylov").fit(runs)
+    monkeypatch.setattr(snapshot_operator, "blas_threads", lambda: 3)
+    three_threads = PODBasis(fixed_modes=6, solver="krylov").fit(runs)
+    np.testing.assert_array_equal(three_threads.modes_, one_thread.modes_)
+    monkeypatch.setattr(snapshot_operator, "_TASK_BYTES", 8 * 64 * 7)  # 7-row slabs, split inside runs
     chunked = PODBasis(fixed_modes=6, solver="krylov").fit(runs)
     np.testing.assert_allclose(chunked.modes_, reference.modes_, atol=1e-11)
     mu, s, v = svd_oracle(runs)
@@ -403,9 +410,81 @@ def test_krylov_solver_round_trips_and_rejects_what_it_cannot_do():
     legacy = {key: value for key, value in PODBasis(fixed_modes=4).fit(runs).to_arrays().items()
               if key != "solver"}
     assert PODBasis.from_arrays(legacy).solver == "gram"  # files written before the option
-    with pytest.raises(ValueError, match="fixed_modes"):
-        PODBasis(pod_energy=0.9, solver="krylov").fit(runs)
-    with pytest.raises(ValueError, match="solver"):
+    with pytest.raises(ValueError, match=r"rom.pod_solver .*\('gram', 'krylov'\), got 'lanczos'"):
         PODBasis(fixed_modes=4, solver="lanczos").fit(runs)
-    with pytest.raises(ValueError, match="solver='gram'"):
+    with pytest.raises(ValueError, match="needs more than the .* leading modes"):
+        PODBasis(pod_energy=1.0, solver="krylov").fit([rng.standard_normal((60, 8, 8))])
+    # no room for a Krylov gap (63 of 64 cells): solved densely, with the dense route's rank check
+    with pytest.raises(ValueError, match="rom.fixed_modes=63 exceeds the numerical rank 44"):
         PODBasis(fixed_modes=63, solver="krylov").fit(runs)
+    full_rank = [rng.standard_normal((40, 8, 8)) for _ in range(2)]
+    dense = PODBasis(fixed_modes=63, solver="krylov").fit(full_rank)
+    assert dense.route_ == "gram"
+    mu, s, v = svd_oracle(full_rank)
+    assert np.max(subspace_angles(dense.modes_, v[:, :63])) < 1e-8
+
+
+@pytest.mark.parametrize("case", ["structured_tall", "structured_wide", "rank_deficient"])
+@pytest.mark.parametrize("energy", [0.9, 0.99, 0.9999])
+def test_krylov_energy_rule_picks_the_svd_r(case, energy):
+    # the rule needs only ||X_c||_F^2 and the leading spectrum: same r, modes and energies as the
+    # full SVD and the dense route, for r below, at and beyond the first Krylov batch of 16 modes
+    rng = np.random.default_rng(31)
+    if case == "rank_deficient":  # 5 independent directions in 12 x 12 = 144 cells, rank 5
+        runs = [rng.standard_normal((50, 5)) @ rng.standard_normal((5, 144)) for _ in range(3)]
+        runs = [2.0 + run.reshape(50, 12, 12) for run in runs]
+    elif case == "structured_tall":
+        runs = [run for run in structured_runs(rng, 3, 200, 16, 16, n_modes=40, noise=1e-3)]
+    else:
+        runs = CASES[case](rng)
+    mu, s, v = svd_oracle(runs)
+    energies = np.cumsum(s**2) / np.sum(s**2)
+    rank = int(np.count_nonzero(s**2 > s[0] ** 2 * max(sum(map(len, runs)), 144) * np.finfo(float).eps))
+    r = min(int(np.searchsorted(energies, energy)) + 1, rank)
+    krylov = PODBasis(pod_energy=energy, solver="krylov").fit(runs)
+    gram = PODBasis(pod_energy=energy, solver="gram").fit(runs)
+    assert krylov.n_modes_ == gram.n_modes_ == r
+    assert np.max(subspace_angles(krylov.modes_, v[:, :r])) < 1e-8
+    np.testing.assert_allclose(krylov.singular_values_[:r], s[:r], rtol=1e-10)
+    np.testing.assert_allclose(krylov.cumulative_energy_[:r], energies[:r], rtol=1e-12)
+
+
+def test_krylov_rank_deficient_fixed_modes_and_rows_kept_unmodified():
+    # rank 3 data, 3 modes asked: exact; the rows are kept by reference and never written to
+    rng = np.random.default_rng(32)
+    snapshots = 4.0 + rng.standard_normal((90, 3)) @ rng.standard_normal((3, 100))
+    frozen = snapshots.copy()
+    snapshots.setflags(write=False)  # any write raises
+    runs = [snapshots[i : i + 30].reshape(30, 10, 10) for i in range(0, 90, 30)]
+    basis = PODBasis(fixed_modes=3, solver="krylov").fit(runs)
+    np.testing.assert_array_equal(snapshots, frozen)
+    mu, s, v = svd_oracle(runs)
+    assert np.max(subspace_angles(basis.modes_, v[:, :3])) < 1e-8
+    np.testing.assert_allclose(basis.singular_values_, s[:3], rtol=1e-10)
+    with pytest.raises(ValueError, match="exceeds the numerical rank 3"):
+        PODBasis(fixed_modes=4, solver="krylov").fit(runs)
+
+
+
+class _FakeRuns:
+    """The part of a RunCollection the POD node's solver choice reads."""
+
+    def __init__(self, n_runs, frames):
+        self.run_ids = [f"r{i}" for i in range(n_runs)]
+        self.frames = frames
+
+    def __len__(self):
+        return len(self.run_ids)
+
+    def density(self, run_id):
+        return {"density": self.frames}
+
+
+def test_pod_node_keeps_the_rows_in_memory_only_when_twice_the_matrix_fits(monkeypatch):
+    import rom_pipeline.pipelines.pod.nodes as pod_nodes
+
+    # 10 runs of 30 frames subsampled by 3 -> 10 x 10 x 64 float64 = 51,200 bytes
+    runs = _FakeRuns(10, np.zeros((30, 8, 8), dtype=np.float32))
+    for available, solver in [(2 * 51_200, "krylov"), (2 * 51_200 - 1, "gram")]:
+        monkeypatch.setattr(pod_nodes.psutil, "virtual_memory", lambda a=available: type("M", (), {"available": a}))
+        assert pod_nodes.choose_pod_solver(runs, subsample=3) == solver

@@ -16,7 +16,8 @@ Restriction ``y = Phi_r^T (x - mu)``; lifting ``x_hat = Phi_r y + mu`` followed 
 transform and the inverse shift.
 
 Fitting streams over the training runs (each run is loaded, used and dropped), so the stacked
-snapshot matrix never exists in memory (except on the "krylov" route, which keeps it once). The
+snapshot matrix never exists in memory (except on the "krylov" route, which keeps the rows once,
+by reference). The
 per-run work (loading, alignment, transform, reference statistics) goes through a map callable
 ``map_fn(func, items) -> iterable of results in item order`` (default: the built-in ``map``; the
 pipeline passes a Dask map built from its execution block); the results are added here in run
@@ -38,6 +39,7 @@ from rom_pipeline.rom.density_transform import TRANSFORM_KINDS, DensityTransform
 from rom_pipeline.rom.eigensolvers import SOLVERS, solve_pod
 from rom_pipeline.rom.modal_basis import ModalBasis
 from rom_pipeline.rom.second_moment import StreamingSecondMoment
+from rom_pipeline.rom.snapshot_operator import KeptSnapshots
 from rom_pipeline.rom.shifts import align_densities, apply_shifts, check_shift_method, estimate_shifts
 
 __all__ = [
@@ -114,12 +116,16 @@ class PODBasis:
             over runs of each run's pixel-wise temporal median; exact median for a single run,
             computed this way so fitting stays streaming).
         solver: ``"gram"`` (default): the whole spectrum from a dense eigendecomposition of the
-            second moment (routes "gram"/"snapshots"). ``"krylov"``: only the leading
-            ``fixed_modes`` eigenpairs, by block Krylov iteration on the snapshot matrix kept in
-            memory (:func:`~rom_pipeline.rom.eigensolvers.top_eigenpairs_krylov`; route
-            "krylov"): the same basis to < 1e-10 rad at a fraction of the cost, but ``singular_values_`` then holds only the leading modes
-            (``cumulative_energy_`` is still relative to the exact total energy), ``rank_`` counts
-            only those, and ``fixed_modes`` is required.
+            second moment, streamed over the runs (routes "gram"/"snapshots"; for data that do
+            not fit in memory). ``"krylov"``: only the leading eigenpairs (``fixed_modes`` of
+            them, or under the energy rule 16, 32, ... until the rule is met), by block Krylov
+            iteration on the implicit centred operator over the rows kept in memory by
+            reference (:class:`~rom_pipeline.rom.snapshot_operator.KeptSnapshots`,
+            :func:`~rom_pipeline.rom.eigensolvers.top_eigenpairs_krylov`; route "krylov"): the
+            same basis to < 1e-10 rad at a fraction of the cost, but ``singular_values_`` then
+            holds only the computed leading modes (``cumulative_energy_`` is still relative to the
+            exact total energy ``||X_c||_F^2``, so the energy rule picks the same r), and
+            ``rank_`` counts only those.
         shift_method: ``"integer"`` (whole-cell rolls) or ``"subpixel"`` (continuous shifts,
             Fourier-space translation); see :mod:`rom_pipeline.rom.shifts`.
 
@@ -170,12 +176,9 @@ class PODBasis:
         if not 0.0 < energy <= 1.0:
             raise ValueError(f"rom.pod_energy must lie in (0, 1], got {self.pod_energy!r} (e.g. 0.99)")
         if self.solver not in SOLVERS:
-            raise ValueError(f"the POD solver must be one of {SOLVERS}, got {self.solver!r}")
-        if self.solver == "krylov" and self.fixed_modes is None:
             raise ValueError(
-                "the 'krylov' POD solver computes only the leading modes, so it needs "
-                "rom.fixed_modes (the pod_energy rule needs the whole spectrum): set fixed_modes "
-                "or use solver='gram'"
+                f"rom.pod_solver (PODBasis solver) must be one of {SOLVERS}, got {self.solver!r}: use "
+                "'krylov' when the training snapshots fit in memory, else 'gram'"
             )
         if self.shift_align_ref not in REFERENCE_KINDS:
             raise ValueError(
@@ -249,7 +252,8 @@ class PODBasis:
             logger.info("POD: alignment reference (%s) built in %.2f s", self.shift_align_ref,
                         time.perf_counter() - t_start)
 
-        moment = StreamingSecondMoment(keep_rows=self.solver == "krylov")
+        # "krylov": the rows are kept by reference (no copy) behind the implicit centred operator
+        moment = KeptSnapshots() if self.solver == "krylov" else StreamingSecondMoment()
         # Run 0 fixes the grid and, for the "first" reference, the reference frame; the other
         # runs are prepared independently (possibly on workers) and added in run order.
         frames = load_run(loaders[0], 0, grid_shape)

@@ -6,6 +6,7 @@ from functools import partial
 from typing import Any
 
 import numpy as np
+import psutil
 from matplotlib.figure import Figure
 
 from rom_pipeline.config import ExecutionBlock, ROMConfig
@@ -22,25 +23,48 @@ def _subsampled_density(runs: RunCollection, run_id: str, subsample: int) -> np.
     return runs.density(run_id)["density"][::subsample].astype(np.float64)
 
 
+def choose_pod_solver(train_runs: RunCollection, subsample: int) -> str:
+    """``"krylov"`` (leading modes, rows kept in memory: seconds at thesis size) when twice the
+    training snapshot matrix, float64, fits in the memory available now, else ``"gram"`` (whole
+    spectrum, streamed over the runs: memory independent of the number of runs). The size is
+    estimated from the first run's subsampled frame count times the number of runs."""
+    first = train_runs.density(train_runs.run_ids[0])["density"][::subsample]
+    snapshot_bytes = len(train_runs) * first.size * 8
+    available = psutil.virtual_memory().available
+    solver = "krylov" if 2 * snapshot_bytes <= available else "gram"
+    logger.info("POD: snapshot matrix about %.2f GiB, %.2f GiB available: %s solver",
+                snapshot_bytes / 2**30, available / 2**30, solver)
+    return solver
+
+
 def fit_pod_basis(train_runs: RunCollection, rom: dict[str, Any], execution: dict[str, Any],
                   rom_grid: dict[str, Any]) -> tuple[dict, dict]:
     """Fit the POD basis on every training run (streamed one run at a time) with the ``rom``
-    block's settings, on the ROM grid's frames, parallel per the ``execution`` block.
+    block's settings, on the ROM grid's frames, with the solver :func:`choose_pod_solver` picks:
+    in this process on the "krylov" route (which keeps the rows here), else streamed and parallel
+    per the ``execution`` block.
 
     Returns the basis as arrays (``PODBasis.to_arrays``, plus ``x``/``y`` cell centres and
     ``dt_rom``) and a JSON summary (r, energy captured, snapshot count, fit time).
     """
     rom = ROMConfig.model_validate(rom)
+    solver = choose_pod_solver(train_runs, rom.subsample)
     pod = PODBasis(
         fixed_modes=rom.fixed_modes, pod_energy=rom.pod_energy,
         transform=rom.density_transform, transform_eps=rom.density_transform_eps,
         shift_align=rom.shift_align, shift_align_ref=rom.shift_align_ref,
-        shift_method=rom.shift_method,
+        shift_method=rom.shift_method, solver=solver,
     )
     loaders = [partial(_subsampled_density, train_runs, r, rom.subsample) for r in train_runs]
     execution = ExecutionBlock.model_validate(execution).to_execution()
-    with keep_cluster(execution):  # one cluster for the reference pass and the main pass
-        pod.fit(loaders, map_fn=partial(map_ordered, config=execution, label="POD runs"))
+    if solver == "krylov":
+        # The rows are kept in this process, so workers would ship every one of them back; the
+        # per-run work (load, align, transform) is lighter than that: on the gas regime the fit
+        # took 29 s in process against 137 s on the 2-worker cluster (speed_pod.txt, run D).
+        pod.fit(loaders)
+    else:
+        with keep_cluster(execution):  # one cluster for the reference pass and the main pass
+            pod.fit(loaders, map_fn=partial(map_ordered, config=execution, label="POD runs"))
     first = train_runs.density(train_runs.run_ids[0])
     arrays = {**pod.to_arrays(), "x": first["x"], "y": first["y"], "dt_rom": np.array(rom_grid["dt_rom"])}
     r = pod.n_modes_
