@@ -112,3 +112,24 @@ def _end_leaked_mlflow_runs():
             # termination then fails) is dropped all the same
             with contextlib.suppress(mlflow.exceptions.MlflowException):
                 mlflow.end_run()
+
+
+def _uses_wider_fixture(item: pytest.Item) -> bool:
+    """Whether ``item`` requests a module-, class- or package-scoped fixture (moving it away from
+    its neighbours would make pytest build that fixture a second time)."""
+    info = getattr(item, "_fixtureinfo", None)
+    defs = info.name2fixturedefs.values() if info is not None else ()
+    return any(d[-1].scope in ("module", "class", "package") for d in defs if d)
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    """Run the ``slow`` tests (subprocess ``kedro run``s, benchmarks: up to minutes each) first.
+
+    With the suite on two pytest-xdist workers (``--dist worksteal`` in pyproject.toml), a long
+    test that starts last keeps one worker busy while the other has nothing left to do; started
+    first, the short tests fill the other worker meanwhile and are stolen back and forth at the
+    end. The order is otherwise the collection order (a stable sort), and a slow test that shares a
+    module-scoped fixture with its neighbours stays among them, so that no fixture is built twice.
+    The tests do not depend on their order (each makes or copies its own data)."""
+    items[:] = sorted(items, key=lambda item: not (item.get_closest_marker("slow") is not None
+                                                   and not _uses_wider_fixture(item)))
