@@ -20,6 +20,7 @@ if os.environ.get("MLFLOW_TRACKING_URI", "") == os.environ.get("ROM_TESTS_MLFLOW
         Path(tempfile.gettempdir()) / f"rom_pipeline_tests_{os.getpid()}_mlflow.db")
 
 PROJECT = Path(__file__).resolve().parents[1]
+ONE_BLAS_THREAD = {"OMP_NUM_THREADS": "1", "OPENBLAS_NUM_THREADS": "1", "MKL_NUM_THREADS": "1"}
 
 
 def _load_env(env: str) -> dict:
@@ -58,8 +59,13 @@ def with_overrides(params: dict, **dotted: object) -> dict:
 
 def _kedro_run_test_env(root: Path) -> None:
     """One ``kedro run --env test`` with ``ROM_DATA_ROOT=root`` (an assertion error with the run's
-    output tails when it fails)."""
-    env = {**os.environ, "ROM_DATA_ROOT": str(root), "KEDRO_DISABLE_TELEMETRY": "1", "MPLBACKEND": "Agg"}
+    output tails when it fails).
+
+    BLAS runs single-threaded, as on the workers of a Dask cluster: the session's run is then also
+    the sequential reference that tests/test_parallel.py compares a Dask run with bit for bit (and
+    the two pytest-xdist workers do not oversubscribe the cores)."""
+    env = {**os.environ, "ROM_DATA_ROOT": str(root), "KEDRO_DISABLE_TELEMETRY": "1", "MPLBACKEND": "Agg",
+           **ONE_BLAS_THREAD}
     kedro = Path(sys.executable).with_name("kedro")
     proc = subprocess.run([str(kedro), "run", "--env", "test"], cwd=PROJECT, env=env,
                           capture_output=True, text=True, timeout=600)
