@@ -20,6 +20,7 @@ if os.environ.get("MLFLOW_TRACKING_URI", "") == os.environ.get("ROM_TESTS_MLFLOW
         Path(tempfile.gettempdir()) / f"rom_pipeline_tests_{os.getpid()}_mlflow.db")
 
 PROJECT = Path(__file__).resolve().parents[1]
+ONE_BLAS_THREAD = {"OMP_NUM_THREADS": "1", "OPENBLAS_NUM_THREADS": "1", "MKL_NUM_THREADS": "1"}
 
 
 def _load_env(env: str) -> dict:
@@ -58,8 +59,13 @@ def with_overrides(params: dict, **dotted: object) -> dict:
 
 def _kedro_run_test_env(root: Path) -> None:
     """One ``kedro run --env test`` with ``ROM_DATA_ROOT=root`` (an assertion error with the run's
-    output tails when it fails)."""
-    env = {**os.environ, "ROM_DATA_ROOT": str(root), "KEDRO_DISABLE_TELEMETRY": "1", "MPLBACKEND": "Agg"}
+    output tails when it fails).
+
+    BLAS runs single-threaded, as on the workers of a Dask cluster: the session's run is then also
+    the sequential reference that tests/test_parallel.py compares a Dask run with bit for bit (and
+    the two pytest-xdist workers do not oversubscribe the cores)."""
+    env = {**os.environ, "ROM_DATA_ROOT": str(root), "KEDRO_DISABLE_TELEMETRY": "1", "MPLBACKEND": "Agg",
+           **ONE_BLAS_THREAD}
     kedro = Path(sys.executable).with_name("kedro")
     proc = subprocess.run([str(kedro), "run", "--env", "test"], cwd=PROJECT, env=env,
                           capture_output=True, text=True, timeout=600)
@@ -112,3 +118,24 @@ def _end_leaked_mlflow_runs():
             # termination then fails) is dropped all the same
             with contextlib.suppress(mlflow.exceptions.MlflowException):
                 mlflow.end_run()
+
+
+def _uses_wider_fixture(item: pytest.Item) -> bool:
+    """Whether ``item`` requests a module-, class- or package-scoped fixture (moving it away from
+    its neighbours would make pytest build that fixture a second time)."""
+    info = getattr(item, "_fixtureinfo", None)
+    defs = info.name2fixturedefs.values() if info is not None else ()
+    return any(d[-1].scope in ("module", "class", "package") for d in defs if d)
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    """Run the ``slow`` tests (subprocess ``kedro run``s, benchmarks: up to minutes each) first.
+
+    With the suite on two pytest-xdist workers (``--dist worksteal`` in pyproject.toml), a long
+    test that starts last keeps one worker busy while the other has nothing left to do; started
+    first, the short tests fill the other worker meanwhile and are stolen back and forth at the
+    end. The order is otherwise the collection order (a stable sort), and a slow test that shares a
+    module-scoped fixture with its neighbours stays among them, so that no fixture is built twice.
+    The tests do not depend on their order (each makes or copies its own data)."""
+    items[:] = sorted(items, key=lambda item: not (item.get_closest_marker("slow") is not None
+                                                   and not _uses_wider_fixture(item)))

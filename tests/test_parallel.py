@@ -329,13 +329,12 @@ def _latest(path: Path) -> dict[str, np.ndarray]:
 
 
 @pytest.mark.slow
-def test_dask_runner_reproduces_the_sequential_run(tmp_path):
+def test_dask_runner_reproduces_the_sequential_run(tmp_path, tiny_default_run):
     stages = "--pipelines=simulation,pod,latent_dataset,mvar"
-    # Dask workers run BLAS single-threaded; the sequential reference does the same so that the
-    # only difference left is where each node runs.
-    one_thread = {"OMP_NUM_THREADS": "1", "OPENBLAS_NUM_THREADS": "1", "MKL_NUM_THREADS": "1"}
-    sequential = tmp_path / "sequential" / "data"
-    _kedro(sequential, stages, extra_env=one_thread)
+    # The sequential reference is the session's `kedro run --env test` (conftest.py): Dask workers
+    # run BLAS single-threaded, and so does that run, so that the only difference left is where
+    # each node runs.
+    sequential = tiny_default_run
     on_dask = tmp_path / "dask" / "data"
     proc = _kedro(on_dask, stages, "--runner=rom_pipeline.framework.runner.DaskRunner", "--runner-params=workers=2",
                   "--params=execution.workers=2")
