@@ -245,7 +245,8 @@ def _krylov_modes(
             raise ValueError(
                 f"rom.pod_energy={pod_energy} needs more than the {k} leading modes the 'krylov' "
                 f"solver can compute on {n_snapshots} snapshots x {n_grid} cells (they capture "
-                f"{captured:.6f}): use rom.pod_solver: gram (whole spectrum) or set rom.fixed_modes"
+                f"{captured:.6f}): set rom.fixed_modes or lower rom.pod_energy (with PODBasis directly: "
+                "solver='gram' computes the whole spectrum)"
             )
         k = min(2 * k, limit)
 

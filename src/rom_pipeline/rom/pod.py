@@ -177,8 +177,9 @@ class PODBasis:
             raise ValueError(f"rom.pod_energy must lie in (0, 1], got {self.pod_energy!r} (e.g. 0.99)")
         if self.solver not in SOLVERS:
             raise ValueError(
-                f"rom.pod_solver (PODBasis solver) must be one of {SOLVERS}, got {self.solver!r}: use "
-                "'krylov' when the training snapshots fit in memory, else 'gram'"
+                f"PODBasis solver must be one of {SOLVERS}, got {self.solver!r}: use 'krylov' when "
+                "the training snapshots fit in memory, else 'gram' (the pod pipeline picks it "
+                "from the memory available)"
             )
         if self.shift_align_ref not in REFERENCE_KINDS:
             raise ValueError(
