@@ -32,10 +32,6 @@ from rom_pipeline.rom.snapshot_operator import KeptSnapshots
 logger = logging.getLogger(__name__)
 
 SOLVERS = ("gram", "krylov")
-# Rows of the kept snapshots multiplied at once by the Krylov solver. Large products: with a
-# threaded BLAS on busy shared cores, 2 MB slabs ran 0.3-0.5 GFLOP/s against 3.6-4.1 GFLOP/s for
-# 64 MB ones (benchmarks/results/speed_pod.txt), the threads' synchronisation per call dominating.
-_SLAB_BYTES = 64 * 2**20
 
 
 def top_eigenpairs_dense(
@@ -109,10 +105,10 @@ def _orthonormal_extension(
 
 
 def top_eigenpairs_krylov(
-    chunks: list[np.ndarray] | KeptSnapshots, k: int, seed: int = 0, tol: float = 1e-10,
+    operator: KeptSnapshots, k: int, seed: int = 0, tol: float = 1e-10,
     max_dim: int | None = None, block: int | None = None,
 ) -> tuple[np.ndarray, np.ndarray]:
-    """Leading k eigenpairs of ``A = X^T X`` for the row chunks of X (kept in memory), exactly.
+    """Leading k eigenpairs of ``A = X^T X`` for the snapshot matrix X kept in memory, exactly.
 
     Block Krylov subspace ``span{V, A V, A^2 V, ...}`` (block size ``b = k + max(10, k // 2)``;
     smaller blocks need a smaller Krylov dimension on the 56,780 x 4,096 benchmark, 220 at b = 20
@@ -120,7 +116,7 @@ def top_eigenpairs_krylov(
     near-degenerate spectra, see tests/rom/test_pod.py),
     random start from ``seed``, blocks orthonormalised against all previous ones) with
     Rayleigh-Ritz after each block: ``H = K^T (A K)``, ``H u = theta u``. ``A`` is applied as
-    ``X^T (X V)``, one pass over the chunks per block, never formed. Iteration stops when the
+    ``X^T (X V)``, one pass over X per block, never formed. Iteration stops when the
     Davis-Kahan bound on the largest principal angle between the top-k Ritz space and the exact
     top-k eigenspace, ``||A U - U Theta||_F / (theta_k - theta_{k+1})``, is below ``tol``, or when
     the residual reaches float64 rounding level (``8 eps sqrt(n k) theta_1``, or it stops halving
@@ -128,8 +124,8 @@ def top_eigenpairs_krylov(
     makes it (``~ residual / gap``, the same order as the dense Gram route's rounding error).
 
     Args:
-        chunks: row blocks (m_i, n) of the centred snapshot matrix X, float64, or a
-            :class:`~rom_pipeline.rom.snapshot_operator.KeptSnapshots` (its ``apply`` is ``A``).
+        operator: the rows of X, :class:`~rom_pipeline.rom.snapshot_operator.KeptSnapshots`
+            (its ``apply`` is ``A``, its ``n_grid`` is n).
         k: number of eigenpairs (k < n).
         seed: seed of the random start block (the result does not depend on it beyond ``tol``).
         tol: angle bound to reach.
@@ -140,20 +136,7 @@ def top_eigenpairs_krylov(
     Returns:
         eigenvalues (k,) descending and eigenvectors (n, k) orthonormal.
     """
-    if isinstance(chunks, KeptSnapshots):
-        n, apply = chunks.n_grid, chunks.apply
-    else:
-        n = chunks[0].shape[1]
-        # rows per product X_s^T (X_s v)
-        slab = max(1, _SLAB_BYTES // (8 * n))
-
-        def apply(v: np.ndarray) -> np.ndarray:
-            out = np.zeros_like(v)
-            for chunk in chunks:  # fixed order: bit-reproducible
-                for start in range(0, chunk.shape[0], slab):
-                    rows = chunk[start : start + slab]
-                    out += rows.T @ (rows @ v)
-            return out
+    n, apply = operator.n_grid, operator.apply
 
     b = min(k + max(10, k // 2) if block is None else int(block), n - k)
     if b < 1 or k + b > n:
@@ -212,7 +195,7 @@ _ENERGY_RULE_START, _ENERGY_RULE_MAX = 16, 256
 
 
 def _krylov_modes(
-    operator: list[np.ndarray] | KeptSnapshots, total_energy: float, n_snapshots: int, n_grid: int,
+    operator: KeptSnapshots, total_energy: float, n_snapshots: int, n_grid: int,
     fixed_modes: int | None, pod_energy: float,
 ) -> tuple[np.ndarray, np.ndarray]:
     """Leading eigenpairs of ``X_c^T X_c`` by :func:`top_eigenpairs_krylov`: ``fixed_modes`` of
@@ -278,15 +261,9 @@ def solve_pod(
     mean, route = moment.mean(), moment.route
     total_energy = None
     if route == "krylov":
-        if isinstance(moment, KeptSnapshots):
-            operator, total_energy = moment, moment.total_energy()
-        else:
-            operator = moment.centred_chunks()
-            total_energy = float(sum(np.einsum("ij,ij->", c, c) for c in operator))
-        eigenvalues, modes = _krylov_modes(operator, total_energy, n_snapshots, n_grid, fixed_modes, pod_energy)
-        del operator
-        if isinstance(moment, KeptSnapshots):
-            moment.release()
+        total_energy = moment.total_energy()
+        eigenvalues, modes = _krylov_modes(moment, total_energy, n_snapshots, n_grid, fixed_modes, pod_energy)
+        moment.release()
     elif route == "gram":
         eigenvalues, modes = top_eigenpairs_dense(moment.centred_gram(), choose)
     else:

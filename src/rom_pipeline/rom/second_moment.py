@@ -6,8 +6,10 @@ is kept than what the chosen POD route needs:
 - "snapshots": while there are fewer snapshots than grid cells the centred rows are kept (method
   of snapshots, ``n_snapshots x n_snapshots`` Gram);
 - "gram": from then on the ``n_grid x n_grid`` Gram ``sum (x - mu)(x - mu)^T``, accumulated with
-  BLAS ``dsyrk`` through a fixed-size buffer;
-- "krylov" (``keep_rows=True``): every centred row, packed in chunks, for an iterative solver.
+  BLAS ``dsyrk`` through a fixed-size buffer.
+
+The "krylov" route keeps the rows themselves instead
+(:class:`~rom_pipeline.rom.snapshot_operator.KeptSnapshots`).
 
 The result does not depend on how the rows are split into runs beyond rounding (the provisional
 centre is the mean of the first block added, and the route switch happens at a block boundary).
@@ -32,19 +34,12 @@ class StreamingSecondMoment:
     Snapshots are kept (method of snapshots) until there are as many as grid cells; from then on
     the ``n_grid x n_grid`` Gram matrix is cheaper in memory and flops, so the kept rows are folded
     into it with ``dsyrk`` and further rows go through a fixed-size buffer.
-
-    With ``keep_rows`` (the "krylov" route) every centred row is kept instead, packed into chunks
-    of about ``_BUFFER_BYTES`` so that products with the snapshot matrix are a few large GEMMs;
-    memory is then the snapshot matrix once, plus less than one chunk.
     """
 
-    def __init__(self, keep_rows: bool = False) -> None:
-        self.keep_rows = keep_rows
+    def __init__(self) -> None:
         self.n_snapshots = 0
         self.n_grid = None
-        self.route = "krylov" if keep_rows else "snapshots"
-        self._chunks: list[np.ndarray] = []
-        self._chunk_filled = 0
+        self.route = "snapshots"
         self._m0 = None
         self._deviation_sum = None
         self._kept: list[np.ndarray] = []
@@ -59,9 +54,6 @@ class StreamingSecondMoment:
             self._m0 = x.mean(axis=0)
             self._deviation_sum = np.zeros(self.n_grid)
         self.n_snapshots += x.shape[0]
-        if self.keep_rows:
-            self._keep(x)
-            return
         if self.route == "gram":
             self._push(x, centre=True)
             return
@@ -76,31 +68,6 @@ class StreamingSecondMoment:
             kept, self._kept = self._kept, []
             while kept:
                 self._push(kept.pop(0), centre=False)
-
-    def _keep(self, x: np.ndarray) -> None:
-        """Copy rows x - m0 into the chunk list, summing them for the exact mean."""
-        rows_per_chunk = max(1, _BUFFER_BYTES // (8 * self.n_grid))
-        start = 0
-        while start < x.shape[0]:
-            if not self._chunks or self._chunk_filled == self._chunks[-1].shape[0]:
-                self._chunks.append(np.empty((rows_per_chunk, self.n_grid)))
-                self._chunk_filled = 0
-            chunk = self._chunks[-1]
-            take = min(chunk.shape[0] - self._chunk_filled, x.shape[0] - start)
-            target = chunk[self._chunk_filled : self._chunk_filled + take]
-            np.subtract(x[start : start + take], self._m0, out=target)
-            self._deviation_sum += target.sum(axis=0)
-            self._chunk_filled += take
-            start += take
-
-    def centred_chunks(self) -> list[np.ndarray]:
-        """Row chunks (m_i, n_grid) of the centred snapshot matrix ``x - mu`` ("krylov" route)."""
-        shift = self._shift()
-        chunks, self._chunks = self._chunks, []
-        chunks[-1] = chunks[-1][: self._chunk_filled]
-        for chunk in chunks:
-            chunk -= shift
-        return chunks
 
     def _push(self, rows: np.ndarray, centre: bool) -> None:
         """Copy rows (minus m0 when ``centre``) into the buffer, flushing it whenever it fills."""
