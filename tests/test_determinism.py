@@ -80,3 +80,20 @@ def test_identical_fits_give_identical_artifact_bytes():
     for make in (lambda: MVARForecaster(lag=3, ridge_alpha=1e-4).fit(_trajectories()),
                  lambda: PODBasis(fixed_modes=4).fit(frames)):
         assert stored(make) == stored(make)
+
+
+def test_importing_the_package_shortens_the_openmp_spin_unless_the_user_set_it():
+    """``import rom_pipeline`` sets GOMP_SPINCOUNT=1000 before PyTorch loads GNU OpenMP (threads
+    that spin at barriers make shared cores slow, benchmarks/bench_lstm_threads.py) and leaves a
+    value the user chose alone."""
+    import os
+    import subprocess
+    import sys
+
+    code = "import os, rom_pipeline; print(os.environ['GOMP_SPINCOUNT'])"
+    base = {k: v for k, v in os.environ.items() if k != "GOMP_SPINCOUNT"}
+    for env, expected in ((base, "1000"), ({**base, "GOMP_SPINCOUNT": "77"}, "77")):
+        proc = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True,
+                              text=True, timeout=120)
+        assert proc.returncode == 0, proc.stderr[-2000:]
+        assert proc.stdout.strip() == expected

@@ -56,9 +56,12 @@ class LSTMForecaster:
         differences: read the window's increments and predict an increment that is zero for a
             constant window (:mod:`~rom_pipeline.rom.lstm.network`); needs lag >= 2, excludes ``residual``.
         num_threads: torch intra-op CPU threads while fitting and predicting (restored after;
-            ``None``: leave torch's setting). The small recurrent matrices of this model gain
-            little from a second thread, and on a shared machine spinning threads make every
-            step slower, hence 1.
+            ``None``: leave torch's setting). A pinned count makes the weights independent of
+            the runner's threads; default 1, the fastest when fits share the cores (test workers,
+            a catalogue's regimes). A 2 x 128 LSTM trains 1.7x faster on 2 threads than on 1 on an idle
+            2-core machine, hence 2 in the thesis environments; with the cores shared, GNU
+            OpenMP's default spinning made 2 threads 2.4x slower than 1, which
+            ``import rom_pipeline`` avoids by setting ``GOMP_SPINCOUNT`` (benchmarks/bench_lstm_threads.py).
         linear_skip: add a linear autoregressive path A · vec(window) (no bias) beside the LSTM's
             head, trained jointly: the model is a linear MVAR plus a nonlinear LSTM correction.
             Training starts from the least-squares linear model of the training windows (A and
