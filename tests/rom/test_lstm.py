@@ -757,3 +757,29 @@ def test_linear_fit_all_starts_the_linear_path_from_every_run_held_out_ones_incl
     np.testing.assert_array_equal(every_run.mean_, training_only.mean_)
     with pytest.raises(ValueError, match="linear_fit must be one of 'training', 'all'"):
         LSTMForecaster(linear_fit="everything")
+
+
+def test_one_step_selection_rolls_out_every_fifth_validation_and_the_selected_checkpoint(runs, monkeypatch):
+    """Closed-loop scores select nothing under one_step: they are logged every 5th validated
+    epoch and for the selected checkpoint, whose scores equal a rollout of the restored weights,
+    and the weights are those of a fit that rolls out at every epoch."""
+    import rom_pipeline.rom.lstm.training as training
+
+    kwargs = dict(lag=3, selection="one_step", patience=50, validation_fraction=0.3,
+                  **{**TINY, "max_epochs": 12})
+    model = LSTMForecaster(**kwargs).fit(runs)
+    log = model.training_log_.set_index("epoch")
+    logged = log.index[log["val_rollout_skill"].notna()].tolist()
+    assert set(logged) - {model.best_epoch_} == {5, 10} and log["val_loss"].notna().all()
+    val_runs = [runs[i] for i in model.validation_runs_]
+    forecast = model.rollout_batch(np.stack([y[:3] for y in val_runs]), max(len(y) for y in val_runs) - 3)
+    truth = [y[3:] for y in val_runs]
+    predicted = [forecast[i, :len(t)] for i, t in enumerate(truth)]
+    assert log.loc[model.best_epoch_, "val_rollout_r2"] == pytest.approx(
+        closed_loop_r2(truth, predicted), abs=1e-9)
+    monkeypatch.setattr(training, "ONE_STEP_ROLLOUT_EVERY", 1)
+    every = LSTMForecaster(**kwargs).fit(runs)
+    assert every.training_log_["val_rollout_skill"].notna().all()
+    assert every.best_epoch_ == model.best_epoch_
+    for key, value in model.module_.state_dict().items():
+        assert torch.equal(value, every.module_.state_dict()[key])

@@ -91,7 +91,8 @@ class LSTMForecaster:
         selection: checkpoint selection and early stopping on the held-out runs: ``"skill"``
             (closed-loop skill against the training climatology, maximised; :mod:`~rom_pipeline.rom.lstm.training`),
             ``"rollout"`` (closed-loop latent R² against each run's own mean, maximised) or
-            ``"one_step"`` (one-step validation MSE, minimised).
+            ``"one_step"`` (one-step validation MSE, minimised; the closed-loop scores are then
+            logged every 5th validation and for the selected checkpoint only).
         multi_step: k > 1 trains on k-step unrolled predictions, loss averaged over the k steps,
             gradient through the whole unroll.
         noise_std: std σ of the Gaussian noise added to the training inputs, in normalised units
@@ -355,9 +356,11 @@ class LSTMForecaster:
             val_windows = self._to_normalised_tensor(X_val, device)
             val_targets = self._to_normalised_tensor(Y_val, device)
 
-            def validate() -> tuple[float, float, float]:
-                return (one_step_mse(self.module_, val_windows, val_targets),
-                        *self._closed_loop_scores(val_runs))
+            def validate(closed_loop: bool) -> tuple[float, float, float]:
+                loss = one_step_mse(self.module_, val_windows, val_targets)
+                if not closed_loop:
+                    return loss, math.nan, math.nan
+                return (loss, *self._closed_loop_scores(val_runs))
 
         with seeded_training(self.seed, device):
             self.module_ = self._new_module(r).to(device)
