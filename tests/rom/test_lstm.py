@@ -783,3 +783,21 @@ def test_one_step_selection_rolls_out_every_fifth_validation_and_the_selected_ch
     assert every.best_epoch_ == model.best_epoch_
     for key, value in model.module_.state_dict().items():
         assert torch.equal(value, every.module_.state_dict()[key])
+
+
+def test_short_batches_roll_out_on_one_thread_and_long_ones_on_num_threads(runs):
+    """A closed loop of fewer than ONE_THREAD_BELOW sequences runs on one torch thread (a second
+    only slows its tiny products); a larger batch uses ``num_threads``; the caller's setting is
+    restored either way."""
+    from rom_pipeline.rom.lstm.forecaster import ONE_THREAD_BELOW
+
+    model = LSTMForecaster(lag=3, num_threads=2, **TINY).fit(runs)
+    seen = []
+    model.module_.register_forward_hook(lambda *_: seen.append(torch.get_num_threads()))
+    before = torch.get_num_threads()
+    small = model.rollout_batch(np.stack([runs[0][:3]] * (ONE_THREAD_BELOW - 1)), 2)
+    assert set(seen) == {1}
+    seen.clear()
+    large = model.rollout_batch(np.stack([runs[0][:3]] * ONE_THREAD_BELOW), 2)
+    assert set(seen) == {2} and torch.get_num_threads() == before
+    np.testing.assert_allclose(small[0], large[0], rtol=1e-6, atol=1e-9)  # the same forecast
