@@ -63,7 +63,7 @@ class LSTMForecaster:
             the runner's threads; default 1, the fastest when fits share the cores (test workers,
             a catalogue's regimes). A 2 x 128 LSTM trains 1.7x faster on 2 threads than on 1 on an idle
             2-core machine, hence 2 in the thesis environments; with the cores shared, GNU
-            OpenMP's default spinning made 2 threads 2.4x slower than 1, which
+            OpenMP's default spinning made 2 threads 2.6x slower than 1, which
             ``import rom_pipeline`` avoids by setting ``GOMP_SPINCOUNT`` (benchmarks/bench_lstm_threads.py).
         linear_skip: add a linear autoregressive path A · vec(window) (no bias) beside the LSTM's
             head, trained jointly: the model is a linear MVAR plus a nonlinear LSTM correction.
