@@ -412,8 +412,12 @@ def test_krylov_solver_round_trips_and_rejects_what_it_cannot_do():
     assert PODBasis.from_arrays(legacy).solver == "gram"  # files written before the option
     with pytest.raises(ValueError, match=r"PODBasis solver must be one of \('gram', 'krylov'\), got 'lanczos'"):
         PODBasis(fixed_modes=4, solver="lanczos").fit(runs)
-    with pytest.raises(ValueError, match="needs more than the .* leading modes"):
-        PODBasis(pod_energy=1.0, solver="krylov").fit([rng.standard_normal((60, 8, 8))])
+    # an energy rule past what the Krylov route computes: the whole spectrum, densely, as 'gram'
+    flat = [rng.standard_normal((60, 8, 8))]
+    whole = PODBasis(pod_energy=1.0, solver="krylov").fit(flat)
+    gram = PODBasis(pod_energy=1.0, solver="gram").fit(flat)
+    assert whole.route_ == gram.route_ == "snapshots" and whole.n_modes_ == gram.n_modes_ > 16
+    np.testing.assert_allclose(whole.singular_values_, gram.singular_values_, rtol=1e-12)
     # no room for a Krylov gap (63 of 64 cells): solved densely, with the dense route's rank check
     with pytest.raises(ValueError, match="rom.fixed_modes=63 exceeds the numerical rank 44"):
         PODBasis(fixed_modes=63, solver="krylov").fit(runs)
@@ -488,3 +492,16 @@ def test_pod_node_keeps_the_rows_in_memory_only_when_twice_the_matrix_fits(monke
     for available, solver in [(2 * 51_200, "krylov"), (2 * 51_200 - 1, "gram")]:
         monkeypatch.setattr(pod_nodes.psutil, "virtual_memory", lambda a=available: type("M", (), {"available": a}))
         assert pod_nodes.choose_pod_solver(runs, subsample=3) == solver
+
+
+def test_krylov_energy_rule_past_its_mode_cap_falls_back_to_the_whole_spectrum(monkeypatch):
+    """Kept rows whose energy rule needs more leading modes than the Krylov route computes
+    (``_ENERGY_RULE_MAX``, lowered here) are solved densely: the basis of solver='gram'."""
+    from rom_pipeline.rom import eigensolvers
+
+    monkeypatch.setattr(eigensolvers, "_ENERGY_RULE_MAX", 16)
+    runs = [np.random.default_rng(3).standard_normal((120, 8, 8))]  # flat spectrum, 64 cells
+    krylov = PODBasis(pod_energy=0.9, solver="krylov").fit(runs)
+    gram = PODBasis(pod_energy=0.9, solver="gram").fit(runs)
+    assert krylov.route_ == gram.route_ == "gram" and krylov.n_modes_ == gram.n_modes_ > 16
+    assert np.max(subspace_angles(krylov.modes_, gram.modes_)) < 1e-8

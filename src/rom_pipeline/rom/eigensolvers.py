@@ -197,10 +197,12 @@ _ENERGY_RULE_START, _ENERGY_RULE_MAX = 16, 256
 def _krylov_modes(
     operator: KeptSnapshots, total_energy: float, n_snapshots: int, n_grid: int,
     fixed_modes: int | None, pod_energy: float,
-) -> tuple[np.ndarray, np.ndarray]:
+) -> tuple[np.ndarray, np.ndarray] | None:
     """Leading eigenpairs of ``X_c^T X_c`` by :func:`top_eigenpairs_krylov`: ``fixed_modes`` of
     them, or, under the energy rule, k = 16, 32, ... until ``sum_{j<=k} s_j^2 >= pod_energy
-    ||X_c||_F^2`` (the rule needs only the total energy and the leading spectrum)."""
+    ||X_c||_F^2`` (the rule needs only the total energy and the leading spectrum). ``None`` when
+    the energy rule needs more than ``_ENERGY_RULE_MAX`` modes (or the matrix is too small for a
+    Krylov gap): the whole spectrum is then cheaper densely."""
     limit = min(n_snapshots, n_grid) - 2  # k + 1 < min(n_snapshots, n_grid): room for the gap
     if fixed_modes is not None:
         k = int(fixed_modes)
@@ -214,10 +216,7 @@ def _krylov_modes(
     k = min(_ENERGY_RULE_START, limit)
     while True:
         if k < 1:
-            raise ValueError(
-                f"the 'krylov' solver needs at least 3 snapshots and 3 cells, got {n_snapshots} x "
-                f"{n_grid}: use solver='gram'"
-            )
+            return None
         eigenvalues, modes = top_eigenpairs_krylov(operator, k)
         captured = float(np.sum(np.clip(eigenvalues, 0.0, None))) / total_energy
         # rank reached: the remaining eigenvalues are rounding noise
@@ -225,12 +224,9 @@ def _krylov_modes(
         if captured >= pod_energy or exhausted:
             return eigenvalues, modes
         if k == limit:
-            raise ValueError(
-                f"rom.pod_energy={pod_energy} needs more than the {k} leading modes the 'krylov' "
-                f"solver can compute on {n_snapshots} snapshots x {n_grid} cells (they capture "
-                f"{captured:.6f}): set rom.fixed_modes or lower rom.pod_energy (with PODBasis directly: "
-                "solver='gram' computes the whole spectrum)"
-            )
+            logger.info("POD: the %d leading modes capture %.6f < rom.pod_energy=%s: computing the "
+                        "whole spectrum densely instead", k, captured, pod_energy)
+            return None
         k = min(2 * k, limit)
 
 
@@ -241,28 +237,34 @@ def solve_pod(
 
     The route is the moment's ("krylov" when it kept the rows, else "gram" or "snapshots"). The
     number of modes follows :func:`choose_rank` (on the "krylov" route the energy rule uses the
-    exact total energy and the leading eigenvalues, see :func:`_krylov_modes`), with
-    ``fixed_modes + 1 < min(n_snapshots, n_grid)`` on that route. Signs are fixed so that the largest-magnitude
-    entry of every mode is positive.
+    exact total energy and the leading eigenvalues, see :func:`_krylov_modes`). Kept rows are
+    solved densely instead (the "gram"/"snapshots" route, with its rank check and messages) when
+    the Krylov route cannot: ``fixed_modes + 1 >= min(n_snapshots, n_grid)`` (no room for a gap),
+    or an energy rule that needs more than ``_ENERGY_RULE_MAX`` modes. Signs are fixed so that the
+    largest-magnitude entry of every mode is positive.
     """
     n_snapshots, n_grid = moment.n_snapshots, moment.n_grid
 
     def choose(eigenvalues: np.ndarray) -> int:
         return choose_rank(eigenvalues, n_snapshots, n_grid, fixed_modes, pod_energy)[0]
 
-    if isinstance(moment, KeptSnapshots) and fixed_modes is not None and fixed_modes > min(n_snapshots, n_grid) - 2:
-        # too few snapshots or cells for a Krylov gap: the matrix is small, solve it densely (the
-        # "gram"/"snapshots" route, with its rank check and messages)
+    def solve_densely() -> ModalBasis:
         dense = StreamingSecondMoment()
         for rows in moment.rows():
             dense.add(rows)
         moment.release()
         return solve_pod(dense, fixed_modes, pod_energy)
+
+    if isinstance(moment, KeptSnapshots) and fixed_modes is not None and fixed_modes > min(n_snapshots, n_grid) - 2:
+        return solve_densely()  # too few snapshots or cells for a Krylov gap: a small matrix
     mean, route = moment.mean(), moment.route
     total_energy = None
     if route == "krylov":
         total_energy = moment.total_energy()
-        eigenvalues, modes = _krylov_modes(moment, total_energy, n_snapshots, n_grid, fixed_modes, pod_energy)
+        found = _krylov_modes(moment, total_energy, n_snapshots, n_grid, fixed_modes, pod_energy)
+        if found is None:
+            return solve_densely()
+        eigenvalues, modes = found
         moment.release()
     elif route == "gram":
         eigenvalues, modes = top_eigenpairs_dense(moment.centred_gram(), choose)

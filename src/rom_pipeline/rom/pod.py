@@ -125,7 +125,9 @@ class PODBasis:
             same basis to < 1e-10 rad at a fraction of the cost, but ``singular_values_`` then
             holds only the computed leading modes (``cumulative_energy_`` is still relative to the
             exact total energy ``||X_c||_F^2``, so the energy rule picks the same r), and
-            ``rank_`` counts only those.
+            ``rank_`` counts only those. An energy rule that needs more than 256 modes, or a
+            matrix too small for a Krylov gap, is solved densely from the kept rows instead
+            (route "gram"/"snapshots", the whole spectrum).
         shift_method: ``"integer"`` (whole-cell rolls) or ``"subpixel"`` (continuous shifts,
             Fourier-space translation); see :mod:`rom_pipeline.rom.shifts`.
 
