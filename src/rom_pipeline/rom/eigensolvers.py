@@ -201,17 +201,13 @@ def _krylov_modes(
     """Leading eigenpairs of ``X_c^T X_c`` by :func:`top_eigenpairs_krylov`: ``fixed_modes`` of
     them, or, under the energy rule, k = 16, 32, ... until ``sum_{j<=k} s_j^2 >= pod_energy
     ||X_c||_F^2`` (the rule needs only the total energy and the leading spectrum). ``None`` when
-    the energy rule needs more than ``_ENERGY_RULE_MAX`` modes (or the matrix is too small for a
-    Krylov gap): the whole spectrum is then cheaper densely."""
+    the Krylov route cannot: ``fixed_modes`` leaves no room for a gap (``k + 1 <
+    min(n_snapshots, n_grid)`` is needed), or the energy rule needs more than ``_ENERGY_RULE_MAX``
+    modes or the matrix is too small; the whole spectrum is then computed densely."""
     limit = min(n_snapshots, n_grid) - 2  # k + 1 < min(n_snapshots, n_grid): room for the gap
     if fixed_modes is not None:
         k = int(fixed_modes)
-        if k > limit:
-            raise ValueError(
-                f"rom.fixed_modes={k} leaves no room for the 'krylov' solver on "
-                f"{n_snapshots} snapshots x {n_grid} cells: use solver='gram'"
-            )
-        return top_eigenpairs_krylov(operator, k)
+        return top_eigenpairs_krylov(operator, k) if k <= limit else None
     limit = min(limit, _ENERGY_RULE_MAX)
     k = min(_ENERGY_RULE_START, limit)
     while True:
@@ -248,22 +244,17 @@ def solve_pod(
     def choose(eigenvalues: np.ndarray) -> int:
         return choose_rank(eigenvalues, n_snapshots, n_grid, fixed_modes, pod_energy)[0]
 
-    def solve_densely() -> ModalBasis:
-        dense = StreamingSecondMoment()
-        for rows in moment.rows():
-            dense.add(rows)
-        moment.release()
-        return solve_pod(dense, fixed_modes, pod_energy)
-
-    if isinstance(moment, KeptSnapshots) and fixed_modes is not None and fixed_modes > min(n_snapshots, n_grid) - 2:
-        return solve_densely()  # too few snapshots or cells for a Krylov gap: a small matrix
     mean, route = moment.mean(), moment.route
     total_energy = None
     if route == "krylov":
         total_energy = moment.total_energy()
         found = _krylov_modes(moment, total_energy, n_snapshots, n_grid, fixed_modes, pod_energy)
-        if found is None:
-            return solve_densely()
+        if found is None:  # the Krylov route cannot: the whole spectrum from the kept rows
+            dense = StreamingSecondMoment()
+            for rows in moment.rows():
+                dense.add(rows)
+            moment.release()
+            return solve_pod(dense, fixed_modes, pod_energy)
         eigenvalues, modes = found
         moment.release()
     elif route == "gram":
