@@ -51,6 +51,10 @@ def main() -> None:
     parser.add_argument("--track-calibration", default=None, choices=["none", "heldout", "empirical"])
     parser.add_argument("--track-order", type=int, default=None)
     parser.add_argument("--blend", default=None, choices=["none", "heldout"])
+    parser.add_argument("--track-method", default=None, choices=["alignment", "phase"])
+    parser.add_argument("--track-analogs", default=None, choices=["on", "off"])
+    parser.add_argument("--blend-windows", type=float, nargs="+", default=None,
+                        help="edges of the blend windows (default: the environment's eval.blend_windows)")
     parser.add_argument("--blend-runs", type=int, default=None, help="fit the blend on K training runs only")
     parser.add_argument("--horizon", type=float, default=None, help="seconds of each test run to score")
     args = parser.parse_args()
@@ -69,6 +73,12 @@ def main() -> None:
         ev["track_order"] = args.track_order
     if args.blend is not None:
         ev["ensemble_blend"] = args.blend
+    if args.track_method is not None:
+        ev["track_method"] = args.track_method
+    if args.track_analogs is not None:
+        ev["track_analogs"] = args.track_analogs == "on"
+    if args.blend_windows is not None:
+        ev["blend_windows"] = args.blend_windows
     cfg = validate_parameters(parameters)
     rom_grid, forecast_setup = derived_quantities(parameters)
     pod, latent, runs = catalog.load("pod_basis"), catalog.load("train_latent"), catalog.load("test.runs")
@@ -113,7 +123,8 @@ def main() -> None:
     results[keep].to_csv(f"{out}.csv", index=False)
     by_lead.to_csv(f"{out}_skill_by_lead.csv", index=False)
     pd.set_option("display.width", 250)
-    print(f"track_order {cfg.eval.track_order}, track_calibration {cfg.eval.track_calibration}, "
+    print(f"track_method {cfg.eval.track_method}, track_order {cfg.eval.track_order}, track_calibration "
+          f"{cfg.eval.track_calibration}, track_analogs {cfg.eval.track_analogs}, "
           f"{cfg.eval.ensemble_size} members, forecast_start {cfg.forecast_start} s, horizon {args.horizon} s")
     print(results[keep].round(4).to_string(index=False))
     print(by_lead.round(4).to_string(index=False))

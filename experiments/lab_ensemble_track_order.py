@@ -1,5 +1,5 @@
-"""Track model of the lab_ensemble mode chosen on HELD-OUT TRAINING runs (issue 14): eval.track_order and
-eval.track_calibration.
+"""Track model of the lab_ensemble mode chosen on HELD-OUT TRAINING runs (issue 14): eval.track_method,
+eval.track_order and eval.track_calibration.
 
 The training runs are split into ``--folds`` folds; for each fold the track model (VAR order p, with or
 without the held-out calibration, whose own inner folds use only the remaining runs) is fitted on the other
@@ -8,9 +8,13 @@ shape is the run's own (true) latent state lifted by the POD basis, so the table
 alone: the ensemble mean ``E[S_{-s} g_h]`` (pooled lab R² per run, R² per lead window) and the ensemble of
 ``--members`` sampled tracks (fair CRPS skill against the POD mean shape at uniformly random positions, and
 the spread/skill ratio, per lead window; every ``--frame-step``-th frame). No test run is read.
+``--methods``: the track forecast (``alignment``: the alignment shifts; ``phase``: the phase track of the
+reconstruction, the shape placed on it, as ``ForecastBlock.placement`` does).
 
     PYTHONPATH=src python experiments/lab_ensemble_track_order.py --env base --experiment default
-    # writes experiments/results/lab_ensemble_selection_<experiment>.csv / .md
+    # writes experiments/results/lab_ensemble_selection_<experiment>.csv / .txt
+    PYTHONPATH=src python experiments/lab_ensemble_track_order.py --env gas --experiment gas \
+        --data-root /tmp/rom_bench_gas --methods alignment phase --orders 1 4 --runs 120
 """
 from __future__ import annotations
 
@@ -27,7 +31,14 @@ from rom_pipeline.config import validate_parameters
 from rom_pipeline.datasets.runs import RunCollection
 from rom_pipeline.evaluation.metrics import r2_pooled
 from rom_pipeline.evaluation.scores import crps_fair, skill, spread_skill_ratio
-from rom_pipeline.evaluation.track import TrackModel, lab_frame_mean, lab_frame_members
+from rom_pipeline.evaluation.track import (
+    TrackModel,
+    lab_frame_mean,
+    lab_frame_members,
+    phase_concentration,
+    phase_positions,
+    phase_track,
+)
 from rom_pipeline.rom.latent import unpack_trajectories
 from rom_pipeline.rom.pod import PODBasis
 
@@ -59,16 +70,28 @@ def main() -> None:
     parser.add_argument("--members", type=int, default=20)
     parser.add_argument("--orders", type=int, nargs="+", default=[1, 3])
     parser.add_argument("--frame-step", type=int, default=2, help="score every n-th forecast frame (speed)")
+    parser.add_argument("--methods", nargs="+", default=["alignment"], choices=["alignment", "phase"])
+    parser.add_argument("--calibrations", nargs="+", default=["none", "heldout"],
+                        choices=["none", "heldout", "empirical"])
+    parser.add_argument("--analogs", nargs="+", default=["off"], choices=["off", "on"],
+                        help="empirical law conditioned on the seed's concentration (TrackModel covariates)")
+    parser.add_argument("--runs", type=int, default=None, help="use K evenly spaced training runs (speed)")
+    parser.add_argument("--data-root", default=str(PROJECT / "data"))
+    parser.add_argument("--tag", default=None, help="results file suffix (default: the experiment)")
     args = parser.parse_args()
     cfg = validate_parameters(load_parameters(args.env))
-    data = PROJECT / "data" / args.experiment
+    data = Path(args.data_root) / args.experiment
     pod = PODBasis.from_arrays(npz(f"{data}/rom_common/pod_basis.npz/*/*.npz"))
     latent = npz(f"{data}/rom_common/latent_trajectories.npz/*/*.npz")
     tracks = unpack_trajectories(latent, key="shifts")
     states = unpack_trajectories(latent)
     ids = sorted(tracks)
+    if args.runs is not None:
+        ids = [ids[i] for i in np.linspace(0, len(ids) - 1, args.runs).round().astype(int)]
+    phases = {r: phase_track(pod, states[r], tracks[r]) for r in ids}
     dt = float(latent["dt_rom"])
     k0 = int(round(cfg.forecast_start / dt))
+    concentration = {r: float(phase_concentration(pod.lift(states[r][k0 - 1:k0], shifts=None))[0]) for r in ids}
     runs = RunCollection(data / "train", ids)
     grid = tuple(int(g) for g in pod.grid_shape_)
     n = np.asarray(grid, dtype=np.float64)
@@ -84,22 +107,30 @@ def main() -> None:
         clim[r] = crps_scores(truth[r][::step], np.broadcast_to(climatology_shape, truth[r][::step].shape), positions)
     print("truth and climatology scored", time.strftime("%X"), flush=True)
     rows = []
-    for order in args.orders:
-        for calibration in ("none", "heldout"):
+    centre = {r: phase_positions(shape[r]) for r in ids}
+    settings = [(m, o, c, a) for m in args.methods for o in args.orders for c in args.calibrations for a in args.analogs]
+    for method, order, calibration, analogs in settings:
+            source = tracks if method == "alignment" else phases
             for fold in folds:
                 fit_ids = [ids[i] for i in range(len(ids)) if i not in set(fold.tolist())]
-                model = TrackModel(order, calibration).fit([tracks[r] for r in fit_ids], grid, start=k0)
+                covariates = [concentration[r] for r in fit_ids] if analogs == "on" else None
+                model = TrackModel(order, calibration).fit([source[r] for r in fit_ids], grid, start=k0,
+                                                           covariates=covariates)
                 for i in fold:
                     r = ids[i]
-                    s = tracks[r]
+                    s = source[r]
                     nf = len(truth[r])
-                    mean, cov = model.displacement_law(s[:k0], nf)
+                    covariate = concentration[r] if analogs == "on" else None
+                    mean, cov = model.displacement_law(s[:k0], nf, covariate)
                     last = s[k0 - 1]
-                    pred = lab_frame_mean(shape[r], last + mean, cov)
-                    members = last + model.sample_displacements(s[:k0], nf, args.members, seed=0)
+                    members = last + model.sample_displacements(s[:k0], nf, args.members, seed=0, covariate=covariate)
+                    mean = last + mean
+                    if method == "phase":  # place the shape's centre on the track (ForecastBlock.placement)
+                        mean, members = centre[r] - mean, centre[r][None] - members
+                    pred = lab_frame_mean(shape[r], mean, cov)
                     sc = crps_scores(truth[r][::step], shape[r][::step], members[:, ::step])
                     lead = np.arange(nf) * dt
-                    row = {"order": order, "calibration": calibration, "run": r,
+                    row = {"method": method, "order": order, "calibration": calibration, "analogs": analogs, "run": r,
                            "r2_pooled": r2_pooled(truth[r], pred)}
                     bounds = (*EDGES, np.inf)
                     for lo, hi in zip(bounds[:-1], bounds[1:]):
@@ -113,13 +144,14 @@ def main() -> None:
                         row[f"mse_{tag}"] = sc["mse_mean"][w].sum()
                         row[f"nf_{tag}"] = int(w.sum())
                     rows.append(row)
-            print(order, calibration, time.strftime("%X"), flush=True)
+            print(method, order, calibration, analogs, time.strftime("%X"), flush=True)
     table = pd.DataFrame(rows)
-    out = PROJECT / "experiments" / "results" / f"lab_ensemble_selection_{args.experiment}"
+    out = PROJECT / "experiments" / "results" / f"lab_ensemble_selection_{args.tag or args.experiment}"
     table.to_csv(f"{out}.csv", index=False)
     summary = []
-    for (order, calibration), g in table.groupby(["order", "calibration"]):
-        row = {"order": order, "calibration": calibration, "r2_pooled_mean": g.r2_pooled.mean(),
+    for (method, order, calibration, analogs), g in table.groupby(["method", "order", "calibration", "analogs"], sort=False):
+        row = {"method": method, "order": order, "calibration": calibration, "analogs": analogs,
+               "r2_pooled_mean": g.r2_pooled.mean(),
                "r2_pooled_min": g.r2_pooled.min(), "runs_r2_ge_0": f"{(g.r2_pooled >= 0).sum()}/{len(g)}"}
         bounds = (*EDGES, np.inf)
         for lo, hi in zip(bounds[:-1], bounds[1:]):

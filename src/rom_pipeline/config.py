@@ -274,11 +274,20 @@ class EvalConfig(_Block):
     order_parameters: bool = True
     ensemble_size: int = Field(20, ge=1, description="members of the lab_ensemble shift mode")
     ensemble_seed: int = Field(0, description="seed of the sampled tracks and climatology positions")
-    track_order: int = Field(1, ge=1, description="VAR order of the track model (shift increments)")
+    track_order: int = Field(4, ge=1, description="VAR order of the track model (track increments)")
+    track_method: Literal["alignment", "phase"] = Field(
+        "phase", description="the track the lab_ensemble track model forecasts: alignment (the POD "
+        "alignment shifts) | phase (the circular centre of mass of the reconstructed density; the "
+        "forecast shape is placed on it)",
+    )
     track_calibration: Literal["none", "heldout", "empirical"] = Field(
         "empirical", description="per-lead law of the track: none (the VAR's) | heldout (variances "
         "measured on held-out training runs from the forecast start) | empirical (the held-out "
         "error paths themselves)",
+    )
+    track_analogs: bool = Field(
+        False, description="empirical track law: use the held-out error paths of the training runs "
+        "whose seed is about as concentrated as the test run's (the nearest quarter), not all of them",
     )
     ensemble_blend: Literal["none", "heldout"] = Field(
         "heldout", description="lab_ensemble blended with climatology: none (the forecast ensemble "
@@ -286,6 +295,10 @@ class EvalConfig(_Block):
         "rom_pipeline.evaluation.blend)",
     )
     blend_folds: int = Field(3, ge=2, description="folds of training runs of the heldout blend fit")
+    blend_windows: list[float] | None = Field(
+        None, description="edges [s after the forecast start] of the windows that get their own "
+        "heldout blend weights [e0, e1), ..., [e_last, end]; null: every lead window split in two",
+    )
     lead_windows: list[float] | None = Field(
         None, description="edges [s after the forecast start] of the lead-time R2 windows "
         "[e0, e1), ..., [e_last, end]; null: 0, 2, 5, 10, 20 without the edges past the horizon",
@@ -616,13 +629,15 @@ class _ExperimentBase(_Block):
                     f"conditioning frames but eval.forecast_start = {self.forecast_start} s gives "
                     f"{k0_track}: raise eval.forecast_start or lower eval.track_order"
                 )
-        if self.eval.lead_windows is not None:
-            from rom_pipeline.evaluation.protocol import check_lead_windows
+        for key in ("lead_windows", "blend_windows"):
+            if getattr(self.eval, key) is not None:
+                from rom_pipeline.evaluation.protocol import check_lead_windows
 
-            try:
-                check_lead_windows(self.eval.lead_windows, self.test_sim.T - self.forecast_start)
-            except ValueError as exc:
-                problems.append(str(exc))
+                try:
+                    check_lead_windows(getattr(self.eval, key), self.test_sim.T - self.forecast_start,
+                                       key=f"eval.{key}")
+                except ValueError as exc:
+                    problems.append(str(exc))
         k0 = int(round(self.forecast_start / self.dt_rom))
         max_lag = max(v for v in lags.values())
         if k0 < max_lag:

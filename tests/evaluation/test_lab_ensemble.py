@@ -113,6 +113,67 @@ def test_track_uncertainty_blurs_the_mean_and_is_scored_reproducibly(basis):
     assert block.member_shifts.shape == (16, block.n_forecast, 2)
 
 
+def test_a_phase_track_model_places_the_forecast_shape_on_the_swarm_centre(basis):
+    """eval.track_method: phase. The blob's phase track moves WITH it (+VELOCITY per frame); a
+    noise-free model of it reproduces the true track, and every member's placed shape has its centre
+    on that member's sampled track."""
+    from rom_pipeline.evaluation.track import lab_frame_members, phase_positions, phase_track
+
+    run = rigid_blob_run()
+    model = track_model(np.zeros((2, 2)))
+    model.intercept_ = VELOCITY.copy()
+    cfg = config(ensemble_size=3, track_method="phase")
+    rows = rows_by_mode(evaluate_forecaster(MeanStateForecaster(), basis, run, cfg, track_model=model))
+    assert rows["lab_ensemble"]["r2_pooled"] == pytest.approx(rows["oracle"]["r2_pooled"], abs=1e-6)
+    assert rows["oracle"]["r2_pooled"] > 0.999
+    block = ForecastBlock.prepare(basis, run, cfg, seed_length=1, track_model=model)
+    assert block.track_method == "phase"
+    seed_track = phase_track(basis, block.latent[: block.k0], block.true_shifts[: block.k0])
+    h = np.arange(1, block.n_forecast + 1)
+    np.testing.assert_allclose(block.track_mean, seed_track[-1] + h[:, None] * VELOCITY, atol=1e-12)
+    # the blob centre is (8, 6) + k VELOCITY: the phase track is it (a symmetric wrapped blob)
+    n = np.array(SHAPE, dtype=float)
+    centre = [8, 6] + (block.k0 - 1 + h[:, None]) * VELOCITY
+    np.testing.assert_allclose((block.track_mean - centre + n / 2) % n - n / 2, 0.0, atol=1e-3)
+    shape = basis.lift(np.repeat(block.latent[block.k0 - 1:block.k0], block.n_forecast, axis=0), shifts=None)
+    members = block.placement(shape)[2]
+    for m in range(members.shape[0]):
+        placed = lab_frame_members(shape, members[m:m + 1])[0]
+        np.testing.assert_allclose((phase_positions(placed) - block.member_shifts[m] + n / 2) % n - n / 2, 0.0,
+                                   atol=1e-9)
+    # the alignment method on the same run keeps its own (alignment-shift) track
+    assert ForecastBlock.prepare(basis, run, config(ensemble_size=3), seed_length=1,
+                                 track_model=track_model(np.zeros((2, 2)))).track_method == "alignment"
+
+
+def test_the_block_asks_the_track_law_for_the_seed_concentration(basis):
+    """The covariate that picks the empirical law's analogs is the concentration of the last seed
+    frame's reconstruction, passed to both the mean law and the members."""
+    from rom_pipeline.evaluation.track import phase_concentration
+
+    seen = []
+
+    class Recording:
+        def __init__(self, model):
+            self.model = model
+
+        def displacement_law(self, observed, n, covariate=None):
+            seen.append(("law", covariate))
+            return self.model.displacement_law(observed, n)
+
+        def sample_displacements(self, observed, n, m, seed, covariate=None):
+            seen.append(("members", covariate))
+            return self.model.sample_displacements(observed, n, m, seed)
+
+    run = rigid_blob_run()
+    block = ForecastBlock.prepare(basis, run, config(ensemble_size=3), seed_length=1,
+                                  track_model=Recording(track_model(np.zeros((2, 2)))))
+    expected = phase_concentration(basis.lift(block.latent[block.k0 - 1:block.k0], shifts=None))[0]
+    assert [kind for kind, _ in seen] == ["law", "members"]
+    assert all(c == pytest.approx(expected, abs=1e-12) for _, c in seen)
+    assert 0.3 < expected < 1.0  # a blob of width 2.2 cells on a 16 x 24 grid
+
+
 def test_bad_input_is_refused_before_any_work(basis):
     run = rigid_blob_run()
     with pytest.raises(ValueError, match="eval.ensemble_size is 0"):

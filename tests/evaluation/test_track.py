@@ -3,10 +3,14 @@ import numpy as np
 import pytest
 from statsmodels.tsa.api import VAR
 
+from rom_pipeline.evaluation.protocol import EvaluationConfig
 from rom_pipeline.evaluation.track import (
     TrackModel,
+    check_track_method,
     lab_frame_mean,
     lab_frame_members,
+    phase_positions,
+    phase_track,
     track_increments,
     translated_ensemble_scores,
 )
@@ -275,3 +279,105 @@ def test_empirical_law_needs_runs_past_the_start():
         TrackModel(1, calibration="empirical").fit([runs[0], runs[1][:4], runs[2][:4]], GRID, start=4)
     with pytest.raises(ValueError, match="track_calibration is 'gaussian'"):
         TrackModel(1, calibration="gaussian")
+
+
+def _wrap(x, n):
+    return (np.asarray(x) + np.asarray(n) / 2) % np.asarray(n) - np.asarray(n) / 2
+
+
+def test_phase_positions_locate_a_point_mass_and_follow_any_translation():
+    ny, nx = GRID
+    point = np.zeros((1, ny, nx))
+    point[0, 7, 30] = 2.5
+    np.testing.assert_allclose(_wrap(phase_positions(point)[0] - [7, 30], GRID), 0.0, atol=1e-12)
+    rng = np.random.default_rng(3)
+    field = rng.random((1, ny, nx)) + 0.5
+    for t in ([0.37, -4.81], [12.5, 20.25], [-0.01, 0.0]):
+        moved = lab_frame_members(field, -np.array(t, dtype=float)[None, None])[0]  # S_{+t} field
+        step = phase_positions(moved) - phase_positions(field)
+        np.testing.assert_allclose(_wrap(step[0] - t, GRID), 0.0, atol=1e-9)
+    # an integer roll moves it by whole cells, exactly
+    rolled = np.roll(field, (3, -5), axis=(1, 2))
+    np.testing.assert_allclose(_wrap(phase_positions(rolled) - phase_positions(field) - [3, -5], GRID)[0], 0.0,
+                               atol=1e-9)
+
+
+@pytest.mark.parametrize("method", ["integer", "subpixel"])
+def test_phase_track_is_the_centre_of_the_lab_frame_reconstruction(method):
+    from rom_pipeline.rom.pod import PODBasis
+
+    ny, nx = GRID
+    yy, xx = np.meshgrid(np.arange(ny), np.arange(nx), indexing="ij")
+    rng = np.random.default_rng(5)
+    runs = []
+    for _ in range(3):
+        centre = rng.uniform(0, 40, 2)
+        frames = []
+        for k in range(12):
+            cy, cx = centre + k * np.array([0.3, -0.7])
+            width = 3.0 + 0.1 * k
+            dy, dx = _wrap(yy - cy, ny), _wrap(xx - cx, nx)
+            frames.append(np.exp(-(dy**2 + 0.7 * dx**2) / (2 * width**2)) + 0.02)
+        runs.append(np.array(frames))
+    pod = PODBasis(fixed_modes=None, pod_energy=0.999999, shift_align=True, shift_align_ref="mean", shift_method=method).fit(runs)
+    for frames in runs:
+        shifts = pod.estimate_shifts(frames)
+        latent = pod.restrict(frames, shifts=shifts)
+        expected = phase_positions(pod.lift(latent, shifts=shifts))
+        np.testing.assert_allclose(_wrap(phase_track(pod, latent, shifts) - expected, GRID), 0.0, atol=1e-8)
+        # and it follows the swarm: the reconstruction's centre is the blob's up to the POD error
+        np.testing.assert_allclose(_wrap(np.diff(phase_track(pod, latent, shifts), axis=0) - [0.3, -0.7], GRID),
+                                   0.0, atol=0.05)
+
+
+def test_bad_track_method_is_refused():
+    with pytest.raises(ValueError, match=r"eval.track_method is 'centroid'.*'alignment', 'phase'"):
+        check_track_method("centroid")
+    with pytest.raises(ValueError, match=r"eval.track_method is 'centroid'"):
+        EvaluationConfig(forecast_start=0.6, track_method="centroid")
+    with pytest.raises(ValueError, match=r"frames must have shape \(T, ny, nx\)"):
+        phase_positions(np.zeros((4, 4)))
+
+
+def test_empirical_law_with_covariates_uses_the_nearest_runs_error_paths():
+    """Analogs: 40 runs, half of them 'diffuse' (covariate ~0.1) with a 9x noisier track than the
+    'concentrated' half (~0.9). Asked for a covariate, the law keeps the error paths of the
+    nearest ANALOG_FRACTION of the runs (at least ANALOG_MIN), which are then the right half's."""
+    from rom_pipeline.evaluation.track import ANALOG_FRACTION, ANALOG_MIN, heldout_displacement_errors, wrapped_lead_variance
+
+    rng = np.random.default_rng(11)
+    tracks, covariates = [], []
+    for i in range(40):
+        diffuse = i % 2 == 0
+        sigma = np.eye(2) * (0.81 if diffuse else 0.01)
+        tracks.append(simulate_track(30, C_TRUE, np.zeros((2, 2)), sigma, seed=100 + i))
+        covariates.append((0.1 if diffuse else 0.9) + 0.01 * rng.standard_normal())
+    plain = TrackModel(1, calibration="empirical", n_folds=4).fit(tracks, GRID, start=4)
+    model = TrackModel(1, calibration="empirical", n_folds=4).fit(tracks, GRID, start=4, covariates=covariates)
+    errors = heldout_displacement_errors(tracks, GRID, order=1, start=4, n_folds=4)
+    k = max(ANALOG_MIN, int(np.ceil(ANALOG_FRACTION * 40)))
+    conditioning = tracks[1][:4]
+    for target in (0.9, 0.1):
+        nearest = np.sort(np.argsort(np.abs(np.array(covariates) - target), kind="stable")[:k])
+        assert all((covariates[i] > 0.5) == (target > 0.5) for i in nearest)
+        mean, cov = model.displacement_law(conditioning, 20, covariate=target)
+        paths = model.displacement_paths(conditioning, 20, covariate=target)
+        np.testing.assert_allclose(paths, mean[None] + errors[nearest, :20], atol=1e-12)
+        expected = wrapped_lead_variance(errors[nearest], GRID)[:20]
+        np.testing.assert_allclose(np.diagonal(cov, axis1=1, axis2=2), expected, rtol=1e-10)
+        members = model.sample_displacements(conditioning, 20, 6, seed=2, covariate=target)
+        assert all(np.abs(paths - m[None]).max(axis=(1, 2)).min() == 0 for m in members)
+    # the concentrated runs' law is far narrower than the pooled one, the diffuse runs' wider
+    pooled = np.diagonal(plain.displacement_law(conditioning, 20)[1], axis1=1, axis2=2)[-1]
+    tight = np.diagonal(model.displacement_law(conditioning, 20, covariate=0.9)[1], axis1=1, axis2=2)[-1]
+    wide = np.diagonal(model.displacement_law(conditioning, 20, covariate=0.1)[1], axis1=1, axis2=2)[-1]
+    assert np.all(tight < 0.1 * pooled) and np.all(wide > pooled)
+    # without a covariate, or fitted without covariates, the law is the pooled one
+    np.testing.assert_array_equal(model.displacement_paths(conditioning, 20), plain.displacement_paths(conditioning, 20))
+    np.testing.assert_array_equal(plain.displacement_paths(conditioning, 20, covariate=0.9),
+                                  plain.displacement_paths(conditioning, 20))
+    again = TrackModel.from_arrays(model.to_arrays())
+    np.testing.assert_array_equal(again.displacement_paths(conditioning, 20, covariate=0.9),
+                                  model.displacement_paths(conditioning, 20, covariate=0.9))
+    with pytest.raises(ValueError, match="covariates must be 40 finite numbers"):
+        TrackModel(1, calibration="empirical").fit(tracks, GRID, start=4, covariates=covariates[:-1])

@@ -1,5 +1,5 @@
 """Blending the lab-frame ensemble with climatology, per lead window, fitted on HELD-OUT TRAINING
-runs (issue 14; config keys ``eval.ensemble_blend``, ``eval.blend_folds``).
+runs (issue 14; config keys ``eval.ensemble_blend``, ``eval.blend_folds``, ``eval.blend_windows``).
 
 Standard forecast post-processing. The ``lab_ensemble`` forecast ``F_h`` (the forecast shape on the
 sampled tracks) is replaced by the mixture
@@ -7,7 +7,9 @@ sampled tracks) is replaced by the mixture
     w(tau) F_h + (1 - w(tau)) C_h,      tau = lead time of frame h,
 
 with ``C_h`` the climatological reference ensemble (the training-mean co-moving shape at uniformly
-random positions) and one weight ``w`` per lead window ``[e_i, e_{i+1})`` of ``eval.lead_windows``.
+random positions) and one weight ``w`` per blend window ``[e_i, e_{i+1})`` of ``eval.blend_windows``
+(default: every window of ``eval.lead_windows`` split in two, so the first seconds, where the
+forecast is sharp and a little climatology inflates the mixture's spread most, get their own weights).
 Its proper scores follow exactly from :func:`rom_pipeline.evaluation.scores.mixture_frame_scores`.
 The scored lab-frame density (the point forecast, scored by R²) is the same blend of the two means,
 ``v E[S_{-s} g_h] + (1 - v) mean(lift(0))`` (the climatology's mean over uniform positions is the
@@ -144,20 +146,29 @@ def fit_climatology_blend(
     config,
     n_folds: int = 3,
     frame_step: int = 2,
+    covariates: Sequence[float] | None = None,
+    edges: Sequence[float] | None = None,
 ) -> ClimatologyBlend:
     """Per-lead-window blend weights fitted on held-out training runs (module docstring).
 
     Args:
         train_forecaster: trajectories [(K_i, r)] -> a fitted forecaster (``lag``, ``rollout``).
-        fit_track_model: training shifts [(K_i, 2)] -> a fitted track model.
+        fit_track_model: (training tracks [(K_i, 2)], their covariates [float] or None) -> a
+            fitted track model.
         pod: the fitted basis (``lift``, ``estimate_shifts``, ``grid_shape_``, ``n_modes_``).
         runs: the training runs (:class:`~rom_pipeline.evaluation.protocol.TestRun`, ROM grid).
         latents: their (K_i, r) latent trajectories, in the same order.
-        tracks: their (K_i, 2) alignment shifts, in the same order.
+        tracks: their (K_i, 2) tracks of ``config.track_method`` (the alignment shifts or the
+            phase track), in the same order.
         config: the :class:`~rom_pipeline.evaluation.protocol.EvaluationConfig` (forecast start,
             post-processing, ensemble size and seed, lead windows).
         n_folds: folds of training runs (>= 2, clipped to the number of runs).
         frame_step: score every ``frame_step``-th forecast frame (speed).
+        covariates: optional, one track-law covariate per run in the same order (the swarm's
+            concentration at the forecast start, :meth:`TrackModel.fit
+            <rom_pipeline.evaluation.track.TrackModel.fit>`), passed on with each fold's tracks.
+        edges: the windows that get their own weights (``eval.blend_windows``); None: the lead
+            windows ``config.lead_windows``.
 
     Returns:
         the fitted :class:`ClimatologyBlend` over ``config.lead_windows``.
@@ -183,7 +194,8 @@ def fit_climatology_blend(
         held = set(fold.tolist())
         rest = [i for i in range(n_runs) if i not in held]
         forecaster = train_forecaster([np.asarray(latents[i]) for i in rest])
-        track_model = fit_track_model([np.asarray(tracks[i]) for i in rest])
+        track_model = fit_track_model([np.asarray(tracks[i]) for i in rest],
+                                      None if covariates is None else [float(covariates[i]) for i in rest])
         for i in fold:
             block = ForecastBlock.prepare(pod, runs[i], config, int(forecaster.lag),
                                           latent=latents[i], track_model=track_model,
@@ -199,10 +211,11 @@ def fit_climatology_blend(
                 continue
             idx = np.arange(0, n_f, int(frame_step))
             post = _postprocessor(block, config)
+            shift_mean, shift_cov, members = block.placement(shape[idx], idx)
             comps = translated_mixture_components(
-                block.truth[idx], shape[idx], block.member_shifts[:, idx], climatology_shape,
+                block.truth[idx], shape[idx], members, climatology_shape,
                 block.climatology_positions[:, idx], post)
-            mean = lab_frame_mean(shape[idx], block.track_mean[idx], block.track_cov[idx])
+            mean = lab_frame_mean(shape[idx], shift_mean, shift_cov)
             level = np.full_like(mean, float(np.mean(climatology_shape)))
             comps["sxy"], comps["sxx"] = least_squares_weight(block.truth[idx], post(mean), post(level))
             leads.append(block.lead_time[idx])
@@ -213,7 +226,7 @@ def fit_climatology_blend(
                          "refitted forecast diverged): set eval.ensemble_blend: none")
     lead = np.concatenate(leads)
     comps = {key: np.concatenate(values) for key, values in parts.items()}
-    edges = tuple(config.lead_windows)
+    edges = tuple(config.lead_windows) if edges is None else tuple(float(e) for e in edges)
     window = ClimatologyBlend(edges, [1.0] * max(len(edges), 1)).window_index(lead)
     weights, mean_weights, counts = [], [], []
     for k in range(max(len(edges), 1)):

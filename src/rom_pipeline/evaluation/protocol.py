@@ -53,7 +53,15 @@ from rom_pipeline.evaluation.metrics import (
 )
 from rom_pipeline.evaluation.postprocess import CLAMP_MODES, MASS_MODES, clamp, mass_postprocess
 from rom_pipeline.evaluation.scores import mixture_frame_scores, skill, spread_skill_ratio
-from rom_pipeline.evaluation.track import lab_frame_mean, translated_ensemble_scores, translated_mixture_components
+from rom_pipeline.evaluation.track import (
+    check_track_method,
+    lab_frame_mean,
+    phase_concentration,
+    phase_positions,
+    phase_track,
+    translated_ensemble_scores,
+    translated_mixture_components,
+)
 
 __all__ = [
     "SHIFT_MODES",
@@ -203,6 +211,8 @@ class EvaluationConfig:
             needs M >= 2).
         ensemble_seed: seed of the sampled tracks (members) and of the climatology's random
             positions.
+        track_method: the track the ``lab_ensemble`` track model forecasts, one of
+            ``TRACK_METHODS`` (:mod:`rom_pipeline.evaluation.track`, "Which track").
     """
 
     forecast_start: float
@@ -215,8 +225,10 @@ class EvaluationConfig:
     lead_windows: tuple[float, ...] = ()
     ensemble_size: int = 20
     ensemble_seed: int = 0
+    track_method: str = "alignment"
 
     def __post_init__(self) -> None:
+        check_track_method(self.track_method)
         if isinstance(self.ensemble_size, bool) or int(self.ensemble_size) != self.ensemble_size \
                 or self.ensemble_size < 1:
             raise ValueError(
@@ -256,21 +268,22 @@ class EvaluationConfig:
             )
 
 
-def check_lead_windows(edges, horizon: float | None = None) -> None:
-    """Refuse lead-window edges that are not finite, not >= 0, not strictly increasing, or (given
-    the forecast ``horizon`` in s) not inside it: every window must hold a forecast frame."""
+def check_lead_windows(edges, horizon: float | None = None, key: str = "eval.lead_windows") -> None:
+    """Refuse lead-window edges (config key ``key``) that are not finite, not >= 0, not strictly
+    increasing, or (given the forecast ``horizon`` in s) not inside it: every window must hold a
+    forecast frame."""
     edges = [float(e) for e in edges]
     if any(not np.isfinite(e) for e in edges) or (edges and edges[0] < 0) or any(
         b <= a for a, b in zip(edges, edges[1:])
     ):
         raise ValueError(
-            f"eval.lead_windows = {edges}: give strictly increasing, finite edges >= 0 in seconds "
+            f"{key} = {edges}: give strictly increasing, finite edges >= 0 in seconds "
             "after the forecast start, e.g. [0, 2, 5, 10, 20] for the windows 0-2, 2-5, 5-10, "
             "10-20 and 20 s to the end"
         )
     if horizon is not None and edges and edges[-1] >= horizon:
         raise ValueError(
-            f"eval.lead_windows = {edges}: the last window starts at {edges[-1]:g} s but the "
+            f"{key} = {edges}: the last window starts at {edges[-1]:g} s but the "
             f"forecast covers only {horizon:g} s (test_sim.T - eval.forecast_start); drop the "
             f"edges >= {horizon:g} s or raise test_sim.T"
         )
@@ -389,9 +402,12 @@ class ForecastBlock:
         lead_time: (n_f,) times − times[0] (s): 0 at the first forecast frame.
         target_mass: M0 = ΔxΔy Σρ_{k0−1}, the mass of the last conditioning frame.
         grid_shape: (ny, nx).
+        track_method: ``config.track_method``: what ``track_mean``, ``track_cov`` and
+            ``member_shifts`` are positions of (the alignment shifts, or the phase track);
+            :meth:`placement` turns them into the shifts that place a forecast shape.
         track_mean, track_cov: (n_f, 2) mean and (n_f, 2, 2) covariance of the forecast
-            frames' shifts under the track model (``lab_ensemble`` only, else None).
-        member_shifts: (M, n_f, 2) sampled shifts of the ensemble members (``lab_ensemble``).
+            frames' track under the track model (``lab_ensemble`` only, else None).
+        member_shifts: (M, n_f, 2) sampled tracks of the ensemble members (``lab_ensemble``).
         climatology: ``lab_ensemble`` only: per-frame scores (``crps``, ``energy``, ``mse_mean``,
             ``variance``, each (n_f,)) of the climatological reference ensemble, the lifted
             training-mean co-moving state at ``ensemble_size`` seeded, uniformly random positions
@@ -411,6 +427,7 @@ class ForecastBlock:
     target_mass: float
     grid_shape: tuple[int, int]
     _ceiling: dict[int, np.ndarray] = field(default_factory=dict, repr=False)
+    track_method: str = "alignment"
     track_mean: np.ndarray | None = field(default=None, repr=False)
     track_cov: np.ndarray | None = field(default=None, repr=False)
     member_shifts: np.ndarray | None = field(default=None, repr=False)
@@ -477,14 +494,23 @@ class ForecastBlock:
         times = run.times[k0:]
         track = {}
         if aligned and "lab_ensemble" in config.shift_modes:
-            n_f, last = T - k0, true_shifts[k0 - 1].astype(np.float64)
-            mean, cov = track_model.displacement_law(true_shifts[:k0], n_f)
+            n_f = T - k0
+            if config.track_method == "phase":  # the seed frames' phase track (their restriction)
+                observed = phase_track(pod, np.asarray(latent)[:k0], true_shifts[:k0])
+            else:
+                observed = true_shifts[:k0].astype(np.float64)
+            last = observed[-1]
+            # how concentrated the last seed frame's reconstruction is: picks the track law's analogs
+            covariate = float(phase_concentration(
+                pod.lift(np.asarray(latent)[k0 - 1:k0, : int(pod.n_modes_)], shifts=None))[0])
+            mean, cov = track_model.displacement_law(observed, n_f, covariate)
             samples = track_model.sample_displacements(
-                true_shifts[:k0], n_f, config.ensemble_size, seed=config.ensemble_seed
+                observed, n_f, config.ensemble_size, seed=config.ensemble_seed, covariate=covariate
             )
             rng = np.random.default_rng([config.ensemble_seed, 1])
             n = np.asarray(grid_shape, dtype=np.float64)
-            track.update({"track_mean": last + mean, "track_cov": cov, "member_shifts": last + samples,
+            track.update({"track_method": config.track_method, "track_mean": last + mean,
+                          "track_cov": cov, "member_shifts": last + samples,
                           "climatology_positions": rng.uniform(-n / 2, n / 2, size=(config.ensemble_size, n_f, 2))})
         block = cls(
             run=run, k0=k0, latent=np.asarray(latent, dtype=np.float64), true_shifts=true_shifts,
@@ -495,6 +521,23 @@ class ForecastBlock:
         if track and score_climatology:
             block.climatology = _climatology_scores(pod, block, config)
         return block
+
+    def placement(self, shape: np.ndarray, frames=slice(None)
+                  ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """The alignment shifts that place the co-moving forecast ``shape`` (n, ny, nx), forecast
+        frames ``frames`` (a slice or indices), in the lab frame (``lab_ensemble`` only): mean
+        (n, 2), covariance (n, 2, 2) and members (M, n, 2). The track itself for
+        ``track_method="alignment"``; for ``"phase"``, ``s = phase(g) - p`` so that each placed
+        frame's circular centre of mass is the track ``p``
+        (:func:`rom_pipeline.evaluation.track.phase_positions`)."""
+        mean, cov = self.track_mean[frames], self.track_cov[frames]
+        members = self.member_shifts[:, frames]
+        if self.track_method == "alignment":
+            return mean, cov, members
+        centre = phase_positions(shape)
+        if centre.shape != mean.shape:
+            raise ValueError(f"placement: {shape.shape[0]} shape frames for {mean.shape[0]} track frames")
+        return centre - mean, cov, centre[None] - members
 
     @property
     def n_forecast(self) -> int:
@@ -544,13 +587,15 @@ def lift_forecast(basis, y_pred: np.ndarray, block: ForecastBlock, mode: str, bl
     mode turns a latent forecast into densities (a new mode adds a branch here).
 
     ``"lab_ensemble"``: E[S_{−s} g_k] with g_k = lift(ŷ_k) in the co-moving frame and s ~
-    N(block.track_mean_k, block.track_cov_k) (:func:`rom_pipeline.evaluation.track.lab_frame_mean`);
+    N(mean_k, cov_k), the placement of g_k on the block's track law (:meth:`ForecastBlock.placement`,
+    :func:`rom_pipeline.evaluation.track.lab_frame_mean`);
     with a :class:`~rom_pipeline.evaluation.blend.ClimatologyBlend` ``blend``, the blended mean
     v_k E[S_{−s} g_k] + (1 − v_k) mean(lift(0)) (``blend.mean_weights``) (the climatology's mean over uniform positions is
     the constant field of its mass)."""
     if mode == "lab_ensemble":
         shape = np.asarray(basis.lift(y_pred, shifts=None), dtype=np.float64)
-        mean = lab_frame_mean(shape, block.track_mean, block.track_cov)
+        shift_mean, shift_cov, _ = block.placement(shape)
+        mean = lab_frame_mean(shape, shift_mean, shift_cov)
         if blend is None:
             return mean
         w = blend.weights_at(block.lead_time, mean=True)[:, None, None]
@@ -759,7 +804,8 @@ def _ensemble_scores(basis, y_pred: np.ndarray, block: ForecastBlock, config: Ev
                      blend=None):
     """Per-frame scores (``ENSEMBLE_FRAME_COLUMNS``) of the lab-frame ensemble and its references.
 
-    Members: the co-moving forecast lift(ŷ_k) on the sampled tracks ``block.member_shifts``.
+    Members: the co-moving forecast lift(ŷ_k) placed on the sampled tracks ``block.member_shifts``
+    (:meth:`ForecastBlock.placement`).
     Climatology: ``block.climatology``, scored once per block by :func:`_climatology_scores`.
     Hold: the forecast shape at s_{k0−1}, a single (deterministic) member. Every member is
     post-processed like the scored forecasts (clamp, mass restoration). With a ``blend``, the
@@ -768,14 +814,15 @@ def _ensemble_scores(basis, y_pred: np.ndarray, block: ForecastBlock, config: Ev
     """
     post = _postprocessor(block, config)
     shape = np.asarray(basis.lift(y_pred, shifts=None), dtype=np.float64)
+    members = block.placement(shape)[2]
     if block.climatology is None:
         block.climatology = _climatology_scores(basis, block, config)
     if blend is None:
-        model = translated_ensemble_scores(block.truth, shape, block.member_shifts, post)
+        model = translated_ensemble_scores(block.truth, shape, members, post)
     else:
         r = int(basis.n_modes_)
         climatology_shape = np.asarray(basis.lift(np.zeros((1, r)), shifts=None), dtype=np.float64)[0]
-        components = translated_mixture_components(block.truth, shape, block.member_shifts,
+        components = translated_mixture_components(block.truth, shape, members,
                                                    climatology_shape, block.climatology_positions, post)
         model = mixture_frame_scores(components, blend.weights_at(block.lead_time))
     climatology = block.climatology

@@ -29,6 +29,16 @@ Lab-frame ensemble of a co-moving forecast ``g_h`` (n, ny, nx):
 * member ``m`` is ``S_{-s_m} g_h`` with ``s_m`` a path of the fitted VAR driven by seeded Gaussian
   noise (Fourier shift, so each member keeps the mass of ``g_h``).
 
+Which track (config key ``eval.track_method``). ``"alignment"``: the model forecasts the alignment
+shifts ``s_k`` themselves. ``"phase"``: it forecasts the PHASE TRACK ``p_k``, the circular centre of
+mass of the reconstructed lab-frame density (:func:`phase_track`: the phase of the lowest Fourier
+mode of each axis' marginal), and a forecast shape ``g_h`` is placed so that its own centre lands on
+``p_h``: ``s_h = phase(g_h) - p_h`` (:meth:`rom_pipeline.evaluation.protocol.ForecastBlock.placement`;
+mean, covariance and members alike, since ``phase(g_h)`` is known). The alignment shift is the
+argmax of a correlation with the reference shape; on a diffuse swarm (the thesis ``gas``) it jumps
+between near-equal maxima, about 1.7 cells per 0.12 s step against 0.66 for the phase, so its
+increments carry little of the swarm's motion: measured in ``experiments/results/track_method_heldout.md``.
+
 Held-out calibration (``calibration="heldout"``, config key ``eval.track_calibration``). The VAR's
 law is too narrow a few seconds after a forecast start near the run start (the increments are not
 stationary: the swarm forms, splits and the shift estimate of a diffuse swarm jumps), and too wide
@@ -67,12 +77,82 @@ import numpy as np
 
 from rom_pipeline.rom.shifts import fourier_shift_copies
 
-__all__ = ["TRACK_CALIBRATIONS", "TrackModel", "heldout_displacement_errors", "lab_frame_mean", "lab_frame_members", "track_increments", "translated_ensemble_scores",
+__all__ = ["ANALOG_FRACTION", "ANALOG_MIN", "TRACK_CALIBRATIONS", "TRACK_METHODS", "TrackModel", "check_track_method",
+           "phase_concentration", "phase_positions", "phase_track", "heldout_displacement_errors", "lab_frame_mean", "lab_frame_members", "track_increments", "translated_ensemble_scores",
            "translated_mixture_components", "wrapped_lead_variance"]
 
 
 #: Values of ``eval.track_calibration``.
 TRACK_CALIBRATIONS = ("none", "heldout", "empirical")
+
+#: Values of ``eval.track_method``: the track the model forecasts (module docstring, "Which track").
+TRACK_METHODS = ("alignment", "phase")
+
+#: Analogs (module docstring): the law at a run uses the error paths of the nearest
+#: ``ANALOG_FRACTION`` of the held-out runs by covariate, and at least ``ANALOG_MIN`` of them.
+ANALOG_FRACTION = 0.25
+ANALOG_MIN = 10
+
+
+def check_track_method(method: str) -> None:
+    """ValueError naming ``eval.track_method`` unless ``method`` is one of :data:`TRACK_METHODS`."""
+    if method not in TRACK_METHODS:
+        raise ValueError(
+            f"eval.track_method is {method!r}; use one of {TRACK_METHODS} ('alignment': the POD "
+            "alignment shifts, 'phase': the circular centre of mass of the reconstructed density)"
+        )
+
+
+def phase_positions(frames: np.ndarray) -> np.ndarray:
+    """(T, 2) circular centre of mass ``(p_y, p_x)`` of each frame, in cells.
+
+    Per axis ``a`` (``n_a`` cells), ``p_a = -arg F_a(1) n_a / (2 pi)`` with ``F_a(1)`` the first
+    Fourier coefficient of the frame's marginal along ``a``: the phase of its lowest mode. A frame
+    translated by ``t`` cells (periodically, by a roll or a Fourier shift) has ``p`` moved by exactly
+    ``t`` (mod ``n_a``); a point mass at cell ``j`` has ``p_a = j``. Values lie in (-n_a/2, n_a/2].
+    """
+    frames = np.asarray(frames, dtype=np.float64)
+    if frames.ndim != 3:
+        raise ValueError(f"frames must have shape (T, ny, nx), got {frames.shape}")
+    out = np.empty((frames.shape[0], 2))
+    for axis, (summed, n) in enumerate(((2, frames.shape[1]), (1, frames.shape[2]))):
+        marginal = frames.sum(axis=summed)  # (T, n)
+        first = marginal @ np.exp(-2j * np.pi * np.arange(n) / n)
+        out[:, axis] = -np.angle(first) * n / (2.0 * np.pi)
+    return out
+
+
+def phase_concentration(frames: np.ndarray) -> np.ndarray:
+    """(T,) how concentrated each frame is about its circular centre of mass: the mean over the two
+    axes of ``|F_a(1)| / F(0)``, the first Fourier coefficient of the axis marginal over the mass
+    (the mean resultant length of circular statistics): 1 for a point mass, 0 for a uniform field;
+    translation invariant. Negative values are not expected (densities)."""
+    frames = np.asarray(frames, dtype=np.float64)
+    if frames.ndim != 3:
+        raise ValueError(f"frames must have shape (T, ny, nx), got {frames.shape}")
+    mass = frames.sum(axis=(1, 2))
+    total = np.zeros(frames.shape[0])
+    for summed, n in ((2, frames.shape[1]), (1, frames.shape[2])):
+        total += np.abs(frames.sum(axis=summed) @ np.exp(-2j * np.pi * np.arange(n) / n))
+    return 0.5 * total / np.where(mass != 0, mass, 1.0)
+
+
+def phase_track(pod, latent: np.ndarray, shifts: np.ndarray) -> np.ndarray:
+    """(T, 2) phase track ``p_k = phase(lift(y_k)) - s_k`` of a latent trajectory: the circular
+    centre of mass (:func:`phase_positions`) of its lab-frame reconstruction ``S_{-s_k} lift(y_k)``
+    (a translation by ``-s_k`` moves the centre by ``-s_k``), computed from the co-moving frames.
+
+    Args:
+        pod: fitted basis (``lift``, ``n_modes_``).
+        latent: (T, r) latent states (the first ``pod.n_modes_`` columns are used).
+        shifts: (T, 2) their alignment shifts.
+    """
+    latent = np.asarray(latent, dtype=np.float64)
+    shifts = np.asarray(shifts, dtype=np.float64)
+    if latent.ndim != 2 or shifts.shape != (latent.shape[0], 2):
+        raise ValueError(f"need latent (T, r) and shifts (T, 2); got {latent.shape} and {shifts.shape}")
+    shape = pod.lift(latent[:, : int(pod.n_modes_)], shifts=None)
+    return phase_positions(shape) - shifts
 
 
 def track_increments(shifts: np.ndarray, grid_shape: tuple[int, int]) -> np.ndarray:
@@ -105,6 +185,9 @@ class TrackModel:
         lead_variance_: (H, 2) calibrated per-axis variances ``v_h`` of ``D_h``, h = 1..H
             (``"heldout"`` and ``"empirical"``, else None).
         lead_errors_: (N, H, 2) held-out error paths (``"empirical"`` only, else None).
+        lead_covariate_: (N,) the covariate of each error path's run at the forecast start
+            (``"empirical"`` fitted with ``covariates``, else None): the law at a new run is
+            then that of its analogs (module docstring, "Analogs").
     """
 
     def __init__(self, order: int = 1, calibration: str = "none", n_folds: int = 5):
@@ -121,7 +204,8 @@ class TrackModel:
         self.n_folds = int(n_folds)
 
     def fit(
-        self, tracks: Sequence[np.ndarray], grid_shape: tuple[int, int], start: int | None = None
+        self, tracks: Sequence[np.ndarray], grid_shape: tuple[int, int], start: int | None = None,
+        covariates: Sequence[float] | None = None,
     ) -> TrackModel:
         """Pooled least squares on the training tracks (and, for ``calibration="heldout"``, the
         held-out per-lead variances).
@@ -131,13 +215,24 @@ class TrackModel:
             grid_shape: (ny, nx).
             start: forecast start index k0 (conditioning frames) the law will be used from;
                 required by ``calibration="heldout"``.
+            covariates: optional, one number per training run at frame ``start - 1`` (the
+                swarm's :func:`phase_concentration`); with ``calibration="empirical"`` a law
+                asked for with a ``covariate`` uses the error paths of the nearest runs only.
 
         Returns:
             self.
         """
+        if covariates is not None:
+            covariates = np.asarray(covariates, dtype=np.float64)
+            if covariates.shape != (len(tracks),) or not np.all(np.isfinite(covariates)):
+                raise ValueError(
+                    f"covariates must be {len(tracks)} finite numbers, one per training track; got "
+                    f"shape {covariates.shape}"
+                )
         self._fit_var(tracks, grid_shape)
         self.lead_variance_ = None
         self.lead_errors_ = None
+        self.lead_covariate_ = None
         if self.calibration in ("heldout", "empirical"):
             if start is None:
                 raise ValueError(
@@ -156,7 +251,29 @@ class TrackModel:
                         "forecast start; use more or longer training runs or set eval.track_calibration: heldout"
                     )
                 self.lead_errors_ = errors[keep, :horizon]
+                if covariates is not None:
+                    self.lead_covariate_ = covariates[keep]
         return self
+
+    def _analogs(self, covariate: float | None) -> np.ndarray | None:
+        """Indices of the error paths whose runs are nearest to ``covariate`` (the nearest
+        ``ANALOG_FRACTION`` of them, at least ``ANALOG_MIN``; ties by path order), or None for all
+        (no covariate, or a model fitted without covariates)."""
+        if covariate is None or getattr(self, "lead_covariate_", None) is None:
+            return None
+        if not np.isfinite(covariate):
+            raise ValueError(f"the track law's covariate must be finite, got {covariate!r}")
+        n = len(self.lead_covariate_)
+        k = min(n, max(ANALOG_MIN, int(np.ceil(ANALOG_FRACTION * n))))
+        return np.sort(np.argsort(np.abs(self.lead_covariate_ - float(covariate)), kind="stable")[:k])
+
+    def _lead_variance(self, covariate: float | None) -> np.ndarray | None:
+        """The calibrated per-lead variances: of the analog paths when ``covariate`` selects
+        some, else ``lead_variance_``."""
+        chosen = self._analogs(covariate)
+        if chosen is None:
+            return getattr(self, "lead_variance_", None)
+        return wrapped_lead_variance(self.lead_errors_[chosen], self.grid_shape_)
 
     def _fit_var(self, tracks: Sequence[np.ndarray], grid_shape: tuple[int, int]) -> None:
         p = self.order
@@ -219,19 +336,21 @@ class TrackModel:
         L[2 * p :] = np.eye(2)
         return F, b, L
 
-    def displacement_law(self, conditioning_shifts: np.ndarray, n_steps: int) -> tuple[np.ndarray, np.ndarray]:
+    def displacement_law(self, conditioning_shifts: np.ndarray, n_steps: int, covariate: float | None = None
+                         ) -> tuple[np.ndarray, np.ndarray]:
         """Law of the cumulative displacement ``D_h``, h = 1..n_steps.
 
         Args:
             conditioning_shifts: (k0, 2) observed shifts before the forecast start (k0 >= p + 1).
             n_steps: number of forecast frames.
+            covariate: the run's covariate at the forecast start (see :meth:`fit`), or None.
 
         Returns:
             mean (n_steps, 2) and covariance (n_steps, 2, 2) of ``D_h`` (cells).
         """
         self._check_fitted()
         mean, cov = self._var_law(conditioning_shifts, n_steps)
-        scale = self._lead_scale(cov)
+        scale = self._lead_scale(cov, self._lead_variance(covariate))
         if scale is not None:
             cov = cov * scale[:, :, None] * scale[:, None, :]
         return mean, cov
@@ -252,23 +371,26 @@ class TrackModel:
             cov[h] = P[2 * p :, 2 * p :]
         return mean, cov
 
-    def _lead_scale(self, cov: np.ndarray) -> np.ndarray | None:
-        """(n, 2) per-axis factors ``sqrt(v_h / C_h,aa)`` of the held-out calibration (None
-        without it); past the calibrated leads the last factor is kept."""
-        if getattr(self, "lead_variance_", None) is None:
+    def _lead_scale(self, cov: np.ndarray, lead_variance: np.ndarray | None) -> np.ndarray | None:
+        """(n, 2) per-axis factors ``sqrt(v_h / C_h,aa)`` of the held-out calibration with
+        variances ``lead_variance`` (H, 2) (None without it); past the calibrated leads the last
+        factor is kept."""
+        if lead_variance is None:
             return None
-        n, H = cov.shape[0], self.lead_variance_.shape[0]
+        n, H = cov.shape[0], lead_variance.shape[0]
         var = np.diagonal(cov, axis1=1, axis2=2)  # (n, 2)
-        target = self.lead_variance_[np.minimum(np.arange(n), H - 1)]
+        target = lead_variance[np.minimum(np.arange(n), H - 1)]
         scale = np.sqrt(target / np.where(var > 0, var, 1.0))
         if n > H:  # keep the last calibrated ratio, not the last variance
             scale[H:] = scale[H - 1]
         return np.where(var > 0, scale, 1.0)
 
     def sample_displacements(
-        self, conditioning_shifts: np.ndarray, n_steps: int, n_members: int, seed: int
+        self, conditioning_shifts: np.ndarray, n_steps: int, n_members: int, seed: int,
+        covariate: float | None = None,
     ) -> np.ndarray:
-        """(n_members, n_steps, 2) sampled paths of ``D_h`` (seeded: the same seed gives the same paths)."""
+        """(n_members, n_steps, 2) sampled paths of ``D_h`` (seeded: the same seed gives the same
+        paths); ``covariate``: see :meth:`displacement_law`."""
         self._check_fitted()
         if isinstance(n_members, bool) or int(n_members) != n_members or n_members < 1:
             raise ValueError(f"eval.ensemble_size must be an integer >= 1, got {n_members!r}")
@@ -290,23 +412,26 @@ class TrackModel:
             out[:, h] = total
             history = np.concatenate([step[:, None], history[:, :-1]], axis=1)
         if getattr(self, "lead_errors_", None) is not None:
-            paths = self.displacement_paths(conditioning_shifts, n_steps)
+            paths = self.displacement_paths(conditioning_shifts, n_steps, covariate)
             pick = rng.choice(len(paths), size=int(n_members), replace=int(n_members) > len(paths))
             return paths[pick]
         if getattr(self, "lead_variance_", None) is not None:
             mean, cov = self._var_law(conditioning_shifts, n_steps)
-            scale = self._lead_scale(cov)
+            scale = self._lead_scale(cov, self.lead_variance_)
             out = mean[None] + (out - mean[None]) * scale[None]
         return out
 
-    def displacement_paths(self, conditioning_shifts: np.ndarray, n_steps: int) -> np.ndarray:
+    def displacement_paths(self, conditioning_shifts: np.ndarray, n_steps: int,
+                           covariate: float | None = None) -> np.ndarray:
         """(N, n_steps, 2) the empirical law's equally likely paths of ``D_h``: the VAR mean plus
-        each held-out error path (past its horizon H the error at H); ``"empirical"`` only."""
+        each held-out error path (past its horizon H the error at H), of the analog runs only
+        when ``covariate`` is given to a model fitted with covariates; ``"empirical"`` only."""
         self._check_fitted()
         if getattr(self, "lead_errors_", None) is None:
             raise ValueError("displacement_paths needs a TrackModel fitted with calibration='empirical'")
         mean, _ = self._var_law(conditioning_shifts, n_steps)
-        errors = self.lead_errors_
+        chosen = self._analogs(covariate)
+        errors = self.lead_errors_ if chosen is None else self.lead_errors_[chosen]
         lead = np.minimum(np.arange(n_steps), errors.shape[1] - 1)
         return mean[None] + errors[:, lead]
 
@@ -320,6 +445,7 @@ class TrackModel:
             "calibration": np.array(self.calibration), "n_folds": np.array(self.n_folds, dtype=np.int64),
             "lead_variance": (np.zeros((0, 2)) if self.lead_variance_ is None else self.lead_variance_),
             "lead_errors": (np.zeros((0, 0, 2)) if getattr(self, "lead_errors_", None) is None else self.lead_errors_),
+            "lead_covariate": (np.zeros(0) if getattr(self, "lead_covariate_", None) is None else self.lead_covariate_),
         }
 
     @classmethod
@@ -335,6 +461,8 @@ class TrackModel:
         model.lead_variance_ = lead_variance if lead_variance.size else None
         lead_errors = np.asarray(arrays.get("lead_errors", np.zeros((0, 0, 2))), dtype=np.float64)
         model.lead_errors_ = lead_errors if lead_errors.size else None
+        lead_covariate = np.asarray(arrays.get("lead_covariate", np.zeros(0)), dtype=np.float64)
+        model.lead_covariate_ = lead_covariate if lead_covariate.size else None
         return model
 
 

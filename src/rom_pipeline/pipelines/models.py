@@ -68,6 +68,16 @@ def describe_rom_grid(sim: dict, density: dict, rom: dict) -> dict[str, Any]:
     }
 
 
+def split_windows(edges: list[float]) -> list[float]:
+    """The lead-window edges with every closed window [e_i, e_{i+1}) split at its midpoint (the
+    last, open window [e_last, end] is kept): the default blend windows, e.g. [0, 2, 5, 10, 20] ->
+    [0, 1, 2, 3.5, 5, 7.5, 10, 15, 20]."""
+    out: list[float] = []
+    for a, b in zip(edges, edges[1:]):
+        out += [float(a), 0.5 * (float(a) + float(b))]
+    return out + [float(e) for e in edges[-1:]]
+
+
 def describe_forecast(eval: dict, test_sim: dict, rom_grid: dict) -> dict[str, Any]:  # noqa: A002
     """The evaluation protocol's settings (science.md §8) from the ``eval`` and ``test_sim``
     blocks and the ROM grid: ``forecast_start`` (``eval.forecast_start``, null: the training
@@ -75,7 +85,8 @@ def describe_forecast(eval: dict, test_sim: dict, rom_grid: dict) -> dict[str, A
     the horizon ``test_sim.T − forecast_start``), the shift modes scored (``oracle`` alone
     without alignment) and the rest of :class:`~rom_pipeline.evaluation.protocol.EvaluationConfig`;
     plus ``forecast_start_given`` (the raw key, for the search), ``test_horizon``,
-    ``track_order``, ``track_calibration``, ``ensemble_blend``, ``blend_folds`` and the display
+    ``track_order``, ``track_calibration``, ``track_analogs``, ``ensemble_blend``, ``blend_folds``,
+    ``blend_windows`` (``eval.blend_windows``, null: :func:`split_windows` of the lead windows) and the display
     settings."""
     e, t = EvalConfig.model_validate(eval), TestSimConfig.model_validate(test_sim)
     start = e.forecast_start if e.forecast_start is not None else rom_grid["train_horizon"]
@@ -90,13 +101,17 @@ def describe_forecast(eval: dict, test_sim: dict, rom_grid: dict) -> dict[str, A
             "mass_postprocess": e.mass_postprocess, "shift_modes": shift_modes,
             "valid_r2_threshold": e.valid_r2_threshold, "order_parameters": e.order_parameters,
             "lead_windows": lead, "ensemble_size": e.ensemble_size, "ensemble_seed": e.ensemble_seed,
+            "track_method": e.track_method,
         },
         "forecast_start_given": e.forecast_start,
         "test_horizon": t.T,
         "track_order": e.track_order,
         "track_calibration": e.track_calibration,
+        "track_analogs": e.track_analogs,
         "ensemble_blend": e.ensemble_blend,
         "blend_folds": e.blend_folds,
+        "blend_windows": ([float(edge) for edge in e.blend_windows] if e.blend_windows is not None
+                          else split_windows(lead)),
         "lab_ensemble": rom_grid["shift_align"] and "lab_ensemble" in e.shift_modes,
         "snapshot_times": list(e.snapshot_times),
         "animation_max_frames": e.animation_max_frames,
@@ -162,25 +177,54 @@ def test_runs_for_evaluation(test_runs: RunCollection, rom_grid: dict[str, Any],
     return runs_for_evaluation(test_runs, rom_grid, forecast_setup["evaluation"]["order_parameters"])
 
 
-def training_track_model(train_latent: dict, pod: PODBasis, forecast_setup: dict[str, Any]):
-    """The track model of the ``lab_ensemble`` shift mode, fitted on the TRAINING runs' alignment
-    shifts (stored with their latent trajectories in ``train_latent``); None when that mode is not
-    scored."""
-    from rom_pipeline.evaluation.track import TrackModel
+def training_tracks(train_latent: dict, pod: PODBasis, forecast_setup: dict[str, Any]) -> dict[str, np.ndarray]:
+    """``{run_id: (K, 2) track}`` of the TRAINING runs that ``eval.track_method`` forecasts: their
+    alignment shifts (stored with their latent trajectories in ``train_latent``), or the phase track
+    of their reconstruction (:func:`rom_pipeline.evaluation.track.phase_track`)."""
+    from rom_pipeline.evaluation.track import phase_track
 
-    if not forecast_setup["lab_ensemble"]:
-        return None
     if "shifts" not in train_latent:
         raise ValueError(
             "train_latent holds no training shifts; re-run the pod pipeline with rom.shift_align: true "
             "before scoring eval.shift_modes 'lab_ensemble'"
         )
-    tracks = list(unpack_trajectories(train_latent, key="shifts").values())
+    shifts = unpack_trajectories(train_latent, key="shifts")
+    if forecast_setup["evaluation"]["track_method"] == "alignment":
+        return shifts
+    states = unpack_trajectories(train_latent)
+    return {run_id: phase_track(pod, states[run_id], shifts[run_id]) for run_id in shifts}
+
+
+def training_covariates(train_latent: dict, pod: PODBasis, start: int) -> dict[str, float]:
+    """``{run_id: concentration}`` of the TRAINING runs' reconstructions at frame ``start - 1``
+    (the last frame before the forecast start, or a shorter run's last frame;
+    :func:`rom_pipeline.evaluation.track.phase_concentration`): the covariate that picks the track
+    law's analogs."""
+    from rom_pipeline.evaluation.track import phase_concentration
+
+    out = {}
+    for run_id, y in unpack_trajectories(train_latent).items():
+        k = max(1, min(int(start), y.shape[0]))
+        out[run_id] = float(phase_concentration(pod.lift(y[k - 1:k, : int(pod.n_modes_)], shifts=None))[0])
+    return out
+
+
+def training_track_model(train_latent: dict, pod: PODBasis, forecast_setup: dict[str, Any]):
+    """The track model of the ``lab_ensemble`` shift mode, fitted on the TRAINING runs' tracks
+    (:func:`training_tracks`) with their covariates (:func:`training_covariates`); None when that
+    mode is not scored."""
+    from rom_pipeline.evaluation.track import TrackModel
+
+    if not forecast_setup["lab_ensemble"]:
+        return None
+    tracks = training_tracks(train_latent, pod, forecast_setup)
     # the protocol's k0, on the ROM grid the training shifts were stored on
     start = int(round(forecast_setup["evaluation"]["forecast_start"] / float(train_latent["dt_rom"])))
+    covariates = training_covariates(train_latent, pod, start) if forecast_setup["track_analogs"] else None
     return TrackModel(order=forecast_setup["track_order"],
                       calibration=forecast_setup["track_calibration"]).fit(
-        tracks, pod.grid_shape_, start=start)
+        list(tracks.values()), pod.grid_shape_, start=start,
+        covariates=None if covariates is None else [covariates[r] for r in tracks])
 
 
 def forecaster_blend(forecaster: Forecaster, model_options: dict[str, Any], train_latent: dict,
@@ -199,7 +243,7 @@ def forecaster_blend(forecaster: Forecaster, model_options: dict[str, Any], trai
     if not forecast_setup["lab_ensemble"] or method == "none":
         return None
     latents = unpack_trajectories(train_latent)
-    tracks = unpack_trajectories(train_latent, key="shifts")
+    tracks = training_tracks(train_latent, pod, forecast_setup)
     ids = list(latents)
     missing = [r for r in ids if r not in set(train_runs.run_ids)]
     if missing:
@@ -217,13 +261,18 @@ def forecaster_blend(forecaster: Forecaster, model_options: dict[str, Any], trai
             )
     start = int(round(forecast_setup["evaluation"]["forecast_start"] / float(train_latent["dt_rom"])))
 
-    def fit_track(shifts):
+    def fit_track(fold_tracks, fold_covariates):
         return TrackModel(order=forecast_setup["track_order"],
-                          calibration=forecast_setup["track_calibration"]).fit(shifts, pod.grid_shape_, start=start)
+                          calibration=forecast_setup["track_calibration"]).fit(
+            fold_tracks, pod.grid_shape_, start=start, covariates=fold_covariates)
+
+    covariates = training_covariates(train_latent, pod, start) if forecast_setup["track_analogs"] else None
 
     blend = fit_climatology_blend(
         lambda trajectories: forecaster.train(model_options, trajectories), fit_track, pod, runs,
         [latents[r] for r in ids], [tracks[r] for r in ids], evaluation_config(forecast_setup), n_folds=folds,
+        covariates=None if covariates is None else [covariates[r] for r in ids],
+        edges=forecast_setup["blend_windows"],
     )
     logger.info("%s: lab_ensemble blend with climatology, forecast weight per lead window %s: "
                 "ensemble %s, mean %s (held-out training frames %s)", forecaster.name, list(blend.edges),
