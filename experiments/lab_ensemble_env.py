@@ -53,8 +53,6 @@ def main() -> None:
     parser.add_argument("--blend", default=None, choices=["none", "heldout"])
     parser.add_argument("--track-method", default=None, choices=["alignment", "phase"])
     parser.add_argument("--track-analogs", default=None, choices=["on", "off"])
-    parser.add_argument("--blend-windows", type=float, nargs="+", default=None,
-                        help="edges of the blend windows (default: the environment's eval.blend_windows)")
     parser.add_argument("--blend-runs", type=int, default=None, help="fit the blend on K training runs only")
     parser.add_argument("--horizon", type=float, default=None, help="seconds of each test run to score")
     args = parser.parse_args()
@@ -77,8 +75,6 @@ def main() -> None:
         ev["track_method"] = args.track_method
     if args.track_analogs is not None:
         ev["track_analogs"] = args.track_analogs == "on"
-    if args.blend_windows is not None:
-        ev["blend_windows"] = args.blend_windows
     cfg = validate_parameters(parameters)
     rom_grid, forecast_setup = derived_quantities(parameters)
     pod, latent, runs = catalog.load("pod_basis"), catalog.load("train_latent"), catalog.load("test.runs")

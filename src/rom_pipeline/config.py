@@ -295,10 +295,6 @@ class EvalConfig(_Block):
         "rom_pipeline.evaluation.blend)",
     )
     blend_folds: int = Field(3, ge=2, description="folds of training runs of the heldout blend fit")
-    blend_windows: list[float] | None = Field(
-        None, description="edges [s after the forecast start] of the windows that get their own "
-        "heldout blend weights [e0, e1), ..., [e_last, end]; null: every lead window split in two",
-    )
     lead_windows: list[float] | None = Field(
         None, description="edges [s after the forecast start] of the lead-time R2 windows "
         "[e0, e1), ..., [e_last, end]; null: 0, 2, 5, 10, 20 without the edges past the horizon",
@@ -629,15 +625,13 @@ class _ExperimentBase(_Block):
                     f"conditioning frames but eval.forecast_start = {self.forecast_start} s gives "
                     f"{k0_track}: raise eval.forecast_start or lower eval.track_order"
                 )
-        for key in ("lead_windows", "blend_windows"):
-            if getattr(self.eval, key) is not None:
-                from rom_pipeline.evaluation.protocol import check_lead_windows
+        if self.eval.lead_windows is not None:
+            from rom_pipeline.evaluation.protocol import check_lead_windows
 
-                try:
-                    check_lead_windows(getattr(self.eval, key), self.test_sim.T - self.forecast_start,
-                                       key=f"eval.{key}")
-                except ValueError as exc:
-                    problems.append(str(exc))
+            try:
+                check_lead_windows(self.eval.lead_windows, self.test_sim.T - self.forecast_start)
+            except ValueError as exc:
+                problems.append(str(exc))
         k0 = int(round(self.forecast_start / self.dt_rom))
         max_lag = max(v for v in lags.values())
         if k0 < max_lag:

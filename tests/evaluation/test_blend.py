@@ -194,12 +194,6 @@ def test_heldout_fit_uses_other_folds_only_and_recovers_a_perfect_forecast(basis
     late = fit_climatology_blend(train, fit_track, basis, runs, latents, tracks,
                                  config(lead_windows=(0.0, 1.0, 5.0)), n_folds=2, frame_step=1)
     assert late.n_frames[2] == 0 and late.weights[2] == 0.0 and late.mean_weights[2] == 0.0
-    # own blend windows (eval.blend_windows): one weight each, the same held-out frames split up
-    fine = fit_climatology_blend(train, fit_track, basis, runs, latents, tracks,
-                                 config(lead_windows=(0.0, 1.0, 2.0)), n_folds=2, frame_step=1,
-                                 edges=(0.0, 0.5, 1.0, 2.0))
-    assert fine.edges == (0.0, 0.5, 1.0, 2.0) and len(fine.weights) == 4
-    assert sum(fine.n_frames[:2]) == blend.n_frames[0] and fine.n_frames[2:] == blend.n_frames[1:]
 
 
 def test_least_squares_mean_weight_is_the_brute_force_optimum():

@@ -12,8 +12,6 @@ from tests.conftest import with_overrides
         ({"eval.ensemble_size": 0}, r"eval.ensemble_size[\s\S]*greater than or equal to 1"),
         ({"eval.track_order": 0}, r"eval.track_order"),
         ({"eval.track_method": "centroid"}, r"eval.track_method[\s\S]*'alignment' or 'phase'"),
-        ({"eval.blend_windows": [0, 2, 1]}, r"eval.blend_windows = \[0.0, 2.0, 1.0\]: give strictly increasing"),
-        ({"eval.blend_windows": [0, 1000]}, r"eval.blend_windows = \[0.0, 1000.0\]: the last window starts at 1000 s"),
         ({"eval.shift_modes": ["oracle", "lab_frame"]}, r"eval.shift_modes"),
         ({"rom.shift_align": False, "eval.shift_modes": ["oracle", "lab_ensemble"]},
          "without alignment the forecast already lives in the lab frame"),
@@ -31,14 +29,3 @@ def test_defaults(base_params):
     assert cfg.rom.shift_method in ("integer", "subpixel")
     assert "lab_ensemble" in cfg.eval.shift_modes
     assert (cfg.eval.ensemble_size, cfg.eval.track_order, cfg.eval.track_method) == (20, 4, "phase")
-
-
-def test_blend_windows_default_to_the_lead_windows_split_in_two(base_params):
-    from rom_pipeline.pipelines.models import derived_quantities, split_windows
-
-    assert split_windows([0, 2, 5, 10, 20]) == [0, 1, 2, 3.5, 5, 7.5, 10, 15, 20]
-    assert split_windows([0]) == [0] and split_windows([]) == []
-    _, setup = derived_quantities(base_params)
-    assert setup["blend_windows"] == split_windows(setup["evaluation"]["lead_windows"])
-    _, setup = derived_quantities(with_overrides(base_params, **{"eval.blend_windows": [0, 3]}))
-    assert setup["blend_windows"] == [0.0, 3.0]

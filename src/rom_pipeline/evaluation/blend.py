@@ -1,5 +1,5 @@
 """Blending the lab-frame ensemble with climatology, per lead window, fitted on HELD-OUT TRAINING
-runs (issue 14; config keys ``eval.ensemble_blend``, ``eval.blend_folds``, ``eval.blend_windows``).
+runs (issue 14; config keys ``eval.ensemble_blend``, ``eval.blend_folds``).
 
 Standard forecast post-processing. The ``lab_ensemble`` forecast ``F_h`` (the forecast shape on the
 sampled tracks) is replaced by the mixture
@@ -7,9 +7,7 @@ sampled tracks) is replaced by the mixture
     w(tau) F_h + (1 - w(tau)) C_h,      tau = lead time of frame h,
 
 with ``C_h`` the climatological reference ensemble (the training-mean co-moving shape at uniformly
-random positions) and one weight ``w`` per blend window ``[e_i, e_{i+1})`` of ``eval.blend_windows``
-(default: every window of ``eval.lead_windows`` split in two, so the first seconds, where the
-forecast is sharp and a little climatology inflates the mixture's spread most, get their own weights).
+random positions) and one weight ``w`` per lead window ``[e_i, e_{i+1})`` of ``eval.lead_windows``.
 Its proper scores follow exactly from :func:`rom_pipeline.evaluation.scores.mixture_frame_scores`.
 The scored lab-frame density (the point forecast, scored by R²) is the same blend of the two means,
 ``v E[S_{-s} g_h] + (1 - v) mean(lift(0))`` (the climatology's mean over uniform positions is the
@@ -147,7 +145,6 @@ def fit_climatology_blend(
     n_folds: int = 3,
     frame_step: int = 2,
     covariates: Sequence[float] | None = None,
-    edges: Sequence[float] | None = None,
 ) -> ClimatologyBlend:
     """Per-lead-window blend weights fitted on held-out training runs (module docstring).
 
@@ -167,8 +164,6 @@ def fit_climatology_blend(
         covariates: optional, one track-law covariate per run in the same order (the swarm's
             concentration at the forecast start, :meth:`TrackModel.fit
             <rom_pipeline.evaluation.track.TrackModel.fit>`), passed on with each fold's tracks.
-        edges: the windows that get their own weights (``eval.blend_windows``); None: the lead
-            windows ``config.lead_windows``.
 
     Returns:
         the fitted :class:`ClimatologyBlend` over ``config.lead_windows``.
@@ -226,7 +221,7 @@ def fit_climatology_blend(
                          "refitted forecast diverged): set eval.ensemble_blend: none")
     lead = np.concatenate(leads)
     comps = {key: np.concatenate(values) for key, values in parts.items()}
-    edges = tuple(config.lead_windows) if edges is None else tuple(float(e) for e in edges)
+    edges = tuple(config.lead_windows)
     window = ClimatologyBlend(edges, [1.0] * max(len(edges), 1)).window_index(lead)
     weights, mean_weights, counts = [], [], []
     for k in range(max(len(edges), 1)):

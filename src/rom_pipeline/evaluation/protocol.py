@@ -268,22 +268,21 @@ class EvaluationConfig:
             )
 
 
-def check_lead_windows(edges, horizon: float | None = None, key: str = "eval.lead_windows") -> None:
-    """Refuse lead-window edges (config key ``key``) that are not finite, not >= 0, not strictly
-    increasing, or (given the forecast ``horizon`` in s) not inside it: every window must hold a
-    forecast frame."""
+def check_lead_windows(edges, horizon: float | None = None) -> None:
+    """Refuse lead-window edges that are not finite, not >= 0, not strictly increasing, or (given
+    the forecast ``horizon`` in s) not inside it: every window must hold a forecast frame."""
     edges = [float(e) for e in edges]
     if any(not np.isfinite(e) for e in edges) or (edges and edges[0] < 0) or any(
         b <= a for a, b in zip(edges, edges[1:])
     ):
         raise ValueError(
-            f"{key} = {edges}: give strictly increasing, finite edges >= 0 in seconds "
+            f"eval.lead_windows = {edges}: give strictly increasing, finite edges >= 0 in seconds "
             "after the forecast start, e.g. [0, 2, 5, 10, 20] for the windows 0-2, 2-5, 5-10, "
             "10-20 and 20 s to the end"
         )
     if horizon is not None and edges and edges[-1] >= horizon:
         raise ValueError(
-            f"{key} = {edges}: the last window starts at {edges[-1]:g} s but the "
+            f"eval.lead_windows = {edges}: the last window starts at {edges[-1]:g} s but the "
             f"forecast covers only {horizon:g} s (test_sim.T - eval.forecast_start); drop the "
             f"edges >= {horizon:g} s or raise test_sim.T"
         )

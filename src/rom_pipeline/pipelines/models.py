@@ -68,16 +68,6 @@ def describe_rom_grid(sim: dict, density: dict, rom: dict) -> dict[str, Any]:
     }
 
 
-def split_windows(edges: list[float]) -> list[float]:
-    """The lead-window edges with every closed window [e_i, e_{i+1}) split at its midpoint (the
-    last, open window [e_last, end] is kept): the default blend windows, e.g. [0, 2, 5, 10, 20] ->
-    [0, 1, 2, 3.5, 5, 7.5, 10, 15, 20]."""
-    out: list[float] = []
-    for a, b in zip(edges, edges[1:]):
-        out += [float(a), 0.5 * (float(a) + float(b))]
-    return out + [float(e) for e in edges[-1:]]
-
-
 def describe_forecast(eval: dict, test_sim: dict, rom_grid: dict) -> dict[str, Any]:  # noqa: A002
     """The evaluation protocol's settings (science.md §8) from the ``eval`` and ``test_sim``
     blocks and the ROM grid: ``forecast_start`` (``eval.forecast_start``, null: the training
@@ -85,8 +75,7 @@ def describe_forecast(eval: dict, test_sim: dict, rom_grid: dict) -> dict[str, A
     the horizon ``test_sim.T − forecast_start``), the shift modes scored (``oracle`` alone
     without alignment) and the rest of :class:`~rom_pipeline.evaluation.protocol.EvaluationConfig`;
     plus ``forecast_start_given`` (the raw key, for the search), ``test_horizon``,
-    ``track_order``, ``track_calibration``, ``track_analogs``, ``ensemble_blend``, ``blend_folds``,
-    ``blend_windows`` (``eval.blend_windows``, null: :func:`split_windows` of the lead windows) and the display
+    ``track_order``, ``track_calibration``, ``track_analogs``, ``ensemble_blend``, ``blend_folds`` and the display
     settings."""
     e, t = EvalConfig.model_validate(eval), TestSimConfig.model_validate(test_sim)
     start = e.forecast_start if e.forecast_start is not None else rom_grid["train_horizon"]
@@ -110,8 +99,6 @@ def describe_forecast(eval: dict, test_sim: dict, rom_grid: dict) -> dict[str, A
         "track_analogs": e.track_analogs,
         "ensemble_blend": e.ensemble_blend,
         "blend_folds": e.blend_folds,
-        "blend_windows": ([float(edge) for edge in e.blend_windows] if e.blend_windows is not None
-                          else split_windows(lead)),
         "lab_ensemble": rom_grid["shift_align"] and "lab_ensemble" in e.shift_modes,
         "snapshot_times": list(e.snapshot_times),
         "animation_max_frames": e.animation_max_frames,
@@ -272,7 +259,6 @@ def forecaster_blend(forecaster: Forecaster, model_options: dict[str, Any], trai
         lambda trajectories: forecaster.train(model_options, trajectories), fit_track, pod, runs,
         [latents[r] for r in ids], [tracks[r] for r in ids], evaluation_config(forecast_setup), n_folds=folds,
         covariates=None if covariates is None else [covariates[r] for r in ids],
-        edges=forecast_setup["blend_windows"],
     )
     logger.info("%s: lab_ensemble blend with climatology, forecast weight per lead window %s: "
                 "ensemble %s, mean %s (held-out training frames %s)", forecaster.name, list(blend.edges),
