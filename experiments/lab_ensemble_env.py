@@ -52,7 +52,7 @@ def main() -> None:
     parser.add_argument("--track-order", type=int, default=None)
     parser.add_argument("--blend", default=None, choices=["none", "heldout"])
     parser.add_argument("--track-method", default=None, choices=["alignment", "phase"])
-    parser.add_argument("--track-analogs", default=None, choices=["on", "off"])
+    parser.add_argument("--track-conditioning", default=None, choices=["none", "analogs", "scale"])
     parser.add_argument("--blend-runs", type=int, default=None, help="fit the blend on K training runs only")
     parser.add_argument("--horizon", type=float, default=None, help="seconds of each test run to score")
     args = parser.parse_args()
@@ -73,8 +73,8 @@ def main() -> None:
         ev["ensemble_blend"] = args.blend
     if args.track_method is not None:
         ev["track_method"] = args.track_method
-    if args.track_analogs is not None:
-        ev["track_analogs"] = args.track_analogs == "on"
+    if args.track_conditioning is not None:
+        ev["track_conditioning"] = args.track_conditioning
     cfg = validate_parameters(parameters)
     rom_grid, forecast_setup = derived_quantities(parameters)
     pod, latent, runs = catalog.load("pod_basis"), catalog.load("train_latent"), catalog.load("test.runs")
@@ -120,7 +120,7 @@ def main() -> None:
     by_lead.to_csv(f"{out}_skill_by_lead.csv", index=False)
     pd.set_option("display.width", 250)
     print(f"track_method {cfg.eval.track_method}, track_order {cfg.eval.track_order}, track_calibration "
-          f"{cfg.eval.track_calibration}, track_analogs {cfg.eval.track_analogs}, "
+          f"{cfg.eval.track_calibration}, track_conditioning {cfg.eval.track_conditioning}, "
           f"{cfg.eval.ensemble_size} members, forecast_start {cfg.forecast_start} s, horizon {args.horizon} s")
     print(results[keep].round(4).to_string(index=False))
     print(by_lead.round(4).to_string(index=False))

@@ -73,8 +73,8 @@ def main() -> None:
     parser.add_argument("--methods", nargs="+", default=["alignment"], choices=["alignment", "phase"])
     parser.add_argument("--calibrations", nargs="+", default=["none", "heldout"],
                         choices=["none", "heldout", "empirical"])
-    parser.add_argument("--analogs", nargs="+", default=["off"], choices=["off", "on"],
-                        help="empirical law conditioned on the seed's concentration (TrackModel covariates)")
+    parser.add_argument("--conditionings", nargs="+", default=["none"], choices=["none", "analogs", "scale"],
+                        help="empirical law conditioned on the seed's concentration (eval.track_conditioning)")
     parser.add_argument("--runs", type=int, default=None, help="use K evenly spaced training runs (speed)")
     parser.add_argument("--data-root", default=str(PROJECT / "data"))
     parser.add_argument("--tag", default=None, help="results file suffix (default: the experiment)")
@@ -108,19 +108,20 @@ def main() -> None:
     print("truth and climatology scored", time.strftime("%X"), flush=True)
     rows = []
     centre = {r: phase_positions(shape[r]) for r in ids}
-    settings = [(m, o, c, a) for m in args.methods for o in args.orders for c in args.calibrations for a in args.analogs]
-    for method, order, calibration, analogs in settings:
+    settings = [(m, o, c, a) for m in args.methods for o in args.orders for c in args.calibrations
+                for a in args.conditionings]
+    for method, order, calibration, conditioning in settings:
             source = tracks if method == "alignment" else phases
             for fold in folds:
                 fit_ids = [ids[i] for i in range(len(ids)) if i not in set(fold.tolist())]
-                covariates = [concentration[r] for r in fit_ids] if analogs == "on" else None
-                model = TrackModel(order, calibration).fit([source[r] for r in fit_ids], grid, start=k0,
-                                                           covariates=covariates)
+                covariates = [concentration[r] for r in fit_ids] if conditioning != "none" else None
+                model = TrackModel(order, calibration, conditioning=conditioning).fit(
+                    [source[r] for r in fit_ids], grid, start=k0, covariates=covariates)
                 for i in fold:
                     r = ids[i]
                     s = source[r]
                     nf = len(truth[r])
-                    covariate = concentration[r] if analogs == "on" else None
+                    covariate = concentration[r] if conditioning != "none" else None
                     mean, cov = model.displacement_law(s[:k0], nf, covariate)
                     last = s[k0 - 1]
                     members = last + model.sample_displacements(s[:k0], nf, args.members, seed=0, covariate=covariate)
@@ -130,7 +131,7 @@ def main() -> None:
                     pred = lab_frame_mean(shape[r], mean, cov)
                     sc = crps_scores(truth[r][::step], shape[r][::step], members[:, ::step])
                     lead = np.arange(nf) * dt
-                    row = {"method": method, "order": order, "calibration": calibration, "analogs": analogs, "run": r,
+                    row = {"method": method, "order": order, "calibration": calibration, "conditioning": conditioning, "run": r,
                            "r2_pooled": r2_pooled(truth[r], pred)}
                     bounds = (*EDGES, np.inf)
                     for lo, hi in zip(bounds[:-1], bounds[1:]):
@@ -144,13 +145,14 @@ def main() -> None:
                         row[f"mse_{tag}"] = sc["mse_mean"][w].sum()
                         row[f"nf_{tag}"] = int(w.sum())
                     rows.append(row)
-            print(method, order, calibration, analogs, time.strftime("%X"), flush=True)
+            print(method, order, calibration, conditioning, time.strftime("%X"), flush=True)
     table = pd.DataFrame(rows)
     out = PROJECT / "experiments" / "results" / f"lab_ensemble_selection_{args.tag or args.experiment}"
     table.to_csv(f"{out}.csv", index=False)
     summary = []
-    for (method, order, calibration, analogs), g in table.groupby(["method", "order", "calibration", "analogs"], sort=False):
-        row = {"method": method, "order": order, "calibration": calibration, "analogs": analogs,
+    for (method, order, calibration, conditioning), g in table.groupby(
+            ["method", "order", "calibration", "conditioning"], sort=False):
+        row = {"method": method, "order": order, "calibration": calibration, "conditioning": conditioning,
                "r2_pooled_mean": g.r2_pooled.mean(),
                "r2_pooled_min": g.r2_pooled.min(), "runs_r2_ge_0": f"{(g.r2_pooled >= 0).sum()}/{len(g)}"}
         bounds = (*EDGES, np.inf)

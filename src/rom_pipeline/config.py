@@ -285,9 +285,10 @@ class EvalConfig(_Block):
         "measured on held-out training runs from the forecast start) | empirical (the held-out "
         "error paths themselves)",
     )
-    track_analogs: bool = Field(
-        False, description="empirical track law: use the held-out error paths of the training runs "
-        "whose seed is about as concentrated as the test run's (the nearest quarter), not all of them",
+    track_conditioning: Literal["none", "analogs", "scale"] = Field(
+        "scale", description="empirical track law by the seed's concentration: none | analogs (the "
+        "error paths of the nearest quarter of the training runs) | scale (every path rescaled by "
+        "the fitted error scale at that concentration)",
     )
     ensemble_blend: Literal["none", "heldout"] = Field(
         "heldout", description="lab_ensemble blended with climatology: none (the forecast ensemble "

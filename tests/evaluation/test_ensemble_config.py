@@ -12,6 +12,7 @@ from tests.conftest import with_overrides
         ({"eval.ensemble_size": 0}, r"eval.ensemble_size[\s\S]*greater than or equal to 1"),
         ({"eval.track_order": 0}, r"eval.track_order"),
         ({"eval.track_method": "centroid"}, r"eval.track_method[\s\S]*'alignment' or 'phase'"),
+        ({"eval.track_conditioning": "knn"}, r"eval.track_conditioning[\s\S]*'none', 'analogs' or 'scale'"),
         ({"eval.shift_modes": ["oracle", "lab_frame"]}, r"eval.shift_modes"),
         ({"rom.shift_align": False, "eval.shift_modes": ["oracle", "lab_ensemble"]},
          "without alignment the forecast already lives in the lab frame"),
@@ -29,3 +30,4 @@ def test_defaults(base_params):
     assert cfg.rom.shift_method in ("integer", "subpixel")
     assert "lab_ensemble" in cfg.eval.shift_modes
     assert (cfg.eval.ensemble_size, cfg.eval.track_order, cfg.eval.track_method) == (20, 4, "phase")
+    assert cfg.eval.track_conditioning == "scale"

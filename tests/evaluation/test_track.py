@@ -353,7 +353,8 @@ def test_empirical_law_with_covariates_uses_the_nearest_runs_error_paths():
         tracks.append(simulate_track(30, C_TRUE, np.zeros((2, 2)), sigma, seed=100 + i))
         covariates.append((0.1 if diffuse else 0.9) + 0.01 * rng.standard_normal())
     plain = TrackModel(1, calibration="empirical", n_folds=4).fit(tracks, GRID, start=4)
-    model = TrackModel(1, calibration="empirical", n_folds=4).fit(tracks, GRID, start=4, covariates=covariates)
+    model = TrackModel(1, calibration="empirical", n_folds=4, conditioning="analogs").fit(
+        tracks, GRID, start=4, covariates=covariates)
     errors = heldout_displacement_errors(tracks, GRID, order=1, start=4, n_folds=4)
     k = max(ANALOG_MIN, int(np.ceil(ANALOG_FRACTION * 40)))
     conditioning = tracks[1][:4]
@@ -381,3 +382,66 @@ def test_empirical_law_with_covariates_uses_the_nearest_runs_error_paths():
                                   model.displacement_paths(conditioning, 20, covariate=0.9))
     with pytest.raises(ValueError, match="covariates must be 40 finite numbers"):
         TrackModel(1, calibration="empirical").fit(tracks, GRID, start=4, covariates=covariates[:-1])
+
+
+def _two_populations(seed=11):
+    """40 runs: even ones 'diffuse' (covariate ~0.1, track noise variance 0.81), odd ones
+    'concentrated' (~0.9, variance 0.01)."""
+    rng = np.random.default_rng(seed)
+    tracks, covariates = [], []
+    for i in range(40):
+        diffuse = i % 2 == 0
+        sigma = np.eye(2) * (0.81 if diffuse else 0.01)
+        tracks.append(simulate_track(30, C_TRUE, np.zeros((2, 2)), sigma, seed=100 + i))
+        covariates.append((0.1 if diffuse else 0.9) + 0.01 * rng.standard_normal())
+    return tracks, covariates
+
+
+def test_log_error_slopes_recover_a_known_scale_law():
+    from rom_pipeline.evaluation.track import _log_error_slopes
+
+    rng = np.random.default_rng(4)
+    c = rng.uniform(0, 1, 4000)
+    beta = np.array([-3.0, -1.0, 0.0, 2.0])
+    errors = 10.0 * np.exp(0.5 * beta[None, :, None] * c[:, None, None]) * rng.standard_normal((4000, 4, 2))
+    np.testing.assert_allclose(_log_error_slopes(errors, c), beta, atol=0.12)
+    assert np.all(_log_error_slopes(errors, np.full(4000, 0.3)) == 0.0)
+
+
+def test_scale_conditioning_rescales_every_error_path_to_the_runs_covariate():
+    """conditioning='scale' keeps all N paths, path i at lead h times exp(b_h (c - c_i) / 2)."""
+    from rom_pipeline.evaluation.track import _log_error_slopes, wrapped_lead_variance
+
+    tracks, covariates = _two_populations()
+    plain = TrackModel(1, calibration="empirical", n_folds=4).fit(tracks, GRID, start=4)
+    model = TrackModel(1, calibration="empirical", n_folds=4, conditioning="scale").fit(
+        tracks, GRID, start=4, covariates=covariates)
+    np.testing.assert_array_equal(model.lead_errors_, plain.lead_errors_)
+    c_i = np.asarray(covariates)
+    slope = _log_error_slopes(model.lead_errors_, c_i)
+    np.testing.assert_allclose(model.lead_slope_, slope)
+    assert np.all(slope[:5] < -1.5)  # the concentrated runs' errors are far smaller
+    conditioning = tracks[1][:4]
+    for target in (0.9, 0.1, 5.0):  # 5.0 lies outside the fitted range: clipped to its maximum
+        c = min(target, c_i.max())
+        expected = model.lead_errors_ * np.exp(0.5 * slope[None, :] * (c - c_i[:, None]))[:, :, None]
+        mean, cov = model.displacement_law(conditioning, 20, covariate=target)
+        np.testing.assert_allclose(model.displacement_paths(conditioning, 20, covariate=target),
+                                   mean[None] + expected[:, :20], atol=1e-12)
+        np.testing.assert_allclose(np.diagonal(cov, axis1=1, axis2=2),
+                                   wrapped_lead_variance(expected, GRID)[:20], rtol=1e-10)
+    pooled = np.diagonal(plain.displacement_law(conditioning, 20)[1], axis1=1, axis2=2)[-1]
+    tight = np.diagonal(model.displacement_law(conditioning, 20, covariate=0.9)[1], axis1=1, axis2=2)[-1]
+    wide = np.diagonal(model.displacement_law(conditioning, 20, covariate=0.1)[1], axis1=1, axis2=2)[-1]
+    assert np.all(tight < 0.2 * pooled) and np.all(wide > pooled)
+    again = TrackModel.from_arrays(model.to_arrays())
+    assert again.conditioning == "scale"
+    np.testing.assert_array_equal(again.displacement_paths(conditioning, 20, covariate=0.4),
+                                  model.displacement_paths(conditioning, 20, covariate=0.4))
+    # conditioning 'none' ignores covariates
+    none = TrackModel(1, calibration="empirical", n_folds=4, conditioning="none").fit(
+        tracks, GRID, start=4, covariates=covariates)
+    np.testing.assert_array_equal(none.displacement_paths(conditioning, 20, covariate=0.9),
+                                  plain.displacement_paths(conditioning, 20))
+    with pytest.raises(ValueError, match="eval.track_conditioning is 'nearest'"):
+        TrackModel(1, calibration="empirical", conditioning="nearest")

@@ -77,7 +77,8 @@ import numpy as np
 
 from rom_pipeline.rom.shifts import fourier_shift_copies
 
-__all__ = ["ANALOG_FRACTION", "ANALOG_MIN", "TRACK_CALIBRATIONS", "TRACK_METHODS", "TrackModel", "check_track_method",
+__all__ = ["ANALOG_FRACTION", "ANALOG_MIN", "TRACK_CALIBRATIONS", "TRACK_CONDITIONINGS", "TRACK_METHODS", "TrackModel",
+           "check_track_method",
            "phase_concentration", "phase_positions", "phase_track", "heldout_displacement_errors", "lab_frame_mean", "lab_frame_members", "track_increments", "translated_ensemble_scores",
            "translated_mixture_components", "wrapped_lead_variance"]
 
@@ -88,10 +89,18 @@ TRACK_CALIBRATIONS = ("none", "heldout", "empirical")
 #: Values of ``eval.track_method``: the track the model forecasts (module docstring, "Which track").
 TRACK_METHODS = ("alignment", "phase")
 
-#: Analogs (module docstring): the law at a run uses the error paths of the nearest
+#: Values of ``eval.track_conditioning``: how the empirical law depends on the run's covariate.
+TRACK_CONDITIONINGS = ("none", "analogs", "scale")
+
+#: ``"analogs"`` (module docstring): the law at a run uses the error paths of the nearest
 #: ``ANALOG_FRACTION`` of the held-out runs by covariate, and at least ``ANALOG_MIN`` of them.
 ANALOG_FRACTION = 0.25
 ANALOG_MIN = 10
+
+#: ``"scale"``: the floor (cells²) added to a squared error before its log is regressed on the
+#: covariate, the variance of a uniform rounding error over one cell (whole-cell tracks give
+#: exact zeros).
+SCALE_FLOOR = 1.0 / 12.0
 
 
 def check_track_method(method: str) -> None:
@@ -186,11 +195,23 @@ class TrackModel:
             (``"heldout"`` and ``"empirical"``, else None).
         lead_errors_: (N, H, 2) held-out error paths (``"empirical"`` only, else None).
         lead_covariate_: (N,) the covariate of each error path's run at the forecast start
-            (``"empirical"`` fitted with ``covariates``, else None): the law at a new run is
-            then that of its analogs (module docstring, "Analogs").
+            (``"empirical"`` fitted with ``covariates``, else None).
+        lead_slope_: (H,) ``"scale"`` only: slope ``b_h`` of ``log(|e_h|^2 + SCALE_FLOOR)`` on
+            the covariate over the error paths (pooled least squares per lead).
+
+    Covariates (``conditioning``, config key ``eval.track_conditioning``): the held-out error
+    paths come from runs as different as a compact blob and a near-uniform gas, whose track errors
+    differ by an order of magnitude, so one pooled law is too wide for the first and too narrow
+    for the second. Fitted with one covariate per run (the swarm's concentration at the forecast
+    start) and asked for the law at a run's covariate ``c``, ``"analogs"`` keeps the error paths of
+    the nearest runs by covariate; ``"scale"`` keeps every path but rescales path ``i`` at lead
+    ``h`` by ``exp(b_h (c - c_i) / 2)`` (``c`` clipped to the fitted range), the ratio of the
+    fitted error scales ``exp(a_h + b_h c)`` of the two runs (the intercept ``a_h`` cancels, so the
+    bias of a log-regression does not enter); ``"none"`` ignores covariates.
     """
 
-    def __init__(self, order: int = 1, calibration: str = "none", n_folds: int = 5):
+    def __init__(self, order: int = 1, calibration: str = "none", n_folds: int = 5,
+                 conditioning: str = "none"):
         if isinstance(order, bool) or int(order) != order or order < 1:
             raise ValueError(f"eval.track_order must be a positive integer, got {order!r}")
         if calibration not in TRACK_CALIBRATIONS:
@@ -199,9 +220,14 @@ class TrackModel:
             )
         if isinstance(n_folds, bool) or int(n_folds) != n_folds or n_folds < 2:
             raise ValueError(f"the held-out track calibration needs n_folds >= 2, got {n_folds!r}")
+        if conditioning not in TRACK_CONDITIONINGS:
+            raise ValueError(
+                f"eval.track_conditioning is {conditioning!r}; use one of {TRACK_CONDITIONINGS}"
+            )
         self.order = int(order)
         self.calibration = calibration
         self.n_folds = int(n_folds)
+        self.conditioning = conditioning
 
     def fit(
         self, tracks: Sequence[np.ndarray], grid_shape: tuple[int, int], start: int | None = None,
@@ -233,6 +259,7 @@ class TrackModel:
         self.lead_variance_ = None
         self.lead_errors_ = None
         self.lead_covariate_ = None
+        self.lead_slope_ = None
         if self.calibration in ("heldout", "empirical"):
             if start is None:
                 raise ValueError(
@@ -251,29 +278,40 @@ class TrackModel:
                         "forecast start; use more or longer training runs or set eval.track_calibration: heldout"
                     )
                 self.lead_errors_ = errors[keep, :horizon]
-                if covariates is not None:
+                if covariates is not None and self.conditioning != "none":
                     self.lead_covariate_ = covariates[keep]
+                    if self.conditioning == "scale":
+                        self.lead_slope_ = _log_error_slopes(self.lead_errors_, self.lead_covariate_)
         return self
 
-    def _analogs(self, covariate: float | None) -> np.ndarray | None:
-        """Indices of the error paths whose runs are nearest to ``covariate`` (the nearest
-        ``ANALOG_FRACTION`` of them, at least ``ANALOG_MIN``; ties by path order), or None for all
-        (no covariate, or a model fitted without covariates)."""
+    def _conditioned_errors(self, covariate: float | None) -> np.ndarray | None:
+        """The empirical law's error paths at a run with ``covariate`` (class docstring,
+        "Covariates"), or None when the covariate changes nothing (no covariate, a model fitted
+        without covariates, or ``conditioning="none"``)."""
         if covariate is None or getattr(self, "lead_covariate_", None) is None:
             return None
         if not np.isfinite(covariate):
             raise ValueError(f"the track law's covariate must be finite, got {covariate!r}")
+        if self.conditioning == "analogs":
+            return self.lead_errors_[self._analogs(covariate)]
+        c = float(np.clip(covariate, self.lead_covariate_.min(), self.lead_covariate_.max()))
+        factor = np.exp(0.5 * self.lead_slope_[None, :] * (c - self.lead_covariate_[:, None]))  # (N, H)
+        return self.lead_errors_ * factor[:, :, None]
+
+    def _analogs(self, covariate: float) -> np.ndarray:
+        """Indices of the error paths whose runs are nearest to ``covariate`` (the nearest
+        ``ANALOG_FRACTION`` of them, at least ``ANALOG_MIN``; ties by path order)."""
         n = len(self.lead_covariate_)
         k = min(n, max(ANALOG_MIN, int(np.ceil(ANALOG_FRACTION * n))))
         return np.sort(np.argsort(np.abs(self.lead_covariate_ - float(covariate)), kind="stable")[:k])
 
     def _lead_variance(self, covariate: float | None) -> np.ndarray | None:
-        """The calibrated per-lead variances: of the analog paths when ``covariate`` selects
-        some, else ``lead_variance_``."""
-        chosen = self._analogs(covariate)
-        if chosen is None:
+        """The calibrated per-lead variances: of the conditioned error paths when ``covariate``
+        conditions the law, else ``lead_variance_``."""
+        errors = self._conditioned_errors(covariate)
+        if errors is None:
             return getattr(self, "lead_variance_", None)
-        return wrapped_lead_variance(self.lead_errors_[chosen], self.grid_shape_)
+        return wrapped_lead_variance(errors, self.grid_shape_)
 
     def _fit_var(self, tracks: Sequence[np.ndarray], grid_shape: tuple[int, int]) -> None:
         p = self.order
@@ -430,8 +468,8 @@ class TrackModel:
         if getattr(self, "lead_errors_", None) is None:
             raise ValueError("displacement_paths needs a TrackModel fitted with calibration='empirical'")
         mean, _ = self._var_law(conditioning_shifts, n_steps)
-        chosen = self._analogs(covariate)
-        errors = self.lead_errors_ if chosen is None else self.lead_errors_[chosen]
+        errors = self._conditioned_errors(covariate)
+        errors = self.lead_errors_ if errors is None else errors
         lead = np.minimum(np.arange(n_steps), errors.shape[1] - 1)
         return mean[None] + errors[:, lead]
 
@@ -446,12 +484,15 @@ class TrackModel:
             "lead_variance": (np.zeros((0, 2)) if self.lead_variance_ is None else self.lead_variance_),
             "lead_errors": (np.zeros((0, 0, 2)) if getattr(self, "lead_errors_", None) is None else self.lead_errors_),
             "lead_covariate": (np.zeros(0) if getattr(self, "lead_covariate_", None) is None else self.lead_covariate_),
+            "lead_slope": (np.zeros(0) if getattr(self, "lead_slope_", None) is None else self.lead_slope_),
+            "conditioning": np.array(self.conditioning),
         }
 
     @classmethod
     def from_arrays(cls, arrays: dict[str, np.ndarray]) -> TrackModel:
         """Inverse of :meth:`to_arrays`."""
-        model = cls(int(arrays["order"]), str(arrays.get("calibration", "none")), int(arrays.get("n_folds", 5)))
+        model = cls(int(arrays["order"]), str(arrays.get("calibration", "none")), int(arrays.get("n_folds", 5)),
+                    str(arrays.get("conditioning", "none")))
         model.intercept_ = np.asarray(arrays["intercept"], dtype=np.float64)
         model.coefs_ = np.asarray(arrays["coefs"], dtype=np.float64)
         model.noise_cov_ = np.asarray(arrays["noise_cov"], dtype=np.float64)
@@ -463,7 +504,19 @@ class TrackModel:
         model.lead_errors_ = lead_errors if lead_errors.size else None
         lead_covariate = np.asarray(arrays.get("lead_covariate", np.zeros(0)), dtype=np.float64)
         model.lead_covariate_ = lead_covariate if lead_covariate.size else None
+        lead_slope = np.asarray(arrays.get("lead_slope", np.zeros(0)), dtype=np.float64)
+        model.lead_slope_ = lead_slope if lead_slope.size else None
         return model
+
+
+def _log_error_slopes(errors: np.ndarray, covariates: np.ndarray) -> np.ndarray:
+    """(H,) least-squares slope of ``log(mean_axes e_{i,h}^2 + SCALE_FLOOR)`` on ``covariates``
+    (N,) at every lead of ``errors`` (N, H, 2); 0 where the covariates do not vary."""
+    y = np.log(np.mean(errors**2, axis=2) + SCALE_FLOOR)  # (N, H)
+    if np.ptp(covariates) <= 1e-12 * max(1.0, float(np.max(np.abs(covariates)))):
+        return np.zeros(errors.shape[1])
+    x = covariates - covariates.mean()
+    return x @ (y - y.mean(axis=0)) / float(x @ x)
 
 
 def heldout_displacement_errors(

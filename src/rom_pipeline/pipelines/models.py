@@ -75,7 +75,7 @@ def describe_forecast(eval: dict, test_sim: dict, rom_grid: dict) -> dict[str, A
     the horizon ``test_sim.T − forecast_start``), the shift modes scored (``oracle`` alone
     without alignment) and the rest of :class:`~rom_pipeline.evaluation.protocol.EvaluationConfig`;
     plus ``forecast_start_given`` (the raw key, for the search), ``test_horizon``,
-    ``track_order``, ``track_calibration``, ``track_analogs``, ``ensemble_blend``, ``blend_folds`` and the display
+    ``track_order``, ``track_calibration``, ``track_conditioning``, ``ensemble_blend``, ``blend_folds`` and the display
     settings."""
     e, t = EvalConfig.model_validate(eval), TestSimConfig.model_validate(test_sim)
     start = e.forecast_start if e.forecast_start is not None else rom_grid["train_horizon"]
@@ -96,7 +96,7 @@ def describe_forecast(eval: dict, test_sim: dict, rom_grid: dict) -> dict[str, A
         "test_horizon": t.T,
         "track_order": e.track_order,
         "track_calibration": e.track_calibration,
-        "track_analogs": e.track_analogs,
+        "track_conditioning": e.track_conditioning,
         "ensemble_blend": e.ensemble_blend,
         "blend_folds": e.blend_folds,
         "lab_ensemble": rom_grid["shift_align"] and "lab_ensemble" in e.shift_modes,
@@ -207,9 +207,10 @@ def training_track_model(train_latent: dict, pod: PODBasis, forecast_setup: dict
     tracks = training_tracks(train_latent, pod, forecast_setup)
     # the protocol's k0, on the ROM grid the training shifts were stored on
     start = int(round(forecast_setup["evaluation"]["forecast_start"] / float(train_latent["dt_rom"])))
-    covariates = training_covariates(train_latent, pod, start) if forecast_setup["track_analogs"] else None
-    return TrackModel(order=forecast_setup["track_order"],
-                      calibration=forecast_setup["track_calibration"]).fit(
+    conditioning = forecast_setup["track_conditioning"]
+    covariates = training_covariates(train_latent, pod, start) if conditioning != "none" else None
+    return TrackModel(order=forecast_setup["track_order"], calibration=forecast_setup["track_calibration"],
+                      conditioning=conditioning).fit(
         list(tracks.values()), pod.grid_shape_, start=start,
         covariates=None if covariates is None else [covariates[r] for r in tracks])
 
@@ -249,11 +250,12 @@ def forecaster_blend(forecaster: Forecaster, model_options: dict[str, Any], trai
     start = int(round(forecast_setup["evaluation"]["forecast_start"] / float(train_latent["dt_rom"])))
 
     def fit_track(fold_tracks, fold_covariates):
-        return TrackModel(order=forecast_setup["track_order"],
-                          calibration=forecast_setup["track_calibration"]).fit(
+        return TrackModel(order=forecast_setup["track_order"], calibration=forecast_setup["track_calibration"],
+                          conditioning=forecast_setup["track_conditioning"]).fit(
             fold_tracks, pod.grid_shape_, start=start, covariates=fold_covariates)
 
-    covariates = training_covariates(train_latent, pod, start) if forecast_setup["track_analogs"] else None
+    covariates = (training_covariates(train_latent, pod, start)
+                  if forecast_setup["track_conditioning"] != "none" else None)
 
     blend = fit_climatology_blend(
         lambda trajectories: forecaster.train(model_options, trajectories), fit_track, pod, runs,
