@@ -499,7 +499,7 @@ class ForecastBlock:
             else:
                 observed = true_shifts[:k0].astype(np.float64)
             last = observed[-1]
-            # how concentrated the last seed frame's reconstruction is: picks the track law's analogs
+            # how concentrated the last seed frame's reconstruction is (eval.track_conditioning)
             covariate = float(phase_concentration(
                 pod.lift(np.asarray(latent)[k0 - 1:k0, : int(pod.n_modes_)], shifts=None))[0])
             mean, cov = track_model.displacement_law(observed, n_f, covariate)

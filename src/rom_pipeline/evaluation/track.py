@@ -1,4 +1,4 @@
-"""Where the swarm goes: a model of the alignment track and the lab-frame ensemble (issue 14).
+"""Where the swarm goes: a model of its track and the lab-frame ensemble (issue 14).
 
 The POD works in the co-moving frame: frame ``k`` is aligned by its shift ``s_k`` (cells, see
 :mod:`rom_pipeline.rom.shifts`), and a co-moving forecast ``g_k`` is placed in the lab frame by the
@@ -92,7 +92,7 @@ TRACK_METHODS = ("alignment", "phase")
 #: Values of ``eval.track_conditioning``: how the empirical law depends on the run's covariate.
 TRACK_CONDITIONINGS = ("none", "analogs", "scale")
 
-#: ``"analogs"`` (module docstring): the law at a run uses the error paths of the nearest
+#: ``"analogs"`` (:class:`TrackModel`, "Covariates"): the law at a run uses the error paths of the nearest
 #: ``ANALOG_FRACTION`` of the held-out runs by covariate, and at least ``ANALOG_MIN`` of them.
 ANALOG_FRACTION = 0.25
 ANALOG_MIN = 10
@@ -242,8 +242,9 @@ class TrackModel:
             start: forecast start index k0 (conditioning frames) the law will be used from;
                 required by ``calibration="heldout"``.
             covariates: optional, one number per training run at frame ``start - 1`` (the
-                swarm's :func:`phase_concentration`); with ``calibration="empirical"`` a law
-                asked for with a ``covariate`` uses the error paths of the nearest runs only.
+                swarm's :func:`phase_concentration`); with ``calibration="empirical"`` and a
+                ``conditioning`` other than ``"none"``, a law asked for with a ``covariate`` is
+                conditioned on it (class docstring, "Covariates").
 
         Returns:
             self.

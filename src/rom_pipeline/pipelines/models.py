@@ -75,8 +75,8 @@ def describe_forecast(eval: dict, test_sim: dict, rom_grid: dict) -> dict[str, A
     the horizon ``test_sim.T − forecast_start``), the shift modes scored (``oracle`` alone
     without alignment) and the rest of :class:`~rom_pipeline.evaluation.protocol.EvaluationConfig`;
     plus ``forecast_start_given`` (the raw key, for the search), ``test_horizon``,
-    ``track_order``, ``track_calibration``, ``track_conditioning``, ``ensemble_blend``, ``blend_folds`` and the display
-    settings."""
+    ``track_order``, ``track_calibration``, ``track_conditioning``, ``ensemble_blend``,
+    ``blend_folds`` and the display settings."""
     e, t = EvalConfig.model_validate(eval), TestSimConfig.model_validate(test_sim)
     start = e.forecast_start if e.forecast_start is not None else rom_grid["train_horizon"]
     if e.lead_windows is not None:
@@ -185,8 +185,8 @@ def training_tracks(train_latent: dict, pod: PODBasis, forecast_setup: dict[str,
 def training_covariates(train_latent: dict, pod: PODBasis, start: int) -> dict[str, float]:
     """``{run_id: concentration}`` of the TRAINING runs' reconstructions at frame ``start - 1``
     (the last frame before the forecast start, or a shorter run's last frame;
-    :func:`rom_pipeline.evaluation.track.phase_concentration`): the covariate that picks the track
-    law's analogs."""
+    :func:`rom_pipeline.evaluation.track.phase_concentration`): the covariate that conditions the
+    track law (``eval.track_conditioning``)."""
     from rom_pipeline.evaluation.track import phase_concentration
 
     out = {}
