@@ -296,6 +296,13 @@ def test_phase_positions_locate_a_point_mass_and_follow_any_translation():
         moved = lab_frame_members(field, -np.array(t, dtype=float)[None, None])[0]  # S_{+t} field
         step = phase_positions(moved) - phase_positions(field)
         np.testing.assert_allclose(_wrap(step[0] - t, GRID), 0.0, atol=1e-9)
+    # the concentration: 1 for a point mass, 0 for a uniform field, translation invariant
+    from rom_pipeline.evaluation.track import phase_concentration
+
+    np.testing.assert_allclose(phase_concentration(point), [1.0], atol=1e-12)
+    np.testing.assert_allclose(phase_concentration(np.ones((1, ny, nx))), [0.0], atol=1e-12)
+    np.testing.assert_allclose(phase_concentration(np.roll(field, (7, 11), axis=(1, 2))), phase_concentration(field),
+                               rtol=1e-12)
     # an integer roll moves it by whole cells, exactly
     rolled = np.roll(field, (3, -5), axis=(1, 2))
     np.testing.assert_allclose(_wrap(phase_positions(rolled) - phase_positions(field) - [3, -5], GRID)[0], 0.0,
@@ -339,19 +346,26 @@ def test_bad_track_method_is_refused():
         phase_positions(np.zeros((4, 4)))
 
 
-def test_empirical_law_with_covariates_uses_the_nearest_runs_error_paths():
-    """Analogs: 40 runs, half of them 'diffuse' (covariate ~0.1) with a 9x noisier track than the
-    'concentrated' half (~0.9). Asked for a covariate, the law keeps the error paths of the
-    nearest ANALOG_FRACTION of the runs (at least ANALOG_MIN), which are then the right half's."""
-    from rom_pipeline.evaluation.track import ANALOG_FRACTION, ANALOG_MIN, heldout_displacement_errors, wrapped_lead_variance
-
-    rng = np.random.default_rng(11)
+def _two_populations(seed=11):
+    """40 runs: even ones 'diffuse' (covariate ~0.1, track noise variance 0.81), odd ones
+    'concentrated' (~0.9, variance 0.01)."""
+    rng = np.random.default_rng(seed)
     tracks, covariates = [], []
     for i in range(40):
         diffuse = i % 2 == 0
         sigma = np.eye(2) * (0.81 if diffuse else 0.01)
         tracks.append(simulate_track(30, C_TRUE, np.zeros((2, 2)), sigma, seed=100 + i))
         covariates.append((0.1 if diffuse else 0.9) + 0.01 * rng.standard_normal())
+    return tracks, covariates
+
+
+def test_empirical_law_with_covariates_uses_the_nearest_runs_error_paths():
+    """conditioning='analogs' on :func:`_two_populations`: asked for a covariate, the law keeps the
+    error paths of the nearest ANALOG_FRACTION of the runs (at least ANALOG_MIN), which are then
+    the right half's."""
+    from rom_pipeline.evaluation.track import ANALOG_FRACTION, ANALOG_MIN, heldout_displacement_errors, wrapped_lead_variance
+
+    tracks, covariates = _two_populations()
     plain = TrackModel(1, calibration="empirical", n_folds=4).fit(tracks, GRID, start=4)
     model = TrackModel(1, calibration="empirical", n_folds=4, conditioning="analogs").fit(
         tracks, GRID, start=4, covariates=covariates)
@@ -382,19 +396,6 @@ def test_empirical_law_with_covariates_uses_the_nearest_runs_error_paths():
                                   model.displacement_paths(conditioning, 20, covariate=0.9))
     with pytest.raises(ValueError, match="covariates must be 40 finite numbers"):
         TrackModel(1, calibration="empirical").fit(tracks, GRID, start=4, covariates=covariates[:-1])
-
-
-def _two_populations(seed=11):
-    """40 runs: even ones 'diffuse' (covariate ~0.1, track noise variance 0.81), odd ones
-    'concentrated' (~0.9, variance 0.01)."""
-    rng = np.random.default_rng(seed)
-    tracks, covariates = [], []
-    for i in range(40):
-        diffuse = i % 2 == 0
-        sigma = np.eye(2) * (0.81 if diffuse else 0.01)
-        tracks.append(simulate_track(30, C_TRUE, np.zeros((2, 2)), sigma, seed=100 + i))
-        covariates.append((0.1 if diffuse else 0.9) + 0.01 * rng.standard_normal())
-    return tracks, covariates
 
 
 def test_log_error_slopes_recover_a_known_scale_law():

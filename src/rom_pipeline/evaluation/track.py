@@ -37,7 +37,7 @@ mode of each axis' marginal), and a forecast shape ``g_h`` is placed so that its
 mean, covariance and members alike, since ``phase(g_h)`` is known). The alignment shift is the
 argmax of a correlation with the reference shape; on a diffuse swarm (the thesis ``gas``) it jumps
 between near-equal maxima, about 1.7 cells per 0.12 s step against 0.66 for the phase, so its
-increments carry little of the swarm's motion: measured in ``experiments/results/track_method_heldout.md``.
+increments carry little of the swarm's motion (``experiments/results/lab_ensemble_phase_track.md``).
 
 Held-out calibration (``calibration="heldout"``, config key ``eval.track_calibration``). The VAR's
 law is too narrow a few seconds after a forecast start near the run start (the increments are not
@@ -77,10 +77,12 @@ import numpy as np
 
 from rom_pipeline.rom.shifts import fourier_shift_copies
 
-__all__ = ["ANALOG_FRACTION", "ANALOG_MIN", "TRACK_CALIBRATIONS", "TRACK_CONDITIONINGS", "TRACK_METHODS", "TrackModel",
-           "check_track_method",
-           "phase_concentration", "phase_positions", "phase_track", "heldout_displacement_errors", "lab_frame_mean", "lab_frame_members", "track_increments", "translated_ensemble_scores",
-           "translated_mixture_components", "wrapped_lead_variance"]
+__all__ = [
+    "ANALOG_FRACTION", "ANALOG_MIN", "TRACK_CALIBRATIONS", "TRACK_CONDITIONINGS", "TRACK_METHODS", "TrackModel",
+    "check_track_method", "heldout_displacement_errors", "lab_frame_mean", "lab_frame_members", "phase_concentration",
+    "phase_positions", "phase_track", "track_increments", "translated_ensemble_scores", "translated_mixture_components",
+    "wrapped_lead_variance",
+]
 
 
 #: Values of ``eval.track_calibration``.
@@ -120,15 +122,21 @@ def phase_positions(frames: np.ndarray) -> np.ndarray:
     translated by ``t`` cells (periodically, by a roll or a Fourier shift) has ``p`` moved by exactly
     ``t`` (mod ``n_a``); a point mass at cell ``j`` has ``p_a = j``. Values lie in (-n_a/2, n_a/2].
     """
+    first, _ = _first_modes(frames)
+    n = np.asarray(np.shape(frames)[1:], dtype=np.float64)
+    return -np.angle(first) * n / (2.0 * np.pi)
+
+
+def _first_modes(frames: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """(T, 2) first Fourier coefficients ``F_y(1), F_x(1)`` of each frame's two axis marginals,
+    and (T,) its mass ``F(0)``."""
     frames = np.asarray(frames, dtype=np.float64)
     if frames.ndim != 3:
         raise ValueError(f"frames must have shape (T, ny, nx), got {frames.shape}")
-    out = np.empty((frames.shape[0], 2))
+    first = np.empty((frames.shape[0], 2), dtype=complex)
     for axis, (summed, n) in enumerate(((2, frames.shape[1]), (1, frames.shape[2]))):
-        marginal = frames.sum(axis=summed)  # (T, n)
-        first = marginal @ np.exp(-2j * np.pi * np.arange(n) / n)
-        out[:, axis] = -np.angle(first) * n / (2.0 * np.pi)
-    return out
+        first[:, axis] = frames.sum(axis=summed) @ np.exp(-2j * np.pi * np.arange(n) / n)
+    return first, frames.sum(axis=(1, 2))
 
 
 def phase_concentration(frames: np.ndarray) -> np.ndarray:
@@ -136,14 +144,8 @@ def phase_concentration(frames: np.ndarray) -> np.ndarray:
     axes of ``|F_a(1)| / F(0)``, the first Fourier coefficient of the axis marginal over the mass
     (the mean resultant length of circular statistics): 1 for a point mass, 0 for a uniform field;
     translation invariant. Negative values are not expected (densities)."""
-    frames = np.asarray(frames, dtype=np.float64)
-    if frames.ndim != 3:
-        raise ValueError(f"frames must have shape (T, ny, nx), got {frames.shape}")
-    mass = frames.sum(axis=(1, 2))
-    total = np.zeros(frames.shape[0])
-    for summed, n in ((2, frames.shape[1]), (1, frames.shape[2])):
-        total += np.abs(frames.sum(axis=summed) @ np.exp(-2j * np.pi * np.arange(n) / n))
-    return 0.5 * total / np.where(mass != 0, mass, 1.0)
+    first, mass = _first_modes(frames)
+    return np.abs(first).mean(axis=1) / np.where(mass != 0, mass, 1.0)
 
 
 def phase_track(pod, latent: np.ndarray, shifts: np.ndarray) -> np.ndarray:
@@ -463,8 +465,9 @@ class TrackModel:
     def displacement_paths(self, conditioning_shifts: np.ndarray, n_steps: int,
                            covariate: float | None = None) -> np.ndarray:
         """(N, n_steps, 2) the empirical law's equally likely paths of ``D_h``: the VAR mean plus
-        each held-out error path (past its horizon H the error at H), of the analog runs only
-        when ``covariate`` is given to a model fitted with covariates; ``"empirical"`` only."""
+        each held-out error path (past its horizon H the error at H), conditioned on
+        ``covariate`` when the model was fitted with covariates (class docstring, "Covariates");
+        ``"empirical"`` only."""
         self._check_fitted()
         if getattr(self, "lead_errors_", None) is None:
             raise ValueError("displacement_paths needs a TrackModel fitted with calibration='empirical'")
