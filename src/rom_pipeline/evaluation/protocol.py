@@ -24,8 +24,10 @@ Shift modes (shift-aligned bases only; otherwise a single mode ``"none"`` is sco
         wrapped modulo the grid into (−n/2, n/2] like ``PODBasis.estimate_shifts`` (and rounded
         to whole cells for integer tracks).
     ``"lab_ensemble"``: no future information. A model of the track fitted on the training runs
-        (:class:`rom_pipeline.evaluation.track.TrackModel`) gives the Gaussian law of the
-        displacement after s_{k0−1}; the scored density is the ensemble mean, the co-moving
+        (:class:`rom_pipeline.evaluation.track.TrackModel`; the track is the alignment shifts or,
+        by default, the phase track, ``eval.track_method``, placed by :meth:`ForecastBlock.placement`)
+        gives the law of the displacement after the last seed frame; the scored density is the
+        ensemble mean, the co-moving
         forecast convolved exactly with that law in Fourier space, and ``eval.ensemble_size``
         seeded members (the forecast shape on sampled tracks) get the proper scores of
         :mod:`rom_pipeline.evaluation.scores` (fair CRPS and energy score, as skill against the
