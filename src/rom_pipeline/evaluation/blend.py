@@ -23,6 +23,15 @@ summed squared error, ``v = clip(sum <y - b, a - b> / sum ||a - b||^2, 0, 1)`` w
 the post-processed forecast and climatology means (:func:`least_squares_weight`). Since ``w = 0``
 (``v = 0``) reproduces the climatology, the fitted weights are at least as good as the climatology on
 those runs.
+Spread cap (``eval.blend_max_spread_skill``, default 1). The CRPS is a per-pixel score: mixing in the
+climatology's far-away blobs pays for it in the few pixels where the forecast misses, while it widens the
+ensemble as a whole. On the default experiment's held-out runs the CRPS-optimal weight at 0-2 s (0.87)
+turns a forecast ensemble with spread/skill 0.86 into a mixture with 1.27. With the cap, ``w`` minimises the
+same summed CRPS among the weights whose held-out spread/skill (:func:`mixture_spread_skill`, exact in
+``w``) is at most ``max(cap, R_F)``, ``R_F`` the forecast ensemble's own ratio: the climatology may widen an
+under-dispersed ensemble up to calibration and never widens an over-dispersed one
+(:func:`capped_mixture_weight`). There it gives ``w`` = 0.96 at 0-2 s, a held-out ratio of 1.00, and
+costs 0.006 of held-out CRPS skill (experiments/results/lab_ensemble_blend_criteria.md).
 Lead windows past the training runs' horizon hold no held-out frame, so nothing supports the
 forecast there: they get ``w = v = 0``, the climatology (the empirical track law, too, is only
 measured up to that horizon). No test run is read. (The POD basis and its mean, i.e. the climatological shape, are the stored ones, fitted on all
@@ -38,7 +47,9 @@ import numpy as np
 
 from rom_pipeline.evaluation.scores import MIXTURE_COMPONENTS, _check_weight, fit_mixture_weight
 
-__all__ = ["BLEND_METHODS", "ClimatologyBlend", "check_blend_method", "fit_climatology_blend", "least_squares_weight"]
+__all__ = ["BLEND_METHODS", "ClimatologyBlend", "blend_from_components", "check_blend_method", "fit_climatology_blend",
+           "capped_mixture_weight", "heldout_blend_components", "least_squares_weight",
+           "mixture_spread_skill"]
 
 logger = logging.getLogger(__name__)
 
@@ -145,8 +156,31 @@ def fit_climatology_blend(
     n_folds: int = 3,
     frame_step: int = 2,
     covariates: Sequence[float] | None = None,
+    max_spread_skill: float | None = None,
 ) -> ClimatologyBlend:
-    """Per-lead-window blend weights fitted on held-out training runs (module docstring).
+    """Per-lead-window blend weights fitted on held-out training runs (module docstring):
+    :func:`heldout_blend_components` then :func:`blend_from_components` (arguments: see those two;
+    the cap's ensemble size is ``config.ensemble_size``).
+    """
+    lead, comps = heldout_blend_components(train_forecaster, fit_track_model, pod, runs, latents, tracks,
+                                           config, n_folds, frame_step, covariates)
+    return blend_from_components(lead, comps, tuple(config.lead_windows), max_spread_skill,
+                                 int(config.ensemble_size))
+
+
+def heldout_blend_components(
+    train_forecaster: Callable[[list[np.ndarray]], object],
+    fit_track_model: Callable[[list[np.ndarray]], object],
+    pod,
+    runs: Sequence,
+    latents: Sequence[np.ndarray],
+    tracks: Sequence[np.ndarray],
+    config,
+    n_folds: int = 3,
+    frame_step: int = 2,
+    covariates: Sequence[float] | None = None,
+) -> tuple[np.ndarray, dict[str, np.ndarray]]:
+    """The per-frame mixture components of every scored held-out training frame (module docstring).
 
     Args:
         train_forecaster: trajectories [(K_i, r)] -> a fitted forecaster (``lag``, ``rollout``).
@@ -166,7 +200,9 @@ def fit_climatology_blend(
             <rom_pipeline.evaluation.track.TrackModel.fit>`), passed on with each fold's tracks.
 
     Returns:
-        the fitted :class:`ClimatologyBlend` over ``config.lead_windows``.
+        ``(lead, components)``: the (n,) lead times (s) of the scored held-out frames and their
+        :data:`~rom_pipeline.evaluation.scores.MIXTURE_COMPONENTS` plus ``sxy`` and ``sxx``
+        (:func:`least_squares_weight`), each (n,).
     """
     from dataclasses import replace
 
@@ -219,16 +255,86 @@ def fit_climatology_blend(
     if not leads:
         raise ValueError("the climatology blend could not score any held-out training run (every "
                          "refitted forecast diverged): set eval.ensemble_blend: none")
-    lead = np.concatenate(leads)
-    comps = {key: np.concatenate(values) for key, values in parts.items()}
-    edges = tuple(config.lead_windows)
+    return np.concatenate(leads), {key: np.concatenate(values) for key, values in parts.items()}
+
+
+def mixture_spread_skill(comps: dict[str, np.ndarray], weights: np.ndarray, n_members: int) -> np.ndarray:
+    """Spread/skill ratio ``sqrt((M+1)/M mean var(w) / mean mse(w))`` of the mixture ``w F + (1 - w) C``
+    over the given frames, for every weight in ``weights``.
+
+    The mixture's pixel-mean variance ``w v_F + (1 - w) v_C + w (1 - w) G`` and the squared error of its
+    mean ``w^2 m_F + (1 - w)^2 m_C + 2 w (1 - w) x`` are quadratics in ``w`` whose coefficients are frame
+    sums of :data:`~rom_pipeline.evaluation.scores.MIXTURE_COMPONENTS` (``variance_*``, ``mean_gap``,
+    ``mse_*``, ``cross_fc``), so every weight costs a handful of flops.
+
+    Args:
+        comps: the frames' components, each (n,).
+        weights: (k,) weights in [0, 1].
+        n_members: the forecast ensemble's M (the ``(M+1)/M`` finite-ensemble factor).
+
+    Returns:
+        (k,) ratios (inf where the mixture's mean is exact).
+    """
+    w = np.asarray(weights, dtype=np.float64)
+    v_f, v_c, gap = (float(np.mean(comps[k])) for k in ("variance_f", "variance_c", "mean_gap"))
+    m_f, m_c, cross = (float(np.mean(comps[k])) for k in ("mse_f", "mse_c", "cross_fc"))
+    variance = w * v_f + (1 - w) * v_c + w * (1 - w) * gap
+    mse = w * w * m_f + (1 - w) ** 2 * m_c + 2 * w * (1 - w) * cross
+    m = float(n_members)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        return np.where(mse > 0, np.sqrt((m + 1) / m * np.maximum(variance, 0.0) / np.where(mse > 0, mse, 1.0)),
+                        np.inf)
+
+
+#: Resolution of the weight grid of the spread-capped fit.
+CAP_GRID = 10_001
+
+
+def capped_mixture_weight(comps: dict[str, np.ndarray], n_members: int, cap: float) -> float:
+    """The CRPS-optimal weight among those whose spread/skill is at most ``max(cap, R(1))``, with
+    ``R(1)`` the forecast ensemble's own ratio: the climatology may widen an under-dispersed forecast
+    ensemble up to ``cap``, and never widens one that is already wider.
+
+    The summed mixture CRPS is a convex quadratic in ``w`` (:func:`~rom_pipeline.evaluation.scores.
+    fit_mixture_weight`); it is minimised over the feasible points of a grid of ``CAP_GRID`` weights in
+    [0, 1] (``w = 1`` is always feasible), so the result is the unconstrained weight whenever that one
+    satisfies the cap.
+    """
+    w_free = fit_mixture_weight(comps)
+    grid = np.linspace(0.0, 1.0, CAP_GRID)
+    ratio = mixture_spread_skill(comps, np.append(grid, w_free), n_members)
+    limit = max(float(cap), float(ratio[-2])) * (1 + 1e-12)
+    if ratio[-1] <= limit:
+        return w_free
+    c = {k: float(np.sum(comps[f"crps_{k}"])) for k in ("abs_f", "abs_c", "pair_ff", "pair_cc", "pair_fc")}
+    v = 1.0 - grid
+    crps = (grid * c["abs_f"] + v * c["abs_c"]
+            - 0.5 * (grid * grid * c["pair_ff"] + 2 * grid * v * c["pair_fc"] + v * v * c["pair_cc"]))
+    feasible = ratio[:-1] <= limit
+    return float(grid[feasible][np.argmin(crps[feasible])])
+
+
+def blend_from_components(lead: np.ndarray, comps: dict[str, np.ndarray], edges: tuple[float, ...],
+                          max_spread_skill: float | None = None, n_members: int | None = None
+                          ) -> ClimatologyBlend:
+    """The blend weights of every lead window from the held-out frames' components
+    (:func:`heldout_blend_components`): ``w`` minimises the window's summed fair CRPS (with
+    ``max_spread_skill``: subject to the window's held-out spread/skill staying at most
+    ``max(max_spread_skill, that of the forecast alone)``, :func:`capped_mixture_weight`, which needs
+    ``n_members``), ``v`` its squared error; a window with no frame gets ``w = v = 0``.
+    """
+    if max_spread_skill is not None and (n_members is None or int(n_members) < 2):
+        raise ValueError(f"a spread/skill cap on the blend needs an ensemble of >= 2 members, got {n_members!r}")
+    edges = tuple(edges)
     window = ClimatologyBlend(edges, [1.0] * max(len(edges), 1)).window_index(lead)
     weights, mean_weights, counts = [], [], []
     for k in range(max(len(edges), 1)):
         inside = window == k
         counts.append(int(inside.sum()))
         if inside.any():
-            weights.append(fit_mixture_weight({key: v[inside] for key, v in comps.items()}))
+            frames = {key: v[inside] for key, v in comps.items()}
+            weights.append(fit_mixture_weight(frames) if max_spread_skill is None
+                           else capped_mixture_weight(frames, int(n_members), float(max_spread_skill)))
             sxx = float(comps["sxx"][inside].sum())
             mean_weights.append(float(np.clip(comps["sxy"][inside].sum() / sxx, 0.0, 1.0)) if sxx > 0 else 1.0)
         else:  # past the training runs' horizon: no evidence for the forecast, the climatology

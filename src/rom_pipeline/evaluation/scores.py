@@ -269,21 +269,25 @@ def mixture_frame_scores(components: dict[str, np.ndarray], weight) -> dict[str,
     }
 
 
-def fit_mixture_weight(components: dict[str, np.ndarray]) -> float:
-    """The w in [0, 1] minimising the summed mixture CRPS ``sum_frames CRPS(w)`` (module
+def fit_mixture_weight(components: dict[str, np.ndarray], score: str = "crps") -> float:
+    """The w in [0, 1] minimising the summed mixture score ``sum_frames S(w)`` (module
     docstring): the vertex of the convex quadratic ``a w^2 + b w + const``, clipped to [0, 1].
 
     Args:
         components: ``MIXTURE_COMPONENTS`` of the frames to fit (each (n,), n >= 1).
+        score: ``crps`` (the pixel-mean fair CRPS) or ``energy`` (the fair energy score).
 
     Returns:
         the optimal weight (1 when the forecast and reference ensembles coincide: a = 0, b >= 0).
     """
-    c = {k: np.asarray(components[k], dtype=np.float64) for k in MIXTURE_COMPONENTS[:5]}
-    if c["crps_abs_f"].size == 0:
+    if score not in ("crps", "energy"):
+        raise ValueError(f"a mixture weight is fitted on the 'crps' or the 'energy' score, got {score!r}")
+    c = {k: np.asarray(components[f"{score}_{k}"], dtype=np.float64)
+         for k in ("abs_f", "abs_c", "pair_ff", "pair_cc", "pair_fc")}
+    if c["abs_f"].size == 0:
         raise ValueError("fitting a climatology blend weight needs at least one scored frame")
-    a = float(np.sum(c["crps_pair_fc"] - 0.5 * (c["crps_pair_ff"] + c["crps_pair_cc"])))
-    b = float(np.sum(c["crps_abs_f"] - c["crps_abs_c"] - c["crps_pair_fc"] + c["crps_pair_cc"]))
+    a = float(np.sum(c["pair_fc"] - 0.5 * (c["pair_ff"] + c["pair_cc"])))
+    b = float(np.sum(c["abs_f"] - c["abs_c"] - c["pair_fc"] + c["pair_cc"]))
     if a <= 0.0:  # flat or (by sampling noise) concave: the better end point
         return 1.0 if a + b <= 0.0 else 0.0
     return float(np.clip(-b / (2.0 * a), 0.0, 1.0))
