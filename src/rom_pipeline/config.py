@@ -296,6 +296,11 @@ class EvalConfig(_Block):
         "rom_pipeline.evaluation.blend)",
     )
     blend_folds: int = Field(3, ge=2, description="folds of training runs of the heldout blend fit")
+    blend_max_spread_skill: float | None = Field(
+        1.0, gt=0, description="heldout blend: each window's weight minimises the held-out CRPS "
+        "among those whose held-out spread/skill is at most max(this, that of the forecast ensemble "
+        "alone); null: the CRPS-optimal weight, unconstrained",
+    )
     lead_windows: list[float] | None = Field(
         None, description="edges [s after the forecast start] of the lead-time R2 windows "
         "[e0, e1), ..., [e_last, end]; null: 0, 2, 5, 10, 20 without the edges past the horizon",
@@ -618,6 +623,14 @@ class _ExperimentBase(_Block):
                     "eval.shift_modes asks for 'lab_ensemble' but rom.shift_align is false: without "
                     "alignment the forecast already lives in the lab frame; drop 'lab_ensemble' or "
                     "set rom.shift_align: true"
+                )
+            if (self.eval.ensemble_blend == "heldout" and self.eval.blend_max_spread_skill is not None
+                    and self.eval.ensemble_size < 2):
+                problems.append(
+                    f"eval.blend_max_spread_skill = {self.eval.blend_max_spread_skill} caps the blend's "
+                    f"spread/skill ratio, which needs eval.ensemble_size >= 2 (it is "
+                    f"{self.eval.ensemble_size}): raise eval.ensemble_size or set "
+                    "eval.blend_max_spread_skill: null"
                 )
             k0_track = int(round(self.forecast_start / self.dt_rom))
             if k0_track < self.eval.track_order + 1:

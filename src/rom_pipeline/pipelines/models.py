@@ -76,7 +76,7 @@ def describe_forecast(eval: dict, test_sim: dict, rom_grid: dict) -> dict[str, A
     without alignment) and the rest of :class:`~rom_pipeline.evaluation.protocol.EvaluationConfig`;
     plus ``forecast_start_given`` (the raw key, for the search), ``test_horizon``,
     ``track_order``, ``track_calibration``, ``track_conditioning``, ``ensemble_blend``,
-    ``blend_folds`` and the display settings."""
+    ``blend_folds``, ``blend_max_spread_skill`` and the display settings."""
     e, t = EvalConfig.model_validate(eval), TestSimConfig.model_validate(test_sim)
     start = e.forecast_start if e.forecast_start is not None else rom_grid["train_horizon"]
     if e.lead_windows is not None:
@@ -99,6 +99,7 @@ def describe_forecast(eval: dict, test_sim: dict, rom_grid: dict) -> dict[str, A
         "track_conditioning": e.track_conditioning,
         "ensemble_blend": e.ensemble_blend,
         "blend_folds": e.blend_folds,
+        "blend_max_spread_skill": e.blend_max_spread_skill,
         "lab_ensemble": rom_grid["shift_align"] and "lab_ensemble" in e.shift_modes,
         "snapshot_times": list(e.snapshot_times),
         "animation_max_frames": e.animation_max_frames,
@@ -221,9 +222,32 @@ def forecaster_blend(forecaster: Forecaster, model_options: dict[str, Any], trai
     """The ``lab_ensemble`` mode's blend with climatology of one forecaster
     (:func:`rom_pipeline.evaluation.blend.fit_climatology_blend`): the forecaster (its
     ``model_options``) and the track model refitted without each of ``eval.blend_folds`` folds of
-    TRAINING runs and scored on the fold. None when the mode is not scored or
-    ``eval.ensemble_blend`` is ``none``."""
-    from rom_pipeline.evaluation.blend import check_blend_method, fit_climatology_blend
+    TRAINING runs and scored on the fold (:func:`blend_components`), the weights chosen per lead
+    window (:func:`rom_pipeline.evaluation.blend.blend_from_components`). None when the mode is
+    not scored or ``eval.ensemble_blend`` is ``none``."""
+    from rom_pipeline.evaluation.blend import blend_from_components
+
+    held_out = blend_components(forecaster, model_options, train_latent, train_runs, pod, rom_grid,
+                                forecast_setup)
+    if held_out is None:
+        return None
+    config = evaluation_config(forecast_setup)
+    blend = blend_from_components(*held_out, tuple(config.lead_windows),
+                                  forecast_setup.get("blend_max_spread_skill"), int(config.ensemble_size))
+    logger.info("%s: lab_ensemble blend with climatology, forecast weight per lead window %s: "
+                "ensemble %s, mean %s (held-out training frames %s)", forecaster.name, list(blend.edges),
+                [round(w, 3) for w in blend.weights], [round(w, 3) for w in blend.mean_weights],
+                list(blend.n_frames))
+    return blend
+
+
+def blend_components(forecaster: Forecaster, model_options: dict[str, Any], train_latent: dict,
+                     train_runs: RunCollection, pod: PODBasis, rom_grid: dict[str, Any],
+                     forecast_setup: dict[str, Any]):
+    """The held-out training frames' mixture components of one forecaster's blend
+    (:func:`rom_pipeline.evaluation.blend.heldout_blend_components`, arguments as
+    :func:`forecaster_blend`): ``(lead, components)``, or None when the blend is off."""
+    from rom_pipeline.evaluation.blend import check_blend_method, heldout_blend_components
     from rom_pipeline.evaluation.track import TrackModel
 
     method, folds = forecast_setup.get("ensemble_blend", "none"), forecast_setup.get("blend_folds", 3)
@@ -257,16 +281,11 @@ def forecaster_blend(forecaster: Forecaster, model_options: dict[str, Any], trai
     covariates = (training_covariates(train_latent, pod, start)
                   if forecast_setup["track_conditioning"] != "none" else None)
 
-    blend = fit_climatology_blend(
+    return heldout_blend_components(
         lambda trajectories: forecaster.train(model_options, trajectories), fit_track, pod, runs,
         [latents[r] for r in ids], [tracks[r] for r in ids], evaluation_config(forecast_setup), n_folds=folds,
         covariates=None if covariates is None else [covariates[r] for r in ids],
     )
-    logger.info("%s: lab_ensemble blend with climatology, forecast weight per lead window %s: "
-                "ensemble %s, mean %s (held-out training frames %s)", forecaster.name, list(blend.edges),
-                [round(w, 3) for w in blend.weights], [round(w, 3) for w in blend.mean_weights],
-                list(blend.n_frames))
-    return blend
 
 
 def fit_ensemble_blend(model_options: dict[str, Any], pod_basis: dict, train_latent: dict,
