@@ -9,7 +9,8 @@ track model of ``eval.track_order`` / ``eval.track_calibration`` (overridable he
 S seconds of each test run (the pooled R² is then over that window, not the whole run). With
 ``eval.ensemble_blend: heldout`` (or ``--blend heldout``) each model's climatology blend is fitted on held-out
 TRAINING runs first (``rom_pipeline.pipelines.models.forecaster_blend``; ``--blend-runs K``: on K evenly spaced
-training runs only, for speed) and its weights are printed.
+training runs only, for speed; ``--cache DIR``: from the held-out components that
+``lab_ensemble_blend_criteria.py --cache DIR`` stored under the same tag) and its weights are printed.
 
     PYTHONPATH=src python experiments/lab_ensemble_env.py --env gas --models mvar lstm [--horizon 20]
 """
@@ -28,6 +29,7 @@ from kedro.framework.session import KedroSession
 from kedro.framework.startup import bootstrap_project
 
 from rom_pipeline.config import validate_parameters
+from rom_pipeline.evaluation.blend import blend_from_components
 from rom_pipeline.evaluation.plots_skill import skill_by_lead
 from rom_pipeline.evaluation.protocol import evaluate_many
 from rom_pipeline.pipelines.models import (
@@ -55,6 +57,9 @@ def main() -> None:
     parser.add_argument("--track-conditioning", default=None, choices=["none", "analogs", "scale"])
     parser.add_argument("--blend-runs", type=int, default=None, help="fit the blend on K training runs only")
     parser.add_argument("--horizon", type=float, default=None, help="seconds of each test run to score")
+    parser.add_argument("--cache", default=None, help="folder of held-out blend components written by "
+                        "lab_ensemble_blend_criteria.py (<cache-tag>_<model>.npz): reused instead of refitting")
+    parser.add_argument("--cache-tag", default=None, help="the criteria run's tag (default: --tag or --env)")
     args = parser.parse_args()
     logging.basicConfig(level=logging.WARNING)
     bootstrap_project(PROJECT)
@@ -97,8 +102,16 @@ def main() -> None:
     results, curves = [], []
     for name in args.models:
         start = time.perf_counter()
-        blend = forecaster_blend(FORECASTERS[name], parameters[name], blend_latent, train_runs, basis, rom_grid,
-                                 forecast_setup)
+        cached = Path(args.cache) / f"{args.cache_tag or args.tag or args.env}_{name}.npz" if args.cache else None
+        if cached is not None and cached.exists() and forecast_setup["ensemble_blend"] == "heldout":
+            with np.load(cached) as data:
+                config = evaluation_config(forecast_setup)
+                blend = blend_from_components(data["lead"], {k: data[k] for k in data.files if k != "lead"},
+                                              tuple(config.lead_windows), forecast_setup["blend_max_spread_skill"],
+                                              int(config.ensemble_size))
+        else:
+            blend = forecaster_blend(FORECASTERS[name], parameters[name], blend_latent, train_runs, basis, rom_grid,
+                                     forecast_setup)
         if blend is not None:
             print(f"{name}: blend weights per lead window {list(blend.edges)}: "
                   f"ensemble {[round(w, 3) for w in blend.weights]}, mean {[round(w, 3) for w in blend.mean_weights]} "
