@@ -54,6 +54,27 @@ def test_energy_score_fair_matches_brute_force():
     )
 
 
+@pytest.mark.parametrize("members_kind", ["spread", "ties", "identical"])
+def test_fast_estimators_equal_scoringrules_fair_estimators(members_kind):
+    """The sorted-PWM CRPS and the Gram-matrix energy score are scoringrules' fair estimators
+    (its O(M^2) pair loops), also with tied and with identical members (zero spread)."""
+    import scoringrules as sr
+
+    rng = np.random.default_rng(7)
+    truth = rng.random((6, 5, 4))
+    members = rng.random((9, 6, 5, 4)) * 3.0
+    if members_kind == "ties":
+        members[3:6] = members[0]
+        members = np.round(members, 1)
+    elif members_kind == "identical":
+        members[:] = members[0]
+    ref_crps = sr.crps_ensemble(truth, np.moveaxis(members, 0, -1), estimator="fair", backend="numba")
+    np.testing.assert_allclose(crps_fair(truth, members), ref_crps, rtol=1e-12, atol=1e-14)
+    flat = np.moveaxis(members.reshape(9, 6, -1), 0, 1)
+    ref_es = sr.es_ensemble(truth.reshape(6, -1), flat, estimator="fair", backend="numba")
+    np.testing.assert_allclose(energy_score_fair(truth, members), ref_es, rtol=1e-12, atol=1e-12)
+
+
 def test_spread_skill_ratio_is_one_for_a_calibrated_ensemble_and_flags_overconfidence():
     rng = np.random.default_rng(2)
     n, M = 4000, 5
