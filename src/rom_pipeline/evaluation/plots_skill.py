@@ -15,6 +15,7 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 from matplotlib.figure import Figure
+from matplotlib.lines import Line2D
 
 __all__ = ["SKILL_COLUMNS", "plot_skill_vs_lead", "skill_by_lead"]
 
@@ -95,7 +96,10 @@ def plot_skill_vs_lead(table: pd.DataFrame, title: str = "Lab-frame ensemble ski
     ax_skill.axhline(0.0, color="k", lw=0.8)
     ax_skill.set_xlabel("lead time after the forecast start [s]")
     ax_skill.set_ylabel("skill 1 − S / S_ref")
-    ax_skill.legend(fontsize=8)
+    # the models' colours are named in the right panel; here only what each line style scores
+    styles = [Line2D([], [], color="0.3", marker="o", ls="-", label="CRPS skill vs climatology"),
+              Line2D([], [], color="0.3", marker="s", ls="--", label="CRPS skill vs held track")]
+    ax_skill.legend(handles=styles, fontsize=8, loc="center right")
     ax_spread.axhspan(0.7, 1.3, color="0.9", label="target 0.7–1.3")
     ax_spread.axhline(1.0, color="k", lw=0.8)
     ax_spread.set_xlabel("lead time after the forecast start [s]")
