@@ -78,10 +78,14 @@ def test_thesis_protocol_values():
         assert cfg.forces.params.mu_t == 0.3
         assert (cfg.density.nx, cfg.density.ny, cfg.density.bandwidth) == (64, 64, 5.0)
         rom = cfg.rom
-        assert (rom.subsample, rom.fixed_modes, rom.density_transform, rom.shift_align) == (3, 19, "sqrt", True)
+        # r and the MVAR are the regime search's pick where one was adopted (conf/thesis/selected.yml)
+        pick = _generator().selected(env).get("parameters", {})
+        modes = pick.get("rom", {}).get("fixed_modes", 19)
+        assert (rom.subsample, rom.fixed_modes, rom.density_transform, rom.shift_align) == (3, modes, "sqrt", True)
         assert cfg.dt_rom == pytest.approx(0.12)
         mvar, lstm = cfg.mvar, cfg.lstm
-        assert (mvar.enabled, mvar.lag, mvar.ridge_alpha) == (True, 5, 1e-4)
+        chosen = {"lag": 5, "ridge_alpha": 1e-4, **pick.get("mvar", {})}
+        assert (mvar.enabled, mvar.lag, mvar.ridge_alpha) == (True, chosen["lag"], chosen["ridge_alpha"])
         # deliberate departure from the thesis: direct (not residual) output, one-step selection
         assert (lstm.enabled, lstm.lag, lstm.num_layers, lstm.hidden_units, lstm.residual) == (True, 5, 2, 128, False)
         assert lstm.selection == "one_step"
@@ -90,7 +94,7 @@ def test_thesis_protocol_values():
         # two torch threads (benchmarks/results/speed_lstm_regimes.md)
         assert lstm.num_threads == 2
         assert (cfg.eval.forecast_start, cfg.eval.mass_postprocess, cfg.eval.clamp_mode) == (0.6, "scale", "none")
-        assert round(cfg.forecast_start / cfg.dt_rom) == 5  # seeded with 5 true frames = the lag
+        assert round(cfg.forecast_start / cfg.dt_rom) == 5  # seeded with 5 true frames >= the lag
         assert cfg.execution.workers == 2
 
 
@@ -179,6 +183,96 @@ def test_generator_check_mode_passes():
     assert _generator().main(["--check"]) == 0
 
 
+def _best_json(tmp_path, lag=4, coint_rank=0, n_modes=14, models=("mvar",)):
+    """A search's best_configurations.json, as search.best_configurations writes it."""
+    import json
+
+    best = {"scored_on": {"validation": "holdout", "folds": [["run_0001", "run_0002"]], "seed": 0,
+                          "forecast_start": 0.6, "shift_mode": "oracle"}}
+    for m in models:
+        best[m] = {"config_id": f"{m}[r={n_modes},lag={lag}]", "score_mean": 0.9, "n_modes": n_modes,
+                   "baselines": {"climatology": {"score_mean": 0.8}, "persistence": {"score_mean": 0.5}},
+                   "parameters": {"rom": {"fixed_modes": n_modes},
+                                  m: {"lag": lag} if m == "lstm" else {"lag": lag, "coint_rank": coint_rank}}}
+    path = tmp_path / "best_configurations.json"
+    path.write_text(json.dumps(best))
+    return path
+
+
+def test_adopt_records_the_search_pick_and_the_environment_applies_it(tmp_path, monkeypatch):
+    gen = _generator()
+    monkeypatch.setattr(gen, "SELECTED_FILE", tmp_path / "selected.yml")
+    entry = gen.adopt("gas", _best_json(tmp_path), ["mvar"])
+    assert entry["parameters"] == {"rom": {"fixed_modes": 14}, "mvar": {"lag": 4, "coint_rank": 0}}
+    assert gen.selected("gas") == entry and gen.selected("crystal") == {}
+    cfg = validate_parameters(gen.regime_parameters("gas"))
+    assert (cfg.rom.fixed_modes, cfg.mvar.lag, cfg.mvar.coint_rank) == (14, 4, 0)
+    assert cfg.lstm.lag == 5  # not adopted: the protocol's
+    text = gen.render("gas")["parameters.yml"]
+    assert "SELECTED by this regime's search" in text and "mvar[r=14,lag=4]" in text
+    # other regimes keep the protocol
+    assert validate_parameters(gen.regime_parameters("crystal")).mvar.lag == 5
+
+
+@pytest.mark.parametrize("regime, models, kwargs, message", [
+    ("nowhere", ["mvar"], {}, "unknown regime 'nowhere'"),
+    ("gas", ["lstm"], {}, "selected no lstm"),
+    ("gas", ["mvar"], {"lag": 9}, "does not fit the test protocol"),
+    ("gas", ["mvar"], {"coint_rank": 30, "n_modes": 10}, "does not fit the test protocol"),
+])
+def test_adopt_refuses_bad_picks_and_writes_nothing(tmp_path, monkeypatch, regime, models, kwargs, message):
+    gen = _generator()
+    selected = tmp_path / "selected.yml"
+    monkeypatch.setattr(gen, "SELECTED_FILE", selected)
+    with pytest.raises(SystemExit, match=message):
+        gen.adopt(regime, _best_json(tmp_path, **kwargs), models)
+    assert not selected.exists()
+
+
+def test_adopt_keeps_an_earlier_model_searched_on_the_same_basis(tmp_path, monkeypatch):
+    gen = _generator()
+    monkeypatch.setattr(gen, "SELECTED_FILE", tmp_path / "selected.yml")
+    gen.adopt("gas", _best_json(tmp_path, lag=4), ["mvar"])
+    lstm_best = _best_json(tmp_path, lag=3, models=("lstm",))
+    entry = gen.adopt("gas", lstm_best, ["lstm"], "experiments/results/search_gas_lstm.md")
+    assert entry["parameters"] == {"rom": {"fixed_modes": 14}, "mvar": {"lag": 4, "coint_rank": 0},
+                                   "lstm": {"lag": 3}}
+    assert entry["chosen"]["lstm"]["table"].endswith("search_gas_lstm.md")
+    assert entry["chosen"]["mvar"]["table"].endswith("search_gas.md")
+    cfg = validate_parameters(gen.regime_parameters("gas"))
+    assert (cfg.mvar.lag, cfg.lstm.lag, cfg.rom.fixed_modes) == (4, 3, 14)
+    # an LSTM searched on another basis than the adopted MVAR's is refused, nothing written
+    before = (tmp_path / "selected.yml").read_text()
+    with pytest.raises(SystemExit, match="different POD settings"):
+        gen.adopt("gas", _best_json(tmp_path, n_modes=19, models=("lstm",)), ["lstm"])
+    assert (tmp_path / "selected.yml").read_text() == before
+
+
+def test_thesis_search_block_fits_the_protocol():
+    """Every regime's own search block validates, holds out whole training runs, searches r'
+    nested in the stored basis and no lag longer than the 0.6 s seed."""
+    for env in THESIS:
+        cfg = validate_parameters(_load_env(env))
+        s = cfg.search
+        assert s.validation == "holdout" and round(340 * s.holdout_fraction) == 51
+        assert max(s.modes.fixed_modes) <= 19 and s.pod.grid() == {}
+        assert max(s.mvar.grid["lag"]) <= round(cfg.forecast_start / cfg.dt_rom)
+        assert s.lstm.modes.fixed_modes == []  # the LSTM is searched on the adopted basis only
+
+
+def test_adopt_refuses_two_models_on_different_bases(tmp_path, monkeypatch):
+    import json
+
+    gen = _generator()
+    monkeypatch.setattr(gen, "SELECTED_FILE", tmp_path / "selected.yml")
+    path = _best_json(tmp_path, models=("mvar", "lstm"))
+    best = json.loads(path.read_text())
+    best["lstm"]["parameters"]["rom"] = {"fixed_modes": 19}
+    path.write_text(json.dumps(best))
+    with pytest.raises(SystemExit, match="different POD settings"):
+        gen.adopt("gas", path, ["mvar", "lstm"])
+
+
 @pytest.mark.skipif(not SEED.is_dir(), reason=f"users' legacy configs not found at {SEED}")
 @pytest.mark.parametrize("env", CONVERTED)
 def test_converted_files_equal_converter_output(env):
@@ -196,13 +290,18 @@ def test_gas_environment_matches_the_converted_thesis_gas_config():
     name, files, _ = convert_file(SEED / "thesis_gas.yaml", None)
     assert name == "NDYN04_gas_thesis_final"
     converted = yaml.safe_load(files["parameters.yml"])
-    gas = _load_env("gas")
+    # the protocol before the regime's own search selection (conf/thesis/selected.yml), which is
+    # the one intended departure and is checked by test_thesis_protocol_values
+    gen = _generator()
+    gas = yaml.safe_load(gen.render_environment("gas", gen.regime_parameters("gas", selection={}), [])
+                         ["parameters.yml"])
     # the project adds the extrapolated-shift evaluation and 2 workers to the thesis protocol, and
     # departs from its LSTM on purpose (direct output, one-step checkpoint selection; patience 20
     # and two torch threads, the same checkpoints in less time: benchmarks/results/speed_lstm_regimes.md)
     for params in (converted, gas):
         params["eval"].pop("shift_modes")
         params.pop("execution")
+        params.pop("search")  # the regime's own search grid (conf/thesis/generate.py)
         for key in ("residual", "selection", "clip_rollout", "patience", "num_threads"):
             params["lstm"].pop(key)
         params["mvar"].pop("max_lag")  # the regimes keep the lag-scan table (to 20); a converted file has none
