@@ -24,11 +24,18 @@ PROJECT = Path(__file__).resolve().parents[1]
 PROTOCOL_MVAR = {"n_modes": 19, "lag": 5, "coint_rank": None, "ridge_alpha": 1e-4}
 
 
-def _protocol_id(table: pd.DataFrame) -> str | None:
-    """config_id of the protocol's MVAR among the searched rows (None if it was not searched)."""
-    for cid in table.loc[table["model"] == "mvar", "config_id"]:
-        if (f"r={PROTOCOL_MVAR['n_modes']}," in cid and "lag=5" in cid
-                and ("coint_rank=None" in cid or "coint_rank" not in cid)
+def _protocol_id(table: pd.DataFrame, model: str = "mvar", regime: str = "") -> str | None:
+    """config_id of the protocol's configuration of ``model`` among the searched rows (None if it
+    was not searched): the MVAR at r = 19, lag 5, α 1e-4, unrestricted (rank 0 in the pure
+    Vicsek regimes, conf/thesis/generate.py); the LSTM without the linear path (the thesis's
+    direct LSTM, ``linear_skip=False``)."""
+    rank = "0" if regime.startswith("pure_vicsek") else "None"
+    for cid in table.loc[table["model"] == model, "config_id"]:
+        if model == "lstm" and "linear_skip=False" in cid:
+            return cid
+        if (model == "mvar" and f"r={PROTOCOL_MVAR['n_modes']}," in cid and "lag=5" in cid
+                and (f"coint_rank={rank}," in cid or f"coint_rank={rank}]" in cid
+                     or "coint_rank" not in cid)
                 and ("ridge_alpha=0.0001" in cid or "ridge_alpha" not in cid)):
             return cid
     return None
@@ -78,11 +85,13 @@ def render(regime: str, table: pd.DataFrame, run_scores: pd.DataFrame, best: dic
             f"| {m} | `{b['config_id']}` | {b['score_mean']:.4f} ± {b['score_std']:.4f} | "
             f"{b['latent_r2_mean']:.4f} | {base.get('climatology', {}).get('score_mean', float('nan')):.4f} | "
             f"{base.get('persistence', {}).get('score_mean', float('nan')):.4f} | {b['n_diverged']} |")
-    proto = _protocol_id(table)
-    if "mvar" in best and proto is not None:
-        pick = best["mvar"]["config_id"]
+    for model in models:
+        proto = _protocol_id(table, model, regime)
+        if proto is None:
+            continue
+        pick = best[model]["config_id"]
         row = table[table["config_id"] == proto].iloc[0]
-        lines += ["", f"The protocol's MVAR (`{proto}`) scores {row['score_mean']:.4f} "
+        lines += ["", f"The protocol's {model.upper()} (`{proto}`) scores {row['score_mean']:.4f} "
                       f"(rank {int(row['rank'])})."]
         if pick != proto:
             mean, se, n, wins = paired_difference(run_scores, pick, proto)
