@@ -52,7 +52,10 @@ def paired_difference(run_scores: pd.DataFrame, a: str, b: str) -> tuple[float, 
 
 
 def render(regime: str, table: pd.DataFrame, run_scores: pd.DataFrame, best: dict,
-           wall_seconds: float | None) -> str:
+           wall_seconds: float | None, protocol: tuple[pd.DataFrame, pd.DataFrame] | None = None) -> str:
+    """The Markdown table. ``protocol``: (results, run_scores) of another search on the same
+    held-out runs that holds the protocol's row, when this one does not (e.g. an extension to
+    r' beyond the stored r = 19 needs its own, larger basis)."""
     scored = best["scored_on"]
     budget = scored["budget"]
     lines = [
@@ -86,15 +89,20 @@ def render(regime: str, table: pd.DataFrame, run_scores: pd.DataFrame, best: dic
             f"{b['latent_r2_mean']:.4f} | {base.get('climatology', {}).get('score_mean', float('nan')):.4f} | "
             f"{base.get('persistence', {}).get('score_mean', float('nan')):.4f} | {b['n_diverged']} |")
     for model in models:
+        ref_table, ref_scores = (table, run_scores)
         proto = _protocol_id(table, model, regime)
+        if proto is None and protocol is not None:
+            ref_table, ref_scores = protocol
+            proto = _protocol_id(ref_table, model, regime)
+            ref_scores = pd.concat([run_scores, ref_scores])
         if proto is None:
             continue
         pick = best[model]["config_id"]
-        row = table[table["config_id"] == proto].iloc[0]
+        row = ref_table[ref_table["config_id"] == proto].iloc[0]
         lines += ["", f"The protocol's {model.upper()} (`{proto}`) scores {row['score_mean']:.4f} "
                       f"(rank {int(row['rank'])})."]
         if pick != proto:
-            mean, se, n, wins = paired_difference(run_scores, pick, proto)
+            mean, se, n, wins = paired_difference(ref_scores, pick, proto)
             verdict = ("more than two standard errors" if abs(mean) > 2 * se
                        else "within two standard errors: a tie the rank breaks")
             lines.append(f"Pick minus protocol, paired over the {n} held-out runs: {mean:+.4f} ± {se:.4f} "
@@ -124,6 +132,8 @@ def main(argv: list[str]) -> int:
                         help="wall time of the whole `kedro run` (the search node's is in the JSON)")
     parser.add_argument("--out", default=str(PROJECT / "experiments" / "results"))
     parser.add_argument("--suffix", default="", help="file name suffix, e.g. _lstm for a second search")
+    parser.add_argument("--protocol-from", default=None,
+                        help="search folder (same held-out runs) holding the protocol's row, if this search lacks it")
     args = parser.parse_args(argv)
     folder = Path(args.data_root) / args.regime / "search"
     missing = [f for f in ("search_results.csv", "run_scores.csv", "best_configurations.json")
@@ -136,7 +146,12 @@ def main(argv: list[str]) -> int:
     best = json.loads((folder / "best_configurations.json").read_text())
     out = Path(args.out)
     stem = f"search_{args.regime}{args.suffix}"
-    (out / f"{stem}.md").write_text(render(args.regime, table, run_scores, best, args.wall_seconds))
+    protocol = None
+    if args.protocol_from:
+        ref = Path(args.protocol_from)
+        protocol = (pd.read_csv(ref / "search_results.csv"), pd.read_csv(ref / "run_scores.csv"))
+    (out / f"{stem}.md").write_text(render(args.regime, table, run_scores, best, args.wall_seconds,
+                                           protocol))
     table.to_csv(out / f"{stem}.csv", index=False)
     print(out / f"{stem}.md")
     return 0
