@@ -9,6 +9,14 @@ from pathlib import Path
 import pytest
 import yaml
 
+# Numba's on-disk cache is not safe for two processes that compile the same function at once, which
+# the pytest-xdist workers do (scoringrules' gufuncs, the simulation kernels): a torn cache file
+# then segfaults the next process that loads it (seen in CI: bench_scores.py --quick, exit -11).
+# One cache directory per worker (kept between runs, under .pytest_cache), inherited by the
+# `kedro run` and benchmark subprocesses a worker starts. A directory the user set is kept.
+os.environ.setdefault("NUMBA_CACHE_DIR", str(
+    Path(__file__).resolve().parents[1] / ".pytest_cache" / "numba"
+    / os.environ.get("PYTEST_XDIST_WORKER", "controller")))
 os.environ.setdefault("KEDRO_DISABLE_TELEMETRY", "1")
 os.environ.setdefault("MPLBACKEND", "Agg")
 # One MLflow store per test process (when the optional extra is installed), so every tiny
