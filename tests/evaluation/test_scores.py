@@ -115,3 +115,27 @@ def test_scoringrules_is_imported_only_when_an_ensemble_is_scored():
             "import numpy as np; from rom_pipeline.evaluation.scores import crps_fair; "
             "crps_fair(np.zeros(3), np.ones((2, 3))); assert 'scoringrules' in sys.modules")
     subprocess.run([sys.executable, "-c", code], check=True, env={**os.environ, "PYTHONPATH": os.pathsep.join(sys.path)})
+
+
+def test_first_scoringrules_import_waits_for_the_machine_wide_lock(tmp_path):
+    """Two processes writing numba's cache of scoringrules' gufuncs at once can corrupt it (numba
+    issue #10128): a process's first import waits while another holds the import lock."""
+    from filelock import FileLock
+
+    from rom_pipeline.evaluation import scores
+
+    lock = FileLock(tmp_path / "import.lock")
+    code = ("import numpy as np; from rom_pipeline.evaluation import scores; from pathlib import Path; "
+            f"scores.SCORINGRULES_IMPORT_LOCK = Path({str(tmp_path / 'import.lock')!r}); "
+            "scores.crps_fair(np.zeros(3), np.ones((2, 3))); print('scored')")
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join(sys.path)}
+    with lock:
+        proc = subprocess.Popen([sys.executable, "-c", code], env=env, stdout=subprocess.PIPE, text=True)
+        try:
+            proc.wait(timeout=20)  # importing rom_pipeline takes a few seconds; then it must block
+        except subprocess.TimeoutExpired:
+            pass
+        assert proc.poll() is None, "scoringrules was imported while another process held the lock"
+    out, _ = proc.communicate(timeout=120)
+    assert proc.returncode == 0 and out.strip() == "scored"
+    assert scores.SCORINGRULES_IMPORT_LOCK.name == "rom_pipeline_scoringrules_import.lock"

@@ -50,6 +50,10 @@ The mixture's mean is ``w xbar_F + (1 - w) xbar_C`` and its (per pixel) variance
 """
 from __future__ import annotations
 
+import sys
+import tempfile
+from pathlib import Path
+
 import numpy as np
 
 __all__ = ["crps_fair", "energy_score_fair", "fit_mixture_weight", "frame_scores", "mixture_components",
@@ -58,13 +62,24 @@ __all__ = ["crps_fair", "energy_score_fair", "fit_mixture_weight", "frame_scores
 _BACKEND = "numba"  # scoringrules' compiled gufuncs (see the module docstring)
 
 
+# The first import of scoringrules writes numba's on-disk cache of its gufuncs. Two processes
+# doing that at once (the Dask workers of a first run on a fresh install) can leave the cache
+# inconsistent, after which every process that loads it segfaults (numba issue #10128; seen here
+# in CI). The import is therefore serialised across the processes of one machine by this lock.
+SCORINGRULES_IMPORT_LOCK = Path(tempfile.gettempdir()) / "rom_pipeline_scoringrules_import.lock"
+
+
 def _scoringrules():
     """:mod:`scoringrules`, imported on first use: its import compiles every numba gufunc it
     ships (2-5 s per process), and only the ``lab_ensemble`` shift mode scores ensembles, while
-    every ``kedro run`` imports this module through the pipeline registry."""
-    import scoringrules
+    every ``kedro run`` imports this module through the pipeline registry. The first import in a
+    process holds :data:`SCORINGRULES_IMPORT_LOCK` (see there)."""
+    if "scoringrules" not in sys.modules:
+        from filelock import FileLock
 
-    return scoringrules
+        with FileLock(SCORINGRULES_IMPORT_LOCK):
+            import scoringrules  # noqa: F401
+    return sys.modules["scoringrules"]
 
 
 def _members(truth: np.ndarray, members: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
