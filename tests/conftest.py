@@ -11,7 +11,7 @@ import yaml
 
 # Numba's on-disk cache is not safe for two processes that compile the same function at once, which
 # the pytest-xdist workers do (scoringrules' gufuncs, the simulation kernels): a torn cache file
-# then segfaults the next process that loads it (seen in CI: bench_scores.py --quick, exit -11).
+# then segfaults the next process that loads it (numba#10128; seen in CI: bench_scores.py --quick).
 # One cache directory per worker (kept between runs, under .pytest_cache), inherited by the
 # `kedro run` and benchmark subprocesses a worker starts. A directory the user set is kept.
 os.environ.setdefault("NUMBA_CACHE_DIR", str(
