@@ -71,7 +71,7 @@ def main(argv: list[str]) -> int:
         "(`conf/thesis/selected.yml`), `bench_thesis_regime.py` on it. The pick was made on 51 held-out "
         "*training* runs (`experiments/results/search_<regime>.md`); test runs were not looked at. "
         "Where the pick kept r = 19, only the MVAR changed: it was refitted and scored by "
-        "`kedro run --env <regime> --pipelines=mvar` (per-run scores in "
+        "`kedro run --env <regime> --pipelines=latent_dataset,mvar` (the shared latent windows follow the MVAR lag; per-run scores in "
         "`benchmarks/results/<regime>_mvar_selected.csv`), and the other columns are the before run's "
         "(same data, same basis). Where the search picked the protocol's own MVAR, nothing changed. "
         "Bold: meets the reference at its precision of three decimals (gas, blackhole: within 0.002 "
